@@ -1,0 +1,259 @@
+//! The one `Command` enum both personalities propose, and what applying it returns.
+//!
+//! These types travel in the Raft log, so they are serde types; the adapters
+//! translate their wire records into them and the results back.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{EtcdError, ZkError};
+use crate::mvcc::KeyValue;
+use crate::zk::{Acl, CreateMode, Stat};
+
+/// A log entry's payload: a command and the leader's wall clock when it
+/// proposed it. `core` never reads a clock itself (design decision 3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    /// Milliseconds since the Unix epoch, stamped by the leader.
+    pub time_ms: i64,
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Does nothing; used to test the write path.
+    Noop,
+    /// Open a ZooKeeper session: a lease whose TTL is the negotiated timeout.
+    ZkCreateSession { session: i64, password: Vec<u8>, timeout_ms: i64 },
+    /// Close a ZooKeeper session (client request): its ephemerals go.
+    ZkCloseSession { session: i64 },
+    /// One ZooKeeper write by `session` (0 = no session, internal).
+    Zk { session: i64, op: ZkOp },
+    /// An all-or-nothing ZooKeeper multi by `session`.
+    ZkMulti { session: i64, ops: Vec<ZkOp> },
+    /// The leader's container/TTL reaper: delete `path` if it is still an
+    /// empty container, or an empty TTL node whose TTL has passed.
+    ZkDeleteContainer { path: String },
+    Put(PutRequest),
+    DeleteRange(DeleteRangeRequest),
+    Txn(TxnRequest),
+    Compact { revision: i64 },
+    LeaseGrant { id: i64, ttl_secs: i64 },
+    LeaseRevoke { id: i64 },
+    /// The leader saw a lease's (or session's) deadline pass.
+    LeaseExpire { id: i64 },
+}
+
+impl Command {
+    /// Whether this command comes from or concerns the ZooKeeper side; such
+    /// commands always take a zxid, as every ZooKeeper txn does.
+    pub fn is_zk(&self) -> bool {
+        matches!(
+            self,
+            Command::ZkCreateSession { .. }
+                | Command::ZkCloseSession { .. }
+                | Command::Zk { .. }
+                | Command::ZkMulti { .. }
+                | Command::ZkDeleteContainer { .. }
+        )
+    }
+}
+
+/// A ZooKeeper write operation (also the ops allowed in a multi).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ZkOp {
+    /// `ttl_ms` is -1 unless `mode` is a TTL mode.
+    Create { path: String, data: Vec<u8>, acl: Vec<Acl>, mode: CreateMode, ttl_ms: i64 },
+    Delete { path: String, version: i32 },
+    SetData { path: String, data: Vec<u8>, version: i32 },
+    SetAcl { path: String, acl: Vec<Acl>, version: i32 },
+    Check { path: String, version: i32 },
+}
+
+impl ZkOp {
+    pub fn path(&self) -> &str {
+        match self {
+            ZkOp::Create { path, .. }
+            | ZkOp::Delete { path, .. }
+            | ZkOp::SetData { path, .. }
+            | ZkOp::SetAcl { path, .. }
+            | ZkOp::Check { path, .. } => path,
+        }
+    }
+}
+
+/// The result of one ZooKeeper op.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ZkOpResult {
+    /// The created node's actual path (with a sequential suffix) and stat.
+    Create { path: String, stat: Stat },
+    Delete,
+    SetData { stat: Stat },
+    SetAcl { stat: Stat },
+    Check,
+    /// Inside a failed multi: ops before the failure carry `None` (ZooKeeper's
+    /// `ErrorResult(0)`), the failing op its error, later ops
+    /// `RuntimeInconsistency`.
+    Error(Option<ZkError>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ZkResponse {
+    Session,
+    Op(ZkOpResult),
+    /// One result per op; either all succeeded or all are `Error`.
+    Multi(Vec<ZkOpResult>),
+}
+
+// ---- etcd requests, mirroring etcdserverpb field for field (minus headers) ----
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum SortOrder {
+    #[default]
+    None,
+    Ascend,
+    Descend,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum SortTarget {
+    #[default]
+    Key,
+    Version,
+    Create,
+    Mod,
+    Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RangeRequest {
+    pub key: Vec<u8>,
+    pub range_end: Vec<u8>,
+    pub limit: i64,
+    pub revision: i64,
+    pub sort_order: SortOrder,
+    pub sort_target: SortTarget,
+    pub keys_only: bool,
+    pub count_only: bool,
+    pub min_mod_revision: i64,
+    pub max_mod_revision: i64,
+    pub min_create_revision: i64,
+    pub max_create_revision: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RangeResponse {
+    pub kvs: Vec<KeyValue>,
+    pub more: bool,
+    pub count: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PutRequest {
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+    pub lease: i64,
+    pub prev_kv: bool,
+    pub ignore_value: bool,
+    pub ignore_lease: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PutResponse {
+    pub prev_kv: Option<KeyValue>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DeleteRangeRequest {
+    pub key: Vec<u8>,
+    pub range_end: Vec<u8>,
+    pub prev_kv: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DeleteRangeResponse {
+    pub deleted: i64,
+    pub prev_kvs: Vec<KeyValue>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CompareResult {
+    Equal,
+    Greater,
+    Less,
+    NotEqual,
+}
+
+/// What a compare looks at, with the value to compare against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CompareTarget {
+    Version(i64),
+    Create(i64),
+    Mod(i64),
+    Value(Vec<u8>),
+    Lease(i64),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Compare {
+    pub result: CompareResult,
+    pub target: CompareTarget,
+    pub key: Vec<u8>,
+    pub range_end: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RequestOp {
+    Range(RangeRequest),
+    Put(PutRequest),
+    DeleteRange(DeleteRangeRequest),
+    Txn(TxnRequest),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ResponseOp {
+    Range(RangeResponse),
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+    Txn(TxnResponse),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TxnRequest {
+    pub compare: Vec<Compare>,
+    pub success: Vec<RequestOp>,
+    pub failure: Vec<RequestOp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TxnResponse {
+    pub succeeded: bool,
+    pub responses: Vec<ResponseOp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EtcdResponse {
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+    Txn(TxnResponse),
+    Compact,
+    LeaseGrant { id: i64, ttl_secs: i64 },
+    LeaseRevoke,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    Noop,
+    Zk(Result<ZkResponse, ZkError>),
+    Etcd(Result<EtcdResponse, EtcdError>),
+    /// `LeaseExpire`: whether the lease still existed.
+    Expired(bool),
+}
+
+/// What applying one proposal produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    /// The revision clock after the command (the zxid of a ZooKeeper txn,
+    /// the header revision of an etcd write).
+    pub revision: i64,
+    pub response: Response,
+}

@@ -1,0 +1,126 @@
+//! Typed errors with the originals' codes and message texts: clients branch on them.
+
+use serde::{Deserialize, Serialize};
+
+/// A ZooKeeper `KeeperException.Code`, with ZooKeeper's numeric value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, thiserror::Error)]
+pub enum ZkError {
+    #[error("RuntimeInconsistency")]
+    RuntimeInconsistency,
+    #[error("DataInconsistency")]
+    DataInconsistency,
+    #[error("ConnectionLoss")]
+    ConnectionLoss,
+    #[error("MarshallingError")]
+    MarshallingError,
+    #[error("Unimplemented")]
+    Unimplemented,
+    #[error("OperationTimeout")]
+    OperationTimeout,
+    #[error("BadArguments")]
+    BadArguments,
+    #[error("NoNode")]
+    NoNode,
+    #[error("NoAuth")]
+    NoAuth,
+    #[error("BadVersion")]
+    BadVersion,
+    #[error("NoChildrenForEphemerals")]
+    NoChildrenForEphemerals,
+    #[error("NodeExists")]
+    NodeExists,
+    #[error("Directory not empty")]
+    NotEmpty,
+    #[error("Session expired")]
+    SessionExpired,
+    #[error("Invalid ACL")]
+    InvalidAcl,
+    #[error("AuthFailed")]
+    AuthFailed,
+    #[error("Session moved")]
+    SessionMoved,
+    #[error("Not a read-only call")]
+    NotReadOnly,
+    #[error("Ephemeral node on local session")]
+    EphemeralOnLocalSession,
+    #[error("No such watcher")]
+    NoWatcher,
+    #[error("Request timeout")]
+    RequestTimeout,
+    #[error("Reconfig is disabled")]
+    ReconfigDisabled,
+    #[error("Quota has exceeded")]
+    QuotaExceeded,
+}
+
+impl ZkError {
+    /// ZooKeeper's numeric code (`KeeperException.Code.intValue()`).
+    pub fn code(self) -> i32 {
+        use ZkError::*;
+        match self {
+            RuntimeInconsistency => -2,
+            DataInconsistency => -3,
+            ConnectionLoss => -4,
+            MarshallingError => -5,
+            Unimplemented => -6,
+            OperationTimeout => -7,
+            BadArguments => -8,
+            NoNode => -101,
+            NoAuth => -102,
+            BadVersion => -103,
+            NoChildrenForEphemerals => -108,
+            NodeExists => -110,
+            NotEmpty => -111,
+            SessionExpired => -112,
+            InvalidAcl => -114,
+            AuthFailed => -115,
+            SessionMoved => -118,
+            NotReadOnly => -119,
+            EphemeralOnLocalSession => -120,
+            NoWatcher => -121,
+            RequestTimeout => -122,
+            ReconfigDisabled => -123,
+            QuotaExceeded => -125,
+        }
+    }
+}
+
+/// An etcd server error; `Display` is the text etcd's gRPC status carries.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, thiserror::Error)]
+pub enum EtcdError {
+    #[error("etcdserver: mvcc: required revision has been compacted")]
+    Compacted,
+    #[error("etcdserver: mvcc: required revision is a future revision")]
+    FutureRev,
+    #[error("etcdserver: key not found")]
+    KeyNotFound,
+    #[error("etcdserver: requested lease not found")]
+    LeaseNotFound,
+    #[error("etcdserver: lease already exists")]
+    LeaseExists,
+    #[error("etcdserver: too large lease TTL")]
+    LeaseTtlTooLarge,
+    #[error("etcdserver: key is not provided")]
+    EmptyKey,
+    #[error("etcdserver: duplicate key given in txn request")]
+    DuplicateKey,
+    #[error("etcdserver: too many operations in txn request")]
+    TooManyOps,
+}
+
+impl EtcdError {
+    /// The gRPC status code etcd answers this error with.
+    pub fn grpc_code(&self) -> i32 {
+        use EtcdError::*;
+        match self {
+            // codes.OutOfRange
+            Compacted | FutureRev => 11,
+            // codes.InvalidArgument
+            KeyNotFound | EmptyKey | DuplicateKey | TooManyOps | LeaseTtlTooLarge => 3,
+            // codes.NotFound
+            LeaseNotFound => 5,
+            // codes.FailedPrecondition
+            LeaseExists => 9,
+        }
+    }
+}

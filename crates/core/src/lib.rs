@@ -1,0 +1,25 @@
+//! Janus's deterministic state machine.
+//!
+//! One [`State`] holds the ZooKeeper ZNode tree, the etcd MVCC key space and
+//! the leases (ZooKeeper sessions are leases), under one revision clock:
+//! every committed write that ZooKeeper would give a zxid or etcd a new
+//! revision advances it, so a zxid and a revision are the same number.
+//! Applying a [`Proposal`] returns the client's [`Applied`] answer and an
+//! [`EventBatch`] for the adapters' watches. Nothing here does I/O, reads a
+//! clock or draws a random number: time arrives stamped in the proposal.
+
+pub mod command;
+pub mod error;
+pub mod event;
+pub mod lease;
+pub mod mvcc;
+pub mod state;
+pub mod zk;
+
+pub use command::*;
+pub use error::{EtcdError, ZkError};
+pub use event::{Event, EventBatch};
+pub use lease::{Lease, Session};
+pub use mvcc::KeyValue;
+pub use state::State;
+pub use zk::{Acl, CreateMode, Id, Stat, ZNode};

@@ -1,0 +1,612 @@
+//! The ZNode tree: ZooKeeper's data model with its exact Stat update rules.
+//!
+//! Rules follow ZooKeeper 3.8/3.9 `PrepRequestProcessor` and `DataTree`:
+//! create bumps the parent's cversion and pzxid; delete bumps only the
+//! parent's pzxid; sequential names take the parent's cversion as a
+//! ten-digit suffix; a failed txn still takes a zxid.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::{ZkOp, ZkOpResult, ZkResponse};
+use crate::error::ZkError;
+use crate::event::Event;
+use crate::state::State;
+
+/// `ephemeralOwner` of a container node (`Long.MIN_VALUE`).
+pub const CONTAINER_OWNER: i64 = i64::MIN;
+/// Top byte of `ephemeralOwner` marking a TTL node; the low bits hold the TTL.
+pub const TTL_OWNER_MASK: u64 = 0xFF00_0000_0000_0000;
+/// Largest TTL ZooKeeper accepts (`EphemeralType.MAX_EXTENDED_SERVER_ID` bits).
+pub const MAX_TTL_MS: i64 = 0xFF_FFFF_FFFF;
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Id {
+    pub scheme: String,
+    pub id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Acl {
+    pub perms: i32,
+    pub id: Id,
+}
+
+impl Acl {
+    /// `ZooDefs.Ids.OPEN_ACL_UNSAFE`.
+    pub fn open_unsafe() -> Vec<Acl> {
+        vec![Acl { perms: perms::ALL, id: Id { scheme: "world".into(), id: "anyone".into() } }]
+    }
+}
+
+/// `ZooDefs.Perms`.
+pub mod perms {
+    pub const READ: i32 = 1;
+    pub const WRITE: i32 = 2;
+    pub const CREATE: i32 = 4;
+    pub const DELETE: i32 = 8;
+    pub const ADMIN: i32 = 16;
+    pub const ALL: i32 = 31;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CreateMode {
+    Persistent,
+    Ephemeral,
+    PersistentSequential,
+    EphemeralSequential,
+    Container,
+    PersistentWithTtl,
+    PersistentSequentialWithTtl,
+}
+
+impl CreateMode {
+    /// From ZooKeeper's wire flag; `None` for an unknown flag (BADARGUMENTS).
+    pub fn from_flag(flag: i32) -> Option<CreateMode> {
+        Some(match flag {
+            0 => CreateMode::Persistent,
+            1 => CreateMode::Ephemeral,
+            2 => CreateMode::PersistentSequential,
+            3 => CreateMode::EphemeralSequential,
+            4 => CreateMode::Container,
+            5 => CreateMode::PersistentWithTtl,
+            6 => CreateMode::PersistentSequentialWithTtl,
+            _ => return None,
+        })
+    }
+    pub fn flag(self) -> i32 {
+        self as i32
+    }
+    pub fn is_sequential(self) -> bool {
+        matches!(
+            self,
+            CreateMode::PersistentSequential
+                | CreateMode::EphemeralSequential
+                | CreateMode::PersistentSequentialWithTtl
+        )
+    }
+    pub fn is_ephemeral(self) -> bool {
+        matches!(self, CreateMode::Ephemeral | CreateMode::EphemeralSequential)
+    }
+    pub fn is_ttl(self) -> bool {
+        matches!(self, CreateMode::PersistentWithTtl | CreateMode::PersistentSequentialWithTtl)
+    }
+}
+
+/// ZooKeeper's `Stat`, all eleven fields as the client sees them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Stat {
+    pub czxid: i64,
+    pub mzxid: i64,
+    pub ctime: i64,
+    pub mtime: i64,
+    pub version: i32,
+    pub cversion: i32,
+    pub aversion: i32,
+    pub ephemeral_owner: i64,
+    pub data_length: i32,
+    pub num_children: i32,
+    pub pzxid: i64,
+}
+
+/// What kind of node an `ephemeralOwner` value denotes (`EphemeralType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeKind {
+    Persistent,
+    Ephemeral(i64),
+    Container,
+    Ttl(i64),
+}
+
+impl NodeKind {
+    pub fn of_owner(owner: i64) -> NodeKind {
+        if owner == 0 {
+            NodeKind::Persistent
+        } else if owner == CONTAINER_OWNER {
+            NodeKind::Container
+        } else if (owner as u64) & TTL_OWNER_MASK == TTL_OWNER_MASK {
+            NodeKind::Ttl(((owner as u64) & !TTL_OWNER_MASK) as i64)
+        } else {
+            NodeKind::Ephemeral(owner)
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZNode {
+    pub data: Vec<u8>,
+    pub acl: Vec<Acl>,
+    /// `data_length` and `num_children` are kept current on every change.
+    pub stat: Stat,
+    pub children: BTreeSet<String>,
+}
+
+impl ZNode {
+    fn new(data: Vec<u8>, acl: Vec<Acl>, stat: Stat) -> ZNode {
+        ZNode { data, acl, stat, children: BTreeSet::new() }
+    }
+}
+
+/// The tree: full path → node. `/` is the root.
+pub(crate) type Tree = BTreeMap<String, ZNode>;
+
+/// The nodes every ZooKeeper server has from the start, with zxid 0.
+pub(crate) fn initial_tree() -> Tree {
+    let mut t = Tree::new();
+    let mk = |children: &[&str]| ZNode {
+        data: Vec::new(),
+        acl: Acl::open_unsafe(),
+        stat: Stat { num_children: children.len() as i32, ..Stat::default() },
+        children: children.iter().map(|c| c.to_string()).collect(),
+    };
+    t.insert("/".into(), mk(&["zookeeper"]));
+    t.insert("/zookeeper".into(), mk(&["config", "quota"]));
+    t.insert("/zookeeper/quota".into(), mk(&[]));
+    t.insert("/zookeeper/config".into(), mk(&[]));
+    t
+}
+
+/// `PathUtils.validatePath`: absolute, no empty or relative segments, no
+/// forbidden characters, no trailing slash except the root.
+pub fn validate_path(path: &str) -> Result<(), ZkError> {
+    if path.is_empty() || !path.starts_with('/') {
+        return Err(ZkError::BadArguments);
+    }
+    if path.len() == 1 {
+        return Ok(());
+    }
+    if path.ends_with('/') {
+        return Err(ZkError::BadArguments);
+    }
+    for seg in path[1..].split('/') {
+        if seg.is_empty() || seg == "." || seg == ".." {
+            return Err(ZkError::BadArguments);
+        }
+    }
+    for c in path.chars() {
+        let u = c as u32;
+        if u == 0
+            || (0x01..=0x1F).contains(&u)
+            || (0x7F..=0x9F).contains(&u)
+            || (0xD800..=0xF8FF).contains(&u)
+            || (0xFFF0..=0xFFFF).contains(&u)
+        {
+            return Err(ZkError::BadArguments);
+        }
+    }
+    Ok(())
+}
+
+/// The parent of a valid non-root path, and the last segment.
+pub fn split_path(path: &str) -> (&str, &str) {
+    match path.rfind('/') {
+        Some(0) => ("/", &path[1..]),
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => ("/", path),
+    }
+}
+
+/// Undo records for an all-or-nothing multi.
+enum Undo {
+    Created(String),
+    Deleted(String, ZNode),
+    Stat(String, Stat),
+    Data(String, Stat, Vec<u8>),
+    Acl(String, Stat, Vec<Acl>),
+}
+
+/// The context one ZooKeeper txn runs in.
+struct TxnCtx {
+    zxid: i64,
+    time: i64,
+    session: i64,
+    undo: Vec<Undo>,
+    events: Vec<Event>,
+    /// (session, path, added) changes to lease attachments, applied on commit.
+    ephemerals: Vec<(i64, String, bool)>,
+}
+
+impl State {
+    /// Look up a node.
+    pub fn znode(&self, path: &str) -> Option<&ZNode> {
+        self.tree.get(path)
+    }
+
+    /// The stat of `path`, as `exists` returns it.
+    pub fn zk_stat(&self, path: &str) -> Option<Stat> {
+        self.tree.get(path).map(|n| n.stat)
+    }
+
+    /// The children's names of `path`, sorted.
+    pub fn zk_children(&self, path: &str) -> Option<Vec<String>> {
+        self.tree.get(path).map(|n| n.children.iter().cloned().collect())
+    }
+
+    /// `getAllChildrenNumber`: all descendants of `path`.
+    pub fn zk_all_children_number(&self, path: &str) -> Option<i64> {
+        self.tree.get(path)?;
+        let prefix = if path == "/" { "/".to_string() } else { format!("{path}/") };
+        Some(self.tree.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix)).count() as i64)
+    }
+
+    /// `getEphemerals`: the session's ephemeral paths starting with `prefix`.
+    pub fn zk_ephemerals(&self, session: i64, prefix: &str) -> Vec<String> {
+        let all = self.leases.get(&session).map(|l| &l.ephemerals);
+        all.into_iter()
+            .flatten()
+            .filter(|p| prefix.is_empty() || prefix == "/" || p.starts_with(prefix))
+            .cloned()
+            .collect()
+    }
+
+    /// Every path in the tree, in order (for dumps and the console).
+    pub fn zk_paths(&self) -> impl Iterator<Item = &String> {
+        self.tree.keys()
+    }
+
+    /// Containers and TTL nodes the reaper should try to delete at `now_ms`
+    /// (ZooKeeper's `ContainerManager.getCandidates`).
+    pub fn zk_reap_candidates(&self, now_ms: i64, limit: usize) -> Vec<String> {
+        self.tree
+            .iter()
+            .filter(|(_, n)| n.children.is_empty() && Self::reapable(n, now_ms))
+            .take(limit)
+            .map(|(p, _)| p.clone())
+            .collect()
+    }
+
+    fn reapable(n: &ZNode, now_ms: i64) -> bool {
+        match NodeKind::of_owner(n.stat.ephemeral_owner) {
+            NodeKind::Container => n.stat.cversion > 0,
+            NodeKind::Ttl(ttl) => now_ms.saturating_sub(n.stat.mtime) > ttl,
+            _ => false,
+        }
+    }
+
+    /// A ZooKeeper session is valid if its lease exists and is a session.
+    fn zk_session_ok(&self, session: i64) -> bool {
+        session == 0 || self.leases.get(&session).is_some_and(|l| l.session.is_some())
+    }
+
+    pub(crate) fn zk_single(&mut self, time: i64, session: i64, op: &ZkOp) -> Result<ZkResponse, ZkError> {
+        let zxid = self.next_zxid();
+        if !self.zk_session_ok(session) {
+            return Err(ZkError::SessionExpired);
+        }
+        let mut cx = TxnCtx { zxid, time, session, undo: Vec::new(), events: Vec::new(), ephemerals: Vec::new() };
+        match self.zk_apply_op(&mut cx, op) {
+            Ok(r) => {
+                self.zk_commit(cx);
+                Ok(ZkResponse::Op(r))
+            }
+            Err(e) => {
+                self.zk_rollback(cx);
+                Err(e)
+            }
+        }
+    }
+
+    pub(crate) fn zk_multi(&mut self, time: i64, session: i64, ops: &[ZkOp]) -> Result<ZkResponse, ZkError> {
+        let zxid = self.next_zxid();
+        if !self.zk_session_ok(session) {
+            return Err(ZkError::SessionExpired);
+        }
+        let mut cx = TxnCtx { zxid, time, session, undo: Vec::new(), events: Vec::new(), ephemerals: Vec::new() };
+        let mut results = Vec::with_capacity(ops.len());
+        for (i, op) in ops.iter().enumerate() {
+            match self.zk_apply_op(&mut cx, op) {
+                Ok(r) => results.push(r),
+                Err(e) => {
+                    self.zk_rollback(cx);
+                    let mut failed = vec![ZkOpResult::Error(None); i];
+                    failed.push(ZkOpResult::Error(Some(e)));
+                    failed.resize(ops.len(), ZkOpResult::Error(Some(ZkError::RuntimeInconsistency)));
+                    return Ok(ZkResponse::Multi(failed));
+                }
+            }
+        }
+        self.zk_commit(cx);
+        Ok(ZkResponse::Multi(results))
+    }
+
+    pub(crate) fn zk_delete_container(&mut self, time: i64, path: &str) -> Result<ZkResponse, ZkError> {
+        let zxid = self.next_zxid();
+        let node = self.tree.get(path).ok_or(ZkError::NoNode)?;
+        if !node.children.is_empty() {
+            return Err(ZkError::NotEmpty);
+        }
+        // The reaper re-checks at the stamped time: a TTL node touched since
+        // the leader picked it stays.
+        if !Self::reapable(node, time) {
+            return Err(ZkError::BadVersion);
+        }
+        let mut cx = TxnCtx { zxid, time, session: 0, undo: Vec::new(), events: Vec::new(), ephemerals: Vec::new() };
+        self.zk_remove_node(&mut cx, path);
+        self.zk_commit(cx);
+        Ok(ZkResponse::Op(ZkOpResult::Delete))
+    }
+
+    /// Delete every ephemeral of `session` (close or expiry); the caller has
+    /// already taken the zxid.
+    pub(crate) fn zk_kill_session(&mut self, zxid: i64, time: i64, session: i64) {
+        let paths: Vec<String> =
+            self.leases.get(&session).map(|l| l.ephemerals.iter().cloned().collect()).unwrap_or_default();
+        let mut cx = TxnCtx { zxid, time, session, undo: Vec::new(), events: Vec::new(), ephemerals: Vec::new() };
+        for p in paths {
+            if self.tree.contains_key(&p) {
+                self.zk_remove_node(&mut cx, &p);
+            }
+        }
+        self.zk_commit(cx);
+    }
+
+    fn zk_commit(&mut self, cx: TxnCtx) {
+        for (session, path, added) in cx.ephemerals {
+            if let Some(l) = self.leases.get_mut(&session) {
+                if added {
+                    l.ephemerals.insert(path);
+                } else {
+                    l.ephemerals.remove(&path);
+                }
+            }
+        }
+        self.events.extend(cx.events);
+    }
+
+    fn zk_rollback(&mut self, cx: TxnCtx) {
+        for u in cx.undo.into_iter().rev() {
+            match u {
+                Undo::Created(path) => {
+                    self.tree.remove(&path);
+                    let (parent, name) = split_path(&path);
+                    if let Some(p) = self.tree.get_mut(parent) {
+                        p.children.remove(name);
+                    }
+                }
+                Undo::Deleted(path, node) => {
+                    let (parent, name) = split_path(&path);
+                    if let Some(p) = self.tree.get_mut(parent) {
+                        p.children.insert(name.to_string());
+                    }
+                    self.tree.insert(path, node);
+                }
+                Undo::Stat(path, stat) => {
+                    if let Some(n) = self.tree.get_mut(&path) {
+                        n.stat = stat;
+                        n.stat.num_children = n.children.len() as i32;
+                    }
+                }
+                Undo::Data(path, stat, data) => {
+                    if let Some(n) = self.tree.get_mut(&path) {
+                        n.stat = stat;
+                        n.data = data;
+                    }
+                }
+                Undo::Acl(path, stat, acl) => {
+                    if let Some(n) = self.tree.get_mut(&path) {
+                        n.stat = stat;
+                        n.acl = acl;
+                    }
+                }
+            }
+        }
+    }
+
+    fn save_stat(cx: &mut TxnCtx, path: &str, n: &ZNode) {
+        cx.undo.push(Undo::Stat(path.to_string(), n.stat));
+    }
+
+    fn zk_apply_op(&mut self, cx: &mut TxnCtx, op: &ZkOp) -> Result<ZkOpResult, ZkError> {
+        match op {
+            ZkOp::Create { path, data, acl, mode, ttl_ms } => {
+                self.zk_create(cx, path, data, acl, *mode, *ttl_ms).map(|(path, stat)| ZkOpResult::Create { path, stat })
+            }
+            ZkOp::Delete { path, version } => {
+                validate_path(path)?;
+                if path == "/" {
+                    return Err(ZkError::BadArguments);
+                }
+                let (parent, _) = split_path(path);
+                if !self.tree.contains_key(parent) {
+                    return Err(ZkError::NoNode);
+                }
+                let node = self.tree.get(path.as_str()).ok_or(ZkError::NoNode)?;
+                check_version(node.stat.version, *version)?;
+                if !node.children.is_empty() {
+                    return Err(ZkError::NotEmpty);
+                }
+                self.zk_remove_node(cx, path);
+                Ok(ZkOpResult::Delete)
+            }
+            ZkOp::SetData { path, data, version } => {
+                validate_path(path)?;
+                let node = self.tree.get_mut(path.as_str()).ok_or(ZkError::NoNode)?;
+                check_version(node.stat.version, *version)?;
+                cx.undo.push(Undo::Data(path.clone(), node.stat, std::mem::take(&mut node.data)));
+                node.data = data.clone();
+                node.stat.version = node.stat.version.wrapping_add(1);
+                node.stat.mzxid = cx.zxid;
+                node.stat.mtime = cx.time;
+                node.stat.data_length = data.len() as i32;
+                let stat = node.stat;
+                cx.events.push(Event::ZkDataChanged { path: path.clone() });
+                Ok(ZkOpResult::SetData { stat })
+            }
+            ZkOp::SetAcl { path, acl, version } => {
+                validate_path(path)?;
+                if acl.is_empty() {
+                    return Err(ZkError::InvalidAcl);
+                }
+                let node = self.tree.get_mut(path.as_str()).ok_or(ZkError::NoNode)?;
+                check_version(node.stat.aversion, *version)?;
+                cx.undo.push(Undo::Acl(path.clone(), node.stat, std::mem::replace(&mut node.acl, acl.clone())));
+                node.stat.aversion = node.stat.aversion.wrapping_add(1);
+                Ok(ZkOpResult::SetAcl { stat: node.stat })
+            }
+            ZkOp::Check { path, version } => {
+                validate_path(path)?;
+                let node = self.tree.get(path.as_str()).ok_or(ZkError::NoNode)?;
+                check_version(node.stat.version, *version)?;
+                Ok(ZkOpResult::Check)
+            }
+        }
+    }
+
+    fn zk_create(
+        &mut self,
+        cx: &mut TxnCtx,
+        path: &str,
+        data: &[u8],
+        acl: &[Acl],
+        mode: CreateMode,
+        ttl_ms: i64,
+    ) -> Result<(String, Stat), ZkError> {
+        if mode.is_ttl() {
+            if ttl_ms <= 0 || ttl_ms > MAX_TTL_MS {
+                return Err(ZkError::BadArguments);
+            }
+        } else if ttl_ms >= 0 {
+            return Err(ZkError::BadArguments);
+        }
+        // A sequential path may end in '/': the suffix completes it.
+        if mode.is_sequential() {
+            validate_path(&format!("{path}1"))?;
+        } else {
+            validate_path(path)?;
+        }
+        if path == "/" {
+            return Err(ZkError::NodeExists);
+        }
+        let (parent_path, _) = split_path(path);
+        let parent = self.tree.get(parent_path).ok_or(ZkError::NoNode)?;
+        let full = if mode.is_sequential() { format!("{path}{:010}", parent.stat.cversion) } else { path.to_string() };
+        validate_path(&full)?;
+        if acl.is_empty() {
+            return Err(ZkError::InvalidAcl);
+        }
+        if self.tree.contains_key(&full) {
+            return Err(ZkError::NodeExists);
+        }
+        if matches!(NodeKind::of_owner(parent.stat.ephemeral_owner), NodeKind::Ephemeral(_)) {
+            return Err(ZkError::NoChildrenForEphemerals);
+        }
+        let owner = match mode {
+            CreateMode::Ephemeral | CreateMode::EphemeralSequential => {
+                if cx.session == 0 {
+                    return Err(ZkError::BadArguments);
+                }
+                cx.session
+            }
+            CreateMode::Container => CONTAINER_OWNER,
+            CreateMode::PersistentWithTtl | CreateMode::PersistentSequentialWithTtl => {
+                (TTL_OWNER_MASK | ttl_ms as u64) as i64
+            }
+            _ => 0,
+        };
+        let parent_path = parent_path.to_string();
+        let (_, name) = split_path(&full);
+        let name = name.to_string();
+        let parent = self.tree.get_mut(&parent_path).ok_or(ZkError::NoNode)?;
+        Self::save_stat(cx, &parent_path, parent);
+        parent.stat.cversion = parent.stat.cversion.wrapping_add(1);
+        parent.stat.pzxid = cx.zxid;
+        parent.children.insert(name);
+        parent.stat.num_children = parent.children.len() as i32;
+        let stat = Stat {
+            czxid: cx.zxid,
+            mzxid: cx.zxid,
+            ctime: cx.time,
+            mtime: cx.time,
+            version: 0,
+            cversion: 0,
+            aversion: 0,
+            ephemeral_owner: owner,
+            data_length: data.len() as i32,
+            num_children: 0,
+            pzxid: cx.zxid,
+        };
+        self.tree.insert(full.clone(), ZNode::new(data.to_vec(), acl.to_vec(), stat));
+        cx.undo.push(Undo::Created(full.clone()));
+        if mode.is_ephemeral() {
+            cx.ephemerals.push((owner, full.clone(), true));
+        }
+        cx.events.push(Event::ZkCreated { path: full.clone() });
+        cx.events.push(Event::ZkChildrenChanged { path: parent_path });
+        Ok((full, stat))
+    }
+
+    /// Remove an existing, childless node and update its parent.
+    fn zk_remove_node(&mut self, cx: &mut TxnCtx, path: &str) {
+        let Some(node) = self.tree.remove(path) else { return };
+        if let NodeKind::Ephemeral(owner) = NodeKind::of_owner(node.stat.ephemeral_owner) {
+            cx.ephemerals.push((owner, path.to_string(), false));
+        }
+        let (parent_path, name) = split_path(path);
+        if let Some(parent) = self.tree.get_mut(parent_path) {
+            Self::save_stat(cx, parent_path, parent);
+            parent.children.remove(name);
+            parent.stat.num_children = parent.children.len() as i32;
+            // ZooKeeper only moves pzxid forward, and leaves cversion alone.
+            if cx.zxid > parent.stat.pzxid {
+                parent.stat.pzxid = cx.zxid;
+            }
+        }
+        cx.undo.push(Undo::Deleted(path.to_string(), node));
+        cx.events.push(Event::ZkDeleted { path: path.to_string() });
+        cx.events.push(Event::ZkChildrenChanged { path: parent_path.to_string() });
+    }
+}
+
+/// `checkAndIncVersion`: -1 matches any version.
+fn check_version(current: i32, expected: i32) -> Result<(), ZkError> {
+    if expected != -1 && expected != current {
+        return Err(ZkError::BadVersion);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        for ok in ["/", "/a", "/a/b", "/a b", "/ü"] {
+            assert_eq!(validate_path(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", "a", "/a/", "//a", "/a//b", "/.", "/a/..", "/a\u{0}b", "/\u{1}", "/\u{fff0}"] {
+            assert_eq!(validate_path(bad), Err(ZkError::BadArguments), "{bad:?}");
+        }
+        assert_eq!(split_path("/a"), ("/", "a"));
+        assert_eq!(split_path("/a/b/c"), ("/a/b", "c"));
+    }
+
+    #[test]
+    fn owner_kinds() {
+        assert_eq!(NodeKind::of_owner(0), NodeKind::Persistent);
+        assert_eq!(NodeKind::of_owner(CONTAINER_OWNER), NodeKind::Container);
+        assert_eq!(NodeKind::of_owner((TTL_OWNER_MASK | 5000) as i64), NodeKind::Ttl(5000));
+        assert_eq!(NodeKind::of_owner(0x0100_0000_0000_0001), NodeKind::Ephemeral(0x0100_0000_0000_0001));
+    }
+}
