@@ -55,6 +55,53 @@ enum Gen {
     CompactValid(u32),
     /// `ZkDeleteContainer` of one of the current reap candidates.
     Reap(u32),
+    /// A ZooKeeper write (a multi if `multi`) whose ops name existing nodes.
+    Smart { session: i64, multi: bool, ops: Vec<SmartOp> },
+}
+
+/// A ZooKeeper op resolved against the tree when it runs: `sel` picks an
+/// existing node (the parent, for a create), `vmode` the expected version
+/// (any, the current one, or a wrong one).
+#[derive(Debug, Clone)]
+struct SmartOp {
+    kind: u8,
+    sel: u32,
+    name: &'static str,
+    mode: CreateMode,
+    ttl: i64,
+    data: Vec<u8>,
+    vmode: u8,
+}
+
+fn resolve(s: &State, op: &SmartOp) -> ZkOp {
+    let paths: Vec<&String> = s.zk_paths().collect();
+    let path = paths[op.sel as usize % paths.len()].clone();
+    let stat = s.zk_stat(&path).unwrap_or_default();
+    let version = |current: i32| match op.vmode % 4 {
+        0 | 1 => -1,
+        2 => current,
+        _ => current + 1,
+    };
+    match op.kind % 8 {
+        0..=2 => {
+            let mut child = if path == "/" { format!("/{}", op.name) } else { format!("{path}/{}", op.name) };
+            if op.mode.is_sequential() {
+                child.push('-');
+            }
+            let ttl_ms = if op.mode.is_ttl() { op.ttl } else { -1 };
+            ZkOp::Create { path: child, data: op.data.clone(), acl: Acl::open_unsafe(), mode: op.mode, ttl_ms }
+        }
+        3 | 4 => ZkOp::Delete { path, version: version(stat.version) },
+        5 => ZkOp::SetData { path, data: op.data.clone(), version: version(stat.version) },
+        6 => ZkOp::Check { path, version: version(stat.version) },
+        _ => ZkOp::SetAcl { path, acl: Acl::open_unsafe(), version: version(stat.aversion) },
+    }
+}
+
+fn smart_op() -> BoxedStrategy<SmartOp> {
+    (any::<u8>(), any::<u32>(), select(NAMES), select(MODES), 1..4000i64, zk_data(), any::<u8>())
+        .prop_map(|(kind, sel, name, mode, ttl, data, vmode)| SmartOp { kind, sel, name, mode, ttl, data, vmode })
+        .boxed()
 }
 
 #[derive(Debug, Clone)]
@@ -65,7 +112,8 @@ struct Step {
 }
 
 fn good_path() -> BoxedStrategy<String> {
-    vec(select(NAMES), 1..=3).prop_map(|v| format!("/{}", v.join("/"))).boxed()
+    let depth = prop_oneof![3 => Just(1usize), 3 => Just(2usize), 1 => Just(3usize)];
+    (depth, vec(select(NAMES), 3)).prop_map(|(d, v)| format!("/{}", v[..d].join("/"))).boxed()
 }
 
 fn path() -> BoxedStrategy<String> {
@@ -138,7 +186,7 @@ fn zk_op() -> BoxedStrategy<ZkOp> {
 /// Session ids used by ZooKeeper writes: 0 (internal), sessions 1-3, and 4,
 /// which is usually an etcd lease.
 fn zk_session() -> BoxedStrategy<i64> {
-    prop_oneof![2 => Just(0i64), 5 => 1..=3i64, 1 => Just(4i64)].boxed()
+    prop_oneof![2 => Just(0i64), 5 => 1..=2i64, 1 => Just(3i64), 1 => Just(4i64)].boxed()
 }
 
 /// Lease ids: 1-3 are usually sessions, 4-5 etcd leases; 0 and 9 are never
@@ -281,8 +329,20 @@ fn gen(mix: Mix) -> BoxedStrategy<Gen> {
         (mix.sessions, cmd(lease_id().prop_map(|session| Command::ZkCloseSession { session }).boxed())),
         (mix.zk, cmd((zk_session(), zk_op()).prop_map(|(session, op)| Command::Zk { session, op }).boxed())),
         (
+            mix.zk,
+            (smart_session(), smart_op())
+                .prop_map(|(session, op)| Gen::Smart { session, multi: false, ops: vec![op] })
+                .boxed(),
+        ),
+        (
             mix.multi,
             cmd((zk_session(), vec(zk_op(), 1..=4)).prop_map(|(session, ops)| Command::ZkMulti { session, ops }).boxed()),
+        ),
+        (
+            mix.multi,
+            (smart_session(), vec(smart_op(), 1..=4))
+                .prop_map(|(session, ops)| Gen::Smart { session, multi: true, ops })
+                .boxed(),
         ),
         (
             mix.zk / 6,
@@ -306,9 +366,28 @@ fn gen(mix: Mix) -> BoxedStrategy<Gen> {
     Union::new_weighted(arms.into_iter().map(|(w, s)| (w.max(1), s)).collect()).boxed()
 }
 
+/// Sessions for the state-aware ops: mostly the two opened at the start.
+fn smart_session() -> BoxedStrategy<i64> {
+    prop_oneof![1 => Just(0i64), 3 => 1..=2i64, 1 => Just(3i64)].boxed()
+}
+
+/// Every sequence starts with sessions 1 and 2 and etcd leases 4 and 5
+/// (later commands may close, revoke or expire them).
+fn setup() -> Vec<Step> {
+    let cmds = [
+        Command::ZkCreateSession { session: 1, password: vec![1], timeout_ms: 4000 },
+        Command::ZkCreateSession { session: 2, password: vec![2], timeout_ms: 4000 },
+        Command::LeaseGrant { id: 4, ttl_secs: 60 },
+        Command::LeaseGrant { id: 5, ttl_secs: 60 },
+    ];
+    cmds.into_iter().map(|c| Step { dt: 0, gen: Gen::Cmd(c) }).collect()
+}
+
 fn steps(mix: Mix) -> BoxedStrategy<Vec<Step>> {
     let dt = prop_oneof![3 => 0..50i64, 2 => 0..3000i64];
-    vec((dt, gen(mix)).prop_map(|(dt, gen)| Step { dt, gen }), 1..150).boxed()
+    vec((dt, gen(mix)).prop_map(|(dt, gen)| Step { dt, gen }), 1..150)
+        .prop_map(|v| setup().into_iter().chain(v).collect())
+        .boxed()
 }
 
 /// Turn generated steps into concrete proposals, resolving the
@@ -330,6 +409,14 @@ fn materialize(steps: &[Step]) -> Vec<Proposal> {
                 let c = s.zk_reap_candidates(time, 64);
                 let path = if c.is_empty() { "/a".to_string() } else { c[*x as usize % c.len()].clone() };
                 Command::ZkDeleteContainer { path }
+            }
+            Gen::Smart { session, multi, ops } => {
+                let mut ops: Vec<ZkOp> = ops.iter().map(|o| resolve(&s, o)).collect();
+                if *multi {
+                    Command::ZkMulti { session: *session, ops }
+                } else {
+                    Command::Zk { session: *session, op: ops.remove(0) }
+                }
             }
         };
         let p = Proposal { time_ms: time, command };
@@ -554,5 +641,61 @@ proptest! {
                 prop_assert_eq!(&view(&s), &before, "{}", ctx);
             }
         }
+    }
+}
+
+/// Not a property: how often the generated sequences reach the interesting
+/// outcomes. Run with `cargo test --release -p janus-core --test properties
+/// -- --ignored --nocapture coverage`.
+#[test]
+#[ignore]
+fn coverage() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    let mut runner = TestRunner::deterministic();
+    for mix in [BALANCED, ZK_HEAVY] {
+        for _ in 0..256 {
+            let steps = steps(mix).new_tree(&mut runner).unwrap().current();
+            let mut s = State::new();
+            for p in materialize(&steps) {
+                let had_attachments = match &p.command {
+                    Command::LeaseRevoke { id } | Command::LeaseExpire { id } | Command::ZkCloseSession { session: id } => s
+                        .lease(*id)
+                        .map(|l| format!("keys={} ephemerals={}", !l.keys.is_empty(), !l.ephemerals.is_empty())),
+                    _ => None,
+                };
+                let (a, ev) = s.apply(&p);
+                let name = format!("{:?}", p.command);
+                let name = name.split([' ', '(', '{']).next().unwrap().to_string();
+                let outcome = match &a.response {
+                    Response::Zk(Ok(ZkResponse::Multi(_))) if is_failed_multi(&a.response) => "multi failed".to_string(),
+                    Response::Zk(Ok(ZkResponse::Multi(rs))) => format!("multi ok ({} ops)", rs.len()),
+                    Response::Zk(Ok(ZkResponse::Op(r))) => format!("{:?}", r).split([' ', '(', '{']).next().unwrap().to_string(),
+                    Response::Zk(Ok(r)) => format!("{r:?}"),
+                    Response::Zk(Err(e)) => format!("Err({e:?})"),
+                    Response::Etcd(Ok(EtcdResponse::Txn(t))) => format!("Txn succeeded={}", t.succeeded),
+                    Response::Etcd(Ok(EtcdResponse::DeleteRange(d))) => format!("deleted>0={}", d.deleted > 0),
+                    Response::Etcd(Ok(r)) => format!("{r:?}").split([' ', '(', '{']).next().unwrap().to_string(),
+                    Response::Etcd(Err(e)) => format!("Err({e:?})"),
+                    r => format!("{r:?}"),
+                };
+                *counts.entry(format!("{name}: {outcome} {}", had_attachments.unwrap_or_default())).or_default() += 1;
+                for e in ev.events {
+                    let e = format!("{e:?}");
+                    *counts.entry(format!("event {}", e.split([' ', '(', '{']).next().unwrap())).or_default() += 1;
+                }
+                if let Command::Zk { op: ZkOp::Create { mode, .. }, .. } = &p.command {
+                    if matches!(a.response, Response::Zk(Ok(_))) {
+                        *counts.entry(format!("created {mode:?}")).or_default() += 1;
+                    }
+                }
+            }
+            *counts.entry(format!("final znodes>{}", s.zk_paths().count().saturating_sub(4) / 5 * 5)).or_default() += 1;
+            *counts.entry(format!("final compacted>0 {}", s.compacted_revision() > 0)).or_default() += 1;
+        }
+    }
+    for (k, v) in counts {
+        println!("{v:8}  {k}");
     }
 }

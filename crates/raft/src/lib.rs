@@ -1,1 +1,22 @@
-//! placeholder
+//! Janus's Raft layer: openraft over a tonic peer network.
+//!
+//! - [`RaftNode`] runs a member: it opens the RocksDB store, starts openraft,
+//!   initializes a new cluster on first start, proposes commands (forwarding
+//!   them to the leader from any member) and serves linearizable reads
+//!   through Raft's read index.
+//! - [`PeerService`] is the peer port's gRPC service (`proto/janus/peer.proto`).
+
+pub mod network;
+pub mod node;
+pub mod query;
+pub mod service;
+
+/// Types generated from `proto/janus/peer.proto`.
+pub mod proto {
+    tonic::include_proto!("janus.peer.v1");
+}
+
+pub use janus_store::{NodeId, TypeConfig};
+pub use node::{NodeConfig, NodeError, NodeStats, RaftNode};
+pub use query::{Query, QueryResult};
+pub use service::PeerService;

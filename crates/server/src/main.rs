@@ -1,1 +1,110 @@
-fn main() {}
+//! `janus`: one binary that is both a ZooKeeper and an etcd server.
+
+mod config;
+mod http;
+mod metrics;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use janus_raft::{NodeConfig, PeerService, RaftNode};
+use tokio::sync::watch;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Cli, Config};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let cfg = Config::load(&cli, std::env::vars())?;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+    run(cfg).await
+}
+
+async fn run(cfg: Config) -> anyhow::Result<()> {
+    tracing::info!(?cfg, "starting janus {}", env!("CARGO_PKG_VERSION"));
+    let metrics = metrics::Metrics::default();
+    let node_cfg = NodeConfig {
+        id: cfg.node_id,
+        advertise_peer: cfg.advertise_peer(),
+        data_dir: cfg.data_dir.clone(),
+        initial_cluster: cfg.members()?,
+        heartbeat_ms: cfg.heartbeat_ms,
+        election_timeout_ms: cfg.election_timeout_ms,
+        snapshot_logs: cfg.snapshot_entries,
+    };
+    let node = RaftNode::start(node_cfg, Some(metrics.fsync_observer())).await?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    let peer_addr: SocketAddr = cfg.peer_listen.parse().context("peer_listen")?;
+    let peer = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(PeerService::server(node.clone()))
+        .serve_with_shutdown(peer_addr, stopped(stop_rx.clone()));
+    let peer = tokio::spawn(peer);
+
+    let http_listener = tokio::net::TcpListener::bind(&cfg.etcd_listen)
+        .await
+        .with_context(|| format!("binding {}", cfg.etcd_listen))?;
+    let app = http::router(http::Http { node: node.clone(), metrics: metrics.clone() });
+    let http_stop = stopped(stop_rx.clone());
+    let http = tokio::spawn(async move { axum::serve(http_listener, app).with_graceful_shutdown(http_stop).await });
+    tracing::info!(peer = %cfg.peer_listen, http = %cfg.etcd_listen, "listening");
+
+    {
+        let node = node.clone();
+        tokio::spawn(async move {
+            match node.wait_for_leader(Duration::from_secs(60)).await {
+                Ok(leader) => tracing::info!(leader, "cluster ready"),
+                Err(e) => tracing::warn!("no leader yet: {e}"),
+            }
+        });
+    }
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let _ = http.await;
+        let _ = peer.await;
+    })
+    .await;
+    node.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!("SIGINT handler: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!("SIGTERM handler: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

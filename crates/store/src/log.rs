@@ -2,6 +2,7 @@
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -22,6 +23,7 @@ const KEY_LAST_PURGED: &[u8] = b"last_purged";
 pub struct LogStore {
     db: Arc<DB>,
     on_fsync: Option<FsyncObserver>,
+    committed: Arc<AtomicU64>,
 }
 
 fn idx_key(index: u64) -> [u8; 8] {
@@ -36,7 +38,12 @@ fn sync_opts() -> WriteOptions {
 
 impl LogStore {
     pub(crate) fn new(db: Arc<DB>, on_fsync: Option<FsyncObserver>) -> LogStore {
-        LogStore { db, on_fsync }
+        LogStore { db, on_fsync, committed: Arc::new(AtomicU64::new(0)) }
+    }
+
+    /// The last committed log index openraft reported (for metrics).
+    pub fn committed_index(&self) -> Arc<AtomicU64> {
+        self.committed.clone()
     }
 
     fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StorageError> {
@@ -130,6 +137,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), StorageError> {
         // Not fsynced: losing it only means re-applying from the snapshot
         // up to what the log proves committed on the next election.
+        self.committed.store(committed.map_or(0, |c| c.index), Ordering::Relaxed);
         let cf = self.cf(CF_META)?;
         let v = postcard::to_stdvec(&committed).map_err(|e| StorageIOError::write(&e))?;
         self.db.put_cf(cf, KEY_COMMITTED, v).map_err(|e| StorageIOError::write(&e).into())

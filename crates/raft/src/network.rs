@@ -1,0 +1,141 @@
+//! openraft's network over the tonic peer service.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use janus_store::{NodeId, TypeConfig};
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use openraft::BasicNode;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::proto::peer_client::PeerClient;
+use crate::proto::RaftMessage;
+
+/// Largest gRPC message between peers (snapshot chunks and log batches).
+pub const MAX_PEER_MESSAGE: usize = 64 << 20;
+
+/// Connections to peers, one lazily-connected HTTP/2 channel per address.
+#[derive(Clone, Default)]
+pub struct Channels {
+    inner: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl Channels {
+    /// A client for the peer at `addr` (`host:port`).
+    pub fn client(&self, addr: &str) -> Result<PeerClient<Channel>, tonic::transport::Error> {
+        let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let ch = match map.get(addr) {
+            Some(ch) => ch.clone(),
+            None => {
+                let ch = Endpoint::from_shared(format!("http://{addr}"))?
+                    .connect_timeout(Duration::from_secs(1))
+                    .tcp_nodelay(true)
+                    .http2_keep_alive_interval(Duration::from_secs(5))
+                    .connect_lazy();
+                map.insert(addr.to_string(), ch.clone());
+                ch
+            }
+        };
+        Ok(PeerClient::new(ch).max_decoding_message_size(MAX_PEER_MESSAGE).max_encoding_message_size(MAX_PEER_MESSAGE))
+    }
+}
+
+/// Builds per-target clients for openraft.
+#[derive(Clone, Default)]
+pub struct Network {
+    pub channels: Channels,
+}
+
+pub struct Connection {
+    target: NodeId,
+    addr: String,
+    channels: Channels,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Connection;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Connection {
+        Connection { target, addr: node.addr.clone(), channels: self.channels.clone() }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Msg(String);
+
+pub(crate) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, tonic::Status> {
+    postcard::to_stdvec(v).map_err(|e| tonic::Status::internal(format!("encode: {e}")))
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, tonic::Status> {
+    postcard::from_bytes(b).map_err(|e| tonic::Status::invalid_argument(format!("decode: {e}")))
+}
+
+impl Connection {
+    /// Send one raft message; `Err(RPCError)` for transport failures,
+    /// `Ok(Err(e))` when the remote raft answered with an error.
+    async fn call<Req, Resp, E>(
+        &self,
+        req: &Req,
+        option: &RPCOption,
+        which: fn(
+            PeerClient<Channel>,
+            tonic::Request<RaftMessage>,
+        ) -> futures::future::BoxFuture<'static, Result<tonic::Response<RaftMessage>, tonic::Status>>,
+    ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let client = self.channels.client(&self.addr).map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        let payload = postcard::to_stdvec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let mut request = tonic::Request::new(RaftMessage { payload });
+        request.set_timeout(option.hard_ttl());
+        let resp = which(client, request).await.map_err(|s| match s.code() {
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
+                RPCError::Unreachable(Unreachable::new(&Msg(s.message().to_string())))
+            }
+            _ => RPCError::Network(NetworkError::new(&Msg(format!("{}: {}", s.code(), s.message())))),
+        })?;
+        let result: Result<Resp, RaftError<NodeId, E>> = postcard::from_bytes(&resp.into_inner().payload)
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Connection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.call(&rpc, &option, |mut c, r| Box::pin(async move { c.append_entries(r).await })).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>>
+    {
+        self.call(&rpc, &option, |mut c, r| Box::pin(async move { c.install_snapshot(r).await })).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.call(&rpc, &option, |mut c, r| Box::pin(async move { c.vote(r).await })).await
+    }
+}

@@ -1,0 +1,323 @@
+//! A running Raft member: proposing (with forwarding to the leader), the
+//! read index, and local reads of the applied state.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use janus_core::{Applied, Command, Proposal};
+use janus_store::{FsyncObserver, LogStore, NodeId, StateMachineStore, TypeConfig};
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, Raft, RaftMetrics, SnapshotPolicy};
+
+use crate::network::{decode, encode, Channels, Network};
+use crate::proto::{ForwardRequest, QueryRequest, ReadIndexRequest};
+use crate::query::{Query, QueryResult};
+
+/// How a member is set up.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub id: NodeId,
+    /// The address other members reach this member's peer port at.
+    pub advertise_peer: String,
+    pub data_dir: PathBuf,
+    /// Every initial member's id and peer address (this one included).
+    pub initial_cluster: BTreeMap<NodeId, String>,
+    pub heartbeat_ms: u64,
+    pub election_timeout_ms: u64,
+    /// Build a snapshot (and purge the log) after this many entries.
+    pub snapshot_logs: u64,
+}
+
+impl NodeConfig {
+    /// A one-member cluster with Janus's defaults.
+    pub fn single(id: NodeId, advertise_peer: String, data_dir: PathBuf) -> NodeConfig {
+        let initial_cluster = BTreeMap::from([(id, advertise_peer.clone())]);
+        NodeConfig {
+            id,
+            advertise_peer,
+            data_dir,
+            initial_cluster,
+            heartbeat_ms: 100,
+            election_timeout_ms: 1000,
+            snapshot_logs: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("opening storage: {0}")]
+    Open(#[from] janus_store::OpenError),
+    #[error("raft: {0}")]
+    Raft(String),
+    /// No leader is known (an election is under way, or no quorum).
+    #[error("no leader")]
+    NoLeader,
+    /// The request may or may not have been applied (etcd's "request timed
+    /// out" / ZooKeeper's connection loss).
+    #[error("leader unreachable: {0}")]
+    Unavailable(String),
+    #[error("timed out waiting for the leader")]
+    Timeout,
+}
+
+impl From<NodeError> for tonic::Status {
+    fn from(e: NodeError) -> tonic::Status {
+        match e {
+            NodeError::NoLeader | NodeError::Timeout => tonic::Status::unavailable(e.to_string()),
+            NodeError::Unavailable(_) => tonic::Status::unavailable(e.to_string()),
+            _ => tonic::Status::internal(e.to_string()),
+        }
+    }
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct NodeStats {
+    pub proposals_committed: AtomicU64,
+    pub proposals_failed: AtomicU64,
+}
+
+pub struct RaftNode {
+    pub id: NodeId,
+    pub raft: Raft<TypeConfig>,
+    pub sm: StateMachineStore,
+    pub stats: NodeStats,
+    /// The committed log index, as last persisted.
+    pub committed: Arc<AtomicU64>,
+    channels: Channels,
+    /// How long a proposal waits for a leader to appear.
+    leader_wait: Duration,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Outcome of one local attempt.
+enum Attempt {
+    Done(Applied),
+    NotLeader,
+}
+
+impl RaftNode {
+    /// Open storage, start Raft, and initialize the cluster on first start
+    /// (the member with the lowest id in `initial_cluster` does it).
+    pub async fn start(cfg: NodeConfig, on_fsync: Option<FsyncObserver>) -> Result<Arc<RaftNode>, NodeError> {
+        std::fs::create_dir_all(&cfg.data_dir).map_err(|e| NodeError::Raft(format!("{}: {e}", cfg.data_dir.display())))?;
+        let (log, sm): (LogStore, StateMachineStore) = janus_store::open(&cfg.data_dir.join("db"), on_fsync)?;
+        let raft_cfg = openraft::Config {
+            cluster_name: "janus".into(),
+            heartbeat_interval: cfg.heartbeat_ms,
+            election_timeout_min: cfg.election_timeout_ms,
+            election_timeout_max: cfg.election_timeout_ms * 2,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_logs),
+            max_in_snapshot_log_to_keep: 1000,
+            max_payload_entries: 1000,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| NodeError::Raft(e.to_string()))?;
+        let committed = log.committed_index();
+        let network = Network::default();
+        let channels = network.channels.clone();
+        let raft = Raft::new(cfg.id, Arc::new(raft_cfg), network, log, sm.clone())
+            .await
+            .map_err(|e| NodeError::Raft(e.to_string()))?;
+        let initialized = raft.is_initialized().await.map_err(|e| NodeError::Raft(e.to_string()))?;
+        let first = cfg.initial_cluster.keys().next().copied();
+        if !initialized && first == Some(cfg.id) {
+            let members: BTreeMap<NodeId, BasicNode> =
+                cfg.initial_cluster.iter().map(|(id, addr)| (*id, BasicNode { addr: addr.clone() })).collect();
+            tracing::info!(?members, "initializing a new cluster");
+            if let Err(e) = raft.initialize(members).await {
+                tracing::warn!("initialize: {e}");
+            }
+        }
+        Ok(Arc::new(RaftNode {
+            id: cfg.id,
+            raft,
+            sm,
+            stats: NodeStats::default(),
+            committed,
+            channels,
+            leader_wait: Duration::from_millis(cfg.election_timeout_ms * 5),
+        }))
+    }
+
+    pub fn metrics(&self) -> RaftMetrics<NodeId, BasicNode> {
+        self.raft.metrics().borrow().clone()
+    }
+
+    /// The current leader and its peer address, if one is known.
+    pub fn leader(&self) -> Option<(NodeId, String)> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let leader = m.current_leader?;
+        let addr = m.membership_config.membership().get_node(&leader).map(|n| n.addr.clone())?;
+        Some((leader, addr))
+    }
+
+    /// Wait until some member is the known leader.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Result<NodeId, NodeError> {
+        let deadline = Instant::now() + timeout;
+        let mut rx = self.raft.metrics();
+        loop {
+            if let Some(l) = rx.borrow().current_leader {
+                return Ok(l);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(NodeError::Timeout);
+            }
+            let _ = tokio::time::timeout(left, rx.changed()).await;
+        }
+    }
+
+    /// Commit a command through Raft and return what applying it gave.
+    /// Acknowledged only once a quorum has the entry on disk and it is
+    /// applied here (leader) or at the leader (forwarded).
+    pub async fn propose(&self, command: Command) -> Result<Applied, NodeError> {
+        let r = self.propose_inner(command).await;
+        let c = if r.is_ok() { &self.stats.proposals_committed } else { &self.stats.proposals_failed };
+        c.fetch_add(1, Ordering::Relaxed);
+        r
+    }
+
+    async fn propose_inner(&self, command: Command) -> Result<Applied, NodeError> {
+        let deadline = Instant::now() + self.leader_wait;
+        loop {
+            match self.leader() {
+                Some((leader, _)) if leader == self.id => match self.propose_local(command.clone()).await? {
+                    Attempt::Done(a) => return Ok(a),
+                    Attempt::NotLeader => {}
+                },
+                Some((_, addr)) => {
+                    let mut client = self.channels.client(&addr).map_err(|e| NodeError::Unavailable(e.to_string()))?;
+                    let req = ForwardRequest { command: encode(&command).map_err(|s| NodeError::Raft(s.to_string()))? };
+                    match client.forward(req).await {
+                        Ok(resp) => {
+                            return decode(&resp.into_inner().applied).map_err(|s| NodeError::Raft(s.to_string()));
+                        }
+                        // The leader moved on before taking it: safe to retry.
+                        Err(s) if s.code() == tonic::Code::FailedPrecondition => {}
+                        Err(s) => return Err(NodeError::Unavailable(s.message().to_string())),
+                    }
+                }
+                None => {}
+            }
+            if Instant::now() >= deadline {
+                return Err(NodeError::NoLeader);
+            }
+            let mut rx = self.raft.metrics();
+            let _ = tokio::time::timeout(Duration::from_millis(50), rx.changed()).await;
+        }
+    }
+
+    /// Propose on this member, which must be the leader; the leader's clock
+    /// stamps the command (design decision 3).
+    async fn propose_local(&self, command: Command) -> Result<Attempt, NodeError> {
+        let p = Proposal { time_ms: now_ms(), command };
+        match self.raft.client_write(p).await {
+            Ok(resp) => Ok(Attempt::Done(resp.data)),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Ok(Attempt::NotLeader),
+            Err(e) => Err(NodeError::Raft(e.to_string())),
+        }
+    }
+
+    /// Forwarded proposals land here; `FailedPrecondition` tells the sender
+    /// this member is not (or no longer) the leader and nothing was proposed.
+    pub(crate) async fn propose_as_leader(&self, command: Command) -> Result<Applied, tonic::Status> {
+        match self.propose_local(command).await {
+            Ok(Attempt::Done(a)) => {
+                self.stats.proposals_committed.fetch_add(1, Ordering::Relaxed);
+                Ok(a)
+            }
+            Ok(Attempt::NotLeader) => Err(tonic::Status::failed_precondition("not leader")),
+            Err(e) => {
+                self.stats.proposals_failed.fetch_add(1, Ordering::Relaxed);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Raft's read index: returns once this member has applied everything
+    /// committed when the call began, as confirmed by the current leader.
+    pub async fn read_index(&self) -> Result<(), NodeError> {
+        let deadline = Instant::now() + self.leader_wait;
+        loop {
+            let index = match self.leader() {
+                Some((leader, _)) if leader == self.id => match self.raft.ensure_linearizable().await {
+                    Ok(_) => return Ok(()),
+                    Err(RaftError::APIError(_)) => None,
+                    Err(e) => return Err(NodeError::Raft(e.to_string())),
+                },
+                Some((_, addr)) => {
+                    let mut client = self.channels.client(&addr).map_err(|e| NodeError::Unavailable(e.to_string()))?;
+                    match client.read_index(ReadIndexRequest {}).await {
+                        Ok(r) => Some(r.into_inner().read_index),
+                        Err(s) if s.code() == tonic::Code::FailedPrecondition => None,
+                        Err(s) => return Err(NodeError::Unavailable(s.message().to_string())),
+                    }
+                }
+                None => None,
+            };
+            if let Some(index) = index {
+                return self.wait_applied(index, deadline).await;
+            }
+            if Instant::now() >= deadline {
+                return Err(NodeError::NoLeader);
+            }
+            let mut rx = self.raft.metrics();
+            let _ = tokio::time::timeout(Duration::from_millis(50), rx.changed()).await;
+        }
+    }
+
+    /// The leader's side of a follower's read index request.
+    pub(crate) async fn leader_read_index(&self) -> Result<u64, tonic::Status> {
+        match self.raft.get_read_log_id().await {
+            Ok((read, _)) => Ok(read.map_or(0, |l| l.index)),
+            Err(RaftError::APIError(_)) => Err(tonic::Status::failed_precondition("not leader")),
+            Err(e) => Err(tonic::Status::unavailable(e.to_string())),
+        }
+    }
+
+    async fn wait_applied(&self, index: u64, deadline: Instant) -> Result<(), NodeError> {
+        let mut rx = self.sm.applied();
+        loop {
+            if rx.borrow_and_update().index >= index {
+                return Ok(());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(NodeError::Timeout);
+            }
+            match tokio::time::timeout(left, rx.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(NodeError::Raft("state machine stopped".into())),
+                Err(_) => return Err(NodeError::Timeout),
+            }
+        }
+    }
+
+    /// Answer a query from the local applied state.
+    pub fn query(&self, q: &Query) -> QueryResult {
+        crate::query::run(&self.sm.state(), q)
+    }
+
+    /// Answer a query through a peer (tests and tools).
+    pub async fn query_remote(addr: &str, q: &Query, linearizable: bool) -> Result<QueryResult, tonic::Status> {
+        let mut client = Channels::default().client(addr).map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let resp = client.query(QueryRequest { query: encode(q)?, linearizable }).await?;
+        decode(&resp.into_inner().result)
+    }
+
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!("raft shutdown: {e}");
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! The peer gRPC service: Raft RPCs, forwarded writes, read index, queries.
+
+use std::sync::Arc;
+
+use janus_store::{NodeId, TypeConfig};
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use tonic::{Request, Response, Status};
+
+use crate::network::{decode, encode, MAX_PEER_MESSAGE};
+use crate::node::RaftNode;
+use crate::proto::peer_server::{Peer, PeerServer};
+use crate::proto::{
+    ForwardRequest, ForwardResponse, QueryRequest, QueryResponse, RaftMessage, ReadIndexRequest, ReadIndexResponse,
+};
+use crate::query::Query;
+
+pub struct PeerService {
+    node: Arc<RaftNode>,
+}
+
+impl PeerService {
+    /// The tonic service for `node`, ready to add to a server.
+    pub fn server(node: Arc<RaftNode>) -> PeerServer<PeerService> {
+        PeerServer::new(PeerService { node })
+            .max_decoding_message_size(MAX_PEER_MESSAGE)
+            .max_encoding_message_size(MAX_PEER_MESSAGE)
+    }
+}
+
+#[tonic::async_trait]
+impl Peer for PeerService {
+    async fn append_entries(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let rpc: AppendEntriesRequest<TypeConfig> = decode(&req.into_inner().payload)?;
+        let res = self.node.raft.append_entries(rpc).await;
+        Ok(Response::new(RaftMessage { payload: encode(&res)? }))
+    }
+
+    async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let rpc: VoteRequest<NodeId> = decode(&req.into_inner().payload)?;
+        let res = self.node.raft.vote(rpc).await;
+        Ok(Response::new(RaftMessage { payload: encode(&res)? }))
+    }
+
+    async fn install_snapshot(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let rpc: InstallSnapshotRequest<TypeConfig> = decode(&req.into_inner().payload)?;
+        let res = self.node.raft.install_snapshot(rpc).await;
+        Ok(Response::new(RaftMessage { payload: encode(&res)? }))
+    }
+
+    async fn forward(&self, req: Request<ForwardRequest>) -> Result<Response<ForwardResponse>, Status> {
+        let command = decode(&req.into_inner().command)?;
+        let applied = self.node.propose_as_leader(command).await?;
+        let log_index = self.node.sm.applied().borrow().index;
+        Ok(Response::new(ForwardResponse { applied: encode(&applied)?, log_index }))
+    }
+
+    async fn read_index(&self, _req: Request<ReadIndexRequest>) -> Result<Response<ReadIndexResponse>, Status> {
+        let read_index = self.node.leader_read_index().await?;
+        Ok(Response::new(ReadIndexResponse { read_index }))
+    }
+
+    async fn query(&self, req: Request<QueryRequest>) -> Result<Response<QueryResponse>, Status> {
+        let req = req.into_inner();
+        let q: Query = decode(&req.query)?;
+        if req.linearizable {
+            self.node.read_index().await?;
+        }
+        let result = self.node.query(&q);
+        Ok(Response::new(QueryResponse { result: encode(&result)? }))
+    }
+}

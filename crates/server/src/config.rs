@@ -1,0 +1,213 @@
+//! Configuration: built-in defaults, then a TOML file (`--config`), then
+//! `JANUS_*` environment variables, then command-line flags; later wins.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use figment::providers::{Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// Janus: one server that is both ZooKeeper and etcd.
+#[derive(Debug, Parser, Serialize)]
+#[command(name = "janus", version)]
+pub struct Cli {
+    /// A TOML configuration file.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// This member's id (non-zero).
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<u64>,
+    /// Where the Raft log, the state machine and snapshots live.
+    #[arg(long, value_name = "DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// ZooKeeper client port.
+    #[arg(long, value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zk_listen: Option<String>,
+    /// etcd client port (gRPC, JSON gateway, /health, /version, /metrics).
+    #[arg(long, value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub etcd_listen: Option<String>,
+    /// Peer port (Raft and write forwarding).
+    #[arg(long, value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_listen: Option<String>,
+    /// Initial members as ID=HOST:PEERPORT,ID=HOST:PEERPORT,...
+    #[arg(long, value_name = "ID=ADDR,...")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub initial_cluster: Option<String>,
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub node_id: u64,
+    pub data_dir: PathBuf,
+    pub zk_listen: String,
+    pub etcd_listen: String,
+    pub peer_listen: String,
+    /// The peer address other members use for this one (default: peer_listen).
+    pub advertise_peer: Option<String>,
+    /// ID=ADDR,... ; empty: a one-member cluster of this node.
+    pub initial_cluster: String,
+    /// Raft heartbeat interval.
+    pub heartbeat_ms: u64,
+    /// Raft election timeout (randomized between this and twice this).
+    pub election_timeout_ms: u64,
+    /// Snapshot the state machine (and purge the log) every this many entries.
+    pub snapshot_entries: u64,
+    /// Log filter (tracing `EnvFilter` syntax); `RUST_LOG` overrides it.
+    pub log: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node_id: 1,
+            data_dir: PathBuf::from("janus-data"),
+            zk_listen: "127.0.0.1:2181".into(),
+            etcd_listen: "127.0.0.1:2379".into(),
+            peer_listen: "127.0.0.1:2380".into(),
+            advertise_peer: None,
+            initial_cluster: String::new(),
+            heartbeat_ms: 100,
+            election_timeout_ms: 1000,
+            snapshot_entries: 10_000,
+            log: "info,openraft=warn".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Layer the sources in order; `env` is the environment to read
+    /// (`std::env::vars()` in the binary).
+    pub fn load(cli: &Cli, env: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Config> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = &cli.config {
+            if !path.exists() {
+                bail!("config file {} does not exist", path.display());
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        let vars: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k.starts_with("JANUS_")).collect();
+        // figment's `Env` provider reads the process environment; taking the
+        // variables as an argument keeps tests free of global state.
+        let mut env_fig = Figment::new();
+        for (k, v) in &vars {
+            let key = k.trim_start_matches("JANUS_").to_ascii_lowercase();
+            env_fig = env_fig.merge((key, parse_env_value(v)));
+        }
+        fig = fig.merge(env_fig).merge(Serialized::defaults(cli));
+        let cfg: Config = fig.extract().context("invalid configuration")?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.node_id == 0 {
+            bail!("node_id must be non-zero");
+        }
+        if self.heartbeat_ms == 0 || self.election_timeout_ms <= self.heartbeat_ms {
+            bail!("election_timeout_ms must be greater than heartbeat_ms (> 0)");
+        }
+        let members = self.members()?;
+        if !members.contains_key(&self.node_id) {
+            bail!("initial_cluster does not contain this node's id {}", self.node_id);
+        }
+        Ok(())
+    }
+
+    pub fn advertise_peer(&self) -> String {
+        self.advertise_peer.clone().unwrap_or_else(|| self.peer_listen.clone())
+    }
+
+    /// The initial members, id → peer address.
+    pub fn members(&self) -> anyhow::Result<BTreeMap<u64, String>> {
+        if self.initial_cluster.trim().is_empty() {
+            return Ok(BTreeMap::from([(self.node_id, self.advertise_peer())]));
+        }
+        let mut out = BTreeMap::new();
+        for part in self.initial_cluster.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let Some((id, addr)) = part.split_once('=') else {
+                bail!("initial_cluster entry {part:?} is not ID=ADDR");
+            };
+            let id: u64 = id.trim().parse().with_context(|| format!("initial_cluster id {id:?}"))?;
+            if id == 0 || out.insert(id, addr.trim().to_string()).is_some() {
+                bail!("initial_cluster id {id} is zero or repeated");
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Environment values are strings; numbers should stay numbers.
+fn parse_env_value(v: &str) -> figment::value::Value {
+    if let Ok(n) = v.parse::<u64>() {
+        return figment::value::Value::from(n);
+    }
+    if let Ok(b) = v.parse::<bool>() {
+        return figment::value::Value::from(b);
+    }
+    figment::value::Value::from(v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::parse_from(std::iter::once("janus").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_match_design() {
+        let c = Config::load(&cli(&[]), Vec::new()).unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.members().unwrap(), BTreeMap::from([(1, "127.0.0.1:2380".to_string())]));
+    }
+
+    #[test]
+    fn layers_later_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("janus.toml");
+        std::fs::write(&file, "node_id = 2\nzk_listen = \"0.0.0.0:3181\"\ndata_dir = \"/tmp/a\"\nheartbeat_ms = 50\n")
+            .unwrap();
+        let f = file.to_str().unwrap();
+        let env = vec![
+            ("JANUS_DATA_DIR".to_string(), "/tmp/b".to_string()),
+            ("JANUS_NODE_ID".to_string(), "3".to_string()),
+            ("OTHER".to_string(), "x".to_string()),
+        ];
+        let c = Config::load(&cli(&["--config", f, "--node-id", "4"]), env).unwrap();
+        assert_eq!(c.node_id, 4, "flag beats env");
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/b"), "env beats file");
+        assert_eq!(c.zk_listen, "0.0.0.0:3181", "file beats default");
+        assert_eq!(c.heartbeat_ms, 50);
+        assert_eq!(c.etcd_listen, "127.0.0.1:2379");
+    }
+
+    #[test]
+    fn initial_cluster_parsed_and_checked() {
+        let c = Config::load(&cli(&["--initial-cluster", "1=a:1,2=b:2", "--node-id", "2"]), Vec::new()).unwrap();
+        assert_eq!(c.members().unwrap().len(), 2);
+        assert!(Config::load(&cli(&["--initial-cluster", "1=a:1"]), vec![("JANUS_NODE_ID".into(), "5".into())])
+            .is_err());
+        assert!(Config::load(&cli(&["--initial-cluster", "x"]), Vec::new()).is_err());
+        assert!(Config::load(&cli(&["--node-id", "0"]), Vec::new()).is_err());
+    }
+
+    #[test]
+    fn unknown_keys_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("janus.toml");
+        std::fs::write(&file, "nodeid = 2\n").unwrap();
+        assert!(Config::load(&cli(&["--config", file.to_str().unwrap()]), Vec::new()).is_err());
+    }
+}

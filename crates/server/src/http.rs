@@ -1,0 +1,54 @@
+//! HTTP endpoints: `/health` (etcd's JSON shape), `/version`, `/metrics`.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use janus_raft::RaftNode;
+use serde_json::json;
+
+use crate::metrics::Metrics;
+
+/// The etcd version Janus speaks (Kubernetes gates features on it).
+pub const ETCD_VERSION: &str = "3.5.17";
+pub const ETCD_CLUSTER_VERSION: &str = "3.5.0";
+
+#[derive(Clone)]
+pub struct Http {
+    pub node: Arc<RaftNode>,
+    pub metrics: Metrics,
+}
+
+pub fn router(state: Http) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/version", get(version))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+/// etcd answers `{"health":"true","reason":""}`, or 503 with
+/// `{"health":"false","reason":"RAFT NO LEADER"}` when it has no leader.
+async fn health(State(s): State<Http>) -> impl IntoResponse {
+    if s.node.metrics().current_leader.is_some() {
+        (StatusCode::OK, Json(json!({"health": "true", "reason": ""})))
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"health": "false", "reason": "RAFT NO LEADER"})))
+    }
+}
+
+async fn version() -> impl IntoResponse {
+    Json(json!({
+        "etcdserver": ETCD_VERSION,
+        "etcdcluster": ETCD_CLUSTER_VERSION,
+        "janus": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+async fn metrics(State(s): State<Http>) -> impl IntoResponse {
+    let body = s.metrics.render(&s.node);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
+}
