@@ -102,7 +102,7 @@ impl Config {
         let mut env_fig = Figment::new();
         for (k, v) in &vars {
             let key = k.trim_start_matches("JANUS_").to_ascii_lowercase();
-            env_fig = env_fig.merge((key, parse_env_value(v)));
+            env_fig = env_fig.merge(Serialized::default(&key, parse_env_value(v)));
         }
         fig = fig.merge(env_fig).merge(Serialized::defaults(cli));
         let cfg: Config = fig.extract().context("invalid configuration")?;
