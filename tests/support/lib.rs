@@ -1,1 +1,166 @@
+//! Helpers for tests that run the real `janus` binary.
 
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use janus_core::{Applied, Command as Cmd};
+use janus_raft::proto::peer_client::PeerClient;
+use janus_raft::proto::ForwardRequest;
+use janus_raft::{Query, QueryResult, RaftNode};
+
+/// The `janus` binary next to this test's target directory (or `$JANUS_BIN`).
+pub fn janus_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("JANUS_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test> → target/<profile>/janus
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("janus");
+    assert!(bin.exists(), "{} not built: run `cargo build --release -p janus-server` first", bin.display());
+    bin
+}
+
+/// A free loopback port (bound and released; good enough for tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// One `janus` process with its own ports and data directory.
+pub struct Janus {
+    pub child: Option<Child>,
+    pub data_dir: PathBuf,
+    pub zk: String,
+    pub etcd: String,
+    pub peer: String,
+    pub extra_args: Vec<String>,
+    pub log: PathBuf,
+}
+
+impl Janus {
+    /// Start a one-member cluster in `data_dir` with fresh ports.
+    pub fn start(data_dir: &Path, extra_args: &[&str]) -> Janus {
+        let mut j = Janus {
+            child: None,
+            data_dir: data_dir.to_path_buf(),
+            zk: format!("127.0.0.1:{}", free_port()),
+            etcd: format!("127.0.0.1:{}", free_port()),
+            peer: format!("127.0.0.1:{}", free_port()),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            log: data_dir.with_extension("log"),
+        };
+        j.spawn();
+        j
+    }
+
+    /// A handle with the same addresses and no process (for other tasks).
+    pub fn clone_addrs(&self) -> Janus {
+        Janus {
+            child: None,
+            data_dir: self.data_dir.clone(),
+            zk: self.zk.clone(),
+            etcd: self.etcd.clone(),
+            peer: self.peer.clone(),
+            extra_args: self.extra_args.clone(),
+            log: self.log.clone(),
+        }
+    }
+
+    /// (Re)start the process with the same ports and data.
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        let child = Command::new(janus_bin())
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--zk-listen", &self.zk, "--etcd-listen", &self.etcd, "--peer-listen", &self.peer])
+            .args(&self.extra_args)
+            .stdout(Stdio::from(log.try_clone().expect("log")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn janus");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM; returns the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(st) = c.try_wait().expect("wait") {
+                return st;
+            }
+            assert!(Instant::now() < deadline, "janus did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// GET `path` on the HTTP port: (status, body).
+    pub fn http_get(&self, path: &str) -> std::io::Result<(u16, String)> {
+        http_get(&self.etcd, path)
+    }
+
+    /// Wait until `/health` says healthy.
+    pub fn wait_healthy(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok((200, body)) = self.http_get("/health") {
+                if body.contains("\"health\":\"true\"") {
+                    return;
+                }
+            }
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                panic!("janus not healthy after {timeout:?}; log:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Commit a command through the peer port's write-forwarding RPC.
+    pub async fn propose(&self, cmd: &Cmd) -> Result<Applied, tonic::Status> {
+        let mut client = PeerClient::connect(format!("http://{}", self.peer))
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let command = postcard::to_stdvec(cmd).map_err(|e| tonic::Status::internal(e.to_string()))?;
+        let resp = client.forward(ForwardRequest { command }).await?;
+        postcard::from_bytes(&resp.into_inner().applied).map_err(|e| tonic::Status::internal(e.to_string()))
+    }
+
+    /// Query the member's applied state.
+    pub async fn query(&self, q: &Query, linearizable: bool) -> Result<QueryResult, tonic::Status> {
+        RaftNode::query_remote(&self.peer, q, linearizable).await
+    }
+}
+
+impl Drop for Janus {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A minimal HTTP/1.0 GET (no client crate needed for three endpoints).
+pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf)?;
+    let status = buf.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs Janus's whole test suite, installing what it needs first.
+#
+# Everything builds and runs in the release profile: RocksDB takes ~10
+# minutes to compile, so the binary the tests start, the tests themselves
+# and `cargo run --release` share one build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# System packages: protoc for the gRPC code generation, clang and libclang
+# for the rocksdb crate's bindgen.
+missing=()
+for pkg in protobuf-compiler clang libclang-dev; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "installing ${missing[*]}"
+    sudo_cmd=""
+    [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+    $sudo_cmd apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q "${missing[@]}"
+fi
+
+# The integration tests start the real `janus` binary.
+cargo build --release --locked -p janus-server
+cargo test --release --locked --workspace "$@"
