@@ -141,6 +141,16 @@ impl Janus {
         postcard::from_bytes(&resp.into_inner().applied).map_err(|e| tonic::Status::internal(e.to_string()))
     }
 
+    /// Renew (or, with `renew` false, read) leases through the peer port:
+    /// remaining ms per id, -1 for unknown ones.
+    pub async fn keepalive(&self, ids: &[i64], renew: bool) -> Result<Vec<i64>, tonic::Status> {
+        let mut client = PeerClient::connect(format!("http://{}", self.peer))
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let resp = client.keep_alive(janus_raft::proto::KeepAliveRequest { ids: ids.to_vec(), renew }).await?;
+        Ok(resp.into_inner().remaining_ms)
+    }
+
     /// Query the member's applied state.
     pub async fn query(&self, q: &Query, linearizable: bool) -> Result<QueryResult, tonic::Status> {
         RaftNode::query_remote(&self.peer, q, linearizable).await

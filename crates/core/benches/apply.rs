@@ -79,7 +79,8 @@ fn main() {
     let parents: Vec<Proposal> = (0..PARENTS).map(|p| zk(t0, create(format!("/p{p:02}")))).collect();
     apply_all(&mut big, &parents);
     let paths: Vec<String> = (0..N).map(|i| format!("/p{:02}/n{i:08}", i % PARENTS)).collect();
-    let proposals: Vec<Proposal> = paths.iter().enumerate().map(|(i, p)| zk(t0 + i as i64, create(p.clone()))).collect();
+    let proposals: Vec<Proposal> =
+        paths.iter().enumerate().map(|(i, p)| zk(t0 + i as i64, create(p.clone()))).collect();
     let d = apply_all(&mut big, &proposals);
     report("zk_create_persistent", N, d);
     assert_eq!(big.zk_stat("/p00").map(|s| s.num_children as usize), Some(N / PARENTS));
@@ -119,6 +120,11 @@ fn main() {
     let start = Instant::now();
     let restored: State = postcard::from_bytes(black_box(&bytes)).expect("deserialize");
     report("snapshot_deserialize", 1, start.elapsed());
-    println!("# snapshot: {} keys, {} znodes, {:.1} MiB", N, big.zk_paths().count(), bytes.len() as f64 / (1 << 20) as f64);
+    println!(
+        "# snapshot: {} keys, {} znodes, {:.1} MiB",
+        N,
+        big.zk_paths().count(),
+        bytes.len() as f64 / (1 << 20) as f64
+    );
     assert!(restored == big, "snapshot round trip changed the state");
 }

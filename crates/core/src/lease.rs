@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::command::{EtcdResponse, Response, ZkResponse};
 use crate::error::{EtcdError, ZkError};
 use crate::state::State;
+use crate::zk::NodeKind;
 
 /// etcd's `MaxLeaseTTL` (seconds).
 pub const MAX_LEASE_TTL_SECS: i64 = 9_000_000_000;
@@ -59,8 +60,11 @@ impl State {
 
     pub(crate) fn session_create(&mut self, id: i64, password: &[u8], timeout_ms: i64) -> Response {
         self.next_zxid();
-        if id == 0 || self.leases.contains_key(&id) {
-            return Response::Zk(Err(ZkError::RuntimeInconsistency));
+        // A session id is stored as ephemeralOwner: it must not read as the
+        // container or TTL marker (ZooKeeper never issues such ids).
+        let valid = NodeKind::of_owner(id) == NodeKind::Ephemeral(id);
+        if !valid || self.leases.contains_key(&id) {
+            return Response::Zk(Err(ZkError::BadArguments));
         }
         let session = Session { password: password.to_vec(), timeout_ms };
         self.leases.insert(
@@ -80,10 +84,13 @@ impl State {
     }
 
     pub(crate) fn lease_revoke(&mut self, time: i64, id: i64) -> Response {
-        if !self.leases.contains_key(&id) {
+        let Some(lease) = self.leases.get(&id) else {
             return Response::Etcd(Err(EtcdError::LeaseNotFound));
-        }
-        self.end_lease(0, time, id);
+        };
+        // Revoking a session's lease closes the session, which in ZooKeeper
+        // is a txn with a zxid.
+        let zxid = if lease.session.is_some() { self.next_zxid() } else { 0 };
+        self.end_lease(zxid, time, id);
         Response::Etcd(Ok(EtcdResponse::LeaseRevoke))
     }
 

@@ -17,6 +17,10 @@
 //!   failed single ZooKeeper op leaves everything but the revision (+1)
 //!   unchanged; a failed etcd write leaves everything unchanged.
 //!
+//! `reserved_session_ids_keep_invariants` is a focused check for session ids
+//! whose bits `ephemeralOwner` reserves for TTL/container nodes (the core
+//! refuses to open such sessions).
+//!
 //! Cases per property: proptest's default (256, or `PROPTEST_CASES`).
 
 use std::collections::BTreeMap;
@@ -56,7 +60,11 @@ enum Gen {
     /// `ZkDeleteContainer` of one of the current reap candidates.
     Reap(u32),
     /// A ZooKeeper write (a multi if `multi`) whose ops name existing nodes.
-    Smart { session: i64, multi: bool, ops: Vec<SmartOp> },
+    Smart {
+        session: i64,
+        multi: bool,
+        ops: Vec<SmartOp>,
+    },
 }
 
 /// A ZooKeeper op resolved against the tree when it runs: `sel` picks an
@@ -271,7 +279,8 @@ fn range_req() -> BoxedStrategy<RangeRequest> {
 }
 
 fn compare() -> BoxedStrategy<Compare> {
-    let result = select(&[CompareResult::Equal, CompareResult::Greater, CompareResult::Less, CompareResult::NotEqual][..]);
+    let result =
+        select(&[CompareResult::Equal, CompareResult::Greater, CompareResult::Less, CompareResult::NotEqual][..]);
     let target = prop_oneof![
         (0..4i64).prop_map(CompareTarget::Version),
         (0..20i64).prop_map(CompareTarget::Create),
@@ -336,7 +345,9 @@ fn gen(mix: Mix) -> BoxedStrategy<Gen> {
         ),
         (
             mix.multi,
-            cmd((zk_session(), vec(zk_op(), 1..=4)).prop_map(|(session, ops)| Command::ZkMulti { session, ops }).boxed()),
+            cmd((zk_session(), vec(zk_op(), 1..=4))
+                .prop_map(|(session, ops)| Command::ZkMulti { session, ops })
+                .boxed()),
         ),
         (
             mix.multi,
@@ -344,10 +355,7 @@ fn gen(mix: Mix) -> BoxedStrategy<Gen> {
                 .prop_map(|(session, ops)| Gen::Smart { session, multi: true, ops })
                 .boxed(),
         ),
-        (
-            mix.zk / 6,
-            cmd(path().prop_map(|path| Command::ZkDeleteContainer { path }).boxed()),
-        ),
+        (mix.zk / 6, cmd(path().prop_map(|path| Command::ZkDeleteContainer { path }).boxed())),
         (mix.zk / 4, any::<u32>().prop_map(Gen::Reap).boxed()),
         (mix.etcd / 2, cmd(put_req().prop_map(Command::Put).boxed())),
         (mix.etcd / 5, cmd(delete_req().prop_map(Command::DeleteRange).boxed())),
@@ -439,10 +447,13 @@ fn range_all(s: &State, revision: i64) -> Result<Vec<KeyValue>, EtcdError> {
     s.kv_range(&req).map(|r| r.kvs)
 }
 
+/// One znode as the read APIs show it: path, `zk_stat`, `zk_children`, node.
+type NodeView = (String, Option<Stat>, Option<Vec<String>>, ZNode);
+
 /// Everything observable about a state except its revision.
 #[derive(Debug, PartialEq)]
 struct View {
-    tree: Vec<(String, Option<Stat>, Option<Vec<String>>, ZNode)>,
+    tree: Vec<NodeView>,
     leases: Vec<Lease>,
     kvs: Vec<KeyValue>,
     keys: Vec<Vec<u8>>,
@@ -555,8 +566,8 @@ proptest! {
                     prop_assert_eq!(delta, i64::from(d.deleted > 0), "{}", ctx)
                 }
                 (Command::Txn(_), _) => prop_assert_eq!(delta, changed, "{}", ctx),
-                (Command::LeaseExpire { .. }, _) if lease_before == Some(true) => {
-                    prop_assert_eq!(delta, 1, "{}: a session expiry takes a zxid", ctx)
+                (Command::LeaseExpire { .. } | Command::LeaseRevoke { .. }, _) if lease_before == Some(true) => {
+                    prop_assert_eq!(delta, 1, "{}: closing a session takes a zxid", ctx)
                 }
                 (Command::LeaseExpire { .. } | Command::LeaseRevoke { .. }, _) => {
                     prop_assert_eq!(delta, changed, "{}", ctx)
@@ -729,7 +740,9 @@ fn coverage() {
             let mut s = State::new();
             for p in materialize(&steps) {
                 let had_attachments = match &p.command {
-                    Command::LeaseRevoke { id } | Command::LeaseExpire { id } | Command::ZkCloseSession { session: id } => s
+                    Command::LeaseRevoke { id }
+                    | Command::LeaseExpire { id }
+                    | Command::ZkCloseSession { session: id } => s
                         .lease(*id)
                         .map(|l| format!("keys={} ephemerals={}", !l.keys.is_empty(), !l.ephemerals.is_empty())),
                     _ => None,
@@ -738,9 +751,13 @@ fn coverage() {
                 let name = format!("{:?}", p.command);
                 let name = name.split([' ', '(', '{']).next().unwrap().to_string();
                 let outcome = match &a.response {
-                    Response::Zk(Ok(ZkResponse::Multi(_))) if is_failed_multi(&a.response) => "multi failed".to_string(),
+                    Response::Zk(Ok(ZkResponse::Multi(_))) if is_failed_multi(&a.response) => {
+                        "multi failed".to_string()
+                    }
                     Response::Zk(Ok(ZkResponse::Multi(rs))) => format!("multi ok ({} ops)", rs.len()),
-                    Response::Zk(Ok(ZkResponse::Op(r))) => format!("{:?}", r).split([' ', '(', '{']).next().unwrap().to_string(),
+                    Response::Zk(Ok(ZkResponse::Op(r))) => {
+                        format!("{:?}", r).split([' ', '(', '{']).next().unwrap().to_string()
+                    }
                     Response::Zk(Ok(r)) => format!("{r:?}"),
                     Response::Zk(Err(e)) => format!("Err({e:?})"),
                     Response::Etcd(Ok(EtcdResponse::Txn(t))) => format!("Txn succeeded={}", t.succeeded),

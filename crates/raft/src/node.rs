@@ -12,6 +12,7 @@ use janus_store::{FsyncObserver, LogStore, NodeId, StateMachineStore, TypeConfig
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, Raft, RaftMetrics, SnapshotPolicy};
 
+use crate::lessor::Lessor;
 use crate::network::{decode, encode, Channels, Network};
 use crate::proto::{ForwardRequest, QueryRequest, ReadIndexRequest};
 use crate::query::{Query, QueryResult};
@@ -29,6 +30,11 @@ pub struct NodeConfig {
     pub election_timeout_ms: u64,
     /// Build a snapshot (and purge the log) after this many entries.
     pub snapshot_logs: u64,
+    /// How often the leader looks for empty containers and expired TTL
+    /// nodes (ZooKeeper's `znode.container.checkIntervalMs`).
+    pub container_check_ms: u64,
+    /// At most this many such deletions a minute (`znode.container.maxPerMinute`).
+    pub container_max_per_minute: usize,
 }
 
 impl NodeConfig {
@@ -43,6 +49,8 @@ impl NodeConfig {
             heartbeat_ms: 100,
             election_timeout_ms: 1000,
             snapshot_logs: 10_000,
+            container_check_ms: 60_000,
+            container_max_per_minute: 10_000,
         }
     }
 }
@@ -88,7 +96,8 @@ pub struct RaftNode {
     pub stats: NodeStats,
     /// The committed log index, as last persisted.
     pub committed: Arc<AtomicU64>,
-    channels: Channels,
+    pub(crate) channels: Channels,
+    pub(crate) lessor: Lessor,
     /// How long a proposal waits for a leader to appear.
     leader_wait: Duration,
 }
@@ -137,15 +146,23 @@ impl RaftNode {
                 tracing::warn!("initialize: {e}");
             }
         }
-        Ok(Arc::new(RaftNode {
+        let node = Arc::new(RaftNode {
             id: cfg.id,
             raft,
             sm,
             stats: NodeStats::default(),
             committed,
             channels,
+            lessor: Lessor::new(Duration::from_millis(cfg.container_check_ms), cfg.container_max_per_minute),
             leader_wait: Duration::from_millis(cfg.election_timeout_ms * 5),
-        }))
+        });
+        Lessor::spawn(Arc::downgrade(&node));
+        Ok(node)
+    }
+
+    /// Note activity on a ZooKeeper session or a lease.
+    pub fn touch(&self, id: i64) {
+        self.lessor.touch(self, id);
     }
 
     pub fn metrics(&self) -> RaftMetrics<NodeId, BasicNode> {

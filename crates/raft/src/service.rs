@@ -10,7 +10,7 @@ use crate::network::{decode, encode, MAX_PEER_MESSAGE};
 use crate::node::RaftNode;
 use crate::proto::peer_server::{Peer, PeerServer};
 use crate::proto::{
-    ForwardRequest, ForwardResponse, QueryRequest, QueryResponse, RaftMessage, ReadIndexRequest, ReadIndexResponse,
+    ForwardRequest, ForwardResponse, KeepAliveRequest, KeepAliveResponse, QueryRequest, QueryResponse, RaftMessage, ReadIndexRequest, ReadIndexResponse,
 };
 use crate::query::Query;
 
@@ -67,5 +67,13 @@ impl Peer for PeerService {
         }
         let result = self.node.query(&q);
         Ok(Response::new(QueryResponse { result: encode(&result)? }))
+    }
+
+    async fn keep_alive(&self, req: Request<KeepAliveRequest>) -> Result<Response<KeepAliveResponse>, Status> {
+        let req = req.into_inner();
+        match self.node.lessor.leader_keepalive(&self.node, &req.ids, req.renew) {
+            Some(remaining_ms) => Ok(Response::new(KeepAliveResponse { remaining_ms })),
+            None => Err(Status::failed_precondition("not leader")),
+        }
     }
 }

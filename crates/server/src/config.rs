@@ -63,6 +63,11 @@ pub struct Config {
     pub election_timeout_ms: u64,
     /// Snapshot the state machine (and purge the log) every this many entries.
     pub snapshot_entries: u64,
+    /// How often the leader deletes empty containers and expired TTL nodes
+    /// (ZooKeeper's `znode.container.checkIntervalMs`).
+    pub container_check_ms: u64,
+    /// At most this many container/TTL deletions a minute.
+    pub container_max_per_minute: usize,
     /// Log filter (tracing `EnvFilter` syntax); `RUST_LOG` overrides it.
     pub log: String,
 }
@@ -80,6 +85,8 @@ impl Default for Config {
             heartbeat_ms: 100,
             election_timeout_ms: 1000,
             snapshot_entries: 10_000,
+            container_check_ms: 60_000,
+            container_max_per_minute: 10_000,
             log: "info,openraft=warn".into(),
         }
     }
