@@ -21,6 +21,15 @@ if [ "${#missing[@]}" -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q "${missing[@]}"
 fi
 
+# What the real-client and differential tests need (real ZooKeeper, etcd,
+# client libraries): one script per part of the suite.
+for dep in scripts/deps/*.sh; do
+    [ -e "$dep" ] || continue
+    echo "== $dep"
+    # shellcheck source=/dev/null
+    . "$dep"
+done
+
 # The integration tests start the real `janus` binary.
 cargo build --release --locked -p janus-server
 cargo test --release --locked --workspace "$@"
