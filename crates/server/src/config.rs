@@ -70,6 +70,10 @@ pub struct Config {
     pub container_max_per_minute: usize,
     /// Log filter (tracing `EnvFilter` syntax); `RUST_LOG` overrides it.
     pub log: String,
+    /// ZooKeeper personality settings (`[zookeeper]`; env `JANUS_ZOOKEEPER__KEY`).
+    pub zookeeper: janus_zk::Config,
+    /// etcd personality settings (`[etcd]`; env `JANUS_ETCD__KEY`).
+    pub etcd: janus_etcd::Config,
 }
 
 impl Default for Config {
@@ -88,6 +92,8 @@ impl Default for Config {
             container_check_ms: 60_000,
             container_max_per_minute: 10_000,
             log: "info,openraft=warn".into(),
+            zookeeper: janus_zk::Config::default(),
+            etcd: janus_etcd::Config::default(),
         }
     }
 }
@@ -108,7 +114,8 @@ impl Config {
         // variables as an argument keeps tests free of global state.
         let mut env_fig = Figment::new();
         for (k, v) in &vars {
-            let key = k.trim_start_matches("JANUS_").to_ascii_lowercase();
+            // JANUS_ZOOKEEPER__TICK_MS → zookeeper.tick_ms
+            let key = k.trim_start_matches("JANUS_").to_ascii_lowercase().replace("__", ".");
             env_fig = env_fig.merge(Serialized::default(&key, parse_env_value(v)));
         }
         fig = fig.merge(env_fig).merge(Serialized::defaults(cli));
@@ -184,19 +191,25 @@ mod tests {
     fn layers_later_wins() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("janus.toml");
-        std::fs::write(&file, "node_id = 2\nzk_listen = \"0.0.0.0:3181\"\ndata_dir = \"/tmp/a\"\nheartbeat_ms = 50\n")
-            .unwrap();
+        std::fs::write(
+            &file,
+            "node_id = 2\nzk_listen = \"0.0.0.0:3181\"\ndata_dir = \"/tmp/a\"\nheartbeat_ms = 50\n[zookeeper]\ntick_ms = 500\n",
+        )
+        .unwrap();
         let f = file.to_str().unwrap();
         let env = vec![
             ("JANUS_DATA_DIR".to_string(), "/tmp/b".to_string()),
             ("JANUS_NODE_ID".to_string(), "3".to_string()),
             ("OTHER".to_string(), "x".to_string()),
+            ("JANUS_ETCD__MAX_TXN_OPS".to_string(), "7".to_string()),
         ];
         let c = Config::load(&cli(&["--config", f, "--node-id", "4"]), env).unwrap();
         assert_eq!(c.node_id, 4, "flag beats env");
         assert_eq!(c.data_dir, PathBuf::from("/tmp/b"), "env beats file");
         assert_eq!(c.zk_listen, "0.0.0.0:3181", "file beats default");
         assert_eq!(c.heartbeat_ms, 50);
+        assert_eq!(c.zookeeper.tick_ms, 500, "nested section from the file");
+        assert_eq!(c.etcd.max_txn_ops, 7, "nested key from the environment");
         assert_eq!(c.etcd_listen, "127.0.0.1:2379");
     }
 

@@ -52,13 +52,21 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         .serve_with_shutdown(peer_addr, stopped(stop_rx.clone()));
     let peer = tokio::spawn(peer);
 
-    let http_listener = tokio::net::TcpListener::bind(&cfg.etcd_listen)
-        .await
-        .with_context(|| format!("binding {}", cfg.etcd_listen))?;
-    let app = http::router(http::Http { node: node.clone(), metrics: metrics.clone() });
-    let http_stop = stopped(stop_rx.clone());
-    let http = tokio::spawn(async move { axum::serve(http_listener, app).with_graceful_shutdown(http_stop).await });
-    tracing::info!(peer = %cfg.peer_listen, http = %cfg.etcd_listen, "listening");
+    let http_routes = http::router(http::Http { node: node.clone(), metrics: metrics.clone() });
+    let mut etcd = tokio::spawn(janus_etcd::serve(
+        node.clone(),
+        cfg.etcd_listen.clone(),
+        cfg.etcd.clone(),
+        http_routes,
+        stopped(stop_rx.clone()),
+    ));
+    let mut zk = tokio::spawn(janus_zk::serve(
+        node.clone(),
+        cfg.zk_listen.clone(),
+        cfg.zookeeper.clone(),
+        stopped(stop_rx.clone()),
+    ));
+    tracing::info!(peer = %cfg.peer_listen, etcd = %cfg.etcd_listen, zk = %cfg.zk_listen, "listening");
 
     {
         let node = node.clone();
@@ -70,11 +78,25 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         });
     }
 
-    shutdown_signal().await;
-    tracing::info!("shutting down");
+    // A personality that cannot serve (say, its port is taken) stops Janus.
+    let failed = async {
+        tokio::select! {
+            r = &mut etcd => format!("etcd: {r:?}"),
+            r = &mut zk => format!("zookeeper: {r:?}"),
+        }
+    };
+    tokio::select! {
+        _ = shutdown_signal() => tracing::info!("shutting down"),
+        why = failed => {
+            let _ = stop_tx.send(true);
+            node.shutdown().await;
+            anyhow::bail!("a listener stopped: {why}");
+        }
+    }
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        let _ = http.await;
+        let _ = etcd.await;
+        let _ = zk.await;
         let _ = peer.await;
     })
     .await;
