@@ -31,7 +31,7 @@ async fn run(j: &Janus, name: &str, concurrency: usize, make: fn(usize, u64) -> 
             while start.elapsed().as_secs_f64() < SECONDS {
                 let command = postcard::to_stdvec(&make(w, n)).expect("encode");
                 let t = Instant::now();
-                client.forward(ForwardRequest { command }).await.expect("forward");
+                client.forward(ForwardRequest { command, from_member: false }).await.expect("forward");
                 lat.push(t.elapsed());
                 n += 1;
                 done.fetch_add(1, Ordering::Relaxed);

@@ -43,12 +43,17 @@ pub struct Janus {
 impl Janus {
     /// Start a one-member cluster in `data_dir` with fresh ports.
     pub fn start(data_dir: &Path, extra_args: &[&str]) -> Janus {
+        Janus::start_with_peer(data_dir, &format!("127.0.0.1:{}", free_port()), extra_args)
+    }
+
+    /// Start a member whose peer address is fixed (for `--initial-cluster`).
+    pub fn start_with_peer(data_dir: &Path, peer: &str, extra_args: &[&str]) -> Janus {
         let mut j = Janus {
             child: None,
             data_dir: data_dir.to_path_buf(),
             zk: format!("127.0.0.1:{}", free_port()),
             etcd: format!("127.0.0.1:{}", free_port()),
-            peer: format!("127.0.0.1:{}", free_port()),
+            peer: peer.to_string(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             log: data_dir.with_extension("log"),
         };
@@ -137,7 +142,7 @@ impl Janus {
             .await
             .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
         let command = postcard::to_stdvec(cmd).map_err(|e| tonic::Status::internal(e.to_string()))?;
-        let resp = client.forward(ForwardRequest { command }).await?;
+        let resp = client.forward(ForwardRequest { command, from_member: false }).await?;
         postcard::from_bytes(&resp.into_inner().applied).map_err(|e| tonic::Status::internal(e.to_string()))
     }
 

@@ -30,6 +30,9 @@ pub struct NodeConfig {
     pub election_timeout_ms: u64,
     /// Build a snapshot (and purge the log) after this many entries.
     pub snapshot_logs: u64,
+    /// Entries kept in the log behind the snapshot, so a member that lags a
+    /// little catches up from the log rather than a whole snapshot.
+    pub log_keep_entries: u64,
     /// How often the leader looks for empty containers and expired TTL
     /// nodes (ZooKeeper's `znode.container.checkIntervalMs`).
     pub container_check_ms: u64,
@@ -49,6 +52,7 @@ impl NodeConfig {
             heartbeat_ms: 100,
             election_timeout_ms: 1000,
             snapshot_logs: 10_000,
+            log_keep_entries: 1000,
             container_check_ms: 60_000,
             container_max_per_minute: 10_000,
         }
@@ -124,7 +128,7 @@ impl RaftNode {
             election_timeout_min: cfg.election_timeout_ms,
             election_timeout_max: cfg.election_timeout_ms * 2,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_logs),
-            max_in_snapshot_log_to_keep: 1000,
+            max_in_snapshot_log_to_keep: cfg.log_keep_entries,
             max_payload_entries: 1000,
             ..Default::default()
         }
@@ -214,7 +218,8 @@ impl RaftNode {
                 },
                 Some((_, addr)) => {
                     let mut client = self.channels.client(&addr).map_err(|e| NodeError::Unavailable(e.to_string()))?;
-                    let req = ForwardRequest { command: encode(&command).map_err(|s| NodeError::Raft(s.to_string()))? };
+                    let command = encode(&command).map_err(|s| NodeError::Raft(s.to_string()))?;
+                    let req = ForwardRequest { command, from_member: true };
                     match client.forward(req).await {
                         Ok(resp) => {
                             return decode(&resp.into_inner().applied).map_err(|s| NodeError::Raft(s.to_string()));

@@ -48,8 +48,13 @@ impl Peer for PeerService {
     }
 
     async fn forward(&self, req: Request<ForwardRequest>) -> Result<Response<ForwardResponse>, Status> {
-        let command = decode(&req.into_inner().command)?;
-        let applied = self.node.propose_as_leader(command).await?;
+        let req = req.into_inner();
+        let command = decode(&req.command)?;
+        let applied = if req.from_member {
+            self.node.propose_as_leader(command).await?
+        } else {
+            self.node.propose(command).await?
+        };
         let log_index = self.node.sm.applied().borrow().index;
         Ok(Response::new(ForwardResponse { applied: encode(&applied)?, log_index }))
     }

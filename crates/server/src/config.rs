@@ -63,6 +63,8 @@ pub struct Config {
     pub election_timeout_ms: u64,
     /// Snapshot the state machine (and purge the log) every this many entries.
     pub snapshot_entries: u64,
+    /// Log entries kept behind the latest snapshot for lagging members.
+    pub log_keep_entries: u64,
     /// How often the leader deletes empty containers and expired TTL nodes
     /// (ZooKeeper's `znode.container.checkIntervalMs`).
     pub container_check_ms: u64,
@@ -89,6 +91,7 @@ impl Default for Config {
             heartbeat_ms: 100,
             election_timeout_ms: 1000,
             snapshot_entries: 10_000,
+            log_keep_entries: 1000,
             container_check_ms: 60_000,
             container_max_per_minute: 10_000,
             log: "info,openraft=warn".into(),

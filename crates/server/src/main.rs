@@ -35,6 +35,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         heartbeat_ms: cfg.heartbeat_ms,
         election_timeout_ms: cfg.election_timeout_ms,
         snapshot_logs: cfg.snapshot_entries,
+        log_keep_entries: cfg.log_keep_entries,
         container_check_ms: cfg.container_check_ms,
         container_max_per_minute: cfg.container_max_per_minute,
     };

@@ -228,6 +228,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         inner.last_applied = meta.last_log_id;
         inner.membership = meta.last_membership.clone();
         self.publish(&inner);
+        tracing::info!(snapshot = %meta.snapshot_id, revision = inner.state.revision(), "installed snapshot");
         Ok(())
     }
 
