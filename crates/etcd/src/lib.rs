@@ -1,7 +1,9 @@
-//! Janus's etcd personality: the v3 API (gRPC and the JSON gateway) and the
-//! HTTP endpoints on `etcd_listen`.
+//! Janus's etcd personality: the v3 API (gRPC, with the gRPC health service)
+//! and the HTTP endpoints on `etcd_listen`, all on one port.
 //!
-//! (Being built: see the README's feature table.)
+//! The services are thin: they check requests as etcd's `v3rpc` layer does
+//! (with etcd's error texts), translate them into `janus_core` commands or
+//! reads of the applied state, and translate results back. See docs/etcd.md.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -9,17 +11,71 @@ use std::sync::Arc;
 use janus_raft::RaftNode;
 use serde::{Deserialize, Serialize};
 
+mod check;
+mod cluster;
+mod error;
+mod kv;
+mod lease;
+mod watch;
+
+pub use error::RpcError;
+
+/// Types generated from `proto/etcd` (etcd's own package names).
+pub mod pb {
+    pub mod mvccpb {
+        tonic::include_proto!("mvccpb");
+    }
+    pub mod authpb {
+        tonic::include_proto!("authpb");
+    }
+    pub mod etcdserverpb {
+        tonic::include_proto!("etcdserverpb");
+    }
+    pub mod v3lockpb {
+        tonic::include_proto!("v3lockpb");
+    }
+    pub mod v3electionpb {
+        tonic::include_proto!("v3electionpb");
+    }
+    pub mod health {
+        tonic::include_proto!("grpc.health.v1");
+    }
+}
+
 /// The `[etcd]` section of Janus's configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// `--max-txn-ops`.
+    /// `--max-txn-ops`: most operations in one txn branch.
     pub max_txn_ops: usize,
+    /// `--max-request-bytes`: largest client write request.
+    pub max_request_bytes: usize,
+    /// `--name`: this member's name in MemberList.
+    pub name: String,
+    /// `--initial-cluster-token`: hashed into the cluster id.
+    pub cluster_token: String,
+    /// Shortest lease TTL granted, in seconds (etcd: 1.5 election timeouts,
+    /// rounded up: 2 s with the default timings).
+    pub min_lease_ttl_secs: i64,
+    /// How often watchers that asked for progress notifications get one
+    /// (etcd's `--experimental-watch-progress-notify-interval`).
+    pub watch_progress_notify_interval_ms: u64,
+    /// The version Maintenance.Status reports (Kubernetes enables watch
+    /// progress requests for 3.5.13 and later).
+    pub version: String,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { max_txn_ops: 128 }
+        Config {
+            max_txn_ops: 128,
+            max_request_bytes: 1536 * 1024,
+            name: "default".into(),
+            cluster_token: "etcd-cluster".into(),
+            min_lease_ttl_secs: 2,
+            watch_progress_notify_interval_ms: 600_000,
+            version: "3.5.17".into(),
+        }
     }
 }
 
@@ -31,9 +87,61 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
+/// What every service shares.
+pub(crate) struct Ctx {
+    pub node: Arc<RaftNode>,
+    pub cfg: Config,
+    pub cluster_id: u64,
+    /// The address clients reach this member at (for MemberList).
+    pub client_url: String,
+}
+
+/// A stable 64-bit mix (splitmix64's finalizer): ids derived from names.
+pub(crate) fn mix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+fn hash_str(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+}
+
+impl Ctx {
+    /// etcd member ids are 64-bit hashes; ours derive from the Raft node id
+    /// and the cluster token so every member computes the same ones.
+    pub fn member_id_of(&self, node: u64) -> u64 {
+        mix64(node ^ self.cluster_id).max(1)
+    }
+
+    pub fn member_id(&self) -> u64 {
+        self.member_id_of(self.node.id)
+    }
+
+    pub fn raft_term(&self) -> u64 {
+        self.node.raft.metrics().borrow().current_term
+    }
+
+    pub fn header(&self, revision: i64) -> pb::etcdserverpb::ResponseHeader {
+        pb::etcdserverpb::ResponseHeader {
+            cluster_id: self.cluster_id,
+            member_id: self.member_id(),
+            revision,
+            raft_term: self.raft_term(),
+        }
+    }
+
+    /// A header at the current applied revision.
+    pub fn header_now(&self) -> pb::etcdserverpb::ResponseHeader {
+        let rev = self.node.sm.state().revision();
+        self.header(rev)
+    }
+}
+
 /// Serve etcd clients on `listen` until `shutdown` resolves. `http` holds
 /// the binary's own HTTP routes (`/health`, `/version`, `/metrics`), served
-/// on the same port.
+/// on the same port as gRPC (HTTP/2 without TLS for gRPC clients).
 pub async fn serve(
     node: Arc<RaftNode>,
     listen: String,
@@ -41,9 +149,37 @@ pub async fn serve(
     http: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let _ = (node, cfg);
     let listener =
-        tokio::net::TcpListener::bind(&listen).await.map_err(|source| ServeError::Bind { addr: listen, source })?;
-    axum::serve(listener, http).with_graceful_shutdown(shutdown).await?;
+        tokio::net::TcpListener::bind(&listen).await.map_err(|source| ServeError::Bind { addr: listen.clone(), source })?;
+    let local = listener.local_addr().map(|a| a.to_string()).unwrap_or(listen);
+    let ctx = Arc::new(Ctx {
+        node,
+        cluster_id: mix64(hash_str(&cfg.cluster_token)).max(1),
+        client_url: format!("http://{local}"),
+        cfg,
+    });
+    let app = router(ctx).merge(http);
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
     Ok(())
+}
+
+/// Every gRPC service as one axum router.
+fn router(ctx: Arc<Ctx>) -> axum::Router {
+    use pb::etcdserverpb::*;
+    // gRPC's limit sits above max_request_bytes so that etcd's own check
+    // (with etcd's "request is too large") answers first, as in etcd.
+    let limit = ctx.cfg.max_request_bytes.saturating_add(512 * 1024);
+    let routes = tonic::service::Routes::new(
+        kv_server::KvServer::new(kv::Kv(ctx.clone())).max_decoding_message_size(limit),
+    )
+    .add_service(watch_server::WatchServer::new(watch::Watch(ctx.clone())).max_decoding_message_size(limit))
+    .add_service(lease_server::LeaseServer::new(lease::Lease(ctx.clone())).max_decoding_message_size(limit))
+    .add_service(cluster_server::ClusterServer::new(cluster::Cluster(ctx.clone())).max_decoding_message_size(limit))
+    .add_service(
+        maintenance_server::MaintenanceServer::new(cluster::Maintenance(ctx.clone()))
+            .max_decoding_message_size(limit),
+    )
+    .add_service(auth_server::AuthServer::new(cluster::Auth(ctx.clone())).max_decoding_message_size(limit))
+    .add_service(pb::health::health_server::HealthServer::new(cluster::Health(ctx)));
+    routes.into_axum_router()
 }

@@ -1,0 +1,324 @@
+//! etcdserverpb.Cluster, Maintenance and Auth, and grpc.health.v1.Health.
+//!
+//! Membership is read from Raft's metrics; member changes are answered as a
+//! one-member etcd answers them until Janus's cluster work makes them real.
+
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use janus_core::{RangeRequest, State};
+use tonic::{Request, Response, Status};
+
+use crate::error::RpcError;
+use crate::pb::etcdserverpb::{self as pb, auth_server, cluster_server, maintenance_server};
+use crate::pb::health::{self, health_server};
+use crate::Ctx;
+
+pub struct Cluster(pub Arc<Ctx>);
+pub struct Maintenance(pub Arc<Ctx>);
+pub struct Auth(pub Arc<Ctx>);
+pub struct Health(pub Arc<Ctx>);
+
+type Boxed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+impl Ctx {
+    /// etcd's Cluster service answers with headers without a revision.
+    fn members(&self) -> Vec<pb::Member> {
+        let m = self.node.metrics();
+        let membership = m.membership_config.membership();
+        let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
+        membership
+            .nodes()
+            .map(|(id, node)| pb::Member {
+                id: self.member_id_of(*id),
+                name: if *id == self.node.id { self.cfg.name.clone() } else { format!("janus-{id}") },
+                peer_ur_ls: vec![format!("http://{}", node.addr)],
+                // Only this member's client address is known here.
+                client_ur_ls: if *id == self.node.id { vec![self.client_url.clone()] } else { Vec::new() },
+                is_learner: !voters.contains(id),
+            })
+            .collect()
+    }
+
+    fn has_member(&self, id: u64) -> bool {
+        self.members().iter().any(|m| m.id == id)
+    }
+}
+
+#[tonic::async_trait]
+impl cluster_server::Cluster for Cluster {
+    async fn member_add(&self, _req: Request<pb::MemberAddRequest>) -> Result<Response<pb::MemberAddResponse>, Status> {
+        // A one-member cluster cannot take a second voter without losing
+        // quorum: etcd's strict reconfiguration check answers this.
+        Err(RpcError::Unhealthy.into())
+    }
+
+    async fn member_remove(
+        &self,
+        req: Request<pb::MemberRemoveRequest>,
+    ) -> Result<Response<pb::MemberRemoveResponse>, Status> {
+        if !self.0.has_member(req.get_ref().id) {
+            return Err(RpcError::MemberNotFound.into());
+        }
+        Err(RpcError::Unhealthy.into())
+    }
+
+    async fn member_update(
+        &self,
+        req: Request<pb::MemberUpdateRequest>,
+    ) -> Result<Response<pb::MemberUpdateResponse>, Status> {
+        if !self.0.has_member(req.get_ref().id) {
+            return Err(RpcError::MemberNotFound.into());
+        }
+        Err(Status::unimplemented("janus: changing peer URLs is not supported yet"))
+    }
+
+    async fn member_list(&self, req: Request<pb::MemberListRequest>) -> Result<Response<pb::MemberListResponse>, Status> {
+        if req.get_ref().linearizable {
+            self.0.node.read_index().await.map_err(RpcError::from)?;
+        }
+        Ok(Response::new(pb::MemberListResponse { header: Some(self.0.header(0)), members: self.0.members() }))
+    }
+
+    async fn member_promote(
+        &self,
+        req: Request<pb::MemberPromoteRequest>,
+    ) -> Result<Response<pb::MemberPromoteResponse>, Status> {
+        let id = req.get_ref().id;
+        match self.0.members().iter().find(|m| m.id == id) {
+            None => Err(RpcError::MemberNotFound.into()),
+            Some(m) if !m.is_learner => Err(RpcError::MemberNotLearner.into()),
+            Some(_) => Err(Status::unimplemented("janus: promoting learners is not supported yet")),
+        }
+    }
+}
+
+/// CRC-32C (Castagnoli), the checksum etcd's hashes use.
+fn crc32c(mut crc: u32, data: &[u8]) -> u32 {
+    crc = !crc;
+    for &b in data {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0x82F6_3B78 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+/// A hash of every key's version visible at `rev` (a consistency check
+/// between members; the numbers differ from etcd's, whose backend differs).
+fn hash_kv(st: &State, rev: i64) -> Result<u32, RpcError> {
+    let req = RangeRequest { key: vec![0], range_end: vec![0], revision: rev, ..RangeRequest::default() };
+    let res = st.kv_range(&req)?;
+    let mut h = 0u32;
+    for kv in &res.kvs {
+        h = crc32c(h, &kv.key);
+        for n in [kv.create_revision, kv.mod_revision, kv.version, kv.lease] {
+            h = crc32c(h, &n.to_be_bytes());
+        }
+        h = crc32c(h, &kv.value);
+    }
+    Ok(h)
+}
+
+#[tonic::async_trait]
+impl maintenance_server::Maintenance for Maintenance {
+    async fn alarm(&self, _req: Request<pb::AlarmRequest>) -> Result<Response<pb::AlarmResponse>, Status> {
+        // No quota alarm is raised yet: GET lists none, and deactivating
+        // nothing is fine.
+        Ok(Response::new(pb::AlarmResponse { header: Some(self.0.header_now()), alarms: Vec::new() }))
+    }
+
+    async fn status(&self, _req: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+        let m = self.0.node.metrics();
+        let leader = m.current_leader.map_or(0, |l| self.0.member_id_of(l));
+        let applied = m.last_applied.map_or(0, |l| l.index);
+        let committed = self.0.node.committed.load(Ordering::Relaxed).max(applied);
+        let size = {
+            let st = self.0.node.sm.state();
+            let req = RangeRequest { key: vec![0], range_end: vec![0], ..RangeRequest::default() };
+            st.kv_range(&req).map_or(0, |r| r.kvs.iter().map(|kv| kv.key.len() + kv.value.len() + 32).sum::<usize>())
+        } as i64;
+        let errors = if m.current_leader.is_none() { vec!["etcdserver: no leader".to_string()] } else { Vec::new() };
+        Ok(Response::new(pb::StatusResponse {
+            header: Some(self.0.header_now()),
+            version: self.0.cfg.version.clone(),
+            db_size: size,
+            leader,
+            raft_index: committed,
+            raft_term: m.current_term,
+            raft_applied_index: applied,
+            errors,
+            db_size_in_use: size,
+            is_learner: false,
+            storage_version: String::new(),
+            db_size_quota: 0,
+            downgrade_info: None,
+        }))
+    }
+
+    async fn defragment(&self, _req: Request<pb::DefragmentRequest>) -> Result<Response<pb::DefragmentResponse>, Status> {
+        // RocksDB compacts in the background: nothing to do.
+        Ok(Response::new(pb::DefragmentResponse { header: Some(self.0.header_now()) }))
+    }
+
+    async fn hash(&self, _req: Request<pb::HashRequest>) -> Result<Response<pb::HashResponse>, Status> {
+        let (h, rev) = {
+            let st = self.0.node.sm.state();
+            (hash_kv(&st, 0), st.revision())
+        };
+        Ok(Response::new(pb::HashResponse { header: Some(self.0.header(rev)), hash: h? }))
+    }
+
+    async fn hash_kv(&self, req: Request<pb::HashKvRequest>) -> Result<Response<pb::HashKvResponse>, Status> {
+        let want = req.get_ref().revision;
+        let (h, rev, compacted) = {
+            let st = self.0.node.sm.state();
+            (hash_kv(&st, want), st.revision(), st.compacted_revision())
+        };
+        Ok(Response::new(pb::HashKvResponse {
+            header: Some(self.0.header(rev)),
+            hash: h?,
+            compact_revision: compacted,
+            hash_revision: if want > 0 { want } else { rev },
+        }))
+    }
+
+    type SnapshotStream = Boxed<pb::SnapshotResponse>;
+
+    async fn snapshot(&self, _req: Request<pb::SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+        Err(Status::unimplemented("janus: snapshot is not supported yet"))
+    }
+
+    async fn move_leader(&self, req: Request<pb::MoveLeaderRequest>) -> Result<Response<pb::MoveLeaderResponse>, Status> {
+        if req.get_ref().target_id == self.0.member_id() {
+            return Ok(Response::new(pb::MoveLeaderResponse { header: Some(self.0.header_now()) }));
+        }
+        Err(RpcError::BadLeaderTransferee.into())
+    }
+
+    async fn downgrade(&self, _req: Request<pb::DowngradeRequest>) -> Result<Response<pb::DowngradeResponse>, Status> {
+        Err(Status::unimplemented("janus: downgrade is not supported"))
+    }
+}
+
+fn auth_unsupported<T>() -> Result<Response<T>, Status> {
+    Err(Status::unimplemented("janus: etcd authentication is not supported yet"))
+}
+
+#[tonic::async_trait]
+impl auth_server::Auth for Auth {
+    async fn auth_enable(&self, _req: Request<pb::AuthEnableRequest>) -> Result<Response<pb::AuthEnableResponse>, Status> {
+        // No users exist yet, so there is no root: etcd's answer.
+        Err(RpcError::RootUserNotExist.into())
+    }
+
+    async fn auth_disable(
+        &self,
+        _req: Request<pb::AuthDisableRequest>,
+    ) -> Result<Response<pb::AuthDisableResponse>, Status> {
+        Ok(Response::new(pb::AuthDisableResponse { header: Some(self.0.header_now()) }))
+    }
+
+    async fn auth_status(&self, _req: Request<pb::AuthStatusRequest>) -> Result<Response<pb::AuthStatusResponse>, Status> {
+        Ok(Response::new(pb::AuthStatusResponse { header: Some(self.0.header_now()), enabled: false, auth_revision: 0 }))
+    }
+
+    async fn authenticate(
+        &self,
+        _req: Request<pb::AuthenticateRequest>,
+    ) -> Result<Response<pb::AuthenticateResponse>, Status> {
+        Err(RpcError::AuthNotEnabled.into())
+    }
+
+    async fn user_add(&self, _req: Request<pb::AuthUserAddRequest>) -> Result<Response<pb::AuthUserAddResponse>, Status> {
+        auth_unsupported()
+    }
+
+    async fn user_get(&self, _req: Request<pb::AuthUserGetRequest>) -> Result<Response<pb::AuthUserGetResponse>, Status> {
+        auth_unsupported()
+    }
+
+    async fn user_list(&self, _req: Request<pb::AuthUserListRequest>) -> Result<Response<pb::AuthUserListResponse>, Status> {
+        auth_unsupported()
+    }
+
+    async fn user_delete(&self, _req: Request<pb::AuthUserDeleteRequest>) -> Result<Response<pb::AuthUserDeleteResponse>, Status> {
+        auth_unsupported()
+    }
+
+    async fn user_change_password(&self, _req: Request<pb::AuthUserChangePasswordRequest>) -> Result<Response<pb::AuthUserChangePasswordResponse>, Status> {
+        auth_unsupported()
+    }
+
+    async fn user_grant_role(&self, _req: Request<pb::AuthUserGrantRoleRequest>) -> Result<Response<pb::AuthUserGrantRoleResponse>, Status> {
+        auth_unsupported()
+    }
+
+    async fn user_revoke_role(&self, _req: Request<pb::AuthUserRevokeRoleRequest>) -> Result<Response<pb::AuthUserRevokeRoleResponse>, Status> {
+        auth_unsupported()
+    }
+
+    async fn role_add(&self, _req: Request<pb::AuthRoleAddRequest>) -> Result<Response<pb::AuthRoleAddResponse>, Status> {
+        auth_unsupported()
+    }
+
+    async fn role_get(&self, _req: Request<pb::AuthRoleGetRequest>) -> Result<Response<pb::AuthRoleGetResponse>, Status> {
+        auth_unsupported()
+    }
+
+    async fn role_list(&self, _req: Request<pb::AuthRoleListRequest>) -> Result<Response<pb::AuthRoleListResponse>, Status> {
+        auth_unsupported()
+    }
+
+    async fn role_delete(&self, _req: Request<pb::AuthRoleDeleteRequest>) -> Result<Response<pb::AuthRoleDeleteResponse>, Status> {
+        auth_unsupported()
+    }
+
+    async fn role_grant_permission(&self, _req: Request<pb::AuthRoleGrantPermissionRequest>) -> Result<Response<pb::AuthRoleGrantPermissionResponse>, Status> {
+        auth_unsupported()
+    }
+
+    async fn role_revoke_permission(&self, _req: Request<pb::AuthRoleRevokePermissionRequest>) -> Result<Response<pb::AuthRoleRevokePermissionResponse>, Status> {
+        auth_unsupported()
+    }
+}
+
+impl Health {
+    fn status(&self, service: &str) -> Result<health::HealthCheckResponse, Status> {
+        use health::health_check_response::ServingStatus;
+        // etcd registers only the empty service name.
+        if !service.is_empty() {
+            return Err(Status::not_found("unknown service"));
+        }
+        let serving = self.0.node.leader().is_some();
+        let status = if serving { ServingStatus::Serving } else { ServingStatus::NotServing };
+        Ok(health::HealthCheckResponse { status: status as i32 })
+    }
+}
+
+#[tonic::async_trait]
+impl health_server::Health for Health {
+    async fn check(&self, req: Request<health::HealthCheckRequest>) -> Result<Response<health::HealthCheckResponse>, Status> {
+        Ok(Response::new(self.status(&req.get_ref().service)?))
+    }
+
+    type WatchStream = Boxed<health::HealthCheckResponse>;
+
+    async fn watch(&self, req: Request<health::HealthCheckRequest>) -> Result<Response<Self::WatchStream>, Status> {
+        let first = self.status(&req.get_ref().service)?;
+        // Report the current status, then keep the stream open.
+        let s = futures::stream::once(async move { Ok(first) }).chain(futures::stream::pending());
+        Ok(Response::new(Box::pin(s)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn crc32c_matches_the_standard_check_value() {
+        assert_eq!(super::crc32c(0, b"123456789"), 0xE306_9283);
+    }
+}

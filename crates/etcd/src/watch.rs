@@ -1,0 +1,506 @@
+//! etcdserverpb.Watch: one task per stream carries all of its watchers.
+//!
+//! Live changes come from the state machine's event broadcast, which every
+//! stream reads at its own pace from one shared, bounded buffer: a slow
+//! client never slows writes and never grows memory. A watcher that is
+//! behind (a start revision in the past, or a stream that fell out of the
+//! buffer) catches up from the MVCC history in bounded chunks, then follows
+//! the broadcast again — etcd's unsynced/synced split.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::Stream;
+use janus_core::{Event, EventBatch, KeyValue, RangeRequest, State};
+use prost::Message;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::check::kv_to_pb;
+use crate::pb::etcdserverpb::{self as pb, watch_server};
+use crate::pb::mvccpb;
+use crate::Ctx;
+
+pub struct Watch(pub Arc<Ctx>);
+
+/// Revisions replayed from history per lock hold.
+const CATCH_UP_CHUNK: i64 = 64;
+/// Most revisions with events in one catch-up response (etcd's
+/// `watchBatchMaxRevs`).
+const SYNC_BATCH_REVS: usize = 1000;
+/// Responses queued for the client before the stream task waits.
+const OUT_QUEUE: usize = 64;
+
+#[derive(Debug, Clone)]
+struct Watcher {
+    id: i64,
+    key: Vec<u8>,
+    /// As etcd normalizes it: empty = the key alone, "\0" = no upper bound.
+    end: Vec<u8>,
+    /// The next revision this watcher has not seen yet.
+    next_rev: i64,
+    prev_kv: bool,
+    no_put: bool,
+    no_delete: bool,
+    progress_notify: bool,
+    fragment: bool,
+    /// Sent something since the last progress tick.
+    active: bool,
+}
+
+impl Watcher {
+    fn matches(&self, k: &[u8]) -> bool {
+        if self.end.is_empty() {
+            k == self.key.as_slice()
+        } else if self.end == [0] {
+            k >= self.key.as_slice()
+        } else {
+            k >= self.key.as_slice() && k < self.end.as_slice()
+        }
+    }
+
+    fn event(&self, ev: &Event) -> Option<mvccpb::Event> {
+        let (ty, kv, prev) = match ev {
+            Event::KvPut { kv, prev } if !self.no_put => (mvccpb::event::EventType::Put, kv, prev),
+            Event::KvDelete { kv, prev } if !self.no_delete => (mvccpb::event::EventType::Delete, kv, prev),
+            _ => return None,
+        };
+        if !self.matches(&kv.key) {
+            return None;
+        }
+        Some(mvccpb::Event {
+            r#type: ty as i32,
+            kv: Some(kv_to_pb(kv.clone())),
+            prev_kv: if self.prev_kv { prev.clone().map(kv_to_pb) } else { None },
+        })
+    }
+}
+
+/// The changes to `[key, end)` at exactly revision `rev`, rebuilt from the
+/// MVCC history (puts: keys whose mod revision is `rev`; deletes: keys live
+/// at `rev - 1` and gone at `rev`). `rev - 1` must not be compacted.
+fn history_at(st: &State, key: &[u8], end: &[u8], rev: i64) -> Vec<Event> {
+    let base = RangeRequest { key: key.to_vec(), range_end: end.to_vec(), ..RangeRequest::default() };
+    let at = |r: i64| RangeRequest { revision: r, ..base.clone() };
+    let mut out = Vec::new();
+    let prev_of = |k: &[u8]| -> Option<KeyValue> {
+        let req = RangeRequest { key: k.to_vec(), revision: rev - 1, ..RangeRequest::default() };
+        if rev - 1 < 1 {
+            return None;
+        }
+        st.kv_range(&req).ok().and_then(|r| r.kvs.into_iter().next())
+    };
+    let Ok(now) = st.kv_range(&RangeRequest { min_mod_revision: rev, max_mod_revision: rev, ..at(rev) }) else {
+        return out;
+    };
+    let count = |r: i64| st.kv_range(&RangeRequest { count_only: true, ..at(r) }).map_or(0, |x| x.count);
+    let created = now.kvs.iter().filter(|kv| kv.create_revision == rev).count() as i64;
+    let before = if rev > 1 { count(rev - 1) } else { 0 };
+    // Keys live before, plus those created at `rev`, minus those live
+    // after: how many `rev` deleted (the cheap check before the key diff).
+    let deleted = before + created - now.count;
+    let mut dels = Vec::new();
+    if deleted > 0 && rev > 1 {
+        let keys_only = |r: i64| {
+            st.kv_range(&RangeRequest { keys_only: true, ..at(r) }).map(|x| x.kvs).unwrap_or_default()
+        };
+        let after: std::collections::BTreeSet<Vec<u8>> = keys_only(rev).into_iter().map(|kv| kv.key).collect();
+        for kv in keys_only(rev - 1) {
+            if !after.contains(&kv.key) {
+                dels.push(kv.key);
+            }
+        }
+    }
+    // Within one revision etcd orders events as the request applied them;
+    // the history no longer knows that order, so puts and deletes are
+    // merged in key order.
+    let mut puts = now.kvs.into_iter().peekable();
+    let mut dels = dels.into_iter().peekable();
+    loop {
+        let take_put = match (puts.peek(), dels.peek()) {
+            (Some(p), Some(d)) => p.key <= *d,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => break,
+        };
+        if take_put {
+            if let Some(kv) = puts.next() {
+                let prev = if kv.version > 1 { prev_of(&kv.key) } else { None };
+                out.push(Event::KvPut { kv, prev });
+            }
+        } else if let Some(k) = dels.next() {
+            let prev = prev_of(&k);
+            let kv = KeyValue { key: k, mod_revision: rev, ..KeyValue::default() };
+            out.push(Event::KvDelete { kv, prev });
+        }
+    }
+    out
+}
+
+/// One stream's state.
+struct Session {
+    ctx: Arc<Ctx>,
+    out: mpsc::Sender<Result<pb::WatchResponse, Status>>,
+    watchers: BTreeMap<i64, Watcher>,
+    next_id: i64,
+    /// Every batch up to here has been delivered to every synced watcher.
+    stream_rev: i64,
+}
+
+/// The client went away.
+struct Gone;
+
+impl Session {
+    async fn send(&self, r: pb::WatchResponse) -> Result<(), Gone> {
+        self.out.send(Ok(r)).await.map_err(|_| Gone)
+    }
+
+    /// Send `events` of revision `rev` to watcher `w`, split into fragments
+    /// if it asked for them and the response is too large.
+    async fn send_events(&self, w: &Watcher, rev: i64, events: Vec<mvccpb::Event>) -> Result<(), Gone> {
+        let header = Some(self.ctx.header(rev));
+        let resp = pb::WatchResponse { header, watch_id: w.id, events, ..Default::default() };
+        let limit = self.ctx.cfg.max_request_bytes;
+        if !w.fragment || resp.encoded_len() <= limit || resp.events.len() < 2 {
+            return self.send(resp).await;
+        }
+        let mut chunk = Vec::new();
+        let mut size = 0usize;
+        let all = resp.events;
+        let n = all.len();
+        for (i, ev) in all.into_iter().enumerate() {
+            let len = ev.encoded_len() + 8;
+            if !chunk.is_empty() && size + len > limit {
+                let part = std::mem::take(&mut chunk);
+                size = 0;
+                self.send(pb::WatchResponse { header, watch_id: w.id, events: part, fragment: true, ..Default::default() })
+                    .await?;
+            }
+            size += len;
+            chunk.push(ev);
+            if i + 1 == n {
+                self.send(pb::WatchResponse { header, watch_id: w.id, events: chunk, ..Default::default() }).await?;
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deliver one live batch to every watcher that has not seen it.
+    async fn deliver(&mut self, batch: &EventBatch) -> Result<(), Gone> {
+        self.stream_rev = self.stream_rev.max(batch.revision);
+        let ids: Vec<i64> = self.watchers.keys().copied().collect();
+        for id in ids {
+            let Some(w) = self.watchers.get(&id).cloned() else { continue };
+            if batch.revision < w.next_rev {
+                continue;
+            }
+            let events: Vec<mvccpb::Event> = batch.events.iter().filter_map(|e| w.event(e)).collect();
+            if let Some(w) = self.watchers.get_mut(&id) {
+                w.next_rev = batch.revision + 1;
+                w.active |= !events.is_empty();
+            }
+            if !events.is_empty() {
+                self.send_events(&w, batch.revision, events).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Bring watcher `id` up to `target` from the MVCC history. Like etcd's
+    /// unsynced-watcher sync, events of up to `SYNC_BATCH_REVS` revisions go
+    /// in one response whose header is `target`. Returns false if the
+    /// watcher was canceled for compaction.
+    async fn catch_up(&mut self, id: i64, target: i64) -> Result<bool, Gone> {
+        let mut pending: Vec<mvccpb::Event> = Vec::new();
+        let mut pending_revs = 0usize;
+        loop {
+            let Some(w) = self.watchers.get(&id).cloned() else { return Ok(false) };
+            if w.next_rev > target {
+                if !pending.is_empty() {
+                    self.send_events(&w, target, pending).await?;
+                }
+                return Ok(true);
+            }
+            let hi = target.min(w.next_rev.saturating_add(CATCH_UP_CHUNK - 1));
+            let found: Result<Vec<(i64, Vec<Event>)>, i64> = {
+                let st = self.ctx.node.sm.state();
+                let compacted = st.compacted_revision();
+                if w.next_rev < compacted {
+                    Err(compacted)
+                } else {
+                    Ok((w.next_rev..=hi)
+                        .map(|r| (r, history_at(&st, &w.key, &w.end, r)))
+                        .filter(|(_, e)| !e.is_empty())
+                        .collect())
+                }
+            };
+            match found {
+                Err(compacted) => {
+                    self.watchers.remove(&id);
+                    self.send(pb::WatchResponse {
+                        header: Some(self.ctx.header_now()),
+                        watch_id: id,
+                        canceled: true,
+                        compact_revision: compacted,
+                        cancel_reason: janus_core::EtcdError::Compacted.to_string(),
+                        ..Default::default()
+                    })
+                    .await?;
+                    return Ok(false);
+                }
+                Ok(revs) => {
+                    for (_, evs) in revs {
+                        let before = pending.len();
+                        pending.extend(evs.iter().filter_map(|e| w.event(e)));
+                        pending_revs += usize::from(pending.len() > before);
+                    }
+                    if pending_revs >= SYNC_BATCH_REVS {
+                        self.send_events(&w, target, std::mem::take(&mut pending)).await?;
+                        pending_revs = 0;
+                    }
+                    if let Some(w) = self.watchers.get_mut(&id) {
+                        w.next_rev = hi + 1;
+                        w.active = true;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn create(&mut self, c: pb::WatchCreateRequest) -> Result<(), Gone> {
+        let current = self.ctx.node.sm.state().revision();
+        let mut end = c.range_end.clone();
+        if end.len() == 1 && end[0] == 0 {
+            end = vec![0];
+        }
+        let error = if !end.is_empty() && end != [0] && c.key >= end {
+            Some("mvcc: watcher range is empty")
+        } else if c.watch_id != 0 && self.watchers.contains_key(&c.watch_id) {
+            Some("mvcc: duplicate watch ID provided on the WatchStream")
+        } else {
+            None
+        };
+        if let Some(reason) = error {
+            return self
+                .send(pb::WatchResponse {
+                    header: Some(self.ctx.header(current)),
+                    watch_id: -1,
+                    created: true,
+                    canceled: true,
+                    cancel_reason: reason.into(),
+                    ..Default::default()
+                })
+                .await;
+        }
+        let id = if c.watch_id != 0 {
+            c.watch_id
+        } else {
+            while self.watchers.contains_key(&self.next_id) {
+                self.next_id += 1;
+            }
+            self.next_id
+        };
+        if c.watch_id == 0 {
+            self.next_id += 1;
+        }
+        use pb::watch_create_request::FilterType;
+        let w = Watcher {
+            id,
+            key: c.key,
+            end,
+            next_rev: if c.start_revision > 0 { c.start_revision } else { current + 1 },
+            prev_kv: c.prev_kv,
+            no_put: c.filters.contains(&(FilterType::Noput as i32)),
+            no_delete: c.filters.contains(&(FilterType::Nodelete as i32)),
+            progress_notify: c.progress_notify,
+            fragment: c.fragment,
+            active: false,
+        };
+        let replay = w.next_rev <= current;
+        self.watchers.insert(id, w);
+        self.send(pb::WatchResponse {
+            header: Some(self.ctx.header(current)),
+            watch_id: id,
+            created: true,
+            ..Default::default()
+        })
+        .await?;
+        if replay {
+            self.catch_up(id, current).await?;
+        }
+        Ok(())
+    }
+
+    async fn cancel(&mut self, id: i64) -> Result<(), Gone> {
+        if self.watchers.remove(&id).is_some() {
+            let header = Some(self.ctx.header(self.stream_rev));
+            self.send(pb::WatchResponse { header, watch_id: id, canceled: true, ..Default::default() }).await?;
+        }
+        Ok(())
+    }
+
+    /// The stream fell out of the broadcast buffer: catch every watcher up
+    /// from history to the current revision.
+    async fn resync(&mut self) -> Result<(), Gone> {
+        let target = self.ctx.node.sm.state().revision();
+        let ids: Vec<i64> = self.watchers.keys().copied().collect();
+        for id in ids {
+            self.catch_up(id, target).await?;
+        }
+        self.stream_rev = self.stream_rev.max(target);
+        Ok(())
+    }
+
+    /// Deliver whatever is already buffered, so a progress report does not
+    /// claim a revision whose events are still queued.
+    async fn drain(&mut self, events: &mut broadcast::Receiver<Arc<EventBatch>>) -> Result<(), Gone> {
+        loop {
+            match events.try_recv() {
+                Ok(b) => self.deliver(&b).await?,
+                Err(broadcast::error::TryRecvError::Lagged(_)) => self.resync().await?,
+                Err(_) => return Ok(()),
+            }
+        }
+    }
+
+    async fn progress(&mut self) -> Result<(), Gone> {
+        let header = Some(self.ctx.header(self.stream_rev));
+        self.send(pb::WatchResponse { header, watch_id: -1, ..Default::default() }).await
+    }
+
+    async fn tick(&mut self) -> Result<(), Gone> {
+        let ids: Vec<i64> = self.watchers.keys().copied().collect();
+        for id in ids {
+            let Some(w) = self.watchers.get_mut(&id) else { continue };
+            let notify = w.progress_notify && !w.active && w.next_rev > self.stream_rev;
+            w.active = false;
+            if notify {
+                let header = Some(self.ctx.header(self.stream_rev));
+                self.send(pb::WatchResponse { header, watch_id: id, ..Default::default() }).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn run(ctx: Arc<Ctx>, mut input: Streaming<pb::WatchRequest>, out: mpsc::Sender<Result<pb::WatchResponse, Status>>) {
+    let mut events = ctx.node.sm.subscribe();
+    // Batches at or below this revision are already in the state.
+    let stream_rev = ctx.node.sm.state().revision();
+    let every = Duration::from_millis(ctx.cfg.watch_progress_notify_interval_ms.max(100));
+    let mut s = Session { ctx, out, watchers: BTreeMap::new(), next_id: 0, stream_rev };
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    use pb::watch_request::RequestUnion;
+    loop {
+        let step = tokio::select! {
+            msg = input.message() => match msg {
+                Ok(Some(req)) => match req.request_union {
+                    Some(RequestUnion::CreateRequest(c)) => s.create(c).await,
+                    Some(RequestUnion::CancelRequest(c)) => s.cancel(c.watch_id).await,
+                    Some(RequestUnion::ProgressRequest(_)) => {
+                        match s.drain(&mut events).await {
+                            Ok(()) => s.progress().await,
+                            Err(g) => Err(g),
+                        }
+                    }
+                    None => Ok(()),
+                },
+                Ok(None) | Err(_) => Err(Gone),
+            },
+            b = events.recv() => match b {
+                Ok(batch) => s.deliver(&batch).await,
+                Err(broadcast::error::RecvError::Lagged(_)) => s.resync().await,
+                Err(broadcast::error::RecvError::Closed) => Err(Gone),
+            },
+            _ = ticker.tick() => s.tick().await,
+        };
+        if step.is_err() {
+            return;
+        }
+    }
+}
+
+type Boxed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl watch_server::Watch for Watch {
+    type WatchStream = Boxed<pb::WatchResponse>;
+
+    async fn watch(
+        &self,
+        req: Request<Streaming<pb::WatchRequest>>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let (tx, rx) = mpsc::channel(OUT_QUEUE);
+        tokio::spawn(run(self.0.clone(), req.into_inner(), tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use janus_core::{Command, DeleteRangeRequest, Proposal, PutRequest};
+
+    fn apply(st: &mut State, c: Command) {
+        st.apply(&Proposal { time_ms: 0, command: c });
+    }
+    fn put(k: &str, v: &str) -> Command {
+        Command::Put(PutRequest { key: k.into(), value: v.into(), ..PutRequest::default() })
+    }
+
+    #[test]
+    fn history_rebuilds_each_revisions_events() {
+        let mut st = State::new();
+        // The clock starts at 1, as etcd's does.
+        apply(&mut st, put("a", "1")); // 2
+        apply(&mut st, put("b", "1")); // 3
+        apply(&mut st, put("a", "2")); // 4
+        let del = DeleteRangeRequest { key: "a".into(), range_end: "c".into(), prev_kv: false };
+        apply(&mut st, Command::DeleteRange(del)); // 5
+        let ev = history_at(&st, b"a", b"\0", 4);
+        assert_eq!(ev.len(), 1);
+        match &ev[0] {
+            Event::KvPut { kv, prev } => {
+                assert_eq!((kv.key.as_slice(), kv.value.as_slice(), kv.version), (&b"a"[..], &b"2"[..], 2));
+                assert_eq!(prev.as_ref().map(|p| p.value.clone()), Some(b"1".to_vec()));
+            }
+            e => panic!("{e:?}"),
+        }
+        let ev = history_at(&st, b"a", b"\0", 5);
+        let keys: Vec<_> = ev
+            .iter()
+            .map(|e| match e {
+                Event::KvDelete { kv, prev } => (kv.key.clone(), kv.mod_revision, prev.is_some()),
+                e => panic!("{e:?}"),
+            })
+            .collect();
+        assert_eq!(keys, vec![(b"a".to_vec(), 5, true), (b"b".to_vec(), 5, true)]);
+        assert!(history_at(&st, b"b", b"", 4).is_empty());
+        assert_eq!(history_at(&st, b"b", b"", 3).len(), 1);
+    }
+
+    #[test]
+    fn watcher_ranges() {
+        let w = Watcher {
+            id: 0,
+            key: b"b".to_vec(),
+            end: vec![0],
+            next_rev: 1,
+            prev_kv: false,
+            no_put: false,
+            no_delete: false,
+            progress_notify: false,
+            fragment: false,
+            active: false,
+        };
+        assert!(w.matches(b"b") && w.matches(b"zz") && !w.matches(b"a"));
+        let w = Watcher { end: b"c".to_vec(), ..w };
+        assert!(w.matches(b"bb") && !w.matches(b"c"));
+        let w = Watcher { end: Vec::new(), ..w };
+        assert!(w.matches(b"b") && !w.matches(b"bb"));
+    }
+}
