@@ -73,7 +73,9 @@ impl Drop for Etcd {
 /// `timeout` stops long-running commands (watch) and anything that hangs.
 fn ctl(endpoint: &str, args: &[&str], stdin: Option<&[u8]>) -> (i32, String, String) {
     let mut cmd = Command::new("timeout");
-    cmd.arg("-s").arg("INT").arg(if args.first() == Some(&"watch") { "3" } else { "20" });
+    // Commands that never end by themselves get a short, fixed lifetime.
+    let short = matches!(args.first(), Some(&"watch") | Some(&"elect"));
+    cmd.arg("-s").arg("INT").arg(if short { "3" } else { "20" });
     cmd.arg("etcdctl").arg(format!("--endpoints={endpoint}")).args(args);
     cmd.env("ETCDCTL_API", "3");
     cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
@@ -179,6 +181,26 @@ fn script() -> Vec<Step> {
         step("endpoint status -w json"),
         step("endpoint health -w json"),
         step("alarm list"),
+        step("alarm disarm"),
+        step("defrag"),
+        step("member remove 1234"),
+        step("member promote 1234"),
+        step("member update 1234 --peer-urls=http://127.0.0.1:1"),
+        step("auth enable"),
+        step("auth disable"),
+        // Serializable reads, ranges from a key.
+        step("get foo --consistency=s -w json"),
+        step("get a --from-key --limit 1 -w json"),
+        step("get foo --prefix --limit 1 --sort-by=CREATE --order=DESCEND -w json"),
+        step("get foo --prefix --sort-by=VERSION -w json"),
+        // More compares: missing keys, lease and create targets.
+        with_stdin("txn -w json", "mod(\"nosuch\") = \"0\"\ncreate(\"nosuch\") = \"0\"\n\nput made 1\n\n\n"),
+        with_stdin("txn -w json", "lease(\"made\") = \"0\"\nversion(\"made\") != \"1\"\n\n\nget made\n\n"),
+        with_stdin("txn -w json", "value(\"made\") > \"0\"\nvalue(\"made\") < \"2\"\n\ndel made --prev-kv\nput made2 x\n\n\n"),
+        // Client-side recipes built on KV, Lease and Watch.
+        step("lock mylock -- echo locked"),
+        step("elect myelection proposal"),
+        step("elect myelection --listen"),
         // Too large a request (value from stdin: arguments cannot be 2 MiB).
         Step { args: "put big", stdin: Some(vec![b'x'; 1_700_000]), fuzzy_ttl: false },
         step("del foo --prefix --prev-kv -w json"),
@@ -264,13 +286,21 @@ impl Norm {
                         return self.rev(&Value::from(n)).to_string();
                     }
                 }
-                let hex = w.trim_matches(|c: char| !c.is_ascii_hexdigit());
-                if hex.len() >= 12 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
-                    if let Ok(n) = i64::from_str_radix(hex, 16) {
-                        return w.replace(hex, &self.id(n.to_string()).to_string());
-                    }
-                }
-                w.to_string()
+                // Lease ids appear alone or as the last part of a key
+                // ("election/<lease>").
+                let parts: Vec<String> = w
+                    .split('/')
+                    .map(|p| {
+                        let hex = p.trim_matches(|c: char| !c.is_ascii_hexdigit());
+                        if hex.len() >= 12 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                            if let Ok(n) = i64::from_str_radix(hex, 16) {
+                                return p.replace(hex, &self.id(n.to_string()).to_string());
+                            }
+                        }
+                        p.to_string()
+                    })
+                    .collect();
+                parts.join("/")
             })
             .collect();
         words.join(" ")

@@ -50,9 +50,7 @@ impl Ctx {
 #[tonic::async_trait]
 impl cluster_server::Cluster for Cluster {
     async fn member_add(&self, _req: Request<pb::MemberAddRequest>) -> Result<Response<pb::MemberAddResponse>, Status> {
-        // A one-member cluster cannot take a second voter without losing
-        // quorum: etcd's strict reconfiguration check answers this.
-        Err(RpcError::Unhealthy.into())
+        Err(Status::unimplemented("janus: membership changes are not supported yet"))
     }
 
     async fn member_remove(
@@ -62,7 +60,7 @@ impl cluster_server::Cluster for Cluster {
         if !self.0.has_member(req.get_ref().id) {
             return Err(RpcError::MemberNotFound.into());
         }
-        Err(RpcError::Unhealthy.into())
+        Err(Status::unimplemented("janus: membership changes are not supported yet"))
     }
 
     async fn member_update(
