@@ -1,25 +1,84 @@
-//! Janus's ZooKeeper personality: the client protocol on `zk_listen`.
+//! Janus's ZooKeeper personality: ZooKeeper's client protocol on `zk_listen`.
 //!
-//! (Being built: see the README's feature table.)
+//! Each connection is one task: it reads frames (a reader task feeds them
+//! through a channel), answers them strictly in order, and matches the
+//! state machine's change events (`sm.subscribe()`) against its own watches.
+//! Writes become `Command`s committed through Raft; reads come from the
+//! member's applied state, as ZooKeeper serves them. See docs/zookeeper.md.
 
+pub mod auth;
+mod conn;
+mod fourlw;
+pub mod proto;
+pub mod watch;
+
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use janus_raft::RaftNode;
 use serde::{Deserialize, Serialize};
+use sha1::{Digest, Sha1};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
 
 /// The `[zookeeper]` section of Janus's configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// ZooKeeper's `tickTime`: session timeouts are negotiated between 2 and
-    /// 20 ticks.
+    /// 20 ticks unless the bounds below are set.
     pub tick_ms: u64,
+    /// `minSessionTimeout` (default 2 ticks).
+    pub min_session_timeout_ms: Option<u64>,
+    /// `maxSessionTimeout` (default 20 ticks).
+    pub max_session_timeout_ms: Option<u64>,
+    /// `jute.maxbuffer`: a larger incoming frame closes the connection.
+    pub max_buffer: usize,
+    /// `zookeeper.extendedTypesEnabled`: TTL nodes (on by default in Janus).
+    pub extended_types: bool,
+    /// `4lw.commands.whitelist`: the four-letter words answered; `*` = all.
+    pub four_letter_words: Vec<String>,
+    /// `zookeeper.DigestAuthenticationProvider.superDigest`
+    /// (`super:<base64 sha1>`): a connection authenticated as this digest
+    /// passes every ACL.
+    pub super_digest: Option<String>,
+    /// Mixed into session passwords (any string; a random one if unset).
+    pub session_secret: Option<String>,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { tick_ms: 2000 }
+        Config {
+            tick_ms: 2000,
+            min_session_timeout_ms: None,
+            max_session_timeout_ms: None,
+            max_buffer: 0xfffff,
+            extended_types: true,
+            four_letter_words: vec!["srvr".into(), "ruok".into()],
+            super_digest: None,
+            session_secret: None,
+        }
+    }
+}
+
+impl Config {
+    pub fn min_timeout_ms(&self) -> u64 {
+        self.min_session_timeout_ms.unwrap_or(self.tick_ms.saturating_mul(2))
+    }
+    pub fn max_timeout_ms(&self) -> u64 {
+        self.max_session_timeout_ms.unwrap_or(self.tick_ms.saturating_mul(20)).max(self.min_timeout_ms())
+    }
+    /// Clamp a client's requested session timeout.
+    pub fn negotiate(&self, requested: i32) -> i32 {
+        let r = requested.max(0) as u64;
+        r.clamp(self.min_timeout_ms(), self.max_timeout_ms()).min(i32::MAX as u64) as i32
+    }
+    pub fn allows(&self, cmd: &str) -> bool {
+        self.four_letter_words.iter().any(|w| w == "*" || w == cmd)
     }
 }
 
@@ -29,6 +88,108 @@ pub enum ServeError {
     Bind { addr: String, source: std::io::Error },
 }
 
+/// What `cons`/`stat`/`wchs` report about one connection.
+#[derive(Debug)]
+pub(crate) struct ConnInfo {
+    pub addr: SocketAddr,
+    pub session: AtomicI64,
+    pub received: AtomicU64,
+    pub sent: AtomicU64,
+    pub watches: AtomicUsize,
+    pub watch_paths: Mutex<Vec<String>>,
+}
+
+/// Shared by every connection of this member.
+pub(crate) struct Server {
+    pub node: Arc<RaftNode>,
+    pub cfg: Config,
+    pub secret: Vec<u8>,
+    /// Low 56 bits of the next session id (ZooKeeper's time-seeded counter).
+    pub next_session: AtomicI64,
+    /// Which connection each session is bound to; a re-established session
+    /// tells the old connection to close.
+    pub sessions: Mutex<HashMap<i64, (u64, Arc<Notify>)>>,
+    pub conns: Mutex<HashMap<u64, Arc<ConnInfo>>>,
+    pub next_conn: AtomicU64,
+    pub started: Instant,
+    pub packets_received: AtomicU64,
+    pub packets_sent: AtomicU64,
+    pub outstanding: AtomicI64,
+    pub auth_failed: AtomicU64,
+    pub latency: Mutex<Latency>,
+}
+
+/// Request latency in ms (srvr/mntr).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Latency {
+    pub min: u64,
+    pub max: u64,
+    pub total: u64,
+    pub count: u64,
+}
+
+impl Server {
+    fn new(node: Arc<RaftNode>, cfg: Config) -> Server {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let secret = match &cfg.session_secret {
+            Some(s) => s.as_bytes().to_vec(),
+            None => Sha1::digest(format!("{now}-{}-{:p}", std::process::id(), &cfg).as_bytes()).to_vec(),
+        };
+        let ms = (now / 1_000_000) as u64;
+        // ZooKeeper's initializeNextSessionId: time in the middle bits.
+        let seed = ((ms << 24) >> 8) & 0x00FF_FFFF_FFFF_FFFF;
+        Server {
+            node,
+            cfg,
+            secret,
+            next_session: AtomicI64::new(seed as i64),
+            sessions: Mutex::new(HashMap::new()),
+            conns: Mutex::new(HashMap::new()),
+            next_conn: AtomicU64::new(1),
+            started: Instant::now(),
+            packets_received: AtomicU64::new(0),
+            packets_sent: AtomicU64::new(0),
+            outstanding: AtomicI64::new(0),
+            auth_failed: AtomicU64::new(0),
+            latency: Mutex::new(Latency::default()),
+        }
+    }
+
+    /// A fresh session id: `(member id mod 255) << 56 | counter`, so never 0,
+    /// never with top byte 0xFF (TTL marker) and never `i64::MIN`.
+    pub fn new_session_id(&self) -> i64 {
+        loop {
+            let low = self.next_session.fetch_add(1, Ordering::Relaxed) & 0x00FF_FFFF_FFFF_FFFF;
+            let id = (((self.node.id % 255) as i64) << 56) | low;
+            if id != 0 && id != i64::MIN && (id as u64) >> 56 != 0xFF {
+                return id;
+            }
+        }
+    }
+
+    /// 16 bytes from the id and this member's secret plus a nonce; the
+    /// session lease stores it, so every member checks it against the
+    /// replicated state.
+    pub fn password_for(&self, id: i64) -> Vec<u8> {
+        let nonce = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let mut h = Sha1::new();
+        h.update(&self.secret);
+        h.update(id.to_be_bytes());
+        h.update(nonce.to_be_bytes());
+        h.finalize()[..16].to_vec()
+    }
+
+    pub fn record_latency(&self, ms: u64) {
+        let mut l = self.latency.lock().unwrap_or_else(|p| p.into_inner());
+        if l.count == 0 || ms < l.min {
+            l.min = ms;
+        }
+        l.max = l.max.max(ms);
+        l.total += ms;
+        l.count += 1;
+    }
+}
+
 /// Serve ZooKeeper clients on `listen` until `shutdown` resolves.
 pub async fn serve(
     node: Arc<RaftNode>,
@@ -36,7 +197,50 @@ pub async fn serve(
     cfg: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let _ = (node, listen, cfg);
-    shutdown.await;
+    let listener = TcpListener::bind(&listen).await.map_err(|source| ServeError::Bind { addr: listen.clone(), source })?;
+    let srv = Arc::new(Server::new(node, cfg));
+    tracing::info!(addr = %listen, "zookeeper: listening");
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            r = listener.accept() => match r {
+                Ok((stream, addr)) => {
+                    let _ = stream.set_nodelay(true);
+                    let srv = srv.clone();
+                    tokio::spawn(async move { conn::run(srv, stream, addr).await });
+                }
+                Err(e) => {
+                    // Out of descriptors and the like: back off, keep serving.
+                    tracing::warn!("zookeeper: accept: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_clamp_between_2_and_20_ticks() {
+        let c = Config { tick_ms: 100, ..Config::default() };
+        assert_eq!(c.negotiate(10), 200);
+        assert_eq!(c.negotiate(1000), 1000);
+        assert_eq!(c.negotiate(100_000), 2000);
+        assert_eq!(c.negotiate(-5), 200);
+        let c = Config { min_session_timeout_ms: Some(50), max_session_timeout_ms: Some(60), ..c };
+        assert_eq!(c.negotiate(1), 50);
+        assert_eq!(c.negotiate(100), 60);
+    }
+
+    #[test]
+    fn whitelist() {
+        let c = Config::default();
+        assert!(c.allows("ruok") && c.allows("srvr") && !c.allows("dump"));
+        assert!(Config { four_letter_words: vec!["*".into()], ..c }.allows("dump"));
+    }
 }

@@ -1,0 +1,250 @@
+//! Authentication schemes and ACL checks, as ZooKeeper's
+//! `ZooKeeperServer.checkACL`, `PrepRequestProcessor.fixupACL` and the
+//! world/auth/digest/ip providers do them.
+
+use std::net::IpAddr;
+
+use base64::Engine;
+use janus_core::zk::perms;
+use janus_core::{Acl, Id, ZkError};
+use sha1::{Digest, Sha1};
+
+/// `DigestAuthenticationProvider.generateDigest`: `user:` + base64(sha1(`user:password`)).
+pub fn digest(user_password: &str) -> String {
+    let user = user_password.split(':').next().unwrap_or("");
+    let hash = Sha1::digest(user_password.as_bytes());
+    format!("{user}:{}", base64::engine::general_purpose::STANDARD.encode(hash))
+}
+
+/// The identities a connection has proven.
+#[derive(Debug, Clone, Default)]
+pub struct AuthInfo {
+    pub ids: Vec<Id>,
+}
+
+impl AuthInfo {
+    /// A new connection from `addr`: it has `ip:<addr>` (not "authenticated").
+    pub fn for_peer(addr: Option<IpAddr>) -> AuthInfo {
+        let ids = addr.map(|a| vec![Id { scheme: "ip".into(), id: canonical_ip(a) }]).unwrap_or_default();
+        AuthInfo { ids }
+    }
+
+    pub fn is_super(&self) -> bool {
+        self.ids.iter().any(|i| i.scheme == "super")
+    }
+
+    pub fn add(&mut self, id: Id) {
+        if !self.ids.contains(&id) {
+            self.ids.push(id);
+        }
+    }
+
+    /// An AuthPacket: `Ok` adds ids, `Err` is AUTHFAILED (the connection closes).
+    pub fn authenticate(&mut self, scheme: &str, auth: &[u8], super_digest: Option<&str>) -> Result<(), ZkError> {
+        match scheme {
+            "digest" => {
+                let up = std::str::from_utf8(auth).map_err(|_| ZkError::AuthFailed)?;
+                let d = digest(up);
+                if super_digest == Some(d.as_str()) {
+                    self.add(Id { scheme: "super".into(), id: d.split(':').next().unwrap_or("").into() });
+                }
+                self.add(Id { scheme: "digest".into(), id: d });
+                Ok(())
+            }
+            // IPAuthenticationProvider.handleAuthentication: the peer address
+            // is already known; nothing to add.
+            "ip" => Ok(()),
+            _ => Err(ZkError::AuthFailed),
+        }
+    }
+
+    /// `checkACL`: `Ok` if the connection has `perm` on a node with `acl`.
+    pub fn check(&self, acl: &[Acl], perm: i32) -> Result<(), ZkError> {
+        if acl.is_empty() || self.is_super() {
+            return Ok(());
+        }
+        for a in acl {
+            if a.perms & perm == 0 {
+                continue;
+            }
+            if a.id.scheme == "world" && a.id.id == "anyone" {
+                return Ok(());
+            }
+            for mine in &self.ids {
+                if mine.scheme == a.id.scheme && matches(&a.id.scheme, &mine.id, &a.id.id) {
+                    return Ok(());
+                }
+            }
+        }
+        Err(ZkError::NoAuth)
+    }
+
+    /// `fixupACL`: validate an ACL list from a client and expand `auth`
+    /// entries into the connection's authenticated ids; duplicates removed.
+    pub fn fixup(&self, acl: &[Acl]) -> Result<Vec<Acl>, ZkError> {
+        if acl.is_empty() {
+            return Err(ZkError::InvalidAcl);
+        }
+        let mut out: Vec<Acl> = Vec::new();
+        let mut push = |a: Acl| {
+            if !out.contains(&a) {
+                out.push(a);
+            }
+        };
+        for a in acl {
+            match a.id.scheme.as_str() {
+                "world" => {
+                    if a.id.id != "anyone" {
+                        return Err(ZkError::InvalidAcl);
+                    }
+                    push(a.clone());
+                }
+                "auth" => {
+                    // Only providers that authenticate (not ip) count.
+                    let mut any = false;
+                    for mine in self.ids.iter().filter(|i| i.scheme != "ip" && i.scheme != "super") {
+                        any = true;
+                        push(Acl { perms: a.perms, id: mine.clone() });
+                    }
+                    if !any {
+                        return Err(ZkError::InvalidAcl);
+                    }
+                }
+                "digest" => {
+                    if a.id.id.split(':').count() != 2 {
+                        return Err(ZkError::InvalidAcl);
+                    }
+                    push(a.clone());
+                }
+                "ip" => {
+                    if parse_ip_acl(&a.id.id).is_none() {
+                        return Err(ZkError::InvalidAcl);
+                    }
+                    push(a.clone());
+                }
+                _ => return Err(ZkError::InvalidAcl),
+            }
+        }
+        Ok(out)
+    }
+
+    /// getACL without ADMIN: digest ids are masked (ZooKeeper 3.9).
+    pub fn mask_for_get_acl(&self, acl: &[Acl], node_acl_admin: bool) -> Vec<Acl> {
+        if node_acl_admin {
+            return acl.to_vec();
+        }
+        acl.iter()
+            .map(|a| {
+                if a.id.scheme == "digest" {
+                    let user = a.id.id.split(':').next().unwrap_or("");
+                    Acl { perms: a.perms, id: Id { scheme: "digest".into(), id: format!("{user}:x") } }
+                } else {
+                    a.clone()
+                }
+            })
+            .collect()
+    }
+
+    /// whoAmI: (scheme, user) per id; digest shows the user name only.
+    pub fn client_info(&self) -> Vec<(String, String)> {
+        self.ids
+            .iter()
+            .map(|i| {
+                let user = if i.scheme == "digest" { i.id.split(':').next().unwrap_or("").to_string() } else { i.id.clone() };
+                (i.scheme.clone(), user)
+            })
+            .collect()
+    }
+}
+
+fn canonical_ip(a: IpAddr) -> String {
+    match a {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(|v4| v4.to_string()).unwrap_or_else(|| v6.to_string()),
+        IpAddr::V4(v4) => v4.to_string(),
+    }
+}
+
+fn parse_ip_acl(expr: &str) -> Option<(IpAddr, u32)> {
+    let (addr, bits) = match expr.split_once('/') {
+        Some((a, b)) => (a, Some(b.parse::<u32>().ok()?)),
+        None => (expr, None),
+    };
+    let ip: IpAddr = addr.parse().ok()?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let bits = bits.unwrap_or(max);
+    if bits > max {
+        return None;
+    }
+    Some((ip, bits))
+}
+
+/// A provider's `matches(id, aclExpr)`.
+fn matches(scheme: &str, mine: &str, acl_id: &str) -> bool {
+    match scheme {
+        "ip" => {
+            let (Some((net, bits)), Ok(me)) = (parse_ip_acl(acl_id), mine.parse::<IpAddr>()) else { return false };
+            match (net, me) {
+                (IpAddr::V4(n), IpAddr::V4(m)) => prefix_eq(&n.octets(), &m.octets(), bits),
+                (IpAddr::V6(n), IpAddr::V6(m)) => prefix_eq(&n.octets(), &m.octets(), bits),
+                _ => false,
+            }
+        }
+        _ => mine == acl_id,
+    }
+}
+
+fn prefix_eq(a: &[u8], b: &[u8], bits: u32) -> bool {
+    let mut left = bits as usize;
+    for (x, y) in a.iter().zip(b) {
+        if left == 0 {
+            return true;
+        }
+        let take = left.min(8);
+        let mask = if take == 8 { 0xff } else { !(0xffu8 >> take) };
+        if x & mask != y & mask {
+            return false;
+        }
+        left -= take;
+    }
+    true
+}
+
+/// Perms needed on a node's ACL for getACL (either).
+pub const GET_ACL_PERMS: i32 = perms::READ | perms::ADMIN;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn acl(perms: i32, scheme: &str, id: &str) -> Acl {
+        Acl { perms, id: Id { scheme: scheme.into(), id: id.into() } }
+    }
+
+    #[test]
+    fn digest_matches_zookeeper() {
+        // From ZooKeeper's documentation/tests: super:test.
+        assert_eq!(digest("super:test"), "super:D/InIHSb7yEEbrWz8b9l71RjZJU=");
+    }
+
+    #[test]
+    fn checks_and_fixups() {
+        let mut me = AuthInfo::for_peer(Some("127.0.0.1".parse().unwrap()));
+        assert_eq!(me.check(&[acl(perms::READ, "ip", "127.0.0.0/8")], perms::READ), Ok(()));
+        assert_eq!(me.check(&[acl(perms::READ, "ip", "10.0.0.0/8")], perms::READ), Err(ZkError::NoAuth));
+        assert_eq!(me.fixup(&[acl(31, "auth", "")]), Err(ZkError::InvalidAcl));
+        me.authenticate("digest", b"bob:pw", None).unwrap();
+        let fixed = me.fixup(&[acl(31, "auth", "")]).unwrap();
+        assert_eq!(fixed, vec![acl(31, "digest", &digest("bob:pw"))]);
+        assert_eq!(me.check(&fixed, perms::WRITE), Ok(()));
+        let other = AuthInfo::default();
+        assert_eq!(other.check(&fixed, perms::WRITE), Err(ZkError::NoAuth));
+        assert_eq!(other.check(&[], perms::WRITE), Ok(()));
+        assert_eq!(me.fixup(&[acl(31, "world", "someone")]), Err(ZkError::InvalidAcl));
+        assert_eq!(me.fixup(&[acl(31, "bogus", "x")]), Err(ZkError::InvalidAcl));
+        assert!(me.authenticate("kerberos", b"", None).is_err());
+        let mut su = AuthInfo::default();
+        su.authenticate("digest", b"super:test", Some("super:D/InIHSb7yEEbrWz8b9l71RjZJU=")).unwrap();
+        assert!(su.is_super());
+        assert_eq!(su.check(&fixed, perms::ADMIN), Ok(()));
+    }
+}

@@ -1,0 +1,1079 @@
+//! One client connection: handshake, then requests answered strictly in
+//! order, with watch notifications written before any reply that reflects
+//! the change that triggered them.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use janus_core::zk::validate_path;
+use janus_core::zk::perms;
+use janus_core::{Acl, Command, CreateMode, EventBatch, Response, ZkError, ZkOp, ZkOpResult, ZkResponse};
+use janus_jute::{frame, Reader, Record, Writer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{broadcast, mpsc, Notify};
+
+use crate::auth::{AuthInfo, GET_ACL_PERMS};
+use crate::proto::{self, add_watch_mode, op, xid, *};
+use crate::watch::Watches;
+use crate::{fourlw, ConnInfo, Server};
+
+/// How long a reply waits for the change events of the revision it
+/// reflects when none have arrived: the state machine publishes events
+/// right after applying, and sends none for commands without events.
+const EVENT_GRACE: Duration = Duration::from_millis(3);
+
+enum Frame {
+    Packet(Vec<u8>),
+    TooBig(i64),
+    Eof,
+}
+
+/// What handling one request leads to.
+enum Step {
+    Reply { xid: i32, zxid: i64, err: i32, body: Vec<u8> },
+    /// Reply, then close the connection.
+    ReplyClose { xid: i32, zxid: i64, err: i32, body: Vec<u8> },
+    Close,
+}
+
+struct Conn {
+    srv: Arc<Server>,
+    wr: OwnedWriteHalf,
+    out: Vec<u8>,
+    session: i64,
+    auth: AuthInfo,
+    watches: Watches,
+    events: broadcast::Receiver<Arc<EventBatch>>,
+    /// A batch received during a catch-up but beyond the reply's revision.
+    peeked: Option<Arc<EventBatch>>,
+    /// Events of every revision up to this one have been matched.
+    seen: i64,
+    info: Arc<ConnInfo>,
+}
+
+fn err_code(e: ZkError) -> i32 {
+    e.code()
+}
+
+fn encode<R: Record>(r: &R) -> Vec<u8> {
+    r.to_bytes()
+}
+
+async fn read_frame(rd: &mut OwnedReadHalf, max: usize) -> Frame {
+    let mut hdr = [0u8; 4];
+    if rd.read_exact(&mut hdr).await.is_err() {
+        return Frame::Eof;
+    }
+    let Some(len) = frame::length(hdr, max) else { return Frame::TooBig(i32::from_be_bytes(hdr) as i64) };
+    let mut body = vec![0u8; len];
+    if rd.read_exact(&mut body).await.is_err() {
+        return Frame::Eof;
+    }
+    Frame::Packet(body)
+}
+
+pub(crate) async fn run(srv: Arc<Server>, stream: TcpStream, addr: SocketAddr) {
+    let (mut rd, mut wr) = stream.into_split();
+    let mut hdr = [0u8; 4];
+    if rd.read_exact(&mut hdr).await.is_err() {
+        return;
+    }
+    if let Some(cmd) = fourlw::command(hdr) {
+        let text = fourlw::answer(&srv, cmd);
+        let _ = wr.write_all(text.as_bytes()).await;
+        let _ = wr.shutdown().await;
+        return;
+    }
+    let Some(len) = frame::length(hdr, srv.cfg.max_buffer) else {
+        tracing::warn!(%addr, len = i32::from_be_bytes(hdr), "zookeeper: connect frame too large; closing");
+        return;
+    };
+    let mut body = vec![0u8; len];
+    if rd.read_exact(&mut body).await.is_err() {
+        return;
+    }
+    // Subscribe before reading any state, so no batch after it is missed.
+    let events = srv.node.sm.subscribe();
+    let seen = srv.node.sm.state().revision();
+    let info = Arc::new(ConnInfo {
+        addr,
+        session: AtomicI64::new(0),
+        received: AtomicU64::new(1),
+        sent: AtomicU64::new(0),
+        watches: AtomicUsize::new(0),
+        watch_paths: Mutex::new(Vec::new()),
+    });
+    let mut c = Conn {
+        srv: srv.clone(),
+        wr,
+        out: Vec::new(),
+        session: 0,
+        auth: AuthInfo::for_peer(Some(addr.ip())),
+        watches: Watches::default(),
+        events,
+        peeked: None,
+        seen,
+        info: info.clone(),
+    };
+    let Some(notify) = c.handshake(&body).await else { return };
+    let conn_id = srv.next_conn.fetch_add(1, Ordering::Relaxed);
+    srv.conns.lock().unwrap_or_else(|p| p.into_inner()).insert(conn_id, info.clone());
+    let moved = {
+        let mut s = srv.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, old)) = s.insert(c.session, (conn_id, notify.clone())) {
+            // ZooKeeper closes the session's previous connection.
+            old.notify_one();
+        }
+        notify
+    };
+
+    let (tx, mut rx) = mpsc::channel::<Frame>(64);
+    let max = srv.cfg.max_buffer;
+    let reader = tokio::spawn(async move {
+        loop {
+            let f = read_frame(&mut rd, max).await;
+            let stop = !matches!(f, Frame::Packet(_));
+            if tx.send(f).await.is_err() || stop {
+                return;
+            }
+        }
+    });
+
+    c.serve(&mut rx, &moved).await;
+
+    reader.abort();
+    srv.conns.lock().unwrap_or_else(|p| p.into_inner()).remove(&conn_id);
+    {
+        let mut s = srv.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        if s.get(&c.session).is_some_and(|(id, _)| *id == conn_id) {
+            s.remove(&c.session);
+        }
+    }
+    let _ = c.wr.shutdown().await;
+}
+
+impl Conn {
+    fn queue_frame(&mut self, payload: &[u8]) {
+        self.out.extend_from_slice(&frame::encode(payload));
+    }
+
+    async fn flush(&mut self) -> bool {
+        if self.out.is_empty() {
+            return true;
+        }
+        let buf = std::mem::take(&mut self.out);
+        self.wr.write_all(&buf).await.is_ok()
+    }
+
+    fn state_rev(&self) -> i64 {
+        self.srv.node.sm.state().revision()
+    }
+
+    /// The ConnectRequest. Returns the notifier a later connection of the
+    /// same session uses to close this one, or `None` to close now.
+    async fn handshake(&mut self, body: &[u8]) -> Option<Arc<Notify>> {
+        let mut r = Reader::new(body);
+        let req = match ConnectRequest::decode(&mut r) {
+            Ok(req) => req,
+            Err(e) => {
+                tracing::info!(addr = %self.info.addr, "zookeeper: bad ConnectRequest: {e}");
+                return None;
+            }
+        };
+        // Old clients omit the trailing readOnly flag; answer in kind.
+        let ro_aware = r.remaining() >= 1;
+        let applied = self.state_rev();
+        if req.last_zxid_seen > applied {
+            // The client has seen a newer state than this member has
+            // applied: refuse, so it tries another member (or retries).
+            tracing::info!(
+                addr = %self.info.addr,
+                client = req.last_zxid_seen,
+                ours = applied,
+                "zookeeper: client is ahead of this member; closing"
+            );
+            return None;
+        }
+        let timeout = self.srv.cfg.negotiate(req.time_out);
+        let respond = |c: &mut Conn, timeout: i32, session: i64, passwd: Vec<u8>| {
+            let mut w = Writer::new();
+            ConnectResponse { protocol_version: 0, time_out: timeout, session_id: session, passwd }.encode(&mut w);
+            if ro_aware {
+                w.bool(false);
+            }
+            c.queue_frame(&w.into_inner());
+        };
+        if req.session_id == 0 {
+            let mut created = None;
+            for _ in 0..5 {
+                let id = self.srv.new_session_id();
+                let password = self.srv.password_for(id);
+                let cmd = Command::ZkCreateSession { session: id, password: password.clone(), timeout_ms: timeout as i64 };
+                match self.srv.node.propose(cmd).await {
+                    Ok(a) if matches!(a.response, Response::Zk(Ok(_))) => {
+                        self.wait_applied(a.revision).await;
+                        created = Some((id, password));
+                        break;
+                    }
+                    // Id taken (or refused): draw the next one.
+                    Ok(_) => continue,
+                    Err(e) => {
+                        tracing::warn!(addr = %self.info.addr, "zookeeper: creating a session: {e}");
+                        return None;
+                    }
+                }
+            }
+            let (id, password) = created?;
+            self.session = id;
+            respond(self, timeout, id, password);
+        } else {
+            let ok = {
+                let st = self.srv.node.sm.state();
+                st.lease(req.session_id).and_then(|l| l.session.as_ref()).is_some_and(|s| s.password == req.passwd)
+            };
+            if !ok {
+                // Expired, unknown or wrong password: ZooKeeper's answer.
+                respond(self, 0, 0, vec![0; 16]);
+                let _ = self.flush().await;
+                return None;
+            }
+            self.session = req.session_id;
+            self.srv.node.touch(self.session);
+            respond(self, timeout, req.session_id, req.passwd);
+        }
+        self.info.session.store(self.session, Ordering::Relaxed);
+        if !self.flush().await {
+            return None;
+        }
+        Some(Arc::new(Notify::new()))
+    }
+
+    async fn serve(&mut self, rx: &mut mpsc::Receiver<Frame>, moved: &Notify) {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            if let Some(b) = self.peeked.take() {
+                self.process_batch(&b);
+            }
+            tokio::select! {
+                f = rx.recv() => match f {
+                    Some(Frame::Packet(body)) => {
+                        let started = Instant::now();
+                        self.srv.packets_received.fetch_add(1, Ordering::Relaxed);
+                        self.info.received.fetch_add(1, Ordering::Relaxed);
+                        self.srv.outstanding.fetch_add(1, Ordering::Relaxed);
+                        let step = self.handle(&body).await;
+                        self.srv.outstanding.fetch_sub(1, Ordering::Relaxed);
+                        let close = match step {
+                            Step::Reply { xid, zxid, err, body } => {
+                                self.reply(xid, zxid, err, &body);
+                                false
+                            }
+                            Step::ReplyClose { xid, zxid, err, body } => {
+                                self.reply(xid, zxid, err, &body);
+                                true
+                            }
+                            Step::Close => true,
+                        };
+                        self.srv.record_latency(started.elapsed().as_millis() as u64);
+                        if !self.flush().await || close {
+                            return;
+                        }
+                    }
+                    Some(Frame::TooBig(len)) => {
+                        tracing::warn!(addr = %self.info.addr, len, max = self.srv.cfg.max_buffer, "zookeeper: frame over jute.maxbuffer; closing");
+                        return;
+                    }
+                    Some(Frame::Eof) | None => return,
+                },
+                b = self.events.recv() => {
+                    match b {
+                        Ok(b) => self.process_batch(&b),
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            tracing::warn!(addr = %self.info.addr, n, "zookeeper: watch events lagged; some may be lost");
+                            self.seen = self.state_rev();
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    }
+                    if !self.flush().await {
+                        return;
+                    }
+                }
+                _ = moved.notified() => {
+                    tracing::debug!(session = self.session, "zookeeper: session moved to another connection");
+                    return;
+                }
+                _ = tick.tick() => {
+                    // The leader expired the session (or it was closed
+                    // elsewhere): drop the connection; the client learns
+                    // `Expired` when it reconnects.
+                    let alive = self.srv.node.sm.state().lease(self.session).is_some();
+                    if !alive {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn reply(&mut self, xid: i32, zxid: i64, err: i32, body: &[u8]) {
+        let mut w = Writer::new();
+        ReplyHeader { xid, zxid, err }.encode(&mut w);
+        if err == 0 {
+            w.raw(body);
+        }
+        self.queue_frame(&w.into_inner());
+        self.srv.packets_sent.fetch_add(1, Ordering::Relaxed);
+        self.info.sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn notify(&mut self, zxid: i64, ty: i32, path: String) {
+        let mut w = Writer::new();
+        ReplyHeader { xid: xid::NOTIFICATION, zxid, err: 0 }.encode(&mut w);
+        WatcherEvent { r#type: ty, state: STATE_SYNC_CONNECTED, path }.encode(&mut w);
+        self.queue_frame(&w.into_inner());
+        self.srv.packets_sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn process_batch(&mut self, b: &EventBatch) {
+        if b.revision <= self.seen {
+            // Already reflected in what this connection read.
+            return;
+        }
+        for ev in &b.events {
+            if let Some((ty, path)) = self.watches.trigger(ev) {
+                self.notify(b.revision, ty, path);
+            }
+        }
+        self.seen = b.revision;
+        self.update_watch_info();
+    }
+
+    fn update_watch_info(&self) {
+        self.info.watches.store(self.watches.count(), Ordering::Relaxed);
+        *self.info.watch_paths.lock().unwrap_or_else(|p| p.into_inner()) = self.watches.paths();
+    }
+
+    /// Match every change event up to `rev` before a reply at `rev` goes
+    /// out (a client sees the watch event before the data that reflects it).
+    async fn catch_up(&mut self, rev: i64) {
+        while self.seen < rev {
+            let b = match self.peeked.take() {
+                Some(b) => b,
+                None => match self.events.try_recv() {
+                    Ok(b) => b,
+                    Err(broadcast::error::TryRecvError::Empty) => {
+                        match tokio::time::timeout(EVENT_GRACE, self.events.recv()).await {
+                            Ok(Ok(b)) => b,
+                            Ok(Err(broadcast::error::RecvError::Lagged(n))) => {
+                                tracing::warn!(n, "zookeeper: watch events lagged; some may be lost");
+                                self.seen = rev;
+                                return;
+                            }
+                            // Nothing came: the revisions up to `rev` had no events.
+                            Ok(Err(broadcast::error::RecvError::Closed)) | Err(_) => {
+                                self.seen = rev;
+                                return;
+                            }
+                        }
+                    }
+                    Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                        tracing::warn!(n, "zookeeper: watch events lagged; some may be lost");
+                        self.seen = rev;
+                        return;
+                    }
+                    Err(broadcast::error::TryRecvError::Closed) => {
+                        self.seen = rev;
+                        return;
+                    }
+                },
+            };
+            if b.revision > rev {
+                // Batches come in order: everything up to `rev` is done.
+                self.peeked = Some(b);
+                self.seen = rev;
+                return;
+            }
+            self.process_batch(&b);
+        }
+    }
+
+    /// A reply at the current revision, after its events.
+    async fn done(&mut self, xid: i32, err: i32, body: Vec<u8>) -> Step {
+        let zxid = self.state_rev();
+        self.catch_up(zxid).await;
+        Step::Reply { xid, zxid, err, body }
+    }
+
+    async fn handle(&mut self, body: &[u8]) -> Step {
+        let mut r = Reader::new(body);
+        let Ok(h) = RequestHeader::decode(&mut r) else {
+            tracing::info!(addr = %self.info.addr, "zookeeper: truncated request header; closing");
+            return Step::Close;
+        };
+        if self.session != 0 {
+            self.srv.node.touch(self.session);
+        }
+        let xid = h.xid;
+        macro_rules! decode {
+            ($t:ty) => {
+                match <$t>::decode(&mut r) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        tracing::info!(addr = %self.info.addr, op = h.r#type, "zookeeper: malformed request: {e}");
+                        return self.done(xid, ZkError::MarshallingError.code(), vec![]).await;
+                    }
+                }
+            };
+        }
+        match h.r#type {
+            op::PING => self.done(xid::PING, 0, vec![]).await,
+            op::CLOSE_SESSION => {
+                let r = self.srv.node.propose(Command::ZkCloseSession { session: self.session }).await;
+                match r {
+                    Ok(a) => self.wait_applied(a.revision).await,
+                    Err(e) => {
+                        tracing::warn!(session = self.session, "zookeeper: closeSession: {e}");
+                        return Step::Close;
+                    }
+                }
+                let zxid = self.state_rev();
+                self.catch_up(zxid).await;
+                Step::ReplyClose { xid, zxid, err: 0, body: vec![] }
+            }
+            op::AUTH => {
+                let p = decode!(AuthPacket);
+                match self.auth.authenticate(&p.scheme, &p.auth, self.srv.cfg.super_digest.as_deref()) {
+                    Ok(()) => self.done(xid::AUTH, 0, vec![]).await,
+                    Err(e) => {
+                        self.srv.auth_failed.fetch_add(1, Ordering::Relaxed);
+                        let zxid = self.state_rev();
+                        Step::ReplyClose { xid: xid::AUTH, zxid, err: e.code(), body: vec![] }
+                    }
+                }
+            }
+            op::CREATE | op::CREATE2 | op::CREATE_CONTAINER | op::CREATE_TTL => {
+                let req = if h.r#type == op::CREATE_TTL {
+                    let q = decode!(CreateTTLRequest);
+                    (q.path, q.data, q.acl, q.flags, q.ttl)
+                } else {
+                    let q = decode!(CreateRequest);
+                    (q.path, q.data, q.acl, q.flags, -1)
+                };
+                let (path, data, acl, flags, ttl) = req;
+                let opv = match self.prepare_create(h.r#type, path, data, &acl, flags, ttl, &HashMap::new()) {
+                    Ok(o) => o,
+                    Err(e) => return self.done(xid, e.code(), vec![]).await,
+                };
+                match self.write(Command::Zk { session: self.session, op: opv }).await {
+                    Some(Ok(ZkResponse::Op(ZkOpResult::Create { path, stat }))) => {
+                        let body = if h.r#type == op::CREATE {
+                            encode(&CreateResponse { path })
+                        } else {
+                            encode(&Create2Response { path, stat: stat.into() })
+                        };
+                        self.done(xid, 0, body).await
+                    }
+                    Some(Ok(_)) => self.done(xid, ZkError::RuntimeInconsistency.code(), vec![]).await,
+                    Some(Err(e)) => self.done(xid, e.code(), vec![]).await,
+                    None => Step::Close,
+                }
+            }
+            op::DELETE => {
+                let q = decode!(DeleteRequest);
+                if let Err(e) = self.check_delete(&q.path, &HashMap::new()) {
+                    return self.done(xid, e.code(), vec![]).await;
+                }
+                self.simple_write(xid, ZkOp::Delete { path: q.path, version: q.version }).await
+            }
+            op::SET_DATA => {
+                let q = decode!(SetDataRequest);
+                if let Err(e) = self.check_node(&q.path, perms::WRITE, &HashMap::new()) {
+                    return self.done(xid, e.code(), vec![]).await;
+                }
+                self.simple_write(xid, ZkOp::SetData { path: q.path, data: q.data, version: q.version }).await
+            }
+            op::SET_ACL => {
+                let q = decode!(SetACLRequest);
+                let acl: Vec<Acl> = q.acl.iter().map(Acl::from).collect();
+                let fixed = validate_path(&q.path)
+                    .and_then(|()| self.auth.fixup(&acl))
+                    .and_then(|f| self.check_node(&q.path, perms::ADMIN, &HashMap::new()).map(|()| f));
+                let fixed = match fixed {
+                    Ok(f) => f,
+                    Err(e) => return self.done(xid, e.code(), vec![]).await,
+                };
+                self.simple_write(xid, ZkOp::SetAcl { path: q.path, acl: fixed, version: q.version }).await
+            }
+            op::CHECK => {
+                // ZooKeeper only answers check inside a multi; Janus commits
+                // it as a txn of its own and answers it.
+                let q = decode!(CheckVersionRequest);
+                if let Err(e) = self.check_node(&q.path, perms::READ, &HashMap::new()) {
+                    return self.done(xid, e.code(), vec![]).await;
+                }
+                self.simple_write(xid, ZkOp::Check { path: q.path, version: q.version }).await
+            }
+            op::MULTI => self.multi(xid, &mut r).await,
+            op::MULTI_READ => self.multi_read(xid, &mut r).await,
+            op::EXISTS => {
+                let q = decode!(ExistsRequest);
+                self.exists(xid, q.path, q.watch).await
+            }
+            op::GET_DATA => {
+                let q = decode!(GetDataRequest);
+                self.get_data(xid, q.path, q.watch).await
+            }
+            op::GET_CHILDREN => {
+                let q = decode!(GetChildrenRequest);
+                self.get_children(xid, q.path, q.watch, false).await
+            }
+            op::GET_CHILDREN2 => {
+                let q = decode!(GetChildren2Request);
+                self.get_children(xid, q.path, q.watch, true).await
+            }
+            op::GET_ACL => {
+                let q = decode!(GetACLRequest);
+                let (rev, res) = {
+                    let st = self.srv.node.sm.state();
+                    let res = match st.znode(&q.path) {
+                        None => Err(ZkError::NoNode),
+                        Some(n) => self.auth.check(&n.acl, GET_ACL_PERMS).map(|()| {
+                            let admin = self.auth.check(&n.acl, perms::ADMIN).is_ok();
+                            let acl = self.auth.mask_for_get_acl(&n.acl, admin);
+                            encode(&GetACLResponse { acl: acl.iter().map(ACL::from).collect(), stat: n.stat.into() })
+                        }),
+                    };
+                    (st.revision(), res)
+                };
+                self.read_reply(xid, rev, res).await
+            }
+            op::GET_ALL_CHILDREN_NUMBER => {
+                let q = decode!(GetAllChildrenNumberRequest);
+                let (rev, res) = {
+                    let st = self.srv.node.sm.state();
+                    let res = match st.znode(&q.path) {
+                        None => Err(ZkError::NoNode),
+                        Some(n) => self.auth.check(&n.acl, perms::READ).map(|()| {
+                            let total = st.zk_all_children_number(&q.path).unwrap_or(0);
+                            encode(&GetAllChildrenNumberResponse { total_number: total.min(i32::MAX as i64) as i32 })
+                        }),
+                    };
+                    (st.revision(), res)
+                };
+                self.read_reply(xid, rev, res).await
+            }
+            op::GET_EPHEMERALS => {
+                let q = decode!(GetEphemeralsRequest);
+                let (rev, list) = {
+                    let st = self.srv.node.sm.state();
+                    (st.revision(), st.zk_ephemerals(self.session, &q.prefix_path))
+                };
+                self.read_reply(xid, rev, Ok(encode(&GetEphemeralsResponse { ephemerals: list }))).await
+            }
+            op::WHO_AM_I => {
+                let client_info =
+                    self.auth.client_info().into_iter().map(|(auth_scheme, user)| ClientInfo { auth_scheme, user }).collect();
+                self.done(xid, 0, encode(&WhoAmIResponse { client_info })).await
+            }
+            op::SYNC => {
+                let q = decode!(SyncRequest);
+                if let Err(e) = self.srv.node.read_index().await {
+                    tracing::warn!("zookeeper: sync: {e}");
+                    return Step::Close;
+                }
+                self.done(xid, 0, encode(&SyncResponse { path: q.path })).await
+            }
+            op::SET_WATCHES | op::SET_WATCHES2 => {
+                let sw = if h.r#type == op::SET_WATCHES {
+                    let s = decode!(SetWatches);
+                    SetWatches2 {
+                        relative_zxid: s.relative_zxid,
+                        data_watches: s.data_watches,
+                        exist_watches: s.exist_watches,
+                        child_watches: s.child_watches,
+                        persistent_watches: vec![],
+                        persistent_recursive_watches: vec![],
+                    }
+                } else {
+                    decode!(SetWatches2)
+                };
+                self.set_watches(sw).await
+            }
+            op::ADD_WATCH => {
+                let q = decode!(AddWatchRequest);
+                let rev = self.state_rev();
+                self.catch_up(rev).await;
+                match q.mode {
+                    add_watch_mode::PERSISTENT => {
+                        self.watches.persistent.insert(q.path);
+                    }
+                    add_watch_mode::PERSISTENT_RECURSIVE => {
+                        self.watches.recursive.insert(q.path);
+                    }
+                    _ => return Step::Reply { xid, zxid: rev, err: ZkError::BadArguments.code(), body: vec![] },
+                }
+                self.update_watch_info();
+                Step::Reply { xid, zxid: rev, err: 0, body: encode(&ErrorResponse { err: 0 }) }
+            }
+            op::CHECK_WATCHES | op::REMOVE_WATCHES => {
+                let (path, wtype) = if h.r#type == op::CHECK_WATCHES {
+                    let q = decode!(CheckWatchesRequest);
+                    (q.path, q.r#type)
+                } else {
+                    let q = decode!(RemoveWatchesRequest);
+                    (q.path, q.r#type)
+                };
+                let rev = self.state_rev();
+                self.catch_up(rev).await;
+                let hit = self.watches.check_or_remove(&path, wtype, h.r#type == op::REMOVE_WATCHES);
+                self.update_watch_info();
+                let err = if hit { 0 } else { ZkError::NoWatcher.code() };
+                Step::Reply { xid, zxid: rev, err, body: vec![] }
+            }
+            // Dynamic reconfiguration is not offered: ZooKeeper's answer
+            // when `reconfigEnabled` is false.
+            op::RECONFIG => self.done(xid, ZkError::ReconfigDisabled.code(), vec![]).await,
+            op::SASL => self.done(xid, ZkError::Unimplemented.code(), vec![]).await,
+            other => {
+                // UnimplementedRequestProcessor: answer, then close.
+                tracing::info!(addr = %self.info.addr, op = other, "zookeeper: unknown op code; closing");
+                let zxid = self.state_rev();
+                Step::ReplyClose { xid, zxid, err: ZkError::Unimplemented.code(), body: vec![] }
+            }
+        }
+    }
+
+    async fn read_reply(&mut self, xid: i32, rev: i64, res: Result<Vec<u8>, ZkError>) -> Step {
+        self.catch_up(rev).await;
+        match res {
+            Ok(body) => Step::Reply { xid, zxid: rev, err: 0, body },
+            Err(e) => Step::Reply { xid, zxid: rev, err: err_code(e), body: vec![] },
+        }
+    }
+
+    /// Propose a write; `None` if its outcome is unknown (the connection
+    /// then closes and the client retries, as after a lost connection).
+    async fn write(&mut self, cmd: Command) -> Option<Result<ZkResponse, ZkError>> {
+        match self.srv.node.propose(cmd).await {
+            Ok(a) => {
+                self.wait_applied(a.revision).await;
+                match a.response {
+                Response::Zk(r) => Some(r),
+                other => {
+                    tracing::error!(?other, "zookeeper: unexpected response");
+                    Some(Err(ZkError::RuntimeInconsistency))
+                }
+            }},
+            Err(e) => {
+                tracing::warn!(session = self.session, "zookeeper: write failed: {e}");
+                None
+            }
+        }
+    }
+
+    /// A write proposed through another member (the leader) is applied
+    /// there first: wait until this member has applied it too, so the
+    /// session reads its own writes.
+    async fn wait_applied(&self, revision: i64) {
+        let mut rx = self.srv.node.sm.applied();
+        let _ = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|a| a.revision >= revision)).await;
+    }
+
+    async fn simple_write(&mut self, xid: i32, opv: ZkOp) -> Step {
+        match self.write(Command::Zk { session: self.session, op: opv }).await {
+            Some(Ok(ZkResponse::Op(r))) => {
+                let body = match r {
+                    ZkOpResult::SetData { stat } => encode(&SetDataResponse { stat: stat.into() }),
+                    ZkOpResult::SetAcl { stat } => encode(&SetACLResponse { stat: stat.into() }),
+                    _ => vec![],
+                };
+                self.done(xid, 0, body).await
+            }
+            Some(Ok(_)) => self.done(xid, ZkError::RuntimeInconsistency.code(), vec![]).await,
+            Some(Err(e)) => self.done(xid, e.code(), vec![]).await,
+            None => Step::Close,
+        }
+    }
+
+    /// The ACL of `path` as this txn would see it: the applied state, or a
+    /// node created earlier in the same multi.
+    fn acl_of(&self, path: &str, pending: &HashMap<String, Vec<Acl>>) -> Option<Vec<Acl>> {
+        if let Some(a) = pending.get(path) {
+            return Some(a.clone());
+        }
+        self.srv.node.sm.state().znode(path).map(|n| n.acl.clone())
+    }
+
+    /// Checks ZooKeeper makes before the txn (PrepRequestProcessor) that the
+    /// core cannot: op code vs. mode, extended types, ACL fix-up and the
+    /// CREATE permission on the parent. Returns the op to commit.
+    #[allow(clippy::too_many_arguments)]
+    fn prepare_create(
+        &self,
+        opcode: i32,
+        path: String,
+        data: Vec<u8>,
+        acl: &[ACL],
+        flags: i32,
+        ttl: i64,
+        pending: &HashMap<String, Vec<Acl>>,
+    ) -> Result<ZkOp, ZkError> {
+        let mode = CreateMode::from_flag(flags).ok_or(ZkError::BadArguments)?;
+        let mode = if opcode == op::CREATE_CONTAINER { CreateMode::Container } else { mode };
+        if mode.is_ttl() && !self.srv.cfg.extended_types {
+            return Err(ZkError::Unimplemented);
+        }
+        let ttl_ok = if mode.is_ttl() { ttl > 0 && ttl <= janus_core::zk::MAX_TTL_MS } else { ttl < 0 };
+        if !ttl_ok {
+            return Err(ZkError::BadArguments);
+        }
+        // PrepRequestProcessor's order: a '/' and no NUL, the ACL, the
+        // parent (NONODE) and CREATE on it; the full path is validated
+        // (by the core) only after that.
+        let Some(last) = path.rfind('/') else { return Err(ZkError::BadArguments) };
+        if path.contains('\0') {
+            return Err(ZkError::BadArguments);
+        }
+        let acl: Vec<Acl> = acl.iter().map(Acl::from).collect();
+        let fixed = self.auth.fixup(&acl)?;
+        let parent = if last == 0 { "/" } else { &path[..last] };
+        let pacl = self.acl_of(parent, pending).ok_or(ZkError::NoNode)?;
+        self.auth.check(&pacl, perms::CREATE)?;
+        Ok(ZkOp::Create { path, data, acl: fixed, mode, ttl_ms: ttl })
+    }
+
+    /// DELETE on the parent, when both exist (else the core says NONODE).
+    fn check_delete(&self, path: &str, pending: &HashMap<String, Vec<Acl>>) -> Result<(), ZkError> {
+        validate_path(path)?;
+        if path == "/" {
+            return Ok(());
+        }
+        let (parent, _) = janus_core::zk::split_path(path);
+        if self.acl_of(path, pending).is_none() {
+            return Ok(());
+        }
+        if let Some(pacl) = self.acl_of(parent, pending) {
+            self.auth.check(&pacl, perms::DELETE)?;
+        }
+        Ok(())
+    }
+
+    /// `perm` on an existing node (else the core says NONODE).
+    fn check_node(&self, path: &str, perm: i32, pending: &HashMap<String, Vec<Acl>>) -> Result<(), ZkError> {
+        validate_path(path)?;
+        match self.acl_of(path, pending) {
+            Some(acl) => self.auth.check(&acl, perm),
+            None => Ok(()),
+        }
+    }
+
+    async fn multi(&mut self, xid: i32, r: &mut Reader<'_>) -> Step {
+        // (op code, the op) in request order.
+        let mut ops: Vec<(i32, Result<ZkOp, ZkError>)> = Vec::new();
+        let mut pending: HashMap<String, Vec<Acl>> = HashMap::new();
+        loop {
+            let Ok(mh) = MultiHeader::decode(r) else {
+                return self.done(xid, ZkError::MarshallingError.code(), vec![]).await;
+            };
+            if mh.done {
+                break;
+            }
+            let parsed: Result<(i32, Result<ZkOp, ZkError>), ()> = (|| {
+                Ok(match mh.r#type {
+                    op::CREATE | op::CREATE2 | op::CREATE_CONTAINER => {
+                        let q = CreateRequest::decode(r).map_err(|_| ())?;
+                        let p = self.prepare_create(mh.r#type, q.path, q.data, &q.acl, q.flags, -1, &pending);
+                        (mh.r#type, p)
+                    }
+                    op::CREATE_TTL => {
+                        let q = CreateTTLRequest::decode(r).map_err(|_| ())?;
+                        let p = self.prepare_create(mh.r#type, q.path, q.data, &q.acl, q.flags, q.ttl, &pending);
+                        (mh.r#type, p)
+                    }
+                    op::DELETE => {
+                        let q = DeleteRequest::decode(r).map_err(|_| ())?;
+                        let p = self.check_delete(&q.path, &pending).map(|()| ZkOp::Delete { path: q.path, version: q.version });
+                        (op::DELETE, p)
+                    }
+                    op::SET_DATA => {
+                        let q = SetDataRequest::decode(r).map_err(|_| ())?;
+                        let p = self
+                            .check_node(&q.path, perms::WRITE, &pending)
+                            .map(|()| ZkOp::SetData { path: q.path, data: q.data, version: q.version });
+                        (op::SET_DATA, p)
+                    }
+                    op::CHECK => {
+                        let q = CheckVersionRequest::decode(r).map_err(|_| ())?;
+                        let p = self
+                            .check_node(&q.path, perms::READ, &pending)
+                            .map(|()| ZkOp::Check { path: q.path, version: q.version });
+                        (op::CHECK, p)
+                    }
+                    _ => return Err(()),
+                })
+            })();
+            let Ok((code, p)) = parsed else {
+                tracing::info!(addr = %self.info.addr, op = mh.r#type, "zookeeper: bad op in multi");
+                return self.done(xid, ZkError::MarshallingError.code(), vec![]).await;
+            };
+            if let Ok(ZkOp::Create { path, acl, mode, .. }) = &p {
+                if !mode.is_sequential() {
+                    pending.insert(path.clone(), acl.clone());
+                }
+            }
+            ops.push((code, p));
+        }
+        // A check the core cannot make failed: the whole multi fails here,
+        // as ZooKeeper's would, with its per-op error layout.
+        if let Some(i) = ops.iter().position(|(_, p)| p.is_err()) {
+            let results: Vec<ZkOpResult> = ops
+                .iter()
+                .enumerate()
+                .map(|(j, (_, p))| match (j.cmp(&i), p) {
+                    (std::cmp::Ordering::Less, _) => ZkOpResult::Error(None),
+                    (std::cmp::Ordering::Equal, Err(e)) => ZkOpResult::Error(Some(*e)),
+                    _ => ZkOpResult::Error(Some(ZkError::RuntimeInconsistency)),
+                })
+                .collect();
+            let codes: Vec<i32> = ops.iter().map(|(c, _)| *c).collect();
+            return self.done(xid, 0, multi_body(&codes, &results)).await;
+        }
+        let codes: Vec<i32> = ops.iter().map(|(c, _)| *c).collect();
+        let zops: Vec<ZkOp> = ops.into_iter().filter_map(|(_, p)| p.ok()).collect();
+        if zops.is_empty() {
+            return self.done(xid, 0, multi_body(&[], &[])).await;
+        }
+        match self.write(Command::ZkMulti { session: self.session, ops: zops }).await {
+            Some(Ok(ZkResponse::Multi(results))) => self.done(xid, 0, multi_body(&codes, &results)).await,
+            Some(Ok(_)) => self.done(xid, ZkError::RuntimeInconsistency.code(), vec![]).await,
+            Some(Err(e)) => self.done(xid, e.code(), vec![]).await,
+            None => Step::Close,
+        }
+    }
+
+    async fn multi_read(&mut self, xid: i32, r: &mut Reader<'_>) -> Step {
+        let mut reqs: Vec<(i32, String)> = Vec::new();
+        loop {
+            let Ok(mh) = MultiHeader::decode(r) else {
+                return self.done(xid, ZkError::MarshallingError.code(), vec![]).await;
+            };
+            if mh.done {
+                break;
+            }
+            let path = match mh.r#type {
+                op::GET_CHILDREN => GetChildrenRequest::decode(r).map(|q| q.path),
+                op::GET_DATA => GetDataRequest::decode(r).map(|q| q.path),
+                _ => return self.done(xid, ZkError::MarshallingError.code(), vec![]).await,
+            };
+            let Ok(path) = path else {
+                return self.done(xid, ZkError::MarshallingError.code(), vec![]).await;
+            };
+            reqs.push((mh.r#type, path));
+        }
+        let (rev, body) = {
+            let st = self.srv.node.sm.state();
+            let mut w = Writer::new();
+            for (code, path) in &reqs {
+                let res = match st.znode(path) {
+                    None => Err(ZkError::NoNode),
+                    Some(n) => self.auth.check(&n.acl, perms::READ).map(|()| n),
+                };
+                match res {
+                    Ok(n) if *code == op::GET_DATA => {
+                        MultiHeader { r#type: op::GET_DATA, done: false, err: 0 }.encode(&mut w);
+                        GetDataResponse { data: n.data.clone(), stat: n.stat.into() }.encode(&mut w);
+                    }
+                    Ok(n) => {
+                        MultiHeader { r#type: op::GET_CHILDREN, done: false, err: 0 }.encode(&mut w);
+                        GetChildrenResponse { children: n.children.iter().cloned().collect() }.encode(&mut w);
+                    }
+                    Err(e) => {
+                        MultiHeader { r#type: op::ERROR, done: false, err: e.code() }.encode(&mut w);
+                        ErrorResponse { err: e.code() }.encode(&mut w);
+                    }
+                }
+            }
+            MultiHeader { r#type: -1, done: true, err: -1 }.encode(&mut w);
+            (st.revision(), w.into_inner())
+        };
+        self.read_reply(xid, rev, Ok(body)).await
+    }
+
+    async fn exists(&mut self, xid: i32, path: String, watch: bool) -> Step {
+        if path.contains('\0') {
+            return self.done(xid, ZkError::BadArguments.code(), vec![]).await;
+        }
+        let (rev, res) = {
+            let st = self.srv.node.sm.state();
+            let res = match st.znode(&path) {
+                None => Err(ZkError::NoNode),
+                // READ is needed to learn about an existing node (3.8.4+).
+                Some(n) => self.auth.check(&n.acl, perms::READ).map(|()| n.stat),
+            };
+            (st.revision(), res)
+        };
+        self.catch_up(rev).await;
+        // exists sets a watch whether or not the node is there.
+        if watch && res != Err(ZkError::NoAuth) {
+            self.watches.data.insert(path);
+            self.update_watch_info();
+        }
+        match res {
+            Ok(stat) => Step::Reply { xid, zxid: rev, err: 0, body: encode(&ExistsResponse { stat: stat.into() }) },
+            Err(e) => Step::Reply { xid, zxid: rev, err: e.code(), body: vec![] },
+        }
+    }
+
+    async fn get_data(&mut self, xid: i32, path: String, watch: bool) -> Step {
+        let (rev, res) = {
+            let st = self.srv.node.sm.state();
+            let res = match st.znode(&path) {
+                None => Err(ZkError::NoNode),
+                Some(n) => self
+                    .auth
+                    .check(&n.acl, perms::READ)
+                    .map(|()| encode(&GetDataResponse { data: n.data.clone(), stat: n.stat.into() })),
+            };
+            (st.revision(), res)
+        };
+        self.catch_up(rev).await;
+        if watch && res.is_ok() {
+            self.watches.data.insert(path);
+            self.update_watch_info();
+        }
+        self.read_reply(xid, rev, res).await
+    }
+
+    async fn get_children(&mut self, xid: i32, path: String, watch: bool, two: bool) -> Step {
+        let (rev, res) = {
+            let st = self.srv.node.sm.state();
+            let res = match st.znode(&path) {
+                None => Err(ZkError::NoNode),
+                Some(n) => self.auth.check(&n.acl, perms::READ).map(|()| {
+                    let children: Vec<String> = n.children.iter().cloned().collect();
+                    if two {
+                        encode(&GetChildren2Response { children, stat: n.stat.into() })
+                    } else {
+                        encode(&GetChildrenResponse { children })
+                    }
+                }),
+            };
+            (st.revision(), res)
+        };
+        self.catch_up(rev).await;
+        if watch && res.is_ok() {
+            self.watches.child.insert(path);
+            self.update_watch_info();
+        }
+        self.read_reply(xid, rev, res).await
+    }
+
+    /// Re-registration after a reconnect (`DataTree.setWatches`): changes the
+    /// client missed since `relativeZxid` are reported at once.
+    async fn set_watches(&mut self, sw: SetWatches2) -> Step {
+        use proto::event_type::*;
+        let (rev, fire, keep) = {
+            let st = self.srv.node.sm.state();
+            let rel = sw.relative_zxid;
+            let mut fire: Vec<(i32, String)> = Vec::new();
+            let mut keep: (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
+            for p in sw.data_watches {
+                match st.zk_stat(&p) {
+                    None => fire.push((NODE_DELETED, p)),
+                    Some(s) if s.mzxid > rel => fire.push((NODE_DATA_CHANGED, p)),
+                    Some(_) => keep.0.push(p),
+                }
+            }
+            for p in sw.exist_watches {
+                match st.zk_stat(&p) {
+                    Some(_) => fire.push((NODE_CREATED, p)),
+                    None => keep.0.push(p),
+                }
+            }
+            for p in sw.child_watches {
+                match st.zk_stat(&p) {
+                    None => fire.push((NODE_DELETED, p)),
+                    Some(s) if s.pzxid > rel => fire.push((NODE_CHILDREN_CHANGED, p)),
+                    Some(_) => keep.1.push(p),
+                }
+            }
+            (st.revision(), fire, keep)
+        };
+        self.catch_up(rev).await;
+        for (ty, p) in fire {
+            self.notify(rev, ty, p);
+        }
+        self.watches.data.extend(keep.0);
+        self.watches.child.extend(keep.1);
+        self.watches.persistent.extend(sw.persistent_watches);
+        self.watches.recursive.extend(sw.persistent_recursive_watches);
+        self.update_watch_info();
+        Step::Reply { xid: xid::SET_WATCHES, zxid: rev, err: 0, body: vec![] }
+    }
+}
+
+/// A MultiResponse: per op a MultiHeader and its result record, then the
+/// `{-1, true, -1}` terminator. `codes` are the request's op codes (they
+/// pick CreateResponse vs Create2Response).
+fn multi_body(codes: &[i32], results: &[ZkOpResult]) -> Vec<u8> {
+    let mut w = Writer::new();
+    for (i, r) in results.iter().enumerate() {
+        let code = codes.get(i).copied().unwrap_or(op::CREATE2);
+        match r {
+            ZkOpResult::Create { path, stat } => {
+                if code == op::CREATE {
+                    MultiHeader { r#type: op::CREATE, done: false, err: 0 }.encode(&mut w);
+                    CreateResponse { path: path.clone() }.encode(&mut w);
+                } else {
+                    MultiHeader { r#type: op::CREATE2, done: false, err: 0 }.encode(&mut w);
+                    Create2Response { path: path.clone(), stat: (*stat).into() }.encode(&mut w);
+                }
+            }
+            ZkOpResult::Delete => MultiHeader { r#type: op::DELETE, done: false, err: 0 }.encode(&mut w),
+            ZkOpResult::SetData { stat } => {
+                MultiHeader { r#type: op::SET_DATA, done: false, err: 0 }.encode(&mut w);
+                SetDataResponse { stat: (*stat).into() }.encode(&mut w);
+            }
+            ZkOpResult::SetAcl { stat } => {
+                MultiHeader { r#type: op::SET_ACL, done: false, err: 0 }.encode(&mut w);
+                SetACLResponse { stat: (*stat).into() }.encode(&mut w);
+            }
+            ZkOpResult::Check => MultiHeader { r#type: op::CHECK, done: false, err: 0 }.encode(&mut w),
+            ZkOpResult::Error(e) => {
+                let err = e.map_or(0, |e| e.code());
+                MultiHeader { r#type: op::ERROR, done: false, err }.encode(&mut w);
+                ErrorResponse { err }.encode(&mut w);
+            }
+        }
+    }
+    MultiHeader { r#type: -1, done: true, err: -1 }.encode(&mut w);
+    w.into_inner()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multi_body_layout() {
+        let b = multi_body(
+            &[op::CREATE, op::CHECK],
+            &[ZkOpResult::Error(None), ZkOpResult::Error(Some(ZkError::BadVersion))],
+        );
+        let mut r = Reader::new(&b);
+        let h = MultiHeader::decode(&mut r).unwrap();
+        assert_eq!((h.r#type, h.done, h.err), (-1, false, 0));
+        assert_eq!(ErrorResponse::decode(&mut r).unwrap().err, 0);
+        let h = MultiHeader::decode(&mut r).unwrap();
+        assert_eq!((h.r#type, h.err), (-1, -103));
+        assert_eq!(ErrorResponse::decode(&mut r).unwrap().err, -103);
+        let h = MultiHeader::decode(&mut r).unwrap();
+        assert_eq!((h.r#type, h.done, h.err), (-1, true, -1));
+        assert_eq!(r.remaining(), 0);
+    }
+}

@@ -1,0 +1,639 @@
+"""Differential scenarios for Janus's ZooKeeper personality.
+
+Runs every scenario through kazoo against one server and prints, as JSON,
+each scenario's normalized record: results and error types of every step,
+Stat fields (versions, counts, ephemeral owner kind) with zxids replaced by
+their rank within the scenario (so only their relative order counts), and
+the watch events seen. tests/zk_diff.rs runs it against real ZooKeeper and
+against Janus and compares the two outputs.
+
+usage: zk_diff.py HOST:PORT [SCENARIO...]
+"""
+
+import json
+import sys
+import threading
+import time
+import traceback
+from collections import namedtuple
+
+from kazoo.client import KazooClient
+from kazoo.exceptions import KazooException
+from kazoo.protocol.serialization import Create2, int_struct, long_struct, write_string, read_string
+from kazoo.protocol.states import ZnodeStat
+from kazoo.security import ACL, Id, OPEN_ACL_UNSAFE, make_digest_acl, make_acl, READ_ACL_UNSAFE, CREATOR_ALL_ACL
+
+HOSTS = sys.argv[1]
+
+
+class CreateContainer(namedtuple("CreateContainer", "path data acl flags")):
+    type = 19
+    serialize = Create2.serialize
+    deserialize = Create2.deserialize
+
+
+class CreateTTL(namedtuple("CreateTTL", "path data acl flags ttl")):
+    type = 21
+
+    def serialize(self):
+        b = Create2.serialize(self)
+        b.extend(long_struct.pack(self.ttl))
+        return b
+
+    deserialize = Create2.deserialize
+
+
+class GetAllChildrenNumber(namedtuple("GetAllChildrenNumber", "path")):
+    type = 104
+
+    def serialize(self):
+        return bytearray(write_string(self.path))
+
+    @classmethod
+    def deserialize(cls, b, offset):
+        return int_struct.unpack_from(b, offset)[0]
+
+
+class GetEphemerals(namedtuple("GetEphemerals", "path")):
+    type = 103
+
+    def serialize(self):
+        return bytearray(write_string(self.path))
+
+    @classmethod
+    def deserialize(cls, b, offset):
+        n = int_struct.unpack_from(b, offset)[0]
+        offset += 4
+        out = []
+        for _ in range(max(n, 0)):
+            s, offset = read_string(b, offset)
+            out.append(s)
+        return sorted(out)
+
+
+def call(zk, req):
+    a = zk.handler.async_result()
+    zk._call(req, a)
+    return a.get(timeout=10)
+
+
+class Ctx:
+    def __init__(self, base):
+        self.base = base
+        self.out = []
+        self.events = []
+        self.lock = threading.Lock()
+        self.sessions = {}
+        self.clients = []
+        self.zk = self.client("main")
+
+    def client(self, name, auth=None):
+        zk = KazooClient(hosts=HOSTS, timeout=10, connection_retry={"max_tries": 3, "delay": 0.1})
+        zk.start(timeout=15)
+        if auth:
+            zk.add_auth("digest", auth)
+        self.sessions[zk.client_id[0]] = name
+        self.clients.append(zk)
+        return zk
+
+    def p(self, *parts):
+        return "/".join([self.base] + [str(x) for x in parts])
+
+    def watcher(self, tag):
+        def w(ev):
+            with self.lock:
+                self.events.append([tag, ev.type, strip(self.base, ev.path)])
+        return w
+
+    def step(self, name, fn):
+        try:
+            r = fn()
+            self.out.append([name, "ok", self.norm(r)])
+        except KazooException as e:
+            self.out.append([name, "err", type(e).__name__])
+
+    def stat(self, st):
+        if st is None:
+            return None
+        owner = st.ephemeralOwner
+        u = owner & (2**64 - 1)
+        if owner == 0:
+            kind = "persistent"
+        elif owner == -(2**63):
+            kind = "container"
+        elif u & 0xFF00000000000000 == 0xFF00000000000000:
+            kind = "ttl:%d" % (u & 0x00FFFFFFFFFFFFFF)
+        else:
+            kind = "session:" + self.sessions.get(owner, "unknown")
+        return {
+            "czxid": ["Z", st.czxid],
+            "mzxid": ["Z", st.mzxid],
+            "pzxid": ["Z", st.pzxid],
+            "version": st.version,
+            "cversion": st.cversion,
+            "aversion": st.aversion,
+            "dataLength": st.dataLength,
+            "numChildren": st.numChildren,
+            "owner": kind,
+        }
+
+    def norm(self, r):
+        if isinstance(r, ZnodeStat):
+            return self.stat(r)
+        if isinstance(r, Exception):
+            return ["exc", type(r).__name__]
+        if isinstance(r, ACL):
+            return [r.perms, r.id.scheme, r.id.id]
+        if isinstance(r, (list, tuple)):
+            return [self.norm(x) for x in r]
+        if isinstance(r, bytes):
+            return r.decode("latin-1")
+        if isinstance(r, str):
+            return strip(self.base, r)
+        return r
+
+    def settle(self):
+        # Events are written before the reply of any later request; the
+        # callbacks run on kazoo's thread, so give them a moment.
+        self.zk.sync("/")
+        time.sleep(0.3)
+
+    def finish(self):
+        self.settle()
+        for zk in self.clients:
+            try:
+                zk.stop()
+                zk.close()
+            except Exception:
+                pass
+        with self.lock:
+            # One notification can run several kazoo callbacks on the same
+            # path (kept in a set, so in no fixed order): sort those.
+            events, i = [], 0
+            while i < len(self.events):
+                j = i
+                while j < len(self.events) and self.events[j][1:] == self.events[i][1:]:
+                    j += 1
+                events.extend(sorted(self.events[i:j]))
+                i = j
+            rec = {"steps": self.out, "events": events}
+        return rank_zxids(rec)
+
+
+def strip(base, path):
+    if isinstance(path, str) and path.startswith(base):
+        return "~" + path[len(base):]
+    return path
+
+
+def rank_zxids(rec):
+    found = set()
+
+    def walk(x):
+        if isinstance(x, list):
+            if len(x) == 2 and x[0] == "Z" and isinstance(x[1], int):
+                found.add(x[1])
+            else:
+                for y in x:
+                    walk(y)
+        elif isinstance(x, dict):
+            for y in x.values():
+                walk(y)
+
+    walk(rec)
+    rank = {z: i for i, z in enumerate(sorted(found))}
+
+    def sub(x):
+        if isinstance(x, list):
+            if len(x) == 2 and x[0] == "Z" and isinstance(x[1], int):
+                return "z%d" % rank[x[1]]
+            return [sub(y) for y in x]
+        if isinstance(x, dict):
+            return {k: sub(v) for k, v in x.items()}
+        return x
+
+    return sub(rec)
+
+
+SCENARIOS = []
+
+
+def scenario(fn):
+    SCENARIOS.append(fn)
+    return fn
+
+
+# ---- create modes, Stat rules, errors ----
+
+@scenario
+def create_persistent_and_stat(c):
+    zk = c.zk
+    c.step("create", lambda: zk.create(c.p(), b"hello"))
+    c.step("get", lambda: zk.get(c.p()))
+    c.step("exists", lambda: zk.exists(c.p()))
+    c.step("create2", lambda: zk.create(c.p("a"), b"x", include_data=True))
+    c.step("parent", lambda: zk.exists(c.p()))
+
+
+@scenario
+def create_errors(c):
+    zk = c.zk
+    c.step("create", lambda: zk.create(c.p()))
+    c.step("exists_again", lambda: zk.create(c.p()))
+    c.step("no_parent", lambda: zk.create(c.p("x", "y")))
+    c.step("bad_path", lambda: call(zk, Create2(c.p() + "//x", b"", OPEN_ACL_UNSAFE, 0)))
+    c.step("dot_path", lambda: call(zk, Create2(c.p("."), b"", OPEN_ACL_UNSAFE, 0)))
+    c.step("trailing_slash", lambda: call(zk, Create2(c.p() + "/", b"", OPEN_ACL_UNSAFE, 0)))
+    c.step("bad_flags", lambda: call(zk, Create2(c.p("f"), b"", OPEN_ACL_UNSAFE, 42)))
+    c.step("empty_acl", lambda: call(zk, Create2(c.p("e"), b"", [], 0)))
+    c.step("bad_world_id", lambda: zk.create(c.p("w"), acl=[make_acl("world", "nobody", all=True)]))
+    c.step("auth_without_auth", lambda: zk.create(c.p("u"), acl=CREATOR_ALL_ACL))
+    c.step("root", lambda: call(zk, Create2("/", b"", OPEN_ACL_UNSAFE, 0)))
+
+
+@scenario
+def sequential_names(c):
+    zk = c.zk
+    c.step("parent", lambda: zk.create(c.p()))
+    for i in range(3):
+        c.step("seq%d" % i, lambda: zk.create(c.p("n-"), b"", sequence=True))
+    c.step("plain", lambda: zk.create(c.p("plain")))
+    c.step("delete", lambda: zk.delete(c.p("n-0000000001")))
+    c.step("seq_after_delete", lambda: zk.create(c.p("n-"), b"", sequence=True))
+    c.step("seq_trailing_slash", lambda: zk.create(c.p() + "/", b"", sequence=True))
+    c.step("children", lambda: sorted(zk.get_children(c.p())))
+    c.step("stat", lambda: zk.exists(c.p()))
+
+
+@scenario
+def ephemerals(c):
+    zk = c.zk
+    c.step("parent", lambda: zk.create(c.p()))
+    c.step("eph", lambda: zk.create(c.p("e"), b"v", ephemeral=True))
+    c.step("eph_stat", lambda: zk.exists(c.p("e")))
+    c.step("child_of_eph", lambda: zk.create(c.p("e", "c")))
+    c.step("seq_child_of_eph", lambda: zk.create(c.p("e", "c"), sequence=True))
+    c.step("eph_seq", lambda: zk.create(c.p("es-"), ephemeral=True, sequence=True))
+    c.step("eph_seq_stat", lambda: zk.exists(c.p("es-0000000001")))
+
+
+@scenario
+def ephemerals_go_with_session(c):
+    zk = c.zk
+    other = c.client("other")
+    c.step("parent", lambda: zk.create(c.p()))
+    c.step("child_watch", lambda: zk.get_children(c.p(), watch=c.watcher("main-child")))
+    c.step("eph", lambda: other.create(c.p("e"), ephemeral=True))
+    c.step("owner", lambda: zk.exists(c.p("e"), watch=c.watcher("main-exists")))
+    c.step("child_watch2", lambda: zk.get_children(c.p(), watch=c.watcher("main-child2")))
+    other.stop()
+    other.close()
+    # kazoo's stop() sends closeSession without waiting for its reply:
+    # wait (bounded) for the close to be applied.
+    deadline = time.time() + 10
+    while zk.exists(c.p("e")) is not None and time.time() < deadline:
+        time.sleep(0.05)
+    c.step("gone", lambda: zk.exists(c.p("e")))
+    c.step("children", lambda: zk.get_children(c.p()))
+    c.step("parent_stat", lambda: zk.exists(c.p()))
+
+
+@scenario
+def delete_rules(c):
+    zk = c.zk
+    c.step("create", lambda: zk.create(c.p(), b"1"))
+    c.step("child", lambda: zk.create(c.p("c")))
+    c.step("not_empty", lambda: zk.delete(c.p()))
+    c.step("bad_version", lambda: zk.delete(c.p("c"), version=3))
+    c.step("ok_version", lambda: zk.delete(c.p("c"), version=0))
+    c.step("missing", lambda: zk.delete(c.p("c")))
+    c.step("parent_after", lambda: zk.exists(c.p()))
+    c.step("delete_root", lambda: zk.delete("/"))
+    c.step("delete_parent", lambda: zk.delete(c.p(), version=-1))
+
+
+@scenario
+def set_data_versions(c):
+    zk = c.zk
+    c.step("create", lambda: zk.create(c.p(), b"1"))
+    c.step("set", lambda: zk.set(c.p(), b"22"))
+    c.step("set_v1", lambda: zk.set(c.p(), b"333", version=1))
+    c.step("set_bad", lambda: zk.set(c.p(), b"4", version=1))
+    c.step("set_any", lambda: zk.set(c.p(), b"", version=-1))
+    c.step("get", lambda: zk.get(c.p()))
+    c.step("set_missing", lambda: zk.set(c.p("nope"), b"x"))
+    c.step("get_missing", lambda: zk.get(c.p("nope")))
+    c.step("big", lambda: zk.set(c.p(), b"x" * 100000))
+    c.step("get_big_len", lambda: len(zk.get(c.p())[0]))
+
+
+@scenario
+def children_and_stats(c):
+    zk = c.zk
+    c.step("create", lambda: zk.create(c.p()))
+    for n in ["b", "a", "c"]:
+        c.step("child_" + n, lambda n=n: zk.create(c.p(n), n.encode()))
+    c.step("children", lambda: sorted(zk.get_children(c.p())))
+    c.step("children2", lambda: (sorted(zk.get_children(c.p(), include_data=True)[0]), zk.get_children(c.p(), include_data=True)[1]))
+    c.step("missing", lambda: zk.get_children(c.p("zz")))
+    c.step("leaf", lambda: zk.get_children(c.p("a")))
+    c.step("del_b", lambda: zk.delete(c.p("b")))
+    c.step("stat_after_delete", lambda: zk.exists(c.p()))
+    c.step("all_children", lambda: call(zk, GetAllChildrenNumber(c.p())))
+    c.step("all_children_missing", lambda: call(zk, GetAllChildrenNumber(c.p("q"))))
+
+
+@scenario
+def nested_paths(c):
+    zk = c.zk
+    c.step("makepath", lambda: zk.create(c.p("a", "b", "c"), b"deep", makepath=True))
+    c.step("ensure", lambda: zk.ensure_path(c.p("a", "b", "d")))
+    c.step("stat_a", lambda: zk.exists(c.p("a")))
+    c.step("stat_b", lambda: zk.exists(c.p("a", "b")))
+    c.step("get_c", lambda: zk.get(c.p("a", "b", "c")))
+
+
+# ---- multi ----
+
+@scenario
+def multi_success(c):
+    zk = c.zk
+    c.step("create", lambda: zk.create(c.p(), b"0"))
+    def tx():
+        t = zk.transaction()
+        t.create(c.p("a"), b"a")
+        t.create(c.p("s-"), b"", sequence=True)
+        t.set_data(c.p(), b"1", version=0)
+        t.check(c.p(), 1)
+        t.delete(c.p("a"))
+        return t.commit()
+    c.step("multi", tx)
+    c.step("after", lambda: zk.exists(c.p()))
+    c.step("children", lambda: sorted(zk.get_children(c.p())))
+
+
+@scenario
+def multi_failure_bad_version(c):
+    zk = c.zk
+    c.step("create", lambda: zk.create(c.p(), b"0"))
+    def tx():
+        t = zk.transaction()
+        t.create(c.p("a"))
+        t.check(c.p(), 7)
+        t.create(c.p("b"))
+        return t.commit()
+    c.step("multi", tx)
+    c.step("a_absent", lambda: zk.exists(c.p("a")))
+    c.step("stat", lambda: zk.exists(c.p()))
+
+
+@scenario
+def multi_failure_exists(c):
+    zk = c.zk
+    c.step("create", lambda: zk.create(c.p()))
+    c.step("x", lambda: zk.create(c.p("x")))
+    def tx():
+        t = zk.transaction()
+        t.set_data(c.p(), b"new")
+        t.create(c.p("x"))
+        t.delete(c.p("x"))
+        return t.commit()
+    c.step("multi", tx)
+    c.step("data_unchanged", lambda: zk.get(c.p()))
+
+
+@scenario
+def multi_failure_no_node_and_not_empty(c):
+    zk = c.zk
+    c.step("create", lambda: zk.create(c.p()))
+    c.step("child", lambda: zk.create(c.p("c")))
+    def tx1():
+        t = zk.transaction()
+        t.delete(c.p())
+        return t.commit()
+    c.step("multi_not_empty", tx1)
+    def tx2():
+        t = zk.transaction()
+        t.create(c.p("d"))
+        t.delete(c.p("nope"))
+        return t.commit()
+    c.step("multi_no_node", tx2)
+    def tx3():
+        t = zk.transaction()
+        t.create(c.p("e"), ephemeral=True)
+        t.create(c.p("e", "f"))
+        return t.commit()
+    c.step("multi_eph_child", tx3)
+    c.step("children", lambda: sorted(zk.get_children(c.p())))
+
+
+@scenario
+def multi_create_then_child(c):
+    zk = c.zk
+    def tx():
+        t = zk.transaction()
+        t.create(c.p())
+        t.create(c.p("a"))
+        t.create(c.p("a", "b"), b"x")
+        t.set_data(c.p("a"), b"y")
+        return t.commit()
+    c.step("multi", tx)
+    c.step("a", lambda: zk.get(c.p("a")))
+    c.step("b", lambda: zk.exists(c.p("a", "b")))
+
+
+@scenario
+def multi_watch_events(c):
+    zk = c.zk
+    c.step("create", lambda: zk.create(c.p()))
+    c.step("child_watch", lambda: zk.get_children(c.p(), watch=c.watcher("child")))
+    c.step("exists_watch", lambda: zk.exists(c.p("n"), watch=c.watcher("exists")))
+    c.step("data_watch", lambda: zk.get(c.p(), watch=c.watcher("data")))
+    def tx():
+        t = zk.transaction()
+        t.create(c.p("n"))
+        t.set_data(c.p(), b"z")
+        return t.commit()
+    c.step("multi", tx)
+
+
+# ---- watches ----
+
+@scenario
+def exists_watch_fires_on_create(c):
+    zk = c.zk
+    c.step("exists_missing", lambda: zk.exists(c.p(), watch=c.watcher("w")))
+    c.step("create", lambda: zk.create(c.p()))
+    c.step("set_no_watch_left", lambda: zk.set(c.p(), b"1"))
+
+
+@scenario
+def data_watch_changed_then_deleted(c):
+    zk = c.zk
+    c.step("create", lambda: zk.create(c.p(), b"1"))
+    c.step("get_watch", lambda: zk.get(c.p(), watch=c.watcher("g1")))
+    c.step("set", lambda: zk.set(c.p(), b"2"))
+    c.step("get_watch2", lambda: zk.get(c.p(), watch=c.watcher("g2")))
+    c.step("exists_watch", lambda: zk.exists(c.p(), watch=c.watcher("e")))
+    c.step("delete", lambda: zk.delete(c.p()))
+
+
+@scenario
+def child_watches(c):
+    zk = c.zk
+    c.step("create", lambda: zk.create(c.p()))
+    c.step("watch1", lambda: zk.get_children(c.p(), watch=c.watcher("c1")))
+    c.step("add", lambda: zk.create(c.p("x")))
+    c.step("set_child_no_event", lambda: zk.set(c.p("x"), b"d"))
+    c.step("watch2", lambda: zk.get_children(c.p(), watch=c.watcher("c2")))
+    c.step("remove", lambda: zk.delete(c.p("x")))
+    c.step("watch3", lambda: zk.get_children(c.p(), watch=c.watcher("c3")))
+    c.step("delete_parent", lambda: zk.delete(c.p()))
+
+
+@scenario
+def watches_from_other_client(c):
+    zk = c.zk
+    other = c.client("other")
+    c.step("create", lambda: zk.create(c.p(), b"a"))
+    c.step("watch", lambda: zk.get(c.p(), watch=c.watcher("data")))
+    c.step("cwatch", lambda: zk.get_children(c.p(), watch=c.watcher("child")))
+    c.step("other_set", lambda: other.set(c.p(), b"b"))
+    c.step("other_child", lambda: other.create(c.p("k"), ephemeral=True))
+    c.step("seen", lambda: zk.get(c.p()))
+
+
+@scenario
+def watch_then_read_sees_event_first(c):
+    # The watch event must precede the reply reflecting the change.
+    zk = c.zk
+    other = c.client("other")
+    order = []
+    def w(ev):
+        order.append("event")
+    c.step("create", lambda: zk.create(c.p(), b"a"))
+    c.step("watch", lambda: zk.get(c.p(), watch=w))
+    c.step("other_set", lambda: other.set(c.p(), b"b"))
+    def read():
+        data, _ = zk.get(c.p())
+        order.append("read:" + data.decode())
+        return list(order)
+    c.step("read", read)
+
+
+# ---- ACLs and auth ----
+
+@scenario
+def acl_get_set(c):
+    zk = c.zk
+    c.step("create", lambda: zk.create(c.p()))
+    c.step("get_acl", lambda: zk.get_acls(c.p()))
+    c.step("set_acl", lambda: zk.set_acls(c.p(), READ_ACL_UNSAFE + [make_acl("world", "anyone", admin=True)]))
+    c.step("set_acl_bad_version", lambda: zk.set_acls(c.p(), OPEN_ACL_UNSAFE, version=0))
+    c.step("get_acl2", lambda: zk.get_acls(c.p()))
+    c.step("write_denied", lambda: zk.set(c.p(), b"x"))
+    c.step("create_child_denied", lambda: zk.create(c.p("c")))
+    c.step("read_ok", lambda: zk.get(c.p()))
+    c.step("set_acl_back", lambda: zk.set_acls(c.p(), OPEN_ACL_UNSAFE, version=1))
+    c.step("write_ok", lambda: zk.set(c.p(), b"x"))
+    c.step("set_acl_missing", lambda: zk.set_acls(c.p("nope"), OPEN_ACL_UNSAFE))
+    c.step("set_acl_empty", lambda: call(zk, __import__("kazoo.protocol.serialization", fromlist=["SetACL"]).SetACL(c.p(), [], -1)))
+
+
+@scenario
+def digest_auth(c):
+    alice = c.client("alice", auth="alice:secret")
+    bob = c.client("bob", auth="bob:other")
+    c.step("create_creator_all", lambda: alice.create(c.p(), b"private", acl=CREATOR_ALL_ACL))
+    c.step("acl", lambda: alice.get_acls(c.p()))
+    c.step("alice_read", lambda: alice.get(c.p()))
+    c.step("bob_read", lambda: bob.get(c.p()))
+    c.step("anon_read", lambda: c.zk.get(c.p()))
+    c.step("anon_children", lambda: c.zk.get_children(c.p()))
+    c.step("anon_set", lambda: c.zk.set(c.p(), b"x"))
+    c.step("anon_create_child", lambda: c.zk.create(c.p("c")))
+    c.step("alice_create_child", lambda: alice.create(c.p("c"), acl=[make_digest_acl("bob", "other", read=True)]))
+    c.step("bob_read_child", lambda: bob.get(c.p("c")))
+    c.step("bob_delete_child", lambda: bob.delete(c.p("c")))
+    c.step("alice_delete_child", lambda: alice.delete(c.p("c")))
+
+
+@scenario
+def digest_acl_explicit(c):
+    zk = c.zk
+    acl = make_digest_acl("carol", "pw", all=True)
+    c.step("create", lambda: zk.create(c.p(), b"d", acl=[acl]))
+    c.step("anon_get", lambda: zk.get(c.p()))
+    carol = c.client("carol", auth="carol:pw")
+    c.step("carol_get", lambda: carol.get(c.p()))
+    c.step("carol_set", lambda: carol.set(c.p(), b"e"))
+    c.step("wrong_pw", lambda: c.client("mallory", auth="carol:wrong").get(c.p()))
+
+
+@scenario
+def multi_acl_denied(c):
+    zk = c.zk
+    c.step("create", lambda: zk.create(c.p(), acl=READ_ACL_UNSAFE))
+    def tx():
+        t = zk.transaction()
+        t.check(c.p(), 0)
+        t.create(c.p("x"))
+        return t.commit()
+    c.step("multi", tx)
+
+
+# ---- containers and TTL ----
+
+@scenario
+def container_and_ttl_nodes(c):
+    zk = c.zk
+    c.step("parent", lambda: zk.create(c.p()))
+    c.step("container", lambda: call(zk, CreateContainer(c.p("cont"), b"", OPEN_ACL_UNSAFE, 4)))
+    c.step("container_stat", lambda: zk.exists(c.p("cont")))
+    c.step("ttl", lambda: call(zk, CreateTTL(c.p("ttl"), b"", OPEN_ACL_UNSAFE, 5, 60000)))
+    c.step("ttl_stat", lambda: zk.exists(c.p("ttl")))
+    c.step("ttl_seq", lambda: call(zk, CreateTTL(c.p("ts-"), b"", OPEN_ACL_UNSAFE, 6, 5000)))
+    c.step("ttl_zero", lambda: call(zk, CreateTTL(c.p("t0"), b"", OPEN_ACL_UNSAFE, 5, 0)))
+    c.step("ttl_on_persistent", lambda: call(zk, CreateTTL(c.p("tp"), b"", OPEN_ACL_UNSAFE, 0, 100)))
+    c.step("ttl_mode_via_create2", lambda: call(zk, Create2(c.p("t2"), b"", OPEN_ACL_UNSAFE, 5)))
+
+
+# ---- misc ----
+
+@scenario
+def ephemerals_list_and_sync(c):
+    zk = c.zk
+    c.step("parent", lambda: zk.create(c.p()))
+    c.step("e1", lambda: zk.create(c.p("e1"), ephemeral=True))
+    c.step("e2", lambda: zk.create(c.p("e2"), ephemeral=True))
+    c.step("list", lambda: call(zk, GetEphemerals(c.p())))
+    c.step("list_prefix", lambda: call(zk, GetEphemerals(c.p("e1"))))
+    c.step("sync", lambda: zk.sync(c.p()))
+
+
+@scenario
+def builtin_nodes(c):
+    zk = c.zk
+    c.step("zookeeper", lambda: sorted(zk.get_children("/zookeeper")))
+    c.step("quota_exists", lambda: zk.exists("/zookeeper/quota") is not None)
+    c.step("zookeeper_stat", lambda: [zk.exists("/zookeeper").numChildren, zk.exists("/zookeeper").cversion])
+
+
+def main():
+    wanted = set(sys.argv[2:])
+    results = {}
+    for i, fn in enumerate(SCENARIOS):
+        if wanted and fn.__name__ not in wanted:
+            continue
+        base = "/diff-%s" % fn.__name__
+        try:
+            c = Ctx(base)
+            fn(c)
+            results[fn.__name__] = c.finish()
+        except Exception as e:
+            results[fn.__name__] = {"crash": "%s: %s" % (type(e).__name__, e), "trace": traceback.format_exc()}
+    json.dump(results, sys.stdout, indent=1, sort_keys=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,176 @@
+//! Janus's ZooKeeper port at the wire level, with a raw client: handshake
+//! rules, session re-establishment, pipelining, persistent watches,
+//! four-letter words, and robustness against bad input (oversized and
+//! truncated frames, garbage, unknown op codes) while other clients work.
+
+#[path = "zk_support.rs"]
+mod zk_support;
+
+use std::io::Write;
+use std::time::Duration;
+
+use zk_support::{be_i32, four_letter, start_janus, string, Raw};
+
+const NONODE: i32 = -101;
+
+fn get_data(path: &str, watch: bool) -> Vec<u8> {
+    let mut b = string(path);
+    b.push(watch as u8);
+    b
+}
+
+#[test]
+fn handshake_sessions_and_limits() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let j = start_janus(tmp.path(), "tick_ms = 100\nmax_buffer = 4096\n");
+
+    // Timeout negotiation: clamped to [2, 20] ticks.
+    let a = Raw::connect(&j.zk);
+    assert_eq!(a.timeout, 2000);
+    assert_ne!(a.session, 0);
+    assert_ne!((a.session as u64) >> 56, 0xff);
+    assert_eq!(a.passwd.len(), 16);
+    let mut s = Raw::tcp(&j.zk);
+    let (t, _, _) = Raw::handshake(&mut s, 0, 10, 0, &[0; 16]).expect("handshake");
+    assert_eq!(t, 200);
+
+    // Re-establish by id and password; a wrong password reads as expired.
+    let mut s = Raw::tcp(&j.zk);
+    let (t, sid, pw) = Raw::handshake(&mut s, 0, 1000, a.session, &a.passwd).expect("reconnect");
+    assert_eq!((t, sid, pw), (1000, a.session, a.passwd.clone()));
+    let mut s = Raw::tcp(&j.zk);
+    let (t, sid, pw) = Raw::handshake(&mut s, 0, 1000, a.session, &[7; 16]).expect("answer");
+    assert_eq!((t, sid, pw), (0, 0, vec![0; 16]));
+    assert!(Raw::read_frame(&mut s).is_none(), "closed after the expired answer");
+
+    // A client that has seen a newer zxid than this member is refused.
+    let mut s = Raw::tcp(&j.zk);
+    assert!(Raw::handshake(&mut s, i64::MAX / 2, 1000, 0, &[0; 16]).is_none());
+
+    // Oversized frame: that connection closes, others are unaffected.
+    let mut ok = Raw::connect(&j.zk);
+    assert_eq!(ok.create("/keep", 0), 0);
+    let mut big = Raw::connect(&j.zk);
+    let mut body = string("/big");
+    body.extend_from_slice(&be_i32(8000));
+    body.extend(vec![b'x'; 8000]);
+    body.extend_from_slice(&be_i32(-1));
+    let _ = big.send(5, &body);
+    assert!(big.recv().is_none(), "oversized frame closes the connection");
+    // Garbage as a first frame, a truncated frame, a huge length prefix.
+    let mut g = Raw::tcp(&j.zk);
+    let _ = g.write_all(&[0, 0, 0, 3, 1, 2, 3]);
+    assert!(Raw::read_frame(&mut g).is_none());
+    let mut g = Raw::tcp(&j.zk);
+    let _ = g.write_all(&[0x7f, 0xff, 0xff, 0xff, 1]);
+    assert!(Raw::read_frame(&mut g).is_none());
+    let mut t = Raw::connect(&j.zk);
+    let _ = t.s.write_all(&[0, 0, 0, 40, 0, 0]);
+    drop(t);
+    // Malformed body: MARSHALLINGERROR, connection stays usable.
+    let mut m = Raw::connect(&j.zk);
+    let (err, _, _) = m.call(4, &[0, 0, 0, 50, b'/']);
+    assert_eq!(err, -5);
+    let (err, _, _) = m.call(4, &get_data("/keep", false));
+    assert_eq!(err, 0);
+    // Unknown op code: UNIMPLEMENTED, then closed.
+    let (err, _, _) = m.call(999, &[]);
+    assert_eq!(err, -6);
+    assert!(m.recv().is_none());
+    // The well-behaved client saw nothing.
+    let (err, body, events) = ok.call(4, &get_data("/keep", false));
+    assert_eq!((err, events.len()), (0, 0));
+    assert_eq!(&body[0..4], &be_i32(0), "empty data");
+    assert_eq!(ok.create("/keep2", 0), 0);
+
+    // 4lw.
+    assert_eq!(four_letter(&j.zk, "ruok"), "imok");
+    assert_eq!(four_letter(&j.zk, "isro"), "rw");
+    assert!(four_letter(&j.zk, "srvr").contains("Mode: standalone"));
+    assert!(four_letter(&j.zk, "mntr").contains("zk_server_state\tstandalone"));
+    assert!(four_letter(&j.zk, "conf").contains("tickTime=100"));
+}
+
+#[test]
+fn pipelining_and_watches() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let j = start_janus(tmp.path(), "four_letter_words = [\"ruok\"]\n");
+    assert!(four_letter(&j.zk, "srvr").contains("is not executed because it is not in the whitelist"));
+
+    let mut c = Raw::connect(&j.zk);
+    // 50 pipelined requests (writes and reads mixed) come back in order.
+    let mut xids = Vec::new();
+    for i in 0..25 {
+        let mut b = string(&format!("/p{i}"));
+        b.extend_from_slice(&be_i32(1));
+        b.push(b'v');
+        b.extend_from_slice(&be_i32(1));
+        b.extend_from_slice(&be_i32(31));
+        b.extend_from_slice(&string("world"));
+        b.extend_from_slice(&string("anyone"));
+        b.extend_from_slice(&be_i32(0));
+        xids.push(c.send(1, &b));
+        xids.push(c.send(4, &get_data(&format!("/p{i}"), false)));
+    }
+    let mut last_zxid = 0;
+    for x in xids {
+        let (rx, zxid, err, _) = c.recv().expect("reply");
+        assert_eq!((rx, err), (x, 0));
+        assert!(zxid >= last_zxid, "reply zxids never go back");
+        last_zxid = zxid;
+    }
+
+    // Persistent recursive watch: events for the subtree, not removed.
+    let mut w = Raw::connect(&j.zk);
+    let mut b = string("/r");
+    b.extend_from_slice(&be_i32(1));
+    assert_eq!(w.call(106, &b).0, 0);
+    let mut b = string("/p0");
+    b.extend_from_slice(&be_i32(0));
+    assert_eq!(w.call(106, &b).0, 0);
+    assert_eq!(c.create("/r", 0), 0);
+    assert_eq!(c.create("/r/a", 0), 0);
+    assert_eq!(c.create("/p0/x", 0), 0);
+    // A sync from the watcher: every event comes before its reply.
+    let (err, _, events) = w.call(9, &string("/"));
+    assert_eq!(err, 0);
+    assert_eq!(events, vec![(1, "/r".to_string()), (1, "/r/a".to_string()), (4, "/p0".to_string())]);
+    // checkWatches / removeWatches.
+    let mut b = string("/r");
+    b.extend_from_slice(&be_i32(5));
+    assert_eq!(w.call(17, &b).0, 0);
+    assert_eq!(w.call(18, &b).0, 0);
+    assert_eq!(w.call(18, &b).0, -121, "NOWATCHER once removed");
+    assert_eq!(c.create("/r/b", 0), 0);
+    let (_, _, events) = w.call(9, &string("/"));
+    assert!(events.is_empty(), "{events:?}");
+
+    // exists-watch on a missing node, then a one-shot data watch.
+    let (err, _, _) = w.call(3, &get_data("/later", true));
+    assert_eq!(err, NONODE);
+    assert_eq!(c.create("/later", 0), 0);
+    let (_, _, events) = w.call(9, &string("/"));
+    assert_eq!(events, vec![(1, "/later".to_string())]);
+
+    // Closing a session deletes its ephemerals.
+    let mut e = Raw::connect(&j.zk);
+    assert_eq!(e.create("/eph", 1), 0);
+    let (err, _, _) = e.call(-11, &[]);
+    assert_eq!(err, 0);
+    assert!(e.recv().is_none(), "closed after closeSession");
+    let (err, _, _) = w.call(3, &get_data("/eph", false));
+    assert_eq!(err, NONODE);
+
+    // whoAmI: the ip id; a bad auth scheme fails and closes.
+    let (err, body, _) = w.call(107, &[]);
+    assert_eq!(err, 0);
+    assert!(String::from_utf8_lossy(&body).contains("127.0.0.1"));
+    let mut b = be_i32(0).to_vec();
+    b.extend_from_slice(&string("kerberos"));
+    b.extend_from_slice(&be_i32(0));
+    w.send(100, &b);
+    let (xid, _, err, _) = w.recv().expect("auth reply");
+    assert_eq!((xid, err), (-4, -115));
+    assert!(w.recv().is_none());
+    let _ = Duration::from_secs(0);
+}
