@@ -181,5 +181,26 @@ fn router(ctx: Arc<Ctx>) -> axum::Router {
     )
     .add_service(auth_server::AuthServer::new(cluster::Auth(ctx.clone())).max_decoding_message_size(limit))
     .add_service(pb::health::health_server::HealthServer::new(cluster::Health(ctx)));
-    routes.into_axum_router()
+    routes.into_axum_router().layer(axum::middleware::map_response(grpc_go_limit_status))
+}
+
+/// tonic reports a message over the size limit as OutOfRange; grpc-go (and
+/// so etcd) as ResourceExhausted with its own text, which clients see.
+async fn grpc_go_limit_status(mut resp: axum::response::Response) -> axum::response::Response {
+    use axum::http::HeaderValue;
+    let h = resp.headers();
+    if h.get("grpc-status").and_then(|v| v.to_str().ok()) != Some("11") {
+        return resp;
+    }
+    let Some(msg) = h.get("grpc-message").and_then(|v| v.to_str().ok()) else { return resp };
+    let msg = msg.replace("%20", " ");
+    let Some(rest) = msg.strip_prefix("Error, decoded message length too large: found ") else { return resp };
+    let nums: Vec<&str> = rest.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).collect();
+    let [found, limit] = nums[..] else { return resp };
+    let text = format!("grpc: received message larger than max ({found} vs. {limit})");
+    if let Ok(v) = HeaderValue::from_str(&text) {
+        resp.headers_mut().insert("grpc-status", HeaderValue::from_static("8"));
+        resp.headers_mut().insert("grpc-message", v);
+    }
+    resp
 }
