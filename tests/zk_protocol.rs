@@ -83,6 +83,29 @@ fn handshake_sessions_and_limits() {
     assert_eq!(&body[0..4], &be_i32(0), "empty data");
     assert_eq!(ok.create("/keep2", 0), 0);
 
+    // Session expiry: no pings for longer than the timeout (200 ms here):
+    // the leader expires the session, its ephemerals go, the connection is
+    // closed and re-establishing it answers "expired".
+    let mut s = Raw::tcp(&j.zk);
+    let (t, sid, pw) = Raw::handshake(&mut s, 0, 200, 0, &[0; 16]).expect("handshake");
+    assert_eq!(t, 200);
+    let mut idle = Raw { s, session: sid, passwd: pw.clone(), timeout: t, xid: 0 };
+    assert_eq!(idle.create("/idle-eph", 1), 0);
+    // `ok` pings meanwhile and stays.
+    for _ in 0..15 {
+        std::thread::sleep(Duration::from_millis(100));
+        ok.send(11, &[]);
+        let (xid, _, err, _) = ok.recv().expect("ping reply");
+        assert_eq!((xid, err), (-2, 0));
+    }
+    assert!(idle.recv().is_none(), "an expired session's connection is closed");
+    let mut s = Raw::tcp(&j.zk);
+    let (t, sid2, _) = Raw::handshake(&mut s, 0, 200, sid, &pw).expect("answer");
+    assert_eq!((t, sid2), (0, 0), "expired");
+    let (err, _, _) = ok.call(3, &get_data("/idle-eph", false));
+    assert_eq!(err, NONODE, "the expired session's ephemeral is gone");
+    assert_eq!(ok.create("/still-here", 0), 0);
+
     // 4lw.
     assert_eq!(four_letter(&j.zk, "ruok"), "imok");
     assert_eq!(four_letter(&j.zk, "isro"), "rw");

@@ -619,6 +619,296 @@ def builtin_nodes(c):
     c.step("zookeeper_stat", lambda: [zk.exists("/zookeeper").numChildren, zk.exists("/zookeeper").cversion])
 
 
+# ---- more scenarios ----
+
+@scenario
+def set_acl_fires_no_watch(c):
+    zk = c.zk
+    c.step("create", lambda: zk.create(c.p(), b"a"))
+    c.step("watch", lambda: zk.get(c.p(), watch=c.watcher("data")))
+    c.step("set_acl", lambda: zk.set_acls(c.p(), OPEN_ACL_UNSAFE))
+    c.step("set", lambda: zk.set(c.p(), b"b"))
+
+
+@scenario
+def delete_child_fires_parent_and_child(c):
+    zk = c.zk
+    c.step("create", lambda: zk.create(c.p()))
+    c.step("child", lambda: zk.create(c.p("k"), b"v"))
+    c.step("pwatch", lambda: zk.get_children(c.p(), watch=c.watcher("parent-child")))
+    c.step("dwatch", lambda: zk.get(c.p("k"), watch=c.watcher("child-data")))
+    c.step("pdata", lambda: zk.get(c.p(), watch=c.watcher("parent-data")))
+    c.step("delete", lambda: zk.delete(c.p("k")))
+
+
+@scenario
+def same_watcher_twice_fires_once(c):
+    zk = c.zk
+    w = c.watcher("w")
+    c.step("create", lambda: zk.create(c.p()))
+    c.step("get1", lambda: zk.get(c.p(), watch=w))
+    c.step("get2", lambda: zk.get(c.p(), watch=w))
+    c.step("exists", lambda: zk.exists(c.p(), watch=w))
+    c.step("set", lambda: zk.set(c.p(), b"1"))
+    c.step("set2", lambda: zk.set(c.p(), b"2"))
+
+
+@scenario
+def child_watch_ignores_child_data(c):
+    zk = c.zk
+    c.step("create", lambda: zk.create(c.p()))
+    c.step("child", lambda: zk.create(c.p("a")))
+    c.step("cwatch", lambda: zk.get_children(c.p(), watch=c.watcher("c")))
+    c.step("set_child", lambda: zk.set(c.p("a"), b"x"))
+    c.step("set_parent", lambda: zk.set(c.p(), b"x"))
+    c.step("grandchild", lambda: zk.create(c.p("a", "b")))
+    c.step("child2", lambda: zk.create(c.p("b")))
+
+
+@scenario
+def exists_watch_on_existing_then_delete(c):
+    zk = c.zk
+    c.step("create", lambda: zk.create(c.p()))
+    c.step("exists", lambda: zk.exists(c.p(), watch=c.watcher("e")))
+    c.step("delete", lambda: zk.delete(c.p()))
+    c.step("exists_again", lambda: zk.exists(c.p(), watch=c.watcher("e2")))
+    c.step("recreate", lambda: zk.create(c.p(), b"again"))
+
+
+@scenario
+def multi_check_only(c):
+    zk = c.zk
+    c.step("create", lambda: zk.create(c.p()))
+    def ok():
+        t = zk.transaction()
+        t.check(c.p(), 0)
+        return t.commit()
+    def bad():
+        t = zk.transaction()
+        t.check(c.p(), 1)
+        return t.commit()
+    def missing():
+        t = zk.transaction()
+        t.check(c.p("nope"), -1)
+        return t.commit()
+    c.step("ok", ok)
+    c.step("bad", bad)
+    c.step("missing", missing)
+    c.step("stat", lambda: zk.exists(c.p()))
+
+
+@scenario
+def multi_delete_and_recreate(c):
+    zk = c.zk
+    c.step("create", lambda: zk.create(c.p()))
+    c.step("child", lambda: zk.create(c.p("x"), b"old"))
+    c.step("watch", lambda: zk.get(c.p("x"), watch=c.watcher("x")))
+    def tx():
+        t = zk.transaction()
+        t.delete(c.p("x"))
+        t.create(c.p("x"), b"new")
+        t.set_data(c.p("x"), b"newer")
+        return t.commit()
+    c.step("multi", tx)
+    c.step("get", lambda: zk.get(c.p("x")))
+    c.step("parent", lambda: zk.exists(c.p()))
+
+
+@scenario
+def multi_sequentials(c):
+    zk = c.zk
+    c.step("create", lambda: zk.create(c.p()))
+    def tx():
+        t = zk.transaction()
+        t.create(c.p("q-"), b"1", sequence=True)
+        t.create(c.p("q-"), b"2", sequence=True)
+        t.create(c.p("e-"), b"3", sequence=True, ephemeral=True)
+        return t.commit()
+    c.step("multi", tx)
+    c.step("children", lambda: sorted(zk.get_children(c.p())))
+    c.step("eph", lambda: zk.exists(c.p("e-0000000002")))
+
+
+@scenario
+def multi_version_chain(c):
+    zk = c.zk
+    c.step("create", lambda: zk.create(c.p(), b"0"))
+    def tx():
+        t = zk.transaction()
+        t.set_data(c.p(), b"1", version=0)
+        t.set_data(c.p(), b"2", version=1)
+        t.check(c.p(), 2)
+        return t.commit()
+    c.step("multi", tx)
+    def tx_bad():
+        t = zk.transaction()
+        t.set_data(c.p(), b"3", version=2)
+        t.set_data(c.p(), b"4", version=2)
+        return t.commit()
+    c.step("multi_bad", tx_bad)
+    c.step("get", lambda: zk.get(c.p()))
+
+
+@scenario
+def sequential_shared_counter(c):
+    zk = c.zk
+    c.step("create", lambda: zk.create(c.p()))
+    c.step("a", lambda: zk.create(c.p("a-"), sequence=True))
+    c.step("b", lambda: zk.create(c.p("b-"), sequence=True))
+    c.step("e", lambda: zk.create(c.p("a-"), sequence=True, ephemeral=True))
+    c.step("plain_like_seq", lambda: zk.create(c.p("a-0000000005")))
+    c.step("collide", lambda: zk.create(c.p("a-"), sequence=True))
+    c.step("after_collide", lambda: zk.create(c.p("a-"), sequence=True))
+
+
+@scenario
+def ephemeral_other_owner_and_delete(c):
+    zk = c.zk
+    other = c.client("other")
+    c.step("create", lambda: zk.create(c.p()))
+    c.step("eph", lambda: other.create(c.p("e"), b"x", ephemeral=True))
+    c.step("stat", lambda: zk.exists(c.p("e")))
+    c.step("watch", lambda: other.get(c.p("e"), watch=c.watcher("other-data")))
+    c.step("delete_by_main", lambda: zk.delete(c.p("e")))
+    c.step("list", lambda: call(other, GetEphemerals(c.p())))
+
+
+@scenario
+def data_shapes(c):
+    zk = c.zk
+    c.step("create", lambda: zk.create(c.p()))
+    c.step("binary", lambda: zk.create(c.p("bin"), bytes(range(256))))
+    c.step("get_bin", lambda: zk.get(c.p("bin")))
+    c.step("unicode", lambda: zk.create(c.p("ünï-cødé ✓"), "✓".encode()))
+    c.step("children", lambda: sorted(zk.get_children(c.p())))
+    c.step("get_uni", lambda: zk.get(c.p("ünï-cødé ✓")))
+    c.step("dots_ok", lambda: zk.create(c.p("...")))
+    c.step("ctrl_char", lambda: call(zk, Create2(c.p("a\u0001b"), b"", OPEN_ACL_UNSAFE, 0)))
+
+
+@scenario
+def all_children_number_nested(c):
+    zk = c.zk
+    c.step("tree", lambda: [zk.create(c.p(*x), makepath=True) for x in [("a",), ("a", "b"), ("a", "b", "c"), ("d",)]])
+    c.step("count_root", lambda: call(zk, GetAllChildrenNumber(c.p())))
+    c.step("count_a", lambda: call(zk, GetAllChildrenNumber(c.p("a"))))
+    c.step("count_leaf", lambda: call(zk, GetAllChildrenNumber(c.p("d"))))
+
+
+@scenario
+def ip_acls(c):
+    zk = c.zk
+    c.step("local", lambda: zk.create(c.p(), b"x", acl=[make_acl("ip", "127.0.0.1", all=True)]))
+    c.step("read_local", lambda: zk.get(c.p()))
+    c.step("cidr", lambda: zk.create(c.p("n"), b"x", acl=[make_acl("ip", "127.0.0.0/8", read=True)]))
+    c.step("read_cidr", lambda: zk.get(c.p("n")))
+    c.step("write_cidr", lambda: zk.set(c.p("n"), b"y"))
+    c.step("remote", lambda: zk.create(c.p("r"), b"x", acl=[make_acl("ip", "10.1.2.3", all=True)]))
+    c.step("read_remote", lambda: zk.get(c.p("r")))
+    c.step("bad_ip", lambda: zk.create(c.p("b"), b"x", acl=[make_acl("ip", "not-an-ip", all=True)]))
+    c.step("bad_digest", lambda: zk.create(c.p("d"), b"x", acl=[make_acl("digest", "nocolon", all=True)]))
+    c.step("unknown_scheme", lambda: zk.create(c.p("u"), b"x", acl=[make_acl("kerberos", "x", all=True)]))
+
+
+@scenario
+def delete_needs_parent_delete_perm(c):
+    zk = c.zk
+    c.step("create", lambda: zk.create(c.p()))
+    c.step("child", lambda: zk.create(c.p("c")))
+    c.step("restrict_parent", lambda: zk.set_acls(c.p(), [make_acl("world", "anyone", read=True, create=True, admin=True)]))
+    c.step("delete_denied", lambda: zk.delete(c.p("c")))
+    c.step("create_ok", lambda: zk.create(c.p("d")))
+    c.step("get_acl", lambda: zk.get_acls(c.p()))
+    c.step("open_again", lambda: zk.set_acls(c.p(), OPEN_ACL_UNSAFE))
+    c.step("delete_ok", lambda: zk.delete(c.p("c")))
+
+
+@scenario
+def auth_scheme_acl(c):
+    alice = c.client("alice", auth="alice:pw")
+    c.step("create", lambda: alice.create(c.p(), acl=[make_acl("auth", "", read=True, write=True, admin=True)]))
+    c.step("acl", lambda: alice.get_acls(c.p()))
+    c.step("setacl_auth", lambda: alice.set_acls(c.p(), [make_acl("auth", "", all=True), make_acl("world", "anyone", read=True)]))
+    c.step("acl2", lambda: alice.get_acls(c.p()))
+    c.step("anon_read", lambda: c.zk.get(c.p()))
+    c.step("anon_write", lambda: c.zk.set(c.p(), b"x"))
+    c.step("anon_setacl", lambda: c.zk.set_acls(c.p(), OPEN_ACL_UNSAFE))
+
+
+@scenario
+def super_like_second_auth(c):
+    # Two digest identities on one connection: either grants access.
+    zk = c.zk
+    both = c.client("both", auth="u1:p1")
+    both.add_auth("digest", "u2:p2")
+    c.step("create", lambda: zk.create(c.p(), acl=[make_digest_acl("u2", "p2", all=True)]))
+    c.step("both_read", lambda: both.get(c.p()))
+    c.step("anon_read", lambda: zk.get(c.p()))
+
+
+@scenario
+def reconnect_keeps_watches(c):
+    from kazoo.protocol.connection import _CONNECTION_DROP
+    zk = c.zk
+    other = c.client("other")
+    c.step("create", lambda: zk.create(c.p(), b"a"))
+    c.step("watch", lambda: zk.get(c.p(), watch=c.watcher("data")))
+    c.step("cwatch", lambda: zk.get_children(c.p(), watch=c.watcher("child")))
+    c.step("ewatch", lambda: zk.exists(c.p("later"), watch=c.watcher("exists")))
+    zk._queue.append((_CONNECTION_DROP, None))
+    zk._connection._write_sock.send(b"\0")
+    time.sleep(0.5)
+    deadline = time.time() + 10
+    while not zk.connected and time.time() < deadline:
+        time.sleep(0.05)
+    c.step("same_session", lambda: c.sessions.get(zk.client_id[0]))
+    c.step("other_set", lambda: other.set(c.p(), b"b"))
+    c.step("other_create", lambda: other.create(c.p("later")))
+
+
+@scenario
+def sync_and_reads(c):
+    zk = c.zk
+    other = c.client("other")
+    c.step("create", lambda: other.create(c.p(), b"x"))
+    c.step("sync", lambda: zk.sync(c.p()))
+    c.step("read", lambda: zk.get(c.p()))
+    c.step("sync_missing", lambda: zk.sync(c.p("none")))
+
+
+@scenario
+def version_after_many_sets(c):
+    zk = c.zk
+    c.step("create", lambda: zk.create(c.p()))
+    for i in range(5):
+        c.step("set%d" % i, lambda i=i: zk.set(c.p(), str(i).encode(), version=i))
+    c.step("stale", lambda: zk.set(c.p(), b"x", version=3))
+    c.step("delete_stale", lambda: zk.delete(c.p(), version=4))
+    c.step("delete", lambda: zk.delete(c.p(), version=5))
+
+
+@scenario
+def children_of_ephemeral_and_missing(c):
+    zk = c.zk
+    c.step("eph", lambda: zk.create(c.p(), ephemeral=True))
+    c.step("children", lambda: zk.get_children(c.p()))
+    c.step("children2", lambda: zk.get_children(c.p(), include_data=True))
+    c.step("child_watch_missing", lambda: zk.get_children(c.p("nope"), watch=c.watcher("never")))
+    c.step("get_watch_missing", lambda: zk.get(c.p("nope"), watch=c.watcher("never2")))
+    c.step("create_missing", lambda: zk.create(c.p("zz")))
+
+
+@scenario
+def ephemeral_sequential_many(c):
+    zk = c.zk
+    c.step("create", lambda: zk.create(c.p()))
+    for i in range(4):
+        c.step("e%d" % i, lambda: zk.create(c.p("lock-"), ephemeral=True, sequence=True))
+    c.step("del_first", lambda: zk.delete(c.p("lock-0000000000")))
+    c.step("e_next", lambda: zk.create(c.p("lock-"), ephemeral=True, sequence=True))
+    c.step("children", lambda: sorted(zk.get_children(c.p())))
+    c.step("ephemerals", lambda: call(zk, GetEphemerals(c.p())))
+
 def main():
     wanted = set(sys.argv[2:])
     results = {}
