@@ -1,4 +1,5 @@
-// Generates etcd's v3 API (and gRPC health) from proto/etcd.
+// Generates etcd's v3 API (and gRPC health) from proto/etcd: prost types
+// and tonic services, plus proto3 JSON (etcd's gateway) for the API types.
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         "../../proto/etcd/mvccpb/kv.proto",
@@ -11,6 +12,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }
-    tonic_prost_build::configure().build_client(true).compile_protos(&protos, &["../../proto/etcd"])?;
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    let descriptors = out.join("etcd_descriptors.bin");
+    tonic_prost_build::configure()
+        .build_client(true)
+        .file_descriptor_set_path(&descriptors)
+        .compile_protos(&protos, &["../../proto/etcd"])?;
+    // etcd's gateway marshals with the proto field names (OrigName).
+    pbjson_build::Builder::new()
+        .register_descriptors(&std::fs::read(&descriptors)?)?
+        .preserve_proto_field_names()
+        .ignore_unknown_fields()
+        .build(&[".etcdserverpb", ".mvccpb", ".authpb", ".v3lockpb", ".v3electionpb"])?;
     Ok(())
 }

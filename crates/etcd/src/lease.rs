@@ -77,6 +77,16 @@ impl Ctx {
     }
 }
 
+impl Ctx {
+    /// One LeaseKeepAlive answer; an unknown lease (or a ZooKeeper
+    /// session) answers TTL 0, as etcd does.
+    pub(crate) async fn keepalive_one(&self, id: i64) -> Result<pb::LeaseKeepAliveResponse, Status> {
+        let is_session = self.node.sm.state().lease(id).is_some_and(|l| l.session.is_some());
+        let ttl_ms = if is_session { None } else { self.node.keepalive(id).await.map_err(RpcError::from)? };
+        Ok(pb::LeaseKeepAliveResponse { header: Some(self.header_now()), id, ttl: ttl_ms.map_or(0, |ms| ms / 1000) })
+    }
+}
+
 type Boxed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
@@ -110,21 +120,7 @@ impl lease_server::Lease for Lease {
         let ctx = self.0.clone();
         tokio::spawn(async move {
             while let Ok(Some(r)) = input.message().await {
-                let is_session = ctx.node.sm.state().lease(r.id).is_some_and(|l| l.session.is_some());
-                let resp = if is_session {
-                    Ok(None)
-                } else {
-                    ctx.node.keepalive(r.id).await
-                };
-                let msg = match resp {
-                    Ok(ttl_ms) => Ok(pb::LeaseKeepAliveResponse {
-                        header: Some(ctx.header_now()),
-                        id: r.id,
-                        // An unknown lease answers TTL 0, as etcd does.
-                        ttl: ttl_ms.map_or(0, |ms| ms / 1000),
-                    }),
-                    Err(e) => Err(Status::from(RpcError::from(e))),
-                };
+                let msg = ctx.keepalive_one(r.id).await;
                 let failed = msg.is_err();
                 if tx.send(msg).await.is_err() || failed {
                     break;

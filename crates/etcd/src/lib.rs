@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 mod check;
 mod cluster;
 mod error;
+mod gateway;
 mod kv;
 mod lease;
 mod watch;
@@ -24,18 +25,23 @@ pub use error::RpcError;
 pub mod pb {
     pub mod mvccpb {
         tonic::include_proto!("mvccpb");
+        include!(concat!(env!("OUT_DIR"), "/mvccpb.serde.rs"));
     }
     pub mod authpb {
         tonic::include_proto!("authpb");
+        include!(concat!(env!("OUT_DIR"), "/authpb.serde.rs"));
     }
     pub mod etcdserverpb {
         tonic::include_proto!("etcdserverpb");
+        include!(concat!(env!("OUT_DIR"), "/etcdserverpb.serde.rs"));
     }
     pub mod v3lockpb {
         tonic::include_proto!("v3lockpb");
+        include!(concat!(env!("OUT_DIR"), "/v3lockpb.serde.rs"));
     }
     pub mod v3electionpb {
         tonic::include_proto!("v3electionpb");
+        include!(concat!(env!("OUT_DIR"), "/v3electionpb.serde.rs"));
     }
     pub mod health {
         tonic::include_proto!("grpc.health.v1");
@@ -158,7 +164,7 @@ pub async fn serve(
         client_url: format!("http://{local}"),
         cfg,
     });
-    let app = router(ctx).merge(http);
+    let app = router(ctx.clone()).merge(gateway::router(ctx)).merge(http);
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
     Ok(())
 }

@@ -12,7 +12,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use janus_core::{Event, EventBatch, KeyValue, RangeRequest, State};
 use prost::Message;
 use tokio::sync::{broadcast, mpsc};
@@ -387,18 +387,27 @@ impl Session {
     }
 }
 
-async fn run(ctx: Arc<Ctx>, mut input: Streaming<pb::WatchRequest>, out: mpsc::Sender<Result<pb::WatchResponse, Status>>) {
+/// Serve one watch stream: `input` carries the client's requests (gRPC or
+/// the JSON gateway), `out` the responses.
+pub(crate) async fn run(
+    ctx: Arc<Ctx>,
+    mut input: impl Stream<Item = Result<pb::WatchRequest, Status>> + Unpin + Send,
+    out: mpsc::Sender<Result<pb::WatchResponse, Status>>,
+) {
     let mut events = ctx.node.sm.subscribe();
     // Batches at or below this revision are already in the state.
     let stream_rev = ctx.node.sm.state().revision();
     let every = Duration::from_millis(ctx.cfg.watch_progress_notify_interval_ms.max(100));
     let mut s = Session { ctx, out, watchers: BTreeMap::new(), next_id: 0, stream_rev };
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    // A client that half-closes keeps its watches, as with etcd.
+    let mut input_open = true;
     use pb::watch_request::RequestUnion;
     loop {
+        let out = s.out.clone();
         let step = tokio::select! {
-            msg = input.message() => match msg {
-                Ok(Some(req)) => match req.request_union {
+            msg = input.next(), if input_open => match msg {
+                Some(Ok(req)) => match req.request_union {
                     Some(RequestUnion::CreateRequest(c)) => s.create(c).await,
                     Some(RequestUnion::CancelRequest(c)) => s.cancel(c.watch_id).await,
                     Some(RequestUnion::ProgressRequest(_)) => {
@@ -409,7 +418,11 @@ async fn run(ctx: Arc<Ctx>, mut input: Streaming<pb::WatchRequest>, out: mpsc::S
                     }
                     None => Ok(()),
                 },
-                Ok(None) | Err(_) => Err(Gone),
+                None => {
+                    input_open = false;
+                    Ok(())
+                }
+                Some(Err(_)) => Err(Gone),
             },
             b = events.recv() => match b {
                 Ok(batch) => s.deliver(&batch).await,
@@ -417,6 +430,7 @@ async fn run(ctx: Arc<Ctx>, mut input: Streaming<pb::WatchRequest>, out: mpsc::S
                 Err(broadcast::error::RecvError::Closed) => Err(Gone),
             },
             _ = ticker.tick() => s.tick().await,
+            _ = out.closed() => Err(Gone),
         };
         if step.is_err() {
             return;
