@@ -117,7 +117,7 @@ fn handshake_sessions_and_limits() {
 #[test]
 fn pipelining_and_watches() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let j = start_janus(tmp.path(), "four_letter_words = [\"ruok\"]\n");
+    let j = start_janus(tmp.path(), "four_letter_words = [\"ruok\"]\nextended_types = false\n");
     assert!(four_letter(&j.zk, "srvr").contains("is not executed because it is not in the whitelist"));
 
     let mut c = Raw::connect(&j.zk);
@@ -183,6 +183,55 @@ fn pipelining_and_watches() {
     assert!(e.recv().is_none(), "closed after closeSession");
     let (err, _, _) = w.call(3, &get_data("/eph", false));
     assert_eq!(err, NONODE);
+
+    // setWatches after a reconnect: changes since relativeZxid are
+    // reported at once (before the -8 reply), the rest re-registered.
+    assert_eq!(c.create("/sw", 0), 0);
+    let set_watches = |r: &mut Raw, rel: i64, data: &[&str], exist: &[&str], child: &[&str]| {
+        let mut p = be_i32(-8).to_vec();
+        p.extend_from_slice(&be_i32(101));
+        p.extend_from_slice(&rel.to_be_bytes());
+        for list in [data, exist, child] {
+            p.extend_from_slice(&be_i32(list.len() as i32));
+            for path in list {
+                p.extend_from_slice(&string(path));
+            }
+        }
+        Raw::send_frame(&mut r.s, &p).expect("send");
+        let mut events = Vec::new();
+        loop {
+            let (xid, _, err, body) = r.recv().expect("reply");
+            if xid == -1 {
+                events.push(zk_support::parse_event(&body));
+            } else {
+                assert_eq!((xid, err), (-8, 0));
+                return events;
+            }
+        }
+    };
+    let mut r = Raw::connect(&j.zk);
+    let events = set_watches(&mut r, 0, &["/sw", "/sw-gone"], &["/sw"], &["/sw"]);
+    assert_eq!(
+        events,
+        vec![(3, "/sw".to_string()), (2, "/sw-gone".to_string()), (1, "/sw".to_string()), (4, "/sw".to_string())]
+    );
+    let events = set_watches(&mut r, i64::MAX / 2, &["/sw"], &["/sw-later"], &["/sw"]);
+    assert!(events.is_empty(), "{events:?}");
+    assert_eq!(c.create("/sw-later", 0), 0);
+    assert_eq!(c.create("/sw/k", 0), 0);
+    let (_, _, events) = r.call(9, &string("/"));
+    assert_eq!(events, vec![(1, "/sw-later".to_string()), (4, "/sw".to_string())]);
+
+    // TTL nodes are refused with extended types off.
+    let mut b = string("/ttl");
+    b.extend_from_slice(&be_i32(0));
+    b.extend_from_slice(&be_i32(1));
+    b.extend_from_slice(&be_i32(31));
+    b.extend_from_slice(&string("world"));
+    b.extend_from_slice(&string("anyone"));
+    b.extend_from_slice(&be_i32(5));
+    b.extend_from_slice(&60_000i64.to_be_bytes());
+    assert_eq!(c.call(21, &b).0, -6, "UNIMPLEMENTED");
 
     // whoAmI: the ip id; a bad auth scheme fails and closes.
     let (err, body, _) = w.call(107, &[]);

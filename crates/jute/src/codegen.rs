@@ -133,7 +133,8 @@ pub fn generate(schema: &Schema) -> String {
             let _ = writeln!(o, "}}\n");
             let _ = writeln!(o, "impl ::janus_jute::Record for {} {{", c.name);
             let _ = writeln!(o, "    const NAME: &'static str = {:?};", c.name);
-            let _ = writeln!(o, "    #[allow(unused_variables)]");
+            // Field and vector-item values go through one reference form.
+            let _ = writeln!(o, "    #[allow(unused_variables, clippy::deref_addrof)]");
             let _ = writeln!(o, "    fn encode(&self, w: &mut ::janus_jute::Writer) {{");
             for f in &c.fields {
                 let v = format!("&self.{}", field_ident(&f.name));
