@@ -1,0 +1,124 @@
+//! ZooKeeper clients on a three-member cluster: sessions move between
+//! members by id and password, writes from any member, a session reads its
+//! own writes at a follower, sync, watches fire at every member, pings at a
+//! follower keep a session alive, and closing it anywhere removes its
+//! ephemerals.
+
+#[path = "zk_support.rs"]
+mod zk_support;
+
+use std::time::Duration;
+
+use janus_tests::{free_port, Janus};
+use zk_support::{be_i32, four_letter, string, Raw};
+
+fn get_data(path: &str, watch: bool) -> Vec<u8> {
+    let mut b = string(path);
+    b.push(watch as u8);
+    b
+}
+
+fn set_data(path: &str, data: &[u8]) -> Vec<u8> {
+    let mut b = string(path);
+    b.extend_from_slice(&be_i32(data.len() as i32));
+    b.extend_from_slice(data);
+    b.extend_from_slice(&be_i32(-1));
+    b
+}
+
+/// The data in a GetDataResponse body.
+fn data_of(body: &[u8]) -> Vec<u8> {
+    let n = i32::from_be_bytes(body[0..4].try_into().expect("len"));
+    body[4..4 + n.max(0) as usize].to_vec()
+}
+
+#[test]
+fn sessions_and_watches_across_members() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let peers: Vec<String> = (0..3).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+    let initial = peers.iter().enumerate().map(|(i, p)| format!("{}={p}", i + 1)).collect::<Vec<_>>().join(",");
+    let cfg = tmp.path().join("janus.toml");
+    std::fs::write(
+        &cfg,
+        "heartbeat_ms = 50\nelection_timeout_ms = 300\n[zookeeper]\ntick_ms = 100\nfour_letter_words = [\"*\"]\n",
+    )
+    .expect("config");
+    let members: Vec<Janus> = (0..3)
+        .map(|i| {
+            let id = (i + 1).to_string();
+            let args = ["--config", cfg.to_str().expect("utf-8"), "--node-id", &id, "--initial-cluster", &initial];
+            Janus::start_with_peer(&tmp.path().join(format!("m{id}")), &peers[i], &args)
+        })
+        .collect();
+    for m in &members {
+        m.wait_healthy(Duration::from_secs(30));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while members.iter().any(|m| four_letter(&m.zk, "ruok") != "imok") {
+        assert!(std::time::Instant::now() < deadline, "zookeeper ports not up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let modes: Vec<String> = members
+        .iter()
+        .map(|m| four_letter(&m.zk, "srvr").lines().find(|l| l.starts_with("Mode:")).unwrap_or("").to_string())
+        .collect();
+    assert_eq!(modes.iter().filter(|m| m.contains("leader")).count(), 1, "{modes:?}");
+
+    // Sessions on every member; a write at each is seen everywhere after sync.
+    let mut c: Vec<Raw> = members.iter().map(|m| Raw::connect(&m.zk)).collect();
+    for (i, cl) in c.iter_mut().enumerate() {
+        assert_eq!(cl.create(&format!("/m{i}"), 0), 0, "create through member {i}");
+    }
+    for cl in c.iter_mut() {
+        assert_eq!(cl.call(9, &string("/")).0, 0, "sync");
+        for i in 0..3 {
+            assert_eq!(cl.call(3, &get_data(&format!("/m{i}"), false)).0, 0);
+        }
+    }
+
+    // Watches fire at other members.
+    let (err, _, _) = c[2].call(4, &get_data("/m0", true));
+    assert_eq!(err, 0);
+    let (err, _, _) = c[0].call(5, &set_data("/m0", b"new"));
+    assert_eq!(err, 0);
+    let (_, _, events) = c[2].call(9, &string("/"));
+    assert_eq!(events, vec![(3, "/m0".to_string())]);
+
+    // An ephemeral owned by the session of member 0's client; the session
+    // moves to member 1 by id and password and keeps working there.
+    let (sid, pw) = (c[0].session, c[0].passwd.clone());
+    assert_eq!(c[0].create("/eph", 1), 0);
+    let mut s = Raw::tcp(&members[1].zk);
+    let (t, sid2, pw2) = Raw::handshake(&mut s, 0, 2000, sid, &pw).expect("re-establish");
+    assert_eq!((sid2, pw2), (sid, pw.clone()));
+    assert!(t > 0);
+    let mut moved = Raw { s, session: sid, passwd: pw.clone(), timeout: t, xid: 0 };
+    // Read-your-writes at once, wherever the write was committed.
+    let (err, _, _) = moved.call(5, &set_data("/m1", b"mine"));
+    assert_eq!(err, 0);
+    let (err, body, _) = moved.call(4, &get_data("/m1", false));
+    assert_eq!((err, data_of(&body)), (0, b"mine".to_vec()));
+    // Pings through member 1 keep the session alive well past its timeout.
+    for _ in 0..30 {
+        std::thread::sleep(Duration::from_millis(100));
+        for cl in [&mut moved, &mut c[2]] {
+            cl.send(11, &[]);
+            let (xid, _, err, _) = cl.recv().expect("ping reply");
+            assert_eq!((xid, err), (-2, 0));
+        }
+    }
+    let (err, _, _) = c[2].call(3, &get_data("/eph", true));
+    assert_eq!(err, 0, "the ephemeral outlived the session timeout");
+    // Wrong password at member 2: expired answer.
+    let mut s = Raw::tcp(&members[2].zk);
+    let (t, sid3, _) = Raw::handshake(&mut s, 0, 2000, sid, &[9; 16]).expect("answer");
+    assert_eq!((t, sid3), (0, 0));
+    // Close the session at member 1: the ephemeral goes, member 2's watcher hears it.
+    let (err, _, _) = moved.call(-11, &[]);
+    assert_eq!(err, 0);
+    let (_, _, events) = c[2].call(9, &string("/"));
+    assert_eq!(events, vec![(2, "/eph".to_string())]);
+    let mut s = Raw::tcp(&members[0].zk);
+    let (t, _, _) = Raw::handshake(&mut s, 0, 2000, sid, &pw).expect("answer");
+    assert_eq!(t, 0, "a closed session is expired everywhere");
+}
