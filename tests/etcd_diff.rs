@@ -181,6 +181,7 @@ fn script() -> Vec<Step> {
         step("endpoint status -w json"),
         step("endpoint health -w json"),
         step("alarm list"),
+        step("snapshot save {dir}/snap.db"),
         step("alarm disarm"),
         step("defrag"),
         step("member remove 1234"),
@@ -338,6 +339,9 @@ fn run_script(endpoint: &str) -> Vec<String> {
             let abs = norm.base.expect("base revision known") + n;
             args.replace_range(i..=j, &abs.to_string());
         }
+        let snap_dir = std::env::temp_dir().join(format!("etcd-diff-{}", std::process::id()));
+        std::fs::create_dir_all(&snap_dir).expect("snapshot dir");
+        args = args.replace("{dir}", &snap_dir.display().to_string());
         if let Some(l) = norm.last_lease {
             args = args.replace("{lease}", &format!("{l:x}"));
         }

@@ -187,6 +187,32 @@ pub(crate) fn router(ctx: Arc<Ctx>) -> Router {
         }),
     );
     let c = ctx.clone();
+    r = r.route(
+        "/v3/maintenance/snapshot",
+        post(move |_body: Bytes| {
+            let ctx = c.clone();
+            async move {
+                let (tx, rx) = mpsc::channel(4);
+                tokio::spawn(async move {
+                    match Maintenance(ctx).snapshot(Request::new(pb::SnapshotRequest {})).await {
+                        Ok(s) => {
+                            let mut s = s.into_inner();
+                            while let Some(m) = s.next().await {
+                                if tx.send(m).await.is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(e)).await;
+                        }
+                    }
+                });
+                stream(rx)
+            }
+        }),
+    );
+    let c = ctx.clone();
     r = r.route("/livez", get(|| async { "ok" }));
     r.route(
         "/readyz",
