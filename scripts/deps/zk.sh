@@ -3,12 +3,13 @@
 #  - Debian's `zookeeper` package (the differential tests start their own
 #    server on a free loopback port; we never install `zookeeperd`, so no
 #    system ZooKeeper runs on 2181);
+#  - Debian's `zookeeper-bin` (the C client cli_mt);
 #  - kazoo from PyPI in a venv under target/zk-venv (git-ignored via /target).
 # Idempotent and quiet when everything is already there.
 _zk_sudo=""
 [ "$(id -u)" -eq 0 ] || _zk_sudo="sudo"
 _zk_missing=()
-for _zk_pkg in zookeeper python3-venv default-jre-headless; do
+for _zk_pkg in zookeeper zookeeper-bin python3-venv default-jre-headless; do
     dpkg -s "$_zk_pkg" >/dev/null 2>&1 || _zk_missing+=("$_zk_pkg")
 done
 if [ "${#_zk_missing[@]}" -gt 0 ]; then
