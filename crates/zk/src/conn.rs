@@ -828,20 +828,30 @@ impl Conn {
             }
             ops.push((code, p));
         }
-        // A check the core cannot make failed: the whole multi fails here,
-        // as ZooKeeper's would, with its per-op error layout.
+        // A check the core cannot make (ACL, flags...) failed at op `i`: the
+        // multi fails, but an earlier op's own error must still come first,
+        // and ZooKeeper logs the failed multi with a zxid. So commit the ops
+        // before `i` followed by an op that always fails (a check of an
+        // invalid path), then put op `i`'s real error in its place.
         if let Some(i) = ops.iter().position(|(_, p)| p.is_err()) {
-            let results: Vec<ZkOpResult> = ops
-                .iter()
-                .enumerate()
-                .map(|(j, (_, p))| match (j.cmp(&i), p) {
-                    (std::cmp::Ordering::Less, _) => ZkOpResult::Error(None),
-                    (std::cmp::Ordering::Equal, Err(e)) => ZkOpResult::Error(Some(*e)),
-                    _ => ZkOpResult::Error(Some(ZkError::RuntimeInconsistency)),
-                })
-                .collect();
             let codes: Vec<i32> = ops.iter().map(|(c, _)| *c).collect();
-            return self.done(xid, 0, multi_body(&codes, &results)).await;
+            let local = ops[i].1.clone().err().unwrap_or(ZkError::RuntimeInconsistency);
+            let mut zops: Vec<ZkOp> = ops[..i].iter().filter_map(|(_, p)| p.clone().ok()).collect();
+            zops.push(ZkOp::Check { path: String::new(), version: -1 });
+            return match self.write(Command::ZkMulti { session: self.session, ops: zops }).await {
+                Some(Ok(ZkResponse::Multi(mut results))) => {
+                    if let Some(r) = results.get_mut(i) {
+                        if *r == ZkOpResult::Error(Some(ZkError::BadArguments)) {
+                            *r = ZkOpResult::Error(Some(local));
+                        }
+                    }
+                    results.resize(ops.len(), ZkOpResult::Error(Some(ZkError::RuntimeInconsistency)));
+                    self.done(xid, 0, multi_body(&codes, &results)).await
+                }
+                Some(Ok(_)) => self.done(xid, ZkError::RuntimeInconsistency.code(), vec![]).await,
+                Some(Err(e)) => self.done(xid, e.code(), vec![]).await,
+                None => Step::Close,
+            };
         }
         let codes: Vec<i32> = ops.iter().map(|(c, _)| *c).collect();
         let zops: Vec<ZkOp> = ops.into_iter().filter_map(|(_, p)| p.ok()).collect();

@@ -909,6 +909,29 @@ def ephemeral_sequential_many(c):
     c.step("children", lambda: sorted(zk.get_children(c.p())))
     c.step("ephemerals", lambda: call(zk, GetEphemerals(c.p())))
 
+@scenario
+def multi_core_error_before_acl_error(c):
+    zk = c.zk
+    c.step("create", lambda: zk.create(c.p()))
+    c.step("ro", lambda: zk.create(c.p("ro"), acl=READ_ACL_UNSAFE))
+    def tx():
+        t = zk.transaction()
+        t.create(c.p("new"))
+        t.create(c.p())
+        t.create(c.p("ro", "x"))
+        t.create(c.p("other"))
+        return t.commit()
+    c.step("multi", tx)
+    def tx2():
+        t = zk.transaction()
+        t.create(c.p("new"))
+        t.create(c.p("ro", "x"))
+        t.create(c.p())
+        return t.commit()
+    c.step("multi2", tx2)
+    c.step("children", lambda: sorted(zk.get_children(c.p())))
+    c.step("stat", lambda: zk.exists(c.p()))
+
 def main():
     wanted = set(sys.argv[2:])
     results = {}
