@@ -23,6 +23,9 @@ use crate::kv::Kv;
 use crate::lease::Lease;
 use crate::pb::etcdserverpb::{self as pb, auth_server::Auth as _, cluster_server::Cluster as _};
 use crate::pb::etcdserverpb::{kv_server::Kv as _, lease_server::Lease as _, maintenance_server::Maintenance as _};
+use crate::pb::v3electionpb::election_server::Election as _;
+use crate::pb::v3lockpb::lock_server::Lock as _;
+use crate::recipes::{Election, Lock};
 use crate::Ctx;
 
 /// grpc-gateway's HTTP status for a gRPC code.
@@ -132,6 +135,12 @@ pub(crate) fn router(ctx: Arc<Ctx>) -> Router {
     route!(r, ctx, "/v3/maintenance/hash", Maintenance, hash);
     route!(r, ctx, "/v3/maintenance/hashkv", Maintenance, hash_kv);
     route!(r, ctx, "/v3/maintenance/transfer-leadership", Maintenance, move_leader);
+    route!(r, ctx, "/v3/lock/lock", Lock, lock);
+    route!(r, ctx, "/v3/lock/unlock", Lock, unlock);
+    route!(r, ctx, "/v3/election/campaign", Election, campaign);
+    route!(r, ctx, "/v3/election/proclaim", Election, proclaim);
+    route!(r, ctx, "/v3/election/leader", Election, leader);
+    route!(r, ctx, "/v3/election/resign", Election, resign);
     route!(r, ctx, "/v3/auth/enable", Auth, auth_enable);
     route!(r, ctx, "/v3/auth/disable", Auth, auth_disable);
     route!(r, ctx, "/v3/auth/status", Auth, auth_status);

@@ -17,6 +17,7 @@ mod error;
 mod gateway;
 mod kv;
 mod lease;
+mod recipes;
 mod watch;
 
 pub use error::RpcError;
@@ -186,6 +187,8 @@ fn router(ctx: Arc<Ctx>) -> axum::Router {
             .max_decoding_message_size(limit),
     )
     .add_service(auth_server::AuthServer::new(cluster::Auth(ctx.clone())).max_decoding_message_size(limit))
+    .add_service(pb::v3lockpb::lock_server::LockServer::new(recipes::Lock(ctx.clone())))
+    .add_service(pb::v3electionpb::election_server::ElectionServer::new(recipes::Election(ctx.clone())))
     .add_service(pb::health::health_server::HealthServer::new(cluster::Health(ctx)));
     routes.into_axum_router().layer(axum::middleware::map_response(grpc_go_limit_status))
 }

@@ -355,3 +355,47 @@ async fn bad_requests_get_etcd_errors_and_change_nothing() {
     let st = h.check(HealthCheckRequest { service: String::new() }).await.expect("health").into_inner();
     assert_eq!(st.status, 1, "SERVING");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v3lock_and_v3election() {
+    use janus_etcd::pb::v3electionpb::{self as el, election_client::ElectionClient};
+    use janus_etcd::pb::v3lockpb::{self as lk, lock_client::LockClient};
+    let s = start(janus_etcd::Config::default()).await;
+    let mut lease = LeaseClient::new(s.channel().await);
+    let l1 = lease.lease_grant(pb::LeaseGrantRequest { ttl: 30, id: 0 }).await.expect("grant").into_inner().id;
+    let l2 = lease.lease_grant(pb::LeaseGrantRequest { ttl: 30, id: 0 }).await.expect("grant").into_inner().id;
+
+    let mut lock = LockClient::new(s.channel().await);
+    let k1 = lock.lock(lk::LockRequest { name: "l".into(), lease: l1 }).await.expect("lock").into_inner().key;
+    assert_eq!(k1, format!("l/{l1:x}").into_bytes());
+    let mut lock2 = LockClient::new(s.channel().await);
+    let waiter = tokio::spawn(async move { lock2.lock(lk::LockRequest { name: "l".into(), lease: l2 }).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiter.is_finished(), "the second locker waits");
+    lock.unlock(lk::UnlockRequest { key: k1 }).await.expect("unlock");
+    let k2 = tokio::time::timeout(Duration::from_secs(10), waiter).await.expect("in time").expect("task").expect("lock");
+    assert_eq!(k2.into_inner().key, format!("l/{l2:x}").into_bytes());
+    let e = lock.lock(lk::LockRequest { name: "l".into(), lease: 999 }).await.expect_err("unknown lease");
+    assert_eq!(e.message(), "etcdserver: requested lease not found");
+
+    let mut el = ElectionClient::new(s.channel().await);
+    let c = el
+        .campaign(el::CampaignRequest { name: "e".into(), lease: l1, value: "a".into() })
+        .await
+        .expect("campaign")
+        .into_inner();
+    let leader = c.leader.expect("leader key");
+    let now = el.leader(el::LeaderRequest { name: "e".into() }).await.expect("leader").into_inner();
+    assert_eq!(now.kv.expect("kv").value, b"a");
+    let mut obs = el.observe(el::LeaderRequest { name: "e".into() }).await.expect("observe").into_inner();
+    let first = obs.message().await.expect("ok").expect("msg");
+    assert_eq!(first.kv.expect("kv").value, b"a");
+    el.proclaim(el::ProclaimRequest { leader: Some(leader.clone()), value: "b".into() }).await.expect("proclaim");
+    let next = tokio::time::timeout(Duration::from_secs(10), obs.message()).await.expect("in time").expect("ok");
+    assert_eq!(next.expect("msg").kv.expect("kv").value, b"b");
+    el.resign(el::ResignRequest { leader: Some(leader.clone()) }).await.expect("resign");
+    let e = el.leader(el::LeaderRequest { name: "e".into() }).await.expect_err("no leader");
+    assert_eq!((e.code(), e.message()), (Code::Unknown, "election: no leader"));
+    let e = el.proclaim(el::ProclaimRequest { leader: Some(leader), value: "c".into() }).await.expect_err("resigned");
+    assert_eq!(e.message(), "election: not leader");
+}
