@@ -10,7 +10,7 @@ mod zk_support;
 use std::time::Duration;
 
 use janus_tests::{free_port, Janus};
-use zk_support::{be_i32, four_letter, string, Raw};
+use zk_support::{be_i32, connect_request, four_letter, string, Raw};
 
 fn get_data(path: &str, watch: bool) -> Vec<u8> {
     let mut b = string(path);
@@ -32,12 +32,10 @@ fn data_of(body: &[u8]) -> Vec<u8> {
     body[4..4 + n.max(0) as usize].to_vec()
 }
 
-#[test]
-fn sessions_and_watches_across_members() {
-    let tmp = tempfile::tempdir().expect("tempdir");
+fn start_cluster(tmp: &std::path::Path) -> Vec<Janus> {
     let peers: Vec<String> = (0..3).map(|_| format!("127.0.0.1:{}", free_port())).collect();
     let initial = peers.iter().enumerate().map(|(i, p)| format!("{}={p}", i + 1)).collect::<Vec<_>>().join(",");
-    let cfg = tmp.path().join("janus.toml");
+    let cfg = tmp.join("janus.toml");
     std::fs::write(
         &cfg,
         "heartbeat_ms = 50\nelection_timeout_ms = 300\n[zookeeper]\ntick_ms = 100\nfour_letter_words = [\"*\"]\n",
@@ -47,7 +45,7 @@ fn sessions_and_watches_across_members() {
         .map(|i| {
             let id = (i + 1).to_string();
             let args = ["--config", cfg.to_str().expect("utf-8"), "--node-id", &id, "--initial-cluster", &initial];
-            Janus::start_with_peer(&tmp.path().join(format!("m{id}")), &peers[i], &args)
+            Janus::start_with_peer(&tmp.join(format!("m{id}")), &peers[i], &args)
         })
         .collect();
     for m in &members {
@@ -58,6 +56,13 @@ fn sessions_and_watches_across_members() {
         assert!(std::time::Instant::now() < deadline, "zookeeper ports not up");
         std::thread::sleep(Duration::from_millis(100));
     }
+    members
+}
+
+#[test]
+fn sessions_and_watches_across_members() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let members = start_cluster(tmp.path());
     let modes: Vec<String> = members
         .iter()
         .map(|m| four_letter(&m.zk, "srvr").lines().find(|l| l.starts_with("Mode:")).unwrap_or("").to_string())
@@ -121,4 +126,61 @@ fn sessions_and_watches_across_members() {
     let mut s = Raw::tcp(&members[0].zk);
     let (t, _, _) = Raw::handshake(&mut s, 0, 2000, sid, &pw).expect("answer");
     assert_eq!(t, 0, "a closed session is expired everywhere");
+}
+
+/// A ConnectRequest with the readOnly flag set; returns the answer's
+/// (timeout, session, readOnly byte).
+fn connect_read_only(s: &mut std::net::TcpStream) -> Option<(i32, i64, u8)> {
+    let mut req = connect_request(0, 2000, 0, &[0; 16]);
+    if let Some(last) = req.last_mut() {
+        *last = 1;
+    }
+    Raw::send_frame(s, &req).ok()?;
+    let b = Raw::read_frame(s)?;
+    Some((i32::from_be_bytes(b[4..8].try_into().ok()?), i64::from_be_bytes(b[8..16].try_into().ok()?), *b.last()?))
+}
+
+#[test]
+fn read_only_mode_without_quorum() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut members = start_cluster(tmp.path());
+    let mut w = Raw::connect(&members[0].zk);
+    assert_eq!(w.create("/ro-data", 0), 0);
+    let mut r = Raw::connect(&members[2].zk);
+    assert_eq!(r.call(9, &string("/")).0, 0);
+    assert_eq!(r.call(3, &get_data("/ro-data", false)).0, 0);
+    drop((w, r));
+
+    // Members 0 and 1 go: member 2 has no quorum and turns read-only.
+    members[0].kill9();
+    members[1].kill9();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while four_letter(&members[2].zk, "isro") != "ro" {
+        assert!(std::time::Instant::now() < deadline, "member 2 never went read-only");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A client that wants read-write is refused; a read-only one is served.
+    let mut s = Raw::tcp(&members[2].zk);
+    assert!(Raw::handshake(&mut s, 0, 2000, 0, &[0; 16]).is_none(), "read-write client refused");
+    let mut s = Raw::tcp(&members[2].zk);
+    let (t, sid, ro) = connect_read_only(&mut s).expect("read-only session");
+    assert!(t > 0 && sid != 0);
+    assert_eq!(ro, 1, "ConnectResponse.readOnly");
+    let mut ro_client = Raw { s, session: sid, passwd: vec![], timeout: t, xid: 0 };
+    let (err, body, _) = ro_client.call(4, &get_data("/ro-data", false));
+    assert_eq!((err, body.len()), (0, 4 + 68));
+    assert_eq!(ro_client.create("/nope", 0), -119, "NOTREADONLY");
+    assert_eq!(ro_client.call(5, &set_data("/ro-data", b"x")).0, -119);
+
+    // Quorum back: the read-only connection is dropped, read-write works.
+    members[0].spawn();
+    members[1].spawn();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while four_letter(&members[2].zk, "isro") != "rw" {
+        assert!(std::time::Instant::now() < deadline, "member 2 never went back to read-write");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(ro_client.recv().is_none(), "read-only connection closed once quorum is back");
+    let mut rw = Raw::connect(&members[2].zk);
+    assert_eq!(rw.create("/after", 0), 0);
 }

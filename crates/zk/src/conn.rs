@@ -46,6 +46,8 @@ struct Conn {
     wr: OwnedWriteHalf,
     out: Vec<u8>,
     session: i64,
+    /// Serving in read-only mode (no quorum when the client connected).
+    read_only: bool,
     auth: AuthInfo,
     watches: Watches,
     events: broadcast::Receiver<Arc<EventBatch>>,
@@ -113,6 +115,7 @@ pub(crate) async fn run(srv: Arc<Server>, stream: TcpStream, addr: SocketAddr) {
         wr,
         out: Vec::new(),
         session: 0,
+        read_only: false,
         auth: AuthInfo::for_peer(Some(addr.ip())),
         watches: Watches::default(),
         events,
@@ -187,6 +190,7 @@ impl Conn {
         };
         // Old clients omit the trailing readOnly flag; answer in kind.
         let ro_aware = r.remaining() >= 1;
+        let ro_wanted = ro_aware && r.bool().unwrap_or(false);
         let applied = self.state_rev();
         if req.last_zxid_seen > applied {
             // The client has seen a newer state than this member has
@@ -204,11 +208,32 @@ impl Conn {
             let mut w = Writer::new();
             ConnectResponse { protocol_version: 0, time_out: timeout, session_id: session, passwd }.encode(&mut w);
             if ro_aware {
-                w.bool(false);
+                w.bool(c.read_only);
             }
             c.queue_frame(&w.into_inner());
         };
-        if req.session_id == 0 {
+        if self.srv.node.leader().is_none() {
+            // No quorum: ZooKeeper's read-only mode. Only clients that allow
+            // it are served, with a session local to this member (nothing
+            // can be committed); the others are refused.
+            if !ro_wanted {
+                tracing::info!(addr = %self.info.addr, "zookeeper: no quorum and the client wants read-write; closing");
+                return None;
+            }
+            self.read_only = true;
+            let known = {
+                let st = self.srv.node.sm.state();
+                st.lease(req.session_id).and_then(|l| l.session.as_ref()).is_some_and(|s| s.password == req.passwd)
+            };
+            let (id, password) = if req.session_id != 0 && known {
+                (req.session_id, req.passwd)
+            } else {
+                let id = self.srv.new_session_id();
+                (id, self.srv.password_for(id))
+            };
+            self.session = id;
+            respond(self, timeout, id, password);
+        } else if req.session_id == 0 {
             let mut created = None;
             for _ in 0..5 {
                 let id = self.srv.new_session_id();
@@ -311,6 +336,14 @@ impl Conn {
                     // The leader expired the session (or it was closed
                     // elsewhere): drop the connection; the client learns
                     // `Expired` when it reconnects.
+                    if self.read_only {
+                        // Quorum is back: drop the read-only connection so
+                        // the client reconnects for a read-write session.
+                        if self.srv.node.leader().is_some() {
+                            return;
+                        }
+                        continue;
+                    }
                     let alive = self.srv.node.sm.state().lease(self.session).is_some();
                     if !alive {
                         return;
@@ -415,8 +448,16 @@ impl Conn {
             tracing::info!(addr = %self.info.addr, "zookeeper: truncated request header; closing");
             return Step::Close;
         };
-        if self.session != 0 {
+        if self.session != 0 && !self.read_only {
             self.srv.node.touch(self.session);
+        }
+        if self.read_only && is_write(h.r#type) {
+            // ZooKeeper's answer to a write on a read-only server.
+            if h.r#type == op::CLOSE_SESSION {
+                let zxid = self.state_rev();
+                return Step::ReplyClose { xid: h.xid, zxid, err: 0, body: vec![] };
+            }
+            return self.done(h.xid, ZkError::NotReadOnly.code(), vec![]).await;
         }
         let xid = h.xid;
         macro_rules! decode {
@@ -1025,6 +1066,25 @@ impl Conn {
         self.update_watch_info();
         Step::Reply { xid: xid::SET_WATCHES, zxid: rev, err: 0, body: vec![] }
     }
+}
+
+/// Ops a read-only member refuses.
+fn is_write(opcode: i32) -> bool {
+    matches!(
+        opcode,
+        op::CREATE
+            | op::CREATE2
+            | op::CREATE_CONTAINER
+            | op::CREATE_TTL
+            | op::DELETE
+            | op::SET_DATA
+            | op::SET_ACL
+            | op::CHECK
+            | op::MULTI
+            | op::SYNC
+            | op::RECONFIG
+            | op::CLOSE_SESSION
+    )
 }
 
 /// A MultiResponse: per op a MultiHeader and its result record, then the

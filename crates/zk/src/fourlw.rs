@@ -22,7 +22,9 @@ pub(crate) fn command(first: [u8; 4]) -> Option<&'static str> {
 
 fn mode(srv: &Server) -> &'static str {
     let m = srv.node.metrics();
-    if m.membership_config.membership().voter_ids().count() <= 1 {
+    if m.current_leader.is_none() {
+        "read-only"
+    } else if m.membership_config.membership().voter_ids().count() <= 1 {
         "standalone"
     } else if m.current_leader == Some(srv.node.id) {
         "leader"
@@ -62,7 +64,7 @@ pub(crate) fn answer(srv: &Server, cmd: &str) -> String {
     };
     match cmd {
         "ruok" => o.push_str("imok"),
-        "isro" => o.push_str("rw"),
+        "isro" => o.push_str(if srv.node.leader().is_none() { "ro" } else { "rw" }),
         "srvr" => {
             let _ = writeln!(o, "Zookeeper version: {VERSION}");
             srvr(&mut o);
