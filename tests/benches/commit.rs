@@ -16,7 +16,14 @@ use janus_tests::Janus;
 
 const SECONDS: f64 = 3.0;
 
+/// The server's fsync count so far (from `/metrics`).
+fn fsyncs(j: &Janus) -> u64 {
+    let body = j.http_get("/metrics").map(|(_, b)| b).unwrap_or_default();
+    body.lines().find_map(|l| l.strip_prefix("janus_wal_fsync_duration_seconds_count ")).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
 async fn run(j: &Janus, name: &str, concurrency: usize, make: fn(usize, u64) -> Command) {
+    let fsyncs_before = fsyncs(j);
     let done = Arc::new(AtomicU64::new(0));
     let mut lat = Vec::new();
     let start = Instant::now();
@@ -47,11 +54,13 @@ async fn run(j: &Janus, name: &str, concurrency: usize, make: fn(usize, u64) -> 
     let p = |q: f64| lat.get(((lat.len() as f64 * q) as usize).min(lat.len().saturating_sub(1))).copied();
     let ms = |d: Option<Duration>| d.map_or(0.0, |d| d.as_secs_f64() * 1000.0);
     let n = done.load(Ordering::Relaxed);
+    let syncs = fsyncs(j) - fsyncs_before;
     println!(
-        "{name:<22} in-flight {concurrency:>3}  {n:>7} ops  {:>9.0} ops/s  p50 {:>6.2} ms  p99 {:>6.2} ms",
+        "{name:<22} in-flight {concurrency:>3}  {n:>7} ops  {:>9.0} ops/s  p50 {:>6.2} ms  p99 {:>6.2} ms  {:>5.2} ops/fsync",
         n as f64 / secs,
         ms(p(0.5)),
         ms(p(0.99)),
+        n as f64 / syncs.max(1) as f64,
     );
 }
 

@@ -60,8 +60,13 @@ impl State {
     /// Apply one committed proposal; returns the client's answer and the
     /// change events it caused.
     pub fn apply(&mut self, p: &Proposal) -> (Applied, EventBatch) {
-        let t = p.time_ms;
-        let response = match &p.command {
+        self.apply_command(p.time_ms, &p.command)
+    }
+
+    /// `apply` for a command stamped `time_ms` (a batch shares one stamp).
+    pub fn apply_command(&mut self, time_ms: i64, command: &Command) -> (Applied, EventBatch) {
+        let t = time_ms;
+        let response = match command {
             Command::Noop => Response::Noop,
             Command::ZkCreateSession { session, password, timeout_ms } => {
                 self.session_create(*session, password, *timeout_ms)

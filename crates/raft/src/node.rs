@@ -7,9 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use janus_core::{Applied, Command, Proposal};
+use janus_core::{Applied, Command, ProposalBatch};
 use janus_store::{FsyncObserver, LogStore, NodeId, StateMachineStore, TypeConfig};
 use openraft::error::{ClientWriteError, RaftError};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use openraft::{BasicNode, Raft, RaftMetrics, SnapshotPolicy};
 
 use crate::lessor::Lessor;
@@ -102,6 +103,8 @@ pub struct RaftNode {
     pub committed: Arc<AtomicU64>,
     pub(crate) channels: Channels,
     pub(crate) lessor: Lessor,
+    /// Proposals waiting to join the next log entry.
+    batcher: mpsc::UnboundedSender<Queued>,
     /// How long a proposal waits for a leader to appear.
     leader_wait: Duration,
 }
@@ -114,6 +117,73 @@ fn now_ms() -> i64 {
 enum Attempt {
     Done(Applied),
     NotLeader,
+}
+
+/// A proposal waiting for the batcher.
+struct Queued {
+    command: Command,
+    reply: oneshot::Sender<Result<Attempt, NodeError>>,
+}
+
+/// At most this many commands share one log entry.
+const MAX_BATCH: usize = 1024;
+/// Log entries in flight to openraft at once. openraft 0.9 writes each
+/// entry with its own fsync, one after the other; commands arriving during
+/// that time queue here and go together into the next entry.
+const MAX_IN_FLIGHT: usize = 2;
+
+/// Gather queued proposals into one entry each time a slot is free, stamp
+/// it with the leader's clock and hand it to openraft, in arrival order.
+fn spawn_batcher(raft: Raft<TypeConfig>, mut rx: mpsc::UnboundedReceiver<Queued>) {
+    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    tokio::spawn(async move {
+        while let Some(first) = rx.recv().await {
+            let Ok(permit) = slots.clone().acquire_owned().await else { return };
+            let mut group = vec![first];
+            while group.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(q) => group.push(q),
+                    Err(_) => break,
+                }
+            }
+            let (commands, replies): (Vec<Command>, Vec<_>) = group.into_iter().map(|q| (q.command, q.reply)).unzip();
+            let batch = ProposalBatch { time_ms: now_ms(), commands };
+            let fail = |replies: Vec<oneshot::Sender<Result<Attempt, NodeError>>>, e: &dyn Fn() -> Result<Attempt, NodeError>| {
+                for r in replies {
+                    let _ = r.send(e());
+                }
+            };
+            let rx_resp = match raft.client_write_ff(batch).await {
+                Ok(rx) => rx,
+                Err(e) => {
+                    let msg = e.to_string();
+                    fail(replies, &|| Err(NodeError::Raft(msg.clone())));
+                    continue;
+                }
+            };
+            tokio::spawn(async move {
+                let _permit = permit;
+                match rx_resp.await {
+                    Ok(Ok(resp)) => {
+                        let mut results = resp.data.into_iter();
+                        for r in replies {
+                            let a = match results.next() {
+                                Some(a) => Ok(Attempt::Done(a)),
+                                None => Err(NodeError::Raft("missing result in batch".into())),
+                            };
+                            let _ = r.send(a);
+                        }
+                    }
+                    Ok(Err(ClientWriteError::ForwardToLeader(_))) => fail(replies, &|| Ok(Attempt::NotLeader)),
+                    Ok(Err(e)) => {
+                        let msg = e.to_string();
+                        fail(replies, &|| Err(NodeError::Raft(msg.clone())));
+                    }
+                    Err(_) => fail(replies, &|| Err(NodeError::Raft("raft stopped".into()))),
+                }
+            });
+        }
+    });
 }
 
 impl RaftNode {
@@ -150,8 +220,11 @@ impl RaftNode {
                 tracing::warn!("initialize: {e}");
             }
         }
+        let (batcher, batch_rx) = mpsc::unbounded_channel();
+        spawn_batcher(raft.clone(), batch_rx);
         let node = Arc::new(RaftNode {
             id: cfg.id,
+            batcher,
             raft,
             sm,
             stats: NodeStats::default(),
@@ -242,12 +315,9 @@ impl RaftNode {
     /// Propose on this member, which must be the leader; the leader's clock
     /// stamps the command (design decision 3).
     async fn propose_local(&self, command: Command) -> Result<Attempt, NodeError> {
-        let p = Proposal { time_ms: now_ms(), command };
-        match self.raft.client_write(p).await {
-            Ok(resp) => Ok(Attempt::Done(resp.data)),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Ok(Attempt::NotLeader),
-            Err(e) => Err(NodeError::Raft(e.to_string())),
-        }
+        let (reply, rx) = oneshot::channel();
+        self.batcher.send(Queued { command, reply }).map_err(|_| NodeError::Raft("raft stopped".into()))?;
+        rx.await.map_err(|_| NodeError::Raft("raft stopped".into()))?
     }
 
     /// Forwarded proposals land here; `FailedPrecondition` tells the sender

@@ -116,9 +116,20 @@ impl Config {
         // figment's `Env` provider reads the process environment; taking the
         // variables as an argument keeps tests free of global state.
         let mut env_fig = Figment::new();
+        let known: Vec<String> = match serde_json::to_value(Config::default()) {
+            Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
+            _ => Vec::new(),
+        };
         for (k, v) in &vars {
             // JANUS_ZOOKEEPER__TICK_MS → zookeeper.tick_ms
             let key = k.trim_start_matches("JANUS_").to_ascii_lowercase().replace("__", ".");
+            let top = key.split('.').next().unwrap_or_default();
+            // Other tools' JANUS_* variables (e.g. a test's JANUS_BIN) are
+            // not ours: warn, as etcd does for unknown ETCD_* variables.
+            if !known.iter().any(|f| f == top) {
+                eprintln!("warning: ignoring unknown environment variable {k}");
+                continue;
+            }
             env_fig = env_fig.merge(Serialized::default(&key, parse_env_value(v)));
         }
         fig = fig.merge(env_fig).merge(Serialized::defaults(cli));
@@ -205,6 +216,7 @@ mod tests {
             ("JANUS_NODE_ID".to_string(), "3".to_string()),
             ("OTHER".to_string(), "x".to_string()),
             ("JANUS_ETCD__MAX_TXN_OPS".to_string(), "7".to_string()),
+            ("JANUS_BIN".to_string(), "not ours".to_string()),
         ];
         let c = Config::load(&cli(&["--config", f, "--node-id", "4"]), env).unwrap();
         assert_eq!(c.node_id, 4, "flag beats env");

@@ -26,8 +26,8 @@ pub use sm::{Applied, StateMachineStore, StateView};
 openraft::declare_raft_types!(
     /// Janus's openraft type configuration.
     pub TypeConfig:
-        D = janus_core::Proposal,
-        R = janus_core::Applied,
+        D = janus_core::ProposalBatch,
+        R = Vec<janus_core::Applied>,
         NodeId = u64,
         Node = openraft::BasicNode,
         Entry = openraft::Entry<TypeConfig>,

@@ -4,7 +4,7 @@ use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
-use janus_core::{EventBatch, Response, State};
+use janus_core::{EventBatch, State};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
     BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageIOError,
@@ -168,7 +168,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Ok((inner.last_applied, inner.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<janus_core::Applied>, StorageError>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<janus_core::Applied>>, StorageError>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -179,19 +179,22 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             let mut inner = self.shared.inner.write().unwrap_or_else(|p| p.into_inner());
             for entry in entries {
                 inner.last_applied = Some(entry.log_id);
-                let noop = janus_core::Applied { revision: inner.state.revision(), response: Response::Noop };
                 match entry.payload {
-                    EntryPayload::Blank => out.push(noop),
-                    EntryPayload::Normal(p) => {
-                        let (applied, events) = inner.state.apply(&p);
-                        if !events.events.is_empty() {
-                            batches.push(Arc::new(events));
+                    EntryPayload::Blank => out.push(Vec::new()),
+                    EntryPayload::Normal(batch) => {
+                        let mut results = Vec::with_capacity(batch.commands.len());
+                        for c in &batch.commands {
+                            let (applied, events) = inner.state.apply_command(batch.time_ms, c);
+                            if !events.events.is_empty() {
+                                batches.push(Arc::new(events));
+                            }
+                            results.push(applied);
                         }
-                        out.push(applied);
+                        out.push(results);
                     }
                     EntryPayload::Membership(m) => {
                         inner.membership = StoredMembership::new(Some(entry.log_id), m);
-                        out.push(noop);
+                        out.push(Vec::new());
                     }
                 }
             }
