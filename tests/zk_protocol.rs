@@ -22,7 +22,8 @@ fn get_data(path: &str, watch: bool) -> Vec<u8> {
 #[test]
 fn handshake_sessions_and_limits() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let j = start_janus(tmp.path(), "tick_ms = 100\nmax_buffer = 4096\n");
+    let admin = format!("127.0.0.1:{}", janus_tests::free_port());
+    let j = start_janus(tmp.path(), &format!("tick_ms = 100\nmax_buffer = 4096\nadmin_listen = \"{admin}\"\n"));
 
     // Timeout negotiation: clamped to [2, 20] ticks.
     let a = Raw::connect(&j.zk);
@@ -105,6 +106,17 @@ fn handshake_sessions_and_limits() {
     let (err, _, _) = ok.call(3, &get_data("/idle-eph", false));
     assert_eq!(err, NONODE, "the expired session's ephemeral is gone");
     assert_eq!(ok.create("/still-here", 0), 0);
+
+    // AdminServer (JSON over HTTP).
+    let (code, body) = janus_tests::http_get(&admin, "/commands/ruok").expect("admin ruok");
+    assert_eq!(code, 200);
+    assert!(body.contains("\"command\":\"ruok\"") && body.contains("\"error\":null"), "{body}");
+    let (_, body) = janus_tests::http_get(&admin, "/commands/mntr").expect("admin mntr");
+    assert!(body.contains("\"server_state\":\"standalone\"") && body.contains("\"command\":\"monitor\""), "{body}");
+    let (_, body) = janus_tests::http_get(&admin, "/commands/is_read_only").expect("admin isro");
+    assert!(body.contains("\"read_only\":false"), "{body}");
+    let (_, body) = janus_tests::http_get(&admin, "/commands").expect("admin list");
+    assert!(body.contains("watch_summary"), "{body}");
 
     // 4lw.
     assert_eq!(four_letter(&j.zk, "ruok"), "imok");

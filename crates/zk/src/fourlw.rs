@@ -33,11 +33,16 @@ fn mode(srv: &Server) -> &'static str {
     }
 }
 
-/// The text answer to `cmd`.
+/// The text answer to `cmd`, subject to the whitelist.
 pub(crate) fn answer(srv: &Server, cmd: &str) -> String {
     if !srv.cfg.allows(cmd) {
         return format!("{cmd} is not executed because it is not in the whitelist.\n");
     }
+    render(srv, cmd)
+}
+
+/// The text answer to `cmd` (also what the AdminServer builds on).
+pub(crate) fn render(srv: &Server, cmd: &str) -> String {
     let (zxid, nodes, sessions, ephemerals) = {
         let st = srv.node.sm.state();
         let sessions = st.leases().filter(|l| l.session.is_some()).count();

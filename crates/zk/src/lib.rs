@@ -6,6 +6,7 @@
 //! Writes become `Command`s committed through Raft; reads come from the
 //! member's applied state, as ZooKeeper serves them. See docs/zookeeper.md.
 
+mod admin;
 pub mod auth;
 mod conn;
 mod fourlw;
@@ -48,6 +49,9 @@ pub struct Config {
     pub super_digest: Option<String>,
     /// Mixed into session passwords (any string; a random one if unset).
     pub session_secret: Option<String>,
+    /// ZooKeeper's AdminServer (`/commands/<name>`, JSON) on this address;
+    /// off when unset (ZooKeeper's default is 8080).
+    pub admin_listen: Option<String>,
 }
 
 impl Default for Config {
@@ -61,6 +65,7 @@ impl Default for Config {
             four_letter_words: vec!["srvr".into(), "ruok".into()],
             super_digest: None,
             session_secret: None,
+            admin_listen: None,
         }
     }
 }
@@ -200,6 +205,14 @@ pub async fn serve(
     let listener = TcpListener::bind(&listen).await.map_err(|source| ServeError::Bind { addr: listen.clone(), source })?;
     let srv = Arc::new(Server::new(node, cfg));
     tracing::info!(addr = %listen, "zookeeper: listening");
+    let admin = match srv.cfg.admin_listen.clone() {
+        Some(addr) => {
+            let l = TcpListener::bind(&addr).await.map_err(|source| ServeError::Bind { addr: addr.clone(), source })?;
+            tracing::info!(%addr, "zookeeper: AdminServer listening");
+            Some(tokio::spawn(admin::serve(srv.clone(), l)))
+        }
+        None => None,
+    };
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -217,6 +230,9 @@ pub async fn serve(
                 }
             },
         }
+    }
+    if let Some(a) = admin {
+        a.abort();
     }
     Ok(())
 }
