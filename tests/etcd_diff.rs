@@ -176,6 +176,8 @@ fn script() -> Vec<Step> {
         step("watch foo --prefix --rev={rev+4} --prev-kv -w json"),
         step("watch zoo --rev={rev+4} -w json"),
         step("watch foo --rev={rev+1}"),
+        step("watch foo --rev={rev+1} -w json"),
+        Step { args: "watch -i -w json", stdin: Some(b"watch zoo\nprogress\n".to_vec()), fuzzy_ttl: false },
         // Cluster and maintenance.
         step("member list -w json"),
         step("endpoint status -w json"),
@@ -284,7 +286,7 @@ impl Norm {
             .split(' ')
             .map(|w| {
                 if let (Some(n), Some(_)) = (w.parse::<i64>().ok(), self.base) {
-                    if line.starts_with("compacted revision") {
+                    if line.starts_with("compacted revision") || line.starts_with("progress notify:") {
                         return self.rev(&Value::from(n)).to_string();
                     }
                 }

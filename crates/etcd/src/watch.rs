@@ -241,8 +241,9 @@ impl Session {
             match found {
                 Err(compacted) => {
                     self.watchers.remove(&id);
+                    // etcd's compaction notice carries no revision.
                     self.send(pb::WatchResponse {
-                        header: Some(self.ctx.header_now()),
+                        header: Some(self.ctx.header(0)),
                         watch_id: id,
                         canceled: true,
                         compact_revision: compacted,
