@@ -31,3 +31,16 @@ if [ "${#etcd_missing[@]}" -gt 0 ]; then
     fi
 fi
 unset etcd_missing etcd_sudo etcd_policy_backup
+
+# An independent client library for tests/etcd_python.rs: Python's grpcio
+# and grpcio-tools (stubs are generated from proto/etcd by the test), from
+# PyPI into a venv of their own.
+ETCD_VENV=/opt/janus-etcd-venv
+if ! "$ETCD_VENV/bin/python" -c 'import grpc, grpc_tools' >/dev/null 2>&1; then
+    etcd_sudo=""
+    [ "$(id -u)" -eq 0 ] || etcd_sudo="sudo"
+    dpkg -s python3-venv >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive $etcd_sudo apt-get install -y -q python3-venv
+    $etcd_sudo python3 -m venv "$ETCD_VENV"
+    $etcd_sudo "$ETCD_VENV/bin/pip" install -q 'grpcio==1.84.0' 'grpcio-tools==1.84.0'
+    unset etcd_sudo
+fi
