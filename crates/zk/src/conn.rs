@@ -448,6 +448,7 @@ impl Conn {
             tracing::info!(addr = %self.info.addr, "zookeeper: truncated request header; closing");
             return Step::Close;
         };
+        self.srv.count_op(h.r#type);
         if self.session != 0 && !self.read_only {
             self.srv.node.touch(self.session);
         }

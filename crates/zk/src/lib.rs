@@ -122,7 +122,18 @@ pub(crate) struct Server {
     pub outstanding: AtomicI64,
     pub auth_failed: AtomicU64,
     pub latency: Mutex<Latency>,
+    /// Requests by op code.
+    pub ops: Mutex<std::collections::BTreeMap<i32, u64>>,
+    /// Request latency histogram: counts per `LATENCY_BUCKETS_MS` bound,
+    /// plus one for larger.
+    pub latency_buckets: [AtomicU64; LATENCY_BUCKETS_MS.len() + 1],
 }
+
+/// Upper bounds (ms) of the request latency histogram.
+pub(crate) const LATENCY_BUCKETS_MS: [u64; 10] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000];
+
+/// The serving `Server` (for [`metrics_text`]).
+static CURRENT: Mutex<Option<std::sync::Weak<Server>>> = Mutex::new(None);
 
 /// Request latency in ms (srvr/mntr).
 #[derive(Debug, Default, Clone, Copy)]
@@ -157,6 +168,8 @@ impl Server {
             outstanding: AtomicI64::new(0),
             auth_failed: AtomicU64::new(0),
             latency: Mutex::new(Latency::default()),
+            ops: Mutex::new(Default::default()),
+            latency_buckets: Default::default(),
         }
     }
 
@@ -192,6 +205,14 @@ impl Server {
         l.max = l.max.max(ms);
         l.total += ms;
         l.count += 1;
+        let i = LATENCY_BUCKETS_MS.iter().position(|b| ms <= *b).unwrap_or(LATENCY_BUCKETS_MS.len());
+        if let Some(b) = self.latency_buckets.get(i) {
+            b.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn count_op(&self, opcode: i32) {
+        *self.ops.lock().unwrap_or_else(|p| p.into_inner()).entry(opcode).or_insert(0) += 1;
     }
 }
 
@@ -204,6 +225,7 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let listener = TcpListener::bind(&listen).await.map_err(|source| ServeError::Bind { addr: listen.clone(), source })?;
     let srv = Arc::new(Server::new(node, cfg));
+    *CURRENT.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::downgrade(&srv));
     tracing::info!(addr = %listen, "zookeeper: listening");
     let admin = match srv.cfg.admin_listen.clone() {
         Some(addr) => {
@@ -235,6 +257,84 @@ pub async fn serve(
         a.abort();
     }
     Ok(())
+}
+
+fn op_name(code: i32) -> String {
+    use proto::op;
+    let name = match code {
+        op::CREATE => "create",
+        op::DELETE => "delete",
+        op::EXISTS => "exists",
+        op::GET_DATA => "getData",
+        op::SET_DATA => "setData",
+        op::GET_ACL => "getACL",
+        op::SET_ACL => "setACL",
+        op::GET_CHILDREN => "getChildren",
+        op::SYNC => "sync",
+        op::PING => "ping",
+        op::GET_CHILDREN2 => "getChildren2",
+        op::CHECK => "check",
+        op::MULTI => "multi",
+        op::CREATE2 => "create2",
+        op::RECONFIG => "reconfig",
+        op::CHECK_WATCHES => "checkWatches",
+        op::REMOVE_WATCHES => "removeWatches",
+        op::CREATE_CONTAINER => "createContainer",
+        op::CREATE_TTL => "createTTL",
+        op::MULTI_READ => "multiRead",
+        op::AUTH => "auth",
+        op::SET_WATCHES => "setWatches",
+        op::SASL => "sasl",
+        op::GET_EPHEMERALS => "getEphemerals",
+        op::GET_ALL_CHILDREN_NUMBER => "getAllChildrenNumber",
+        op::SET_WATCHES2 => "setWatches2",
+        op::ADD_WATCH => "addWatch",
+        op::WHO_AM_I => "whoAmI",
+        op::CLOSE_SESSION => "closeSession",
+        _ => return "unknown".to_string(),
+    };
+    name.to_string()
+}
+
+/// The ZooKeeper personality's metrics in Prometheus' text format, for the
+/// binary's `/metrics` (empty until `serve` runs): connections, outstanding
+/// requests, requests by op, latency histogram, watches, sessions.
+pub fn metrics_text() -> String {
+    use std::fmt::Write;
+    let Some(srv) = CURRENT.lock().unwrap_or_else(|p| p.into_inner()).as_ref().and_then(|w| w.upgrade()) else {
+        return String::new();
+    };
+    let conns: Vec<Arc<ConnInfo>> = srv.conns.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+    let watches: usize = conns.iter().map(|c| c.watches.load(Ordering::Relaxed)).sum();
+    let sessions = srv.node.sm.state().leases().filter(|l| l.session.is_some()).count();
+    let mut o = String::new();
+    let gauge = |o: &mut String, name: &str, help: &str, kind: &str, v: u64| {
+        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+    };
+    gauge(&mut o, "janus_zk_connections", "Open ZooKeeper client connections.", "gauge", conns.len() as u64);
+    let outstanding = srv.outstanding.load(Ordering::Relaxed).max(0) as u64;
+    gauge(&mut o, "janus_zk_outstanding_requests", "Requests being processed.", "gauge", outstanding);
+    gauge(&mut o, "janus_zk_watches", "Registered watches.", "gauge", watches as u64);
+    gauge(&mut o, "janus_zk_sessions", "ZooKeeper sessions in the replicated state.", "gauge", sessions as u64);
+    let received = srv.packets_received.load(Ordering::Relaxed);
+    gauge(&mut o, "janus_zk_packets_received_total", "Packets received.", "counter", received);
+    gauge(&mut o, "janus_zk_packets_sent_total", "Packets sent.", "counter", srv.packets_sent.load(Ordering::Relaxed));
+    let failed = srv.auth_failed.load(Ordering::Relaxed);
+    gauge(&mut o, "janus_zk_auth_failures_total", "Failed auth packets.", "counter", failed);
+    let _ = writeln!(o, "# HELP janus_zk_requests_total Requests by op.\n# TYPE janus_zk_requests_total counter");
+    for (code, n) in srv.ops.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        let _ = writeln!(o, "janus_zk_requests_total{{op=\"{}\"}} {n}", op_name(*code));
+    }
+    let lat = *srv.latency.lock().unwrap_or_else(|p| p.into_inner());
+    let _ = writeln!(o, "# HELP janus_zk_request_latency_ms Request latency.\n# TYPE janus_zk_request_latency_ms histogram");
+    let mut cum = 0;
+    for (i, b) in srv.latency_buckets.iter().enumerate() {
+        cum += b.load(Ordering::Relaxed);
+        let le = LATENCY_BUCKETS_MS.get(i).map_or("+Inf".to_string(), |v| v.to_string());
+        let _ = writeln!(o, "janus_zk_request_latency_ms_bucket{{le=\"{le}\"}} {cum}");
+    }
+    let _ = writeln!(o, "janus_zk_request_latency_ms_sum {}\njanus_zk_request_latency_ms_count {}", lat.total, lat.count);
+    o
 }
 
 #[cfg(test)]
