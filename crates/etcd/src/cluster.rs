@@ -159,14 +159,16 @@ impl maintenance_server::Maintenance for Maintenance {
         let leader = m.current_leader.map_or(0, |l| self.0.member_id_of(l));
         let applied = m.last_applied.map_or(0, |l| l.index);
         let committed = self.0.node.committed.load(Ordering::Relaxed).max(applied);
-        let size = {
+        // A cheap estimate (counting, not copying, under the state lock):
+        // Status is polled (Kubernetes reads dbSize from it). RocksDB holds
+        // both personalities, so no file size would be etcd's alone.
+        let keys = {
             let st = self.0.node.sm.state();
-            let req = RangeRequest { key: vec![0], range_end: vec![0], ..RangeRequest::default() };
-            st.kv_range(&req).map_or(0, |r| r.kvs.iter().map(|kv| kv.key.len() + kv.value.len() + 32).sum::<usize>())
-        } as i64;
-        // An estimate of the live data (RocksDB holds both personalities);
-        // never 0, as an etcd database file never is (its empty size).
-        let size = size + 20_480;
+            let req = RangeRequest { key: vec![0], range_end: vec![0], count_only: true, ..RangeRequest::default() };
+            st.kv_range(&req).map_or(0, |r| r.count)
+        };
+        // Never 0, as an etcd database file never is (its empty size).
+        let size = 20_480 + keys.saturating_mul(256);
         let errors = if m.current_leader.is_none() { vec!["etcdserver: no leader".to_string()] } else { Vec::new() };
         Ok(Response::new(pb::StatusResponse {
             header: Some(self.0.header_now()),
@@ -204,11 +206,13 @@ impl maintenance_server::Maintenance for Maintenance {
             let st = self.0.node.sm.state();
             (hash_kv(&st, want), st.revision(), st.compacted_revision())
         };
+        // etcd's header carries the hashed revision.
+        let hashed = if want > 0 { want } else { rev };
         Ok(Response::new(pb::HashKvResponse {
-            header: Some(self.0.header(rev)),
+            header: Some(self.0.header(hashed)),
             hash: h?,
             compact_revision: compacted,
-            hash_revision: if want > 0 { want } else { rev },
+            hash_revision: hashed,
         }))
     }
 
