@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 mod check;
 mod cluster;
+mod compactor;
 mod error;
 mod gateway;
 mod kv;
@@ -70,6 +71,12 @@ pub struct Config {
     /// The version Maintenance.Status reports (Kubernetes enables watch
     /// progress requests for 3.5.13 and later).
     pub version: String,
+    /// `--auto-compaction-mode`: "periodic" or "revision".
+    pub auto_compaction_mode: String,
+    /// `--auto-compaction-retention`: a duration ("1h", "30m"; a bare
+    /// number is hours) for periodic, a revision count for revision; empty
+    /// or "0" turns auto-compaction off.
+    pub auto_compaction_retention: String,
 }
 
 impl Default for Config {
@@ -82,6 +89,8 @@ impl Default for Config {
             min_lease_ttl_secs: 2,
             watch_progress_notify_interval_ms: 600_000,
             version: "3.5.17".into(),
+            auto_compaction_mode: "periodic".into(),
+            auto_compaction_retention: "0".into(),
         }
     }
 }
@@ -92,6 +101,8 @@ pub enum ServeError {
     Bind { addr: String, source: std::io::Error },
     #[error("serving: {0}")]
     Io(#[from] std::io::Error),
+    #[error("etcd config: {0}")]
+    Config(String),
 }
 
 /// What every service shares.
@@ -156,6 +167,8 @@ pub async fn serve(
     http: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let compaction = compactor::policy(&cfg.auto_compaction_mode, &cfg.auto_compaction_retention)
+        .map_err(ServeError::Config)?;
     let listener =
         tokio::net::TcpListener::bind(&listen).await.map_err(|source| ServeError::Bind { addr: listen.clone(), source })?;
     let local = listener.local_addr().map(|a| a.to_string()).unwrap_or(listen);
@@ -165,9 +178,19 @@ pub async fn serve(
         client_url: format!("http://{local}"),
         cfg,
     });
+    // The compactor lives as long as the server does.
+    let _compactor = compaction.map(|policy| AbortOnDrop(tokio::spawn(compactor::run(ctx.clone(), policy))));
     let app = router(ctx.clone()).merge(gateway::router(ctx)).merge(http);
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
     Ok(())
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Every gRPC service as one axum router.

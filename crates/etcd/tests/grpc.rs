@@ -399,3 +399,22 @@ async fn v3lock_and_v3election() {
     let e = el.proclaim(el::ProclaimRequest { leader: Some(leader), value: "c".into() }).await.expect_err("resigned");
     assert_eq!(e.message(), "election: not leader");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn periodic_auto_compaction() {
+    let cfg = janus_etcd::Config { auto_compaction_retention: "1s".into(), ..Default::default() };
+    let s = start(cfg).await;
+    let mut kv = s.kv().await;
+    let first = kv.put(put("p", b"1")).await.expect("put").into_inner().header.expect("h").revision;
+    kv.put(put("p", b"2")).await.expect("put");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while s.node.sm.state().compacted_revision() < first {
+        assert!(std::time::Instant::now() < deadline, "no auto-compaction");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let e = kv
+        .range(pb::RangeRequest { key: "p".into(), revision: first - 1, ..Default::default() })
+        .await
+        .expect_err("compacted");
+    assert_eq!(e.message(), "etcdserver: mvcc: required revision has been compacted");
+}
