@@ -234,6 +234,23 @@ fn pipelining_and_watches() {
     let (_, _, events) = r.call(9, &string("/"));
     assert_eq!(events, vec![(1, "/sw-later".to_string()), (4, "/sw".to_string())]);
 
+    // A bare check (ZooKeeper 3.8 never answers one) gets a proper answer.
+    let mut b = string("/sw");
+    b.extend_from_slice(&be_i32(0));
+    assert_eq!(c.call(13, &b).0, 0);
+    let mut b = string("/sw");
+    b.extend_from_slice(&be_i32(7));
+    assert_eq!(c.call(13, &b).0, -103, "BADVERSION");
+    let mut b = string("/none");
+    b.extend_from_slice(&be_i32(-1));
+    assert_eq!(c.call(13, &b).0, NONODE);
+    // reconfig: RECONFIGDISABLED, as ZooKeeper with reconfig off.
+    let mut b = string("");
+    b.extend_from_slice(&string(""));
+    b.extend_from_slice(&string(""));
+    b.extend_from_slice(&(-1i64).to_be_bytes());
+    assert_eq!(c.call(16, &b).0, -123);
+
     // TTL nodes are refused with extended types off.
     let mut b = string("/ttl");
     b.extend_from_slice(&be_i32(0));
