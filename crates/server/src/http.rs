@@ -49,6 +49,15 @@ async fn version() -> impl IntoResponse {
 }
 
 async fn metrics(State(s): State<Http>) -> impl IntoResponse {
-    let body = s.metrics.render(&s.node);
+    let mut body = s.metrics.render(&s.node);
+    // prometheus-client ends its text with `# EOF`; the ZooKeeper
+    // personality's metrics go before it.
+    let zk = janus_zk::metrics_text();
+    if !zk.is_empty() {
+        match body.rfind("# EOF") {
+            Some(i) => body.insert_str(i, &zk),
+            None => body.push_str(&zk),
+        }
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
 }

@@ -42,6 +42,41 @@ pub(crate) const CF_LOG: &str = "log";
 pub(crate) const CF_META: &str = "meta";
 pub(crate) const CF_SM: &str = "sm";
 
+/// The on-disk format of the log entries, snapshots and metadata. Bump it
+/// whenever `janus_core`'s commands or state, or this crate's records,
+/// change shape: a data dir of another format is refused, not misread.
+pub const FORMAT_VERSION: u32 = 1;
+const KEY_FORMAT: &[u8] = b"format";
+
+/// Stamp a new database with `FORMAT_VERSION`; refuse one of another format.
+fn check_format(db: &DB) -> Result<(), OpenError> {
+    let meta = db.cf_handle(CF_META).ok_or_else(|| OpenError::Format("column family meta missing".into()))?;
+    match db.get_cf(meta, KEY_FORMAT)? {
+        Some(v) => {
+            let found = <[u8; 4]>::try_from(v.as_slice()).map(u32::from_be_bytes).unwrap_or(0);
+            if found != FORMAT_VERSION {
+                return Err(OpenError::Format(format!(
+                    "data dir has format {found}, this build reads format {FORMAT_VERSION}"
+                )));
+            }
+        }
+        None => {
+            let log = db.cf_handle(CF_LOG).ok_or_else(|| OpenError::Format("column family log missing".into()))?;
+            let sm = db.cf_handle(CF_SM).ok_or_else(|| OpenError::Format("column family sm missing".into()))?;
+            let empty = db.iterator_cf(log, rocksdb::IteratorMode::Start).next().is_none()
+                && db.iterator_cf(sm, rocksdb::IteratorMode::Start).next().is_none()
+                && db.get_cf(meta, b"vote")?.is_none();
+            if !empty {
+                return Err(OpenError::Format("data dir predates format versioning; start from an empty one".into()));
+            }
+            let mut w = rocksdb::WriteOptions::default();
+            w.set_sync(true);
+            db.put_cf_opt(meta, KEY_FORMAT, FORMAT_VERSION.to_be_bytes(), &w)?;
+        }
+    }
+    Ok(())
+}
+
 /// Errors opening the store.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
@@ -49,6 +84,8 @@ pub enum OpenError {
     Rocks(#[from] rocksdb::Error),
     #[error("stored snapshot is unreadable: {0}")]
     Snapshot(String),
+    #[error("incompatible data dir: {0}")]
+    Format(String),
 }
 
 /// Called with the duration of every log fsync (for the metrics histogram).
@@ -62,6 +99,7 @@ pub fn open(dir: &Path, on_fsync: Option<FsyncObserver>) -> Result<(LogStore, St
     opts.create_missing_column_families(true);
     let cfs = [CF_LOG, CF_META, CF_SM].map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
     let db = Arc::new(DB::open_cf_descriptors(&opts, dir, cfs)?);
+    check_format(&db)?;
     let log = LogStore::new(db.clone(), on_fsync);
     let sm = StateMachineStore::load(db)?;
     Ok((log, sm))
@@ -82,6 +120,34 @@ mod tests {
                 .map_err(|e| openraft::StorageIOError::write(&std::io::Error::other(e.to_string())))?;
             Ok((dir, log, sm))
         }
+    }
+
+    #[test]
+    fn refuses_other_formats() {
+        // The log writer thread lets go of the database just after its
+        // store is dropped.
+        let reopen = |dir: &Path| {
+            for _ in 0..100 {
+                match open(dir, None) {
+                    Err(OpenError::Rocks(e)) if e.to_string().contains("lock") => {
+                        std::thread::sleep(std::time::Duration::from_millis(20))
+                    }
+                    r => return r,
+                }
+            }
+            open(dir, None)
+        };
+        let dir = tempfile::tempdir().unwrap();
+        drop(reopen(dir.path()).unwrap());
+        drop(reopen(dir.path()).expect("same format reopens"));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        {
+            let opts = Options::default();
+            let db = DB::open_cf(&opts, dir.path(), [CF_LOG, CF_META, CF_SM]).unwrap();
+            let meta = db.cf_handle(CF_META).unwrap();
+            db.put_cf(meta, KEY_FORMAT, (FORMAT_VERSION + 1).to_be_bytes()).unwrap();
+        }
+        assert!(matches!(reopen(dir.path()), Err(OpenError::Format(_))));
     }
 
     /// openraft's own storage conformance suite.

@@ -185,9 +185,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                         let mut results = Vec::with_capacity(batch.commands.len());
                         for c in &batch.commands {
                             let (applied, events) = inner.state.apply_command(batch.time_ms, c);
-                            if !events.events.is_empty() {
-                                batches.push(Arc::new(events));
-                            }
+                            // Every command's batch goes out, empty ones too:
+                            // subscribers learn they have seen all up to R.
+                            batches.push(Arc::new(events));
                             results.push(applied);
                         }
                         out.push(results);
