@@ -105,6 +105,12 @@ pub enum ServeError {
     Config(String),
 }
 
+/// How many watch streams fell behind the shared event buffer and caught
+/// up from history since start.
+pub fn watch_resyncs() -> u64 {
+    watch::RESYNCS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// What every service shares.
 pub(crate) struct Ctx {
     pub node: Arc<RaftNode>,
@@ -112,6 +118,8 @@ pub(crate) struct Ctx {
     pub cluster_id: u64,
     /// The address clients reach this member at (for MemberList).
     pub client_url: String,
+    /// Recent change events, for watchers catching up.
+    pub recent: Arc<watch::Recent>,
 }
 
 /// A stable 64-bit mix (splitmix64's finalizer): ids derived from names.
@@ -172,8 +180,11 @@ pub async fn serve(
     let listener =
         tokio::net::TcpListener::bind(&listen).await.map_err(|source| ServeError::Bind { addr: listen.clone(), source })?;
     let local = listener.local_addr().map(|a| a.to_string()).unwrap_or(listen);
+    let (recent, recent_task) = watch::Recent::spawn(node.clone());
+    let _recent = AbortOnDrop(recent_task);
     let ctx = Arc::new(Ctx {
         node,
+        recent,
         cluster_id: mix64(hash_str(&cfg.cluster_token)).max(1),
         client_url: format!("http://{local}"),
         cfg,

@@ -140,6 +140,106 @@ fn history_at(st: &State, key: &[u8], end: &[u8], rev: i64) -> Vec<Event> {
     out
 }
 
+/// Watch streams that fell out of the event broadcast and caught up (for
+/// metrics and tests).
+pub(crate) static RESYNCS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Most events the shared cache of recent batches holds.
+const RECENT_MAX_EVENTS: usize = 200_000;
+/// Most cached batches replayed per step of a catch-up.
+const RECENT_CHUNK: usize = 1024;
+
+/// The most recent event batches, shared by all streams, so that a watcher
+/// catching up over recent revisions (a start revision just behind, or a
+/// stream that fell out of the broadcast) costs O(events), not a history
+/// scan per revision. Holds every batch with a revision in `(from, covered]`.
+pub(crate) struct Recent {
+    inner: std::sync::Mutex<RecentInner>,
+}
+
+struct RecentInner {
+    from: i64,
+    covered: i64,
+    batches: std::collections::VecDeque<Arc<EventBatch>>,
+    events: usize,
+}
+
+impl Recent {
+    fn lock(&self) -> std::sync::MutexGuard<'_, RecentInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Follow the state machine's events for as long as the server runs.
+    pub(crate) fn spawn(node: Arc<janus_raft::RaftNode>) -> (Arc<Recent>, tokio::task::JoinHandle<()>) {
+        let mut rx = node.sm.subscribe();
+        let rev = node.sm.state().revision();
+        let recent = Arc::new(Recent {
+            inner: std::sync::Mutex::new(RecentInner {
+                from: rev,
+                covered: rev,
+                batches: Default::default(),
+                events: 0,
+            }),
+        });
+        let r = recent.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(b) => {
+                        let mut g = r.lock();
+                        if b.revision <= g.covered {
+                            continue;
+                        }
+                        g.covered = b.revision;
+                        g.events += b.events.len();
+                        g.batches.push_back(b);
+                        while g.events > RECENT_MAX_EVENTS {
+                            let Some(old) = g.batches.pop_front() else { break };
+                            g.events -= old.events.len();
+                            g.from = old.revision;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        // Start over from what the state holds now.
+                        let rev = node.sm.state().revision();
+                        let mut g = r.lock();
+                        g.batches.clear();
+                        g.events = 0;
+                        g.from = rev;
+                        g.covered = rev;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        (recent, task)
+    }
+
+    /// The cached batches after `after`, up to `upto` (at most
+    /// `RECENT_CHUNK` of them), and the revision they cover up to; `None`
+    /// if the cache does not reach back to `after`.
+    fn range(&self, after: i64, upto: i64) -> Option<(i64, Vec<Arc<EventBatch>>)> {
+        let g = self.lock();
+        if after < g.from || after >= g.covered {
+            return None;
+        }
+        let end = upto.min(g.covered);
+        let start = g.batches.partition_point(|b| b.revision <= after);
+        let mut out = Vec::new();
+        for b in g.batches.iter().skip(start) {
+            if b.revision > end {
+                break;
+            }
+            if out.len() == RECENT_CHUNK {
+                let hi = out.last().map_or(end, |b: &Arc<EventBatch>| b.revision);
+                return Some((hi, out));
+            }
+            out.push(b.clone());
+        }
+        Some((end, out))
+    }
+}
+
 /// One stream's state.
 struct Session {
     ctx: Arc<Ctx>,
@@ -225,17 +325,23 @@ impl Session {
                 }
                 return Ok(true);
             }
-            let hi = target.min(w.next_rev.saturating_add(CATCH_UP_CHUNK - 1));
-            let found: Result<Vec<(i64, Vec<Event>)>, i64> = {
-                let st = self.ctx.node.sm.state();
-                let compacted = st.compacted_revision();
-                if w.next_rev < compacted {
-                    Err(compacted)
-                } else {
-                    Ok((w.next_rev..=hi)
-                        .map(|r| (r, history_at(&st, &w.key, &w.end, r)))
-                        .filter(|(_, e)| !e.is_empty())
-                        .collect())
+            let compacted = self.ctx.node.sm.state().compacted_revision();
+            let cached = if w.next_rev < compacted { None } else { self.ctx.recent.range(w.next_rev - 1, target) };
+            let (hi, found): (i64, Result<Vec<(i64, Vec<Event>)>, i64>) = match cached {
+                Some((hi, batches)) => (hi, Ok(batches.iter().map(|b| (b.revision, b.events.clone())).collect())),
+                None => {
+                    let hi = target.min(w.next_rev.saturating_add(CATCH_UP_CHUNK - 1));
+                    let st = self.ctx.node.sm.state();
+                    let compacted = st.compacted_revision();
+                    let found = if w.next_rev < compacted {
+                        Err(compacted)
+                    } else {
+                        Ok((w.next_rev..=hi)
+                            .map(|r| (r, history_at(&st, &w.key, &w.end, r)))
+                            .filter(|(_, e)| !e.is_empty())
+                            .collect())
+                    };
+                    (hi, found)
                 }
             };
             match found {
@@ -348,6 +454,8 @@ impl Session {
     /// from history to the current revision.
     async fn resync(&mut self) -> Result<(), Gone> {
         let target = self.ctx.node.sm.state().revision();
+        tracing::debug!(target, "watch stream lagged; catching up");
+        RESYNCS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let ids: Vec<i64> = self.watchers.keys().copied().collect();
         for id in ids {
             self.catch_up(id, target).await?;
