@@ -146,6 +146,8 @@ pub(crate) static RESYNCS: std::sync::atomic::AtomicU64 = std::sync::atomic::Ato
 
 /// Most events the shared cache of recent batches holds.
 const RECENT_MAX_EVENTS: usize = 200_000;
+/// Most batches the shared cache holds.
+const RECENT_MAX_BATCHES: usize = 100_000;
 /// Most cached batches replayed per step of a catch-up.
 const RECENT_CHUNK: usize = 1024;
 
@@ -193,7 +195,9 @@ impl Recent {
                         g.covered = b.revision;
                         g.events += b.events.len();
                         g.batches.push_back(b);
-                        while g.events > RECENT_MAX_EVENTS {
+                        // Every applied command publishes a batch, most
+                        // of them empty: bound both counts.
+                        while g.events > RECENT_MAX_EVENTS || g.batches.len() > RECENT_MAX_BATCHES {
                             let Some(old) = g.batches.pop_front() else { break };
                             g.events -= old.events.len();
                             g.from = old.revision;
