@@ -180,6 +180,8 @@ impl Interval {
 }
 
 /// The puts and deletes one branch makes (nested txns included).
+// The put check is no match guard: its insert has a side effect.
+#[allow(clippy::collapsible_match)]
 fn intervals(ops: &[pb::RequestOp]) -> Result<(Vec<Interval>, BTreeSet<Vec<u8>>), RpcError> {
     use pb::request_op::Request;
     let mut dels = Vec::new();

@@ -244,6 +244,10 @@ impl Recent {
     }
 }
 
+/// Events per revision for a catch-up step, or the compacted revision
+/// that makes it impossible.
+type Replay = Result<Vec<(i64, Vec<Event>)>, i64>;
+
 /// One stream's state.
 struct Session {
     ctx: Arc<Ctx>,
@@ -331,7 +335,7 @@ impl Session {
             }
             let compacted = self.ctx.node.sm.state().compacted_revision();
             let cached = if w.next_rev < compacted { None } else { self.ctx.recent.range(w.next_rev - 1, target) };
-            let (hi, found): (i64, Result<Vec<(i64, Vec<Event>)>, i64>) = match cached {
+            let (hi, found): (i64, Replay) = match cached {
                 Some((hi, batches)) => (hi, Ok(batches.iter().map(|b| (b.revision, b.events.clone())).collect())),
                 None => {
                     let hi = target.min(w.next_rev.saturating_add(CATCH_UP_CHUNK - 1));
