@@ -114,9 +114,9 @@ impl EtcdError {
         use EtcdError::*;
         match self {
             // codes.OutOfRange
-            Compacted | FutureRev => 11,
+            Compacted | FutureRev | LeaseTtlTooLarge => 11,
             // codes.InvalidArgument
-            KeyNotFound | EmptyKey | DuplicateKey | TooManyOps | LeaseTtlTooLarge => 3,
+            KeyNotFound | EmptyKey | DuplicateKey | TooManyOps => 3,
             // codes.NotFound
             LeaseNotFound => 5,
             // codes.FailedPrecondition
