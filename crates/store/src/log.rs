@@ -46,12 +46,30 @@ enum Job {
 /// writer thread.
 #[derive(Clone)]
 pub struct LogStore {
+    /// Joins the writer thread when the last clone goes, so no thread still
+    /// holds the database when the process exits (RocksDB crashes then).
+    thread: Arc<WriterThread>,
     db: Arc<DB>,
     committed: Arc<AtomicU64>,
     /// The latest committed log id not yet written (see `save_committed`).
     committed_id: CommittedSlot,
     pending: Pending,
-    writer: mpsc::Sender<Job>,
+}
+
+struct WriterThread {
+    tx: mpsc::Sender<Job>,
+    handle: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for WriterThread {
+    fn drop(&mut self) {
+        // Close the queue: the thread finishes what is queued, then exits.
+        let (dead, _) = mpsc::channel();
+        drop(std::mem::replace(&mut self.tx, dead));
+        if let Some(h) = self.handle.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = h.join();
+        }
+    }
 }
 
 fn idx_key(index: u64) -> [u8; 8] {
@@ -154,11 +172,12 @@ impl LogStore {
         let committed_id: CommittedSlot = Arc::default();
         let (tx, rx) = mpsc::channel();
         let (db2, p2, c2) = (db.clone(), pending.clone(), committed_id.clone());
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("janus-log-writer".into())
             .spawn(move || writer_loop(db2, rx, p2, c2, on_fsync))
             .unwrap_or_else(|e| panic!("cannot start the log writer thread: {e}"));
-        LogStore { db, committed: Arc::new(AtomicU64::new(0)), committed_id, pending, writer: tx }
+        let thread = Arc::new(WriterThread { tx, handle: Mutex::new(Some(handle)) });
+        LogStore { thread, db, committed: Arc::new(AtomicU64::new(0)), committed_id, pending }
     }
 
     /// The last committed log index openraft reported (for metrics).
@@ -183,7 +202,7 @@ impl LogStore {
     /// Run a durable write on the writer thread, after everything queued.
     async fn write_synced(&self, batch: WriteBatch) -> Result<(), std::io::Error> {
         let (done, rx) = oneshot::channel();
-        self.writer.send(Job::Sync { batch, done }).map_err(|_| std::io::Error::other("log writer stopped"))?;
+        self.thread.tx.send(Job::Sync { batch, done }).map_err(|_| std::io::Error::other("log writer stopped"))?;
         match rx.await {
             Ok(r) => r.map_err(std::io::Error::other),
             Err(_) => Err(std::io::Error::other("log writer stopped")),
@@ -301,7 +320,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             }
         }
         // Returns at once; `callback` reports the flush (group commit).
-        self.writer
+        self.thread
+            .tx
             .send(Job::Append { puts, ids, callback })
             .map_err(|_| StorageIOError::write_logs(&std::io::Error::other("log writer stopped")).into())
     }
