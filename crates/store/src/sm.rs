@@ -198,11 +198,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     }
                 }
             }
+            // Events go out before the lock is released: a reader that sees
+            // the new state finds its events already queued (ZooKeeper's
+            // "watch event before the data that reflects it").
+            for b in batches {
+                // No subscribers is fine.
+                let _ = self.shared.events.send(b);
+            }
             self.publish(&inner);
-        }
-        for b in batches {
-            // No subscribers is fine.
-            let _ = self.shared.events.send(b);
         }
         Ok(out)
     }
