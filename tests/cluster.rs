@@ -9,11 +9,18 @@ use janus_raft::{Query, QueryResult};
 use janus_tests::{free_port, Janus};
 
 fn put(key: &str, value: &str) -> Command {
-    Command::Put(PutRequest { key: key.into(), value: value.into(), ..Default::default() })
+    Command::Put(PutRequest {
+        key: key.into(),
+        value: value.into(),
+        ..Default::default()
+    })
 }
 
 async fn get(j: &Janus, key: &str, linearizable: bool) -> Option<Vec<u8>> {
-    let q = Query::KvRange(RangeRequest { key: key.into(), ..Default::default() });
+    let q = Query::KvRange(RangeRequest {
+        key: key.into(),
+        ..Default::default()
+    });
     match j.query(&q, linearizable).await.unwrap() {
         QueryResult::KvRange(Ok(r)) => r.kvs.into_iter().next().map(|kv| kv.value),
         r => panic!("{r:?}"),
@@ -24,7 +31,10 @@ async fn get(j: &Janus, key: &str, linearizable: bool) -> Option<Vec<u8>> {
 fn leader_of(members: &[Janus]) -> Option<usize> {
     for m in members.iter().filter(|m| m.child.is_some()) {
         if let Ok((200, body)) = m.http_get("/metrics") {
-            let id = body.lines().find_map(|l| l.strip_prefix("janus_raft_leader_id ")).and_then(|v| v.parse().ok());
+            let id = body
+                .lines()
+                .find_map(|l| l.strip_prefix("janus_raft_leader_id "))
+                .and_then(|v| v.parse().ok());
             if let Some(id) = id.filter(|id: &usize| *id > 0) {
                 return Some(id - 1);
             }
@@ -36,7 +46,9 @@ fn leader_of(members: &[Janus]) -> Option<usize> {
 fn wait_leader(members: &[Janus], not: Option<usize>) -> usize {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Some(l) = leader_of(members).filter(|l| Some(*l) != not && members[*l].child.is_some()) {
+        if let Some(l) =
+            leader_of(members).filter(|l| Some(*l) != not && members[*l].child.is_some())
+        {
             return l;
         }
         assert!(Instant::now() < deadline, "no leader elected");
@@ -47,14 +59,28 @@ fn wait_leader(members: &[Janus], not: Option<usize>) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_members_forward_read_index_failover_catch_up() {
     let tmp = tempfile::tempdir().unwrap();
-    let peers: Vec<String> = (0..3).map(|_| format!("127.0.0.1:{}", free_port())).collect();
-    let initial = peers.iter().enumerate().map(|(i, p)| format!("{}={p}", i + 1)).collect::<Vec<_>>().join(",");
+    let peers: Vec<String> = (0..3)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let initial = peers
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{}={p}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
     let cfg = tmp.path().join("janus.toml");
     std::fs::write(&cfg, "heartbeat_ms = 50\nelection_timeout_ms = 300\nsnapshot_entries = 50\nlog_keep_entries = 0\n").unwrap();
     let mut members: Vec<Janus> = (0..3)
         .map(|i| {
             let id = (i + 1).to_string();
-            let args = ["--config", cfg.to_str().unwrap(), "--node-id", &id, "--initial-cluster", &initial];
+            let args = [
+                "--config",
+                cfg.to_str().unwrap(),
+                "--node-id",
+                &id,
+                "--initial-cluster",
+                &initial,
+            ];
             Janus::start_with_peer(&tmp.path().join(format!("m{id}")), &peers[i], &args)
         })
         .collect();
@@ -66,10 +92,16 @@ async fn three_members_forward_read_index_failover_catch_up() {
 
     // Writes at every member; each is readable linearizably at every member.
     for (n, i) in (0..3).cycle().take(30).enumerate() {
-        let a = members[i].propose(&put(&format!("k{n}"), &format!("v{n}"))).await.unwrap();
+        let a = members[i]
+            .propose(&put(&format!("k{n}"), &format!("v{n}")))
+            .await
+            .unwrap();
         assert!(matches!(a.response, Response::Etcd(Ok(_))), "{a:?}");
         for m in &members {
-            assert_eq!(get(m, &format!("k{n}"), true).await, Some(format!("v{n}").into_bytes()));
+            assert_eq!(
+                get(m, &format!("k{n}"), true).await,
+                Some(format!("v{n}").into_bytes())
+            );
         }
     }
 
@@ -80,9 +112,15 @@ async fn three_members_forward_read_index_failover_catch_up() {
     assert_ne!(new_leader, leader);
     for n in 0..60 {
         let at = followers[n % 2];
-        members[at].propose(&put(&format!("after{n}"), "x")).await.unwrap();
+        members[at]
+            .propose(&put(&format!("after{n}"), "x"))
+            .await
+            .unwrap();
     }
-    assert_eq!(get(&members[followers[0]], "after59", true).await, Some(b"x".to_vec()));
+    assert_eq!(
+        get(&members[followers[0]], "after59", true).await,
+        Some(b"x".to_vec())
+    );
 
     // The old leader comes back and catches up (from a snapshot: more than
     // `snapshot_entries` entries were committed while it was down).
@@ -93,16 +131,25 @@ async fn three_members_forward_read_index_failover_catch_up() {
         if get(&members[leader], "after59", false).await.is_some() {
             break;
         }
-        assert!(Instant::now() < deadline, "restarted member did not catch up");
+        assert!(
+            Instant::now() < deadline,
+            "restarted member did not catch up"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let log = std::fs::read_to_string(&members[leader].log).unwrap();
-    assert!(log.contains("installed snapshot"), "the lagging member should have caught up from a snapshot");
+    assert!(
+        log.contains("installed snapshot"),
+        "the lagging member should have caught up from a snapshot"
+    );
     let rev = |r| match r {
         QueryResult::Revision { revision, .. } => revision,
         r => panic!("{r:?}"),
     };
     let a = rev(members[leader].query(&Query::Revision, true).await.unwrap());
-    let b = rev(members[new_leader].query(&Query::Revision, true).await.unwrap());
+    let b = rev(members[new_leader]
+        .query(&Query::Revision, true)
+        .await
+        .unwrap());
     assert_eq!(a, b, "one revision clock on every member");
 }

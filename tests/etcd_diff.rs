@@ -22,7 +22,12 @@ use janus_tests::{free_port, Janus};
 use serde_json::Value;
 
 fn have(bin: &str, arg: &str) -> bool {
-    Command::new(bin).arg(arg).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+    Command::new(bin)
+        .arg(arg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// A real etcd on free loopback ports; killed on drop.
@@ -48,7 +53,10 @@ impl Etcd {
             .stderr(Stdio::from(log))
             .spawn()
             .expect("spawn etcd");
-        let e = Etcd { child, endpoint: client };
+        let e = Etcd {
+            child,
+            endpoint: client,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let ok = TcpStream::connect(&e.endpoint).is_ok()
@@ -76,9 +84,15 @@ fn ctl(endpoint: &str, args: &[&str], stdin: Option<&[u8]>) -> (i32, String, Str
     // Commands that never end by themselves get a short, fixed lifetime.
     let short = matches!(args.first(), Some(&"watch") | Some(&"elect"));
     cmd.arg("-s").arg("INT").arg(if short { "3" } else { "20" });
-    cmd.arg("etcdctl").arg(format!("--endpoints={endpoint}")).args(args);
+    cmd.arg("etcdctl")
+        .arg(format!("--endpoints={endpoint}"))
+        .args(args);
     cmd.env("ETCDCTL_API", "3");
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn etcdctl");
     if let Some(input) = stdin {
@@ -106,15 +120,27 @@ struct Step {
 }
 
 fn step(args: &'static str) -> Step {
-    Step { args, stdin: None, fuzzy_ttl: false }
+    Step {
+        args,
+        stdin: None,
+        fuzzy_ttl: false,
+    }
 }
 
 fn with_stdin(args: &'static str, input: &str) -> Step {
-    Step { args, stdin: Some(input.as_bytes().to_vec()), fuzzy_ttl: false }
+    Step {
+        args,
+        stdin: Some(input.as_bytes().to_vec()),
+        fuzzy_ttl: false,
+    }
 }
 
 fn ttl_step(args: &'static str) -> Step {
-    Step { args, stdin: None, fuzzy_ttl: true }
+    Step {
+        args,
+        stdin: None,
+        fuzzy_ttl: true,
+    }
 }
 
 fn script() -> Vec<Step> {
@@ -227,7 +253,9 @@ impl Norm {
     }
 
     fn rev(&self, v: &Value) -> Value {
-        let n = v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok()));
+        let n = v
+            .as_i64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()));
         match (n, self.base) {
             (Some(0), _) => Value::from(0),
             (Some(r), Some(b)) => Value::String(format!("rev{:+}", r - b)),
@@ -244,22 +272,33 @@ impl Norm {
                 }
                 Value::Object(out)
             }
-            Value::Array(a) => Value::Array(a.iter().map(|x| self.value(key, x, fuzzy_ttl)).collect()),
+            Value::Array(a) => {
+                Value::Array(a.iter().map(|x| self.value(key, x, fuzzy_ttl)).collect())
+            }
             _ => match key {
-                "revision" | "create_revision" | "mod_revision" | "compact_revision" | "CompactRevision" => {
-                    self.rev(v)
-                }
+                "revision" | "create_revision" | "mod_revision" | "compact_revision"
+                | "CompactRevision" => self.rev(v),
                 "cluster_id" | "member_id" | "ID" | "id" | "leader" => {
                     if key == "ID" {
-                        if let Some(n) = v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())) {
+                        if let Some(n) = v
+                            .as_i64()
+                            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                        {
                             self.last_lease = Some(n);
                         }
                     }
                     self.id(v.to_string())
                 }
-                "raft_term" | "raftTerm" | "raftIndex" | "raftAppliedIndex" | "dbSize" | "dbSizeInUse" | "took"
-                | "version" => Value::String("<masked>".into()),
-                "TTL" if fuzzy_ttl => Value::String(if v.as_i64().unwrap_or(0) > 0 { "+" } else { "<=0" }.into()),
+                "raft_term" | "raftTerm" | "raftIndex" | "raftAppliedIndex" | "dbSize"
+                | "dbSizeInUse" | "took" | "version" => Value::String("<masked>".into()),
+                "TTL" if fuzzy_ttl => Value::String(
+                    if v.as_i64().unwrap_or(0) > 0 {
+                        "+"
+                    } else {
+                        "<=0"
+                    }
+                    .into(),
+                ),
                 _ => v.clone(),
             },
         }
@@ -286,7 +325,9 @@ impl Norm {
             .split(' ')
             .map(|w| {
                 if let (Some(n), Some(_)) = (w.parse::<i64>().ok(), self.base) {
-                    if line.starts_with("compacted revision") || line.starts_with("progress notify:") {
+                    if line.starts_with("compacted revision")
+                        || line.starts_with("progress notify:")
+                    {
                         return self.rev(&Value::from(n)).to_string();
                     }
                 }
@@ -327,7 +368,12 @@ fn mask_ports(s: &str) -> String {
 
 /// Only etcdctl's own error lines: its gRPC retry logging carries times.
 fn errors_of(stderr: &str) -> String {
-    stderr.lines().filter(|l| l.starts_with("Error")).map(mask_ports).collect::<Vec<_>>().join("\n")
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("Error"))
+        .map(mask_ports)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn run_script(endpoint: &str) -> Vec<String> {
@@ -356,7 +402,11 @@ fn run_script(endpoint: &str) -> Vec<String> {
             norm.base = v["header"]["revision"].as_i64().map(|r| r - 1);
         }
         let out = norm.text(&out, st.fuzzy_ttl);
-        results.push(format!("$ etcdctl {}\nexit {code}\n{out}\n{}", st.args, errors_of(&err)));
+        results.push(format!(
+            "$ etcdctl {}\nexit {code}\n{out}\n{}",
+            st.args,
+            errors_of(&err)
+        ));
     }
     results
 }
@@ -410,26 +460,53 @@ fn etcdctl_session_matches_real_etcd() {
             diffs.push(format!("--- etcd\n{w}\n+++ janus\n{g}\n"));
         }
     }
-    assert!(diffs.is_empty(), "{} of {} steps differ:\n{}", diffs.len(), want.len(), diffs.join("\n"));
+    assert!(
+        diffs.is_empty(),
+        "{} of {} steps differ:\n{}",
+        diffs.len(),
+        want.len(),
+        diffs.join("\n")
+    );
 }
 
 /// The JSON gateway with curl: (path, body). `{rev+N}` as in the etcdctl
 /// script.
 const GATEWAY: &[(&str, &str)] = &[
     ("/v3/kv/put", r#"{"key":"Zm9v","value":"YmFy"}"#),
-    ("/v3/kv/put", r#"{"key":"Zm9vMg==","value":"YmFyMg==","prev_kv":true}"#),
-    ("/v3/kv/put", r#"{"key":"Zm9vMg==","value":"YmFyMw==","prev_kv":true}"#),
+    (
+        "/v3/kv/put",
+        r#"{"key":"Zm9vMg==","value":"YmFyMg==","prev_kv":true}"#,
+    ),
+    (
+        "/v3/kv/put",
+        r#"{"key":"Zm9vMg==","value":"YmFyMw==","prev_kv":true}"#,
+    ),
     ("/v3/kv/range", r#"{"key":"Zm9v"}"#),
-    ("/v3/kv/range", r#"{"key":"Zm9v","range_end":"Zm9w","sort_order":"DESCEND","sort_target":"MOD"}"#),
-    ("/v3/kv/range", r#"{"key":"Zm9v","range_end":"Zm9w","count_only":true}"#),
+    (
+        "/v3/kv/range",
+        r#"{"key":"Zm9v","range_end":"Zm9w","sort_order":"DESCEND","sort_target":"MOD"}"#,
+    ),
+    (
+        "/v3/kv/range",
+        r#"{"key":"Zm9v","range_end":"Zm9w","count_only":true}"#,
+    ),
     ("/v3/kv/range", r#"{"key":"Zm9v","revision":"{rev+1}"}"#),
     ("/v3/kv/range", r#"{"key":"Zm9v","revision":"{rev+100}"}"#),
     ("/v3/kv/range", r#"{}"#),
-    ("/v3/kv/txn", r#"{"compare":[{"key":"Zm9v","result":"EQUAL","target":"VALUE","value":"YmFy"}],"success":[{"request_put":{"key":"Zm9v","value":"YmF6"}},{"request_range":{"key":"Zm9vMg=="}}],"failure":[]}"#),
-    ("/v3/kv/txn", r#"{"compare":[{"key":"Zm9v","result":"GREATER","target":"MOD","mod_revision":"100"}],"success":[],"failure":[{"request_delete_range":{"key":"Zm9vMg==","prev_kv":true}}]}"#),
+    (
+        "/v3/kv/txn",
+        r#"{"compare":[{"key":"Zm9v","result":"EQUAL","target":"VALUE","value":"YmFy"}],"success":[{"request_put":{"key":"Zm9v","value":"YmF6"}},{"request_range":{"key":"Zm9vMg=="}}],"failure":[]}"#,
+    ),
+    (
+        "/v3/kv/txn",
+        r#"{"compare":[{"key":"Zm9v","result":"GREATER","target":"MOD","mod_revision":"100"}],"success":[],"failure":[{"request_delete_range":{"key":"Zm9vMg==","prev_kv":true}}]}"#,
+    ),
     ("/v3/kv/deleterange", r#"{"key":"Zm9v","prev_kv":true}"#),
     ("/v3/lease/grant", r#"{"TTL":"60","ID":"12345"}"#),
-    ("/v3/kv/put", r#"{"key":"bGVhc2Vk","value":"eA==","lease":"12345"}"#),
+    (
+        "/v3/kv/put",
+        r#"{"key":"bGVhc2Vk","value":"eA==","lease":"12345"}"#,
+    ),
     ("/v3/lease/timetolive", r#"{"ID":"12345","keys":true}"#),
     ("/v3/lease/leases", r#"{}"#),
     ("/v3/lease/revoke", r#"{"ID":"12345"}"#),
@@ -440,17 +517,29 @@ const GATEWAY: &[(&str, &str)] = &[
     ("/v3/kv/range", r#"{"key":"Zm9v","revision":"{rev+1}"}"#),
     ("/v3/cluster/member/list", r#"{}"#),
     ("/v3/maintenance/status", r#"{}"#),
-    ("/v3/watch", r#"{"create_request":{"key":"Zm9v","range_end":"Zm9w","start_revision":"{rev+2}","prev_kv":true}}"#),
+    (
+        "/v3/watch",
+        r#"{"create_request":{"key":"Zm9v","range_end":"Zm9w","start_revision":"{rev+2}","prev_kv":true}}"#,
+    ),
 ];
 
 fn curl(endpoint: &str, path: &str, body: &str) -> (i32, String) {
     let out = Command::new("curl")
-        .args(["-s", "--max-time", if path == "/v3/watch" { "2" } else { "10" }, "-X", "POST"])
+        .args([
+            "-s",
+            "--max-time",
+            if path == "/v3/watch" { "2" } else { "10" },
+            "-X",
+            "POST",
+        ])
         .arg(format!("http://{endpoint}{path}"))
         .args(["-d", body, "-w", "\nHTTP %{http_code}"])
         .output()
         .expect("curl");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 fn run_gateway(endpoint: &str) -> Vec<String> {
@@ -468,9 +557,15 @@ fn run_gateway(endpoint: &str) -> Vec<String> {
         if norm.base.is_none() {
             let first = out.lines().next().unwrap_or_default();
             let v: Value = serde_json::from_str(first).expect("first put's json");
-            norm.base = v["header"]["revision"].as_str().and_then(|r| r.parse::<i64>().ok()).map(|r| r - 1);
+            norm.base = v["header"]["revision"]
+                .as_str()
+                .and_then(|r| r.parse::<i64>().ok())
+                .map(|r| r - 1);
         }
-        results.push(format!("POST {path} {body}\nexit {code}\n{}", norm.text(&out, false)));
+        results.push(format!(
+            "POST {path} {body}\nexit {code}\n{}",
+            norm.text(&out, false)
+        ));
     }
     results
 }
@@ -498,6 +593,15 @@ fn json_gateway_matches_real_etcd() {
             diffs.push(format!("--- etcd\n{w}\n+++ janus\n{g}\n"));
         }
     }
-    assert!(diffs.is_empty(), "{} of {} requests differ:\n{}", diffs.len(), want.len(), diffs.join("\n"));
-    assert!(livez.1.contains("HTTP 405") || livez.1.contains("ok"), "{livez:?}");
+    assert!(
+        diffs.is_empty(),
+        "{} of {} requests differ:\n{}",
+        diffs.len(),
+        want.len(),
+        diffs.join("\n")
+    );
+    assert!(
+        livez.1.contains("HTTP 405") || livez.1.contains("ok"),
+        "{livez:?}"
+    );
 }

@@ -100,8 +100,15 @@ print("python client: all checks passed")
 "#;
 
 fn ready() -> bool {
-    let py = Command::new(VENV_PYTHON).args(["-c", "import grpc, grpc_tools"]).status().is_ok_and(|s| s.success());
-    let etcd = Command::new("etcd").arg("--version").stdout(Stdio::null()).status().is_ok_and(|s| s.success());
+    let py = Command::new(VENV_PYTHON)
+        .args(["-c", "import grpc, grpc_tools"])
+        .status()
+        .is_ok_and(|s| s.success());
+    let etcd = Command::new("etcd")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
     py && etcd
 }
 
@@ -113,7 +120,11 @@ fn stubs(out: &Path) {
         .arg(&protos)
         .arg(format!("--python_out={}", out.display()))
         .arg(format!("--grpc_python_out={}", out.display()))
-        .args(["mvccpb/kv.proto", "authpb/auth.proto", "etcdserverpb/rpc.proto"])
+        .args([
+            "mvccpb/kv.proto",
+            "authpb/auth.proto",
+            "etcdserverpb/rpc.proto",
+        ])
         .status()
         .expect("protoc");
     assert!(st.success(), "generating Python stubs");
@@ -136,7 +147,11 @@ fn run(stubs: &Path, endpoint: &str) -> (bool, String) {
         std::thread::sleep(Duration::from_millis(50));
     }
     let out = child.wait_with_output().expect("output");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.success(), text)
 }
 
@@ -152,7 +167,9 @@ impl Drop for Etcd {
 #[test]
 fn python_grpc_client_against_etcd_and_janus() {
     if !ready() {
-        eprintln!("SKIPPED: the Python venv or etcd is missing (scripts/deps/etcd.sh installs them)");
+        eprintln!(
+            "SKIPPED: the Python venv or etcd is missing (scripts/deps/etcd.sh installs them)"
+        );
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -177,7 +194,10 @@ fn python_grpc_client_against_etcd_and_janus() {
     );
     let (ok, out) = run(dir.path(), &client);
     drop(etcd);
-    assert!(ok, "the script's expectations do not hold for real etcd:\n{out}");
+    assert!(
+        ok,
+        "the script's expectations do not hold for real etcd:\n{out}"
+    );
 
     let mut janus = Janus::start(&dir.path().join("janus"), &[]);
     janus.wait_healthy(Duration::from_secs(30));

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use janus_core::{
-    Acl, Command, CreateMode, DeleteRangeRequest, Lease, PutRequest, RangeRequest, Response, Stat, ZkOp,
+    Acl, Command, CreateMode, DeleteRangeRequest, Lease, PutRequest, RangeRequest, Response, Stat,
+    ZkOp,
 };
 use janus_raft::{Query, QueryResult};
 use janus_tests::Janus;
@@ -24,45 +25,88 @@ struct Dump {
 }
 
 async fn dump(j: &Janus) -> Dump {
-    let QueryResult::Revision { revision, compacted } = j.query(&Query::Revision, true).await.unwrap() else {
+    let QueryResult::Revision {
+        revision,
+        compacted,
+    } = j.query(&Query::Revision, true).await.unwrap()
+    else {
         panic!()
     };
-    let all = RangeRequest { key: vec![0], range_end: vec![0], ..Default::default() };
-    let QueryResult::KvRange(Ok(r)) = j.query(&Query::KvRange(all), false).await.unwrap() else { panic!() };
+    let all = RangeRequest {
+        key: vec![0],
+        range_end: vec![0],
+        ..Default::default()
+    };
+    let QueryResult::KvRange(Ok(r)) = j.query(&Query::KvRange(all), false).await.unwrap() else {
+        panic!()
+    };
     let mut znodes = BTreeMap::new();
     let mut todo = vec!["/".to_string()];
     while let Some(p) = todo.pop() {
-        let QueryResult::ZkNode(Some(n)) = j.query(&Query::ZkNode(p.clone()), false).await.unwrap() else { panic!() };
+        let QueryResult::ZkNode(Some(n)) = j.query(&Query::ZkNode(p.clone()), false).await.unwrap()
+        else {
+            panic!()
+        };
         znodes.insert(p.clone(), n);
-        let QueryResult::ZkChildren(Some(children)) = j.query(&Query::ZkChildren(p.clone()), false).await.unwrap()
+        let QueryResult::ZkChildren(Some(children)) =
+            j.query(&Query::ZkChildren(p.clone()), false).await.unwrap()
         else {
             panic!()
         };
         for c in children {
-            todo.push(if p == "/" { format!("/{c}") } else { format!("{p}/{c}") });
+            todo.push(if p == "/" {
+                format!("/{c}")
+            } else {
+                format!("{p}/{c}")
+            });
         }
     }
-    let QueryResult::Leases(ids) = j.query(&Query::Leases, false).await.unwrap() else { panic!() };
+    let QueryResult::Leases(ids) = j.query(&Query::Leases, false).await.unwrap() else {
+        panic!()
+    };
     let mut leases = Vec::new();
     for id in ids {
-        let QueryResult::Lease(Some(l)) = j.query(&Query::Lease(id), false).await.unwrap() else { panic!() };
+        let QueryResult::Lease(Some(l)) = j.query(&Query::Lease(id), false).await.unwrap() else {
+            panic!()
+        };
         leases.push(l);
     }
-    Dump { revision, compacted, kvs: r.kvs, znodes, leases }
+    Dump {
+        revision,
+        compacted,
+        kvs: r.kvs,
+        znodes,
+        leases,
+    }
 }
 
 fn put(key: String, value: String, lease: i64) -> Command {
-    Command::Put(PutRequest { key: key.into_bytes(), value: value.into_bytes(), lease, ..Default::default() })
+    Command::Put(PutRequest {
+        key: key.into_bytes(),
+        value: value.into_bytes(),
+        lease,
+        ..Default::default()
+    })
 }
 
 fn create(path: &str, mode: CreateMode) -> ZkOp {
-    ZkOp::Create { path: path.into(), data: b"x".to_vec(), acl: Acl::open_unsafe(), mode, ttl_ms: -1 }
+    ZkOp::Create {
+        path: path.into(),
+        data: b"x".to_vec(),
+        acl: Acl::open_unsafe(),
+        mode,
+        ttl_ms: -1,
+    }
 }
 
 fn config_file(dir: &std::path::Path) -> String {
     let f = dir.join("janus.toml");
     // Small snapshot interval: a restart loads a snapshot and replays the log after it.
-    std::fs::write(&f, "snapshot_entries = 40\nheartbeat_ms = 50\nelection_timeout_ms = 300\n").unwrap();
+    std::fs::write(
+        &f,
+        "snapshot_entries = 40\nheartbeat_ms = 50\nelection_timeout_ms = 300\n",
+    )
+    .unwrap();
     f.to_str().unwrap().to_string()
 }
 
@@ -74,27 +118,54 @@ async fn sigkill_restart_keeps_state_revision_sessions_and_leases() {
     j.wait_healthy(Duration::from_secs(20));
 
     let a = j
-        .propose(&Command::ZkCreateSession { session: SESSION, password: vec![7; 16], timeout_ms: 30_000 })
+        .propose(&Command::ZkCreateSession {
+            session: SESSION,
+            password: vec![7; 16],
+            timeout_ms: 30_000,
+        })
         .await
         .unwrap();
     assert!(matches!(a.response, Response::Zk(Ok(_))), "{a:?}");
-    let a = j.propose(&Command::LeaseGrant { id: LEASE, ttl_secs: 600 }).await.unwrap();
+    let a = j
+        .propose(&Command::LeaseGrant {
+            id: LEASE,
+            ttl_secs: 600,
+        })
+        .await
+        .unwrap();
     assert!(matches!(a.response, Response::Etcd(Ok(_))), "{a:?}");
 
     let mut last = a.revision;
     let mut acked = 0;
     for i in 0..150 {
         let mut cmds = vec![
-            put(format!("k/{}", i % 37), format!("v{i}"), if i % 5 == 0 { LEASE } else { 0 }),
-            Command::Zk { session: SESSION, op: create(&format!("/n{}", i % 20), CreateMode::Persistent) },
+            put(
+                format!("k/{}", i % 37),
+                format!("v{i}"),
+                if i % 5 == 0 { LEASE } else { 0 },
+            ),
             Command::Zk {
                 session: SESSION,
-                op: ZkOp::SetData { path: format!("/n{}", i % 20), data: format!("d{i}").into_bytes(), version: -1 },
+                op: create(&format!("/n{}", i % 20), CreateMode::Persistent),
+            },
+            Command::Zk {
+                session: SESSION,
+                op: ZkOp::SetData {
+                    path: format!("/n{}", i % 20),
+                    data: format!("d{i}").into_bytes(),
+                    version: -1,
+                },
             },
         ];
         if i % 10 == 0 {
-            cmds.push(Command::Zk { session: SESSION, op: create(&format!("/e{i}"), CreateMode::Ephemeral) });
-            cmds.push(Command::Zk { session: SESSION, op: create("/seq-", CreateMode::PersistentSequential) });
+            cmds.push(Command::Zk {
+                session: SESSION,
+                op: create(&format!("/e{i}"), CreateMode::Ephemeral),
+            });
+            cmds.push(Command::Zk {
+                session: SESSION,
+                op: create("/seq-", CreateMode::PersistentSequential),
+            });
         }
         if i % 7 == 0 {
             cmds.push(Command::DeleteRange(DeleteRangeRequest {
@@ -114,7 +185,11 @@ async fn sigkill_restart_keeps_state_revision_sessions_and_leases() {
         }
         for c in cmds {
             let a = j.propose(&c).await.unwrap();
-            assert!(a.revision >= last, "revision went back: {} < {last}", a.revision);
+            assert!(
+                a.revision >= last,
+                "revision went back: {} < {last}",
+                a.revision
+            );
             if c.is_zk() {
                 assert_eq!(a.revision, last + 1, "every ZooKeeper txn takes one zxid");
             }
@@ -125,9 +200,22 @@ async fn sigkill_restart_keeps_state_revision_sessions_and_leases() {
     let before = dump(&j).await;
     assert_eq!(before.revision, last);
     assert!(before.znodes.contains_key("/e0"));
-    assert_eq!(before.znodes.keys().filter(|p| p.starts_with("/seq-")).count(), 15);
-    assert!(before.leases.iter().any(|l| l.id == SESSION && l.ephemerals.len() == 15));
-    assert!(before.leases.iter().any(|l| l.id == LEASE && !l.keys.is_empty()));
+    assert_eq!(
+        before
+            .znodes
+            .keys()
+            .filter(|p| p.starts_with("/seq-"))
+            .count(),
+        15
+    );
+    assert!(before
+        .leases
+        .iter()
+        .any(|l| l.id == SESSION && l.ephemerals.len() == 15));
+    assert!(before
+        .leases
+        .iter()
+        .any(|l| l.id == LEASE && !l.keys.is_empty()));
     assert!(acked > 500);
 
     j.kill9();
@@ -137,7 +225,13 @@ async fn sigkill_restart_keeps_state_revision_sessions_and_leases() {
     assert_eq!(after, before, "state after SIGKILL + restart differs");
 
     // The clock continues where it was.
-    let a = j.propose(&Command::Zk { session: SESSION, op: create("/after", CreateMode::Persistent) }).await.unwrap();
+    let a = j
+        .propose(&Command::Zk {
+            session: SESSION,
+            op: create("/after", CreateMode::Persistent),
+        })
+        .await
+        .unwrap();
     assert_eq!(a.revision, last + 1);
 
     // A restart from a clean shutdown too.
@@ -189,16 +283,35 @@ async fn writes_acknowledged_before_sigkill_survive() {
     let mut g = j.lock().unwrap();
     g.spawn();
     g.wait_healthy(Duration::from_secs(20));
-    let all = RangeRequest { key: b"w/".to_vec(), range_end: b"w0".to_vec(), ..Default::default() };
+    let all = RangeRequest {
+        key: b"w/".to_vec(),
+        range_end: b"w0".to_vec(),
+        ..Default::default()
+    };
     let j2 = g.clone_addrs();
     drop(g);
-    let QueryResult::KvRange(Ok(r)) = j2.query(&Query::KvRange(all), true).await.unwrap() else { panic!() };
-    let present: std::collections::HashMap<Vec<u8>, i64> =
-        r.kvs.iter().map(|kv| (kv.key.clone(), kv.mod_revision)).collect();
+    let QueryResult::KvRange(Ok(r)) = j2.query(&Query::KvRange(all), true).await.unwrap() else {
+        panic!()
+    };
+    let present: std::collections::HashMap<Vec<u8>, i64> = r
+        .kvs
+        .iter()
+        .map(|kv| (kv.key.clone(), kv.mod_revision))
+        .collect();
     for (key, rev) in &acked {
-        assert_eq!(present.get(key.as_bytes()), Some(rev), "acknowledged write {key} at {rev} lost");
+        assert_eq!(
+            present.get(key.as_bytes()),
+            Some(rev),
+            "acknowledged write {key} at {rev} lost"
+        );
     }
-    let QueryResult::Revision { revision, .. } = j2.query(&Query::Revision, true).await.unwrap() else { panic!() };
+    let QueryResult::Revision { revision, .. } = j2.query(&Query::Revision, true).await.unwrap()
+    else {
+        panic!()
+    };
     assert!(revision >= max_rev);
-    eprintln!("{} acknowledged writes, all present after SIGKILL; revision {revision}", acked.len());
+    eprintln!(
+        "{} acknowledged writes, all present after SIGKILL; revision {revision}",
+        acked.len()
+    );
 }

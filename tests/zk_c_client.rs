@@ -53,7 +53,10 @@ fn run(addr: &str) -> Vec<String> {
     std::thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
     });
-    let out = rx.recv_timeout(Duration::from_secs(60)).expect("cli_mt timed out").expect("cli_mt output");
+    let out = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("cli_mt timed out")
+        .expect("cli_mt output");
     let _ = feeder.join();
     normalize(&String::from_utf8_lossy(&out.stdout))
 }
@@ -69,13 +72,23 @@ fn normalize(out: &str) -> Vec<String> {
     };
     for l in out.lines() {
         let t = l.trim();
-        let skip = ["time =", "Got a new session id", "ctime", "mtime", "czxid", "mzxid"];
+        let skip = [
+            "time =",
+            "Got a new session id",
+            "ctime",
+            "mtime",
+            "czxid",
+            "mzxid",
+        ];
         // The C client's own log lines (connection retries) carry a timestamp.
         if t.is_empty() || skip.iter().any(|s| t.starts_with(s)) || t.contains("ZOO_") {
             continue;
         }
         let t = if let Some(owner) = t.strip_prefix("ephemeralOwner = ") {
-            format!("ephemeralOwner = {}", if owner == "0" { "0" } else { "session" })
+            format!(
+                "ephemeralOwner = {}",
+                if owner == "0" { "0" } else { "session" }
+            )
         } else {
             t.to_string()
         };
@@ -99,6 +112,15 @@ fn c_client_agrees_with_real_zookeeper() {
     let j = std::thread::spawn(move || run(&ja));
     let z = std::thread::spawn(move || run(&za));
     let (j, z) = (j.join().expect("janus run"), z.join().expect("zk run"));
-    assert!(z.iter().any(|l| l.contains("name = /c/s-0000000001")), "cli_mt did not run: {z:#?}");
-    assert_eq!(z, j, "cli_mt output differs:\nzookeeper:\n{}\n\njanus:\n{}", z.join("\n"), j.join("\n"));
+    assert!(
+        z.iter().any(|l| l.contains("name = /c/s-0000000001")),
+        "cli_mt did not run: {z:#?}"
+    );
+    assert_eq!(
+        z,
+        j,
+        "cli_mt output differs:\nzookeeper:\n{}\n\njanus:\n{}",
+        z.join("\n"),
+        j.join("\n")
+    );
 }

@@ -60,7 +60,11 @@ fn run_cli(addr: &str) -> (Vec<String>, Vec<String>) {
     // One pipe for stdout and stderr (zkCli prints some results on each),
     // so lines keep their order.
     let mut child = Command::new("sh")
-        .args(["-c", "exec /usr/share/zookeeper/bin/zkCli.sh -server \"$0\" 2>&1", addr])
+        .args([
+            "-c",
+            "exec /usr/share/zookeeper/bin/zkCli.sh -server \"$0\" 2>&1",
+            addr,
+        ])
         .env("ZOO_LOG4J_PROP", "ERROR,CONSOLE")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -81,7 +85,10 @@ fn run_cli(addr: &str) -> (Vec<String>, Vec<String>) {
     std::thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
     });
-    let out = rx.recv_timeout(Duration::from_secs(90)).expect("zkCli.sh timed out").expect("zkCli.sh output");
+    let out = rx
+        .recv_timeout(Duration::from_secs(90))
+        .expect("zkCli.sh timed out")
+        .expect("zkCli.sh output");
     let _ = feeder.join();
     normalize(&String::from_utf8_lossy(&out.stdout))
 }
@@ -94,7 +101,11 @@ fn normalize(out: &str) -> (Vec<String>, Vec<String>) {
     for l in out.lines() {
         let l = l.trim();
         let noise = ["Connecting to", "Welcome", "JLine", "SLF4J", "log4j"];
-        if l.is_empty() || noise.iter().any(|n| l.starts_with(n)) || l == "WATCHER::" || l.starts_with("20") {
+        if l.is_empty()
+            || noise.iter().any(|n| l.starts_with(n))
+            || l == "WATCHER::"
+            || l.starts_with("20")
+        {
             continue;
         }
         if l.starts_with("WatchedEvent") {
@@ -106,14 +117,19 @@ fn normalize(out: &str) -> (Vec<String>, Vec<String>) {
         if l.starts_with("ctime") || l.starts_with("mtime") {
             continue;
         }
-        if let Some((k @ ("cZxid" | "mZxid" | "pZxid"), v)) = l.split_once(" = ").map(|(k, v)| (k.trim(), v.trim())) {
+        if let Some((k @ ("cZxid" | "mZxid" | "pZxid"), v)) =
+            l.split_once(" = ").map(|(k, v)| (k.trim(), v.trim()))
+        {
             let z = i64::from_str_radix(v.trim_start_matches("0x"), 16).unwrap_or(-1);
             zxids.push(z);
             lines.push(format!("{k} = Z{z}"));
             continue;
         }
         if let Some(v) = l.strip_prefix("ephemeralOwner = ") {
-            lines.push(format!("ephemeralOwner = {}", if v == "0x0" { "0" } else { "session" }));
+            lines.push(format!(
+                "ephemeralOwner = {}",
+                if v == "0x0" { "0" } else { "session" }
+            ));
             continue;
         }
         lines.push(l.to_string());
@@ -143,19 +159,35 @@ fn zkcli_session_agrees_with_real_zookeeper() {
     let z = std::thread::spawn(move || run_cli(&za));
     let (jl, je) = j.join().expect("janus run");
     let (zl, ze) = z.join().expect("zk run");
-    assert!(zl.iter().any(|l| l.contains("Created /cli")), "zkCli.sh did not run: {zl:#?}");
+    assert!(
+        zl.iter().any(|l| l.contains("Created /cli")),
+        "zkCli.sh did not run: {zl:#?}"
+    );
     let diff: Vec<String> = zl
         .iter()
         .zip(jl.iter().chain(std::iter::repeat(&String::new())))
         .filter(|(a, b)| a != b)
         .map(|(a, b)| format!(" zookeeper: {a}\n janus:     {b}"))
         .collect();
-    assert!(diff.is_empty() && zl.len() == jl.len(), "zkCli.sh output differs:\n{}\n\nzookeeper:\n{}\n\njanus:\n{}", diff.join("\n"), zl.join("\n"), jl.join("\n"));
+    assert!(
+        diff.is_empty() && zl.len() == jl.len(),
+        "zkCli.sh output differs:\n{}\n\nzookeeper:\n{}\n\njanus:\n{}",
+        diff.join("\n"),
+        zl.join("\n"),
+        jl.join("\n")
+    );
     // `deleteall` deletes in the order getChildren lists children, which
     // ZooKeeper leaves unspecified (it returns hash order, Janus sorted
     // order): compare the events before it in order, and all as a set.
-    let before_deleteall = ze.iter().position(|e| e.contains("NodeDeleted path:/cli/new")).map_or(0, |i| i + 1);
-    assert_eq!(ze[..before_deleteall], je[..before_deleteall.min(je.len())], "watch events differ");
+    let before_deleteall = ze
+        .iter()
+        .position(|e| e.contains("NodeDeleted path:/cli/new"))
+        .map_or(0, |i| i + 1);
+    assert_eq!(
+        ze[..before_deleteall],
+        je[..before_deleteall.min(je.len())],
+        "watch events differ"
+    );
     let (mut zs, mut js) = (ze.clone(), je.clone());
     zs.sort();
     js.sort();

@@ -33,8 +33,15 @@ fn data_of(body: &[u8]) -> Vec<u8> {
 }
 
 fn start_cluster(tmp: &std::path::Path) -> Vec<Janus> {
-    let peers: Vec<String> = (0..3).map(|_| format!("127.0.0.1:{}", free_port())).collect();
-    let initial = peers.iter().enumerate().map(|(i, p)| format!("{}={p}", i + 1)).collect::<Vec<_>>().join(",");
+    let peers: Vec<String> = (0..3)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let initial = peers
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{}={p}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
     let cfg = tmp.join("janus.toml");
     std::fs::write(
         &cfg,
@@ -44,7 +51,14 @@ fn start_cluster(tmp: &std::path::Path) -> Vec<Janus> {
     let members: Vec<Janus> = (0..3)
         .map(|i| {
             let id = (i + 1).to_string();
-            let args = ["--config", cfg.to_str().expect("utf-8"), "--node-id", &id, "--initial-cluster", &initial];
+            let args = [
+                "--config",
+                cfg.to_str().expect("utf-8"),
+                "--node-id",
+                &id,
+                "--initial-cluster",
+                &initial,
+            ];
             Janus::start_with_peer(&tmp.join(format!("m{id}")), &peers[i], &args)
         })
         .collect();
@@ -53,7 +67,10 @@ fn start_cluster(tmp: &std::path::Path) -> Vec<Janus> {
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while members.iter().any(|m| four_letter(&m.zk, "ruok") != "imok") {
-        assert!(std::time::Instant::now() < deadline, "zookeeper ports not up");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "zookeeper ports not up"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     members
@@ -65,14 +82,28 @@ fn sessions_and_watches_across_members() {
     let members = start_cluster(tmp.path());
     let modes: Vec<String> = members
         .iter()
-        .map(|m| four_letter(&m.zk, "srvr").lines().find(|l| l.starts_with("Mode:")).unwrap_or("").to_string())
+        .map(|m| {
+            four_letter(&m.zk, "srvr")
+                .lines()
+                .find(|l| l.starts_with("Mode:"))
+                .unwrap_or("")
+                .to_string()
+        })
         .collect();
-    assert_eq!(modes.iter().filter(|m| m.contains("leader")).count(), 1, "{modes:?}");
+    assert_eq!(
+        modes.iter().filter(|m| m.contains("leader")).count(),
+        1,
+        "{modes:?}"
+    );
 
     // Sessions on every member; a write at each is seen everywhere after sync.
     let mut c: Vec<Raw> = members.iter().map(|m| Raw::connect(&m.zk)).collect();
     for (i, cl) in c.iter_mut().enumerate() {
-        assert_eq!(cl.create(&format!("/m{i}"), 0), 0, "create through member {i}");
+        assert_eq!(
+            cl.create(&format!("/m{i}"), 0),
+            0,
+            "create through member {i}"
+        );
     }
     for cl in c.iter_mut() {
         assert_eq!(cl.call(9, &string("/")).0, 0, "sync");
@@ -97,7 +128,13 @@ fn sessions_and_watches_across_members() {
     let (t, sid2, pw2) = Raw::handshake(&mut s, 0, 2000, sid, &pw).expect("re-establish");
     assert_eq!((sid2, pw2), (sid, pw.clone()));
     assert!(t > 0);
-    let mut moved = Raw { s, session: sid, passwd: pw.clone(), timeout: t, xid: 0 };
+    let mut moved = Raw {
+        s,
+        session: sid,
+        passwd: pw.clone(),
+        timeout: t,
+        xid: 0,
+    };
     // Read-your-writes at once, wherever the write was committed.
     let (err, _, _) = moved.call(5, &set_data("/m1", b"mine"));
     assert_eq!(err, 0);
@@ -137,7 +174,11 @@ fn connect_read_only(s: &mut std::net::TcpStream) -> Option<(i32, i64, u8)> {
     }
     Raw::send_frame(s, &req).ok()?;
     let b = Raw::read_frame(s)?;
-    Some((i32::from_be_bytes(b[4..8].try_into().ok()?), i64::from_be_bytes(b[8..16].try_into().ok()?), *b.last()?))
+    Some((
+        i32::from_be_bytes(b[4..8].try_into().ok()?),
+        i64::from_be_bytes(b[8..16].try_into().ok()?),
+        *b.last()?,
+    ))
 }
 
 #[test]
@@ -156,17 +197,29 @@ fn read_only_mode_without_quorum() {
     members[1].kill9();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while four_letter(&members[2].zk, "isro") != "ro" {
-        assert!(std::time::Instant::now() < deadline, "member 2 never went read-only");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "member 2 never went read-only"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     // A client that wants read-write is refused; a read-only one is served.
     let mut s = Raw::tcp(&members[2].zk);
-    assert!(Raw::handshake(&mut s, 0, 2000, 0, &[0; 16]).is_none(), "read-write client refused");
+    assert!(
+        Raw::handshake(&mut s, 0, 2000, 0, &[0; 16]).is_none(),
+        "read-write client refused"
+    );
     let mut s = Raw::tcp(&members[2].zk);
     let (t, sid, ro) = connect_read_only(&mut s).expect("read-only session");
     assert!(t > 0 && sid != 0);
     assert_eq!(ro, 1, "ConnectResponse.readOnly");
-    let mut ro_client = Raw { s, session: sid, passwd: vec![], timeout: t, xid: 0 };
+    let mut ro_client = Raw {
+        s,
+        session: sid,
+        passwd: vec![],
+        timeout: t,
+        xid: 0,
+    };
     let (err, body, _) = ro_client.call(4, &get_data("/ro-data", false));
     assert_eq!((err, body.len()), (0, 4 + 68));
     assert_eq!(ro_client.create("/nope", 0), -119, "NOTREADONLY");
@@ -177,10 +230,16 @@ fn read_only_mode_without_quorum() {
     members[1].spawn();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while four_letter(&members[2].zk, "isro") != "rw" {
-        assert!(std::time::Instant::now() < deadline, "member 2 never went back to read-write");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "member 2 never went back to read-write"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(ro_client.recv().is_none(), "read-only connection closed once quorum is back");
+    assert!(
+        ro_client.recv().is_none(),
+        "read-only connection closed once quorum is back"
+    );
     let mut rw = Raw::connect(&members[2].zk);
     assert_eq!(rw.create("/after", 0), 0);
 }

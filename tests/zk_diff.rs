@@ -25,13 +25,18 @@ fn kazoo_scenarios_agree_with_real_zookeeper() {
     let (ja, za) = (janus.zk.clone(), real.addr.clone());
     let j = std::thread::spawn(move || run_python("zk_diff.py", &[&ja], Duration::from_secs(240)));
     let z = std::thread::spawn(move || run_python("zk_diff.py", &[&za], Duration::from_secs(240)));
-    let j: BTreeMap<String, Value> = serde_json::from_str(&j.join().expect("janus run")).expect("janus json");
-    let z: BTreeMap<String, Value> = serde_json::from_str(&z.join().expect("zk run")).expect("zk json");
+    let j: BTreeMap<String, Value> =
+        serde_json::from_str(&j.join().expect("janus run")).expect("janus json");
+    let z: BTreeMap<String, Value> =
+        serde_json::from_str(&z.join().expect("zk run")).expect("zk json");
 
     assert!(z.len() >= 25, "only {} scenarios ran", z.len());
     let mut differ = Vec::new();
     for (name, want) in &z {
-        assert!(want.get("crash").is_none(), "scenario {name} crashed against real ZooKeeper: {want}");
+        assert!(
+            want.get("crash").is_none(),
+            "scenario {name} crashed against real ZooKeeper: {want}"
+        );
         let got = j.get(name);
         if got != Some(want) {
             differ.push(format!(
@@ -41,23 +46,45 @@ fn kazoo_scenarios_agree_with_real_zookeeper() {
             ));
         }
     }
-    assert!(differ.is_empty(), "{} of {} scenarios differ:\n{}", differ.len(), z.len(), differ.join("\n"));
+    assert!(
+        differ.is_empty(),
+        "{} of {} scenarios differ:\n{}",
+        differ.len(),
+        z.len(),
+        differ.join("\n")
+    );
     println!("{} scenarios agree", z.len());
 
     // kazoo's recipes on the same two servers (they work under /r).
     let (ja, za) = (janus.zk.clone(), real.addr.clone());
-    let j = std::thread::spawn(move || run_python("zk_recipes.py", &[&ja], Duration::from_secs(180)));
-    let z = std::thread::spawn(move || run_python("zk_recipes.py", &[&za], Duration::from_secs(180)));
-    let j: BTreeMap<String, Value> = serde_json::from_str(&j.join().expect("janus run")).expect("janus json");
-    let z: BTreeMap<String, Value> = serde_json::from_str(&z.join().expect("zk run")).expect("zk json");
+    let j =
+        std::thread::spawn(move || run_python("zk_recipes.py", &[&ja], Duration::from_secs(180)));
+    let z =
+        std::thread::spawn(move || run_python("zk_recipes.py", &[&za], Duration::from_secs(180)));
+    let j: BTreeMap<String, Value> =
+        serde_json::from_str(&j.join().expect("janus run")).expect("janus json");
+    let z: BTreeMap<String, Value> =
+        serde_json::from_str(&z.join().expect("zk run")).expect("zk json");
     assert!(z.len() >= 12, "only {} recipes ran", z.len());
     let mut differ = Vec::new();
     for (name, want) in &z {
-        assert!(want.get("crash").is_none(), "recipe {name} crashed against real ZooKeeper: {want}");
+        assert!(
+            want.get("crash").is_none(),
+            "recipe {name} crashed against real ZooKeeper: {want}"
+        );
         if j.get(name) != Some(want) {
-            differ.push(format!("== {name}\n real zookeeper: {want}\n janus:          {}", j.get(name).map(|v| v.to_string()).unwrap_or_default()));
+            differ.push(format!(
+                "== {name}\n real zookeeper: {want}\n janus:          {}",
+                j.get(name).map(|v| v.to_string()).unwrap_or_default()
+            ));
         }
     }
-    assert!(differ.is_empty(), "{} of {} recipes differ:\n{}", differ.len(), z.len(), differ.join("\n"));
+    assert!(
+        differ.is_empty(),
+        "{} of {} recipes differ:\n{}",
+        differ.len(),
+        z.len(),
+        differ.join("\n")
+    );
     println!("{} recipes agree", z.len());
 }

@@ -23,7 +23,10 @@ fn get_data(path: &str, watch: bool) -> Vec<u8> {
 fn handshake_sessions_and_limits() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let admin = format!("127.0.0.1:{}", janus_tests::free_port());
-    let j = start_janus(tmp.path(), &format!("tick_ms = 100\nmax_buffer = 4096\nadmin_listen = \"{admin}\"\n"));
+    let j = start_janus(
+        tmp.path(),
+        &format!("tick_ms = 100\nmax_buffer = 4096\nadmin_listen = \"{admin}\"\n"),
+    );
 
     // Timeout negotiation: clamped to [2, 20] ticks.
     let a = Raw::connect(&j.zk);
@@ -42,7 +45,10 @@ fn handshake_sessions_and_limits() {
     let mut s = Raw::tcp(&j.zk);
     let (t, sid, pw) = Raw::handshake(&mut s, 0, 1000, a.session, &[7; 16]).expect("answer");
     assert_eq!((t, sid, pw), (0, 0, vec![0; 16]));
-    assert!(Raw::read_frame(&mut s).is_none(), "closed after the expired answer");
+    assert!(
+        Raw::read_frame(&mut s).is_none(),
+        "closed after the expired answer"
+    );
 
     // A client that has seen a newer zxid than this member is refused.
     let mut s = Raw::tcp(&j.zk);
@@ -57,7 +63,10 @@ fn handshake_sessions_and_limits() {
     body.extend(vec![b'x'; 8000]);
     body.extend_from_slice(&be_i32(-1));
     let _ = big.send(5, &body);
-    assert!(big.recv().is_none(), "oversized frame closes the connection");
+    assert!(
+        big.recv().is_none(),
+        "oversized frame closes the connection"
+    );
     // Garbage as a first frame, a truncated frame, a huge length prefix.
     let mut g = Raw::tcp(&j.zk);
     let _ = g.write_all(&[0, 0, 0, 3, 1, 2, 3]);
@@ -90,7 +99,13 @@ fn handshake_sessions_and_limits() {
     let mut s = Raw::tcp(&j.zk);
     let (t, sid, pw) = Raw::handshake(&mut s, 0, 200, 0, &[0; 16]).expect("handshake");
     assert_eq!(t, 200);
-    let mut idle = Raw { s, session: sid, passwd: pw.clone(), timeout: t, xid: 0 };
+    let mut idle = Raw {
+        s,
+        session: sid,
+        passwd: pw.clone(),
+        timeout: t,
+        xid: 0,
+    };
     assert_eq!(idle.create("/idle-eph", 1), 0);
     // `ok` pings meanwhile and stays.
     for _ in 0..15 {
@@ -99,7 +114,10 @@ fn handshake_sessions_and_limits() {
         let (xid, _, err, _) = ok.recv().expect("ping reply");
         assert_eq!((xid, err), (-2, 0));
     }
-    assert!(idle.recv().is_none(), "an expired session's connection is closed");
+    assert!(
+        idle.recv().is_none(),
+        "an expired session's connection is closed"
+    );
     let mut s = Raw::tcp(&j.zk);
     let (t, sid2, _) = Raw::handshake(&mut s, 0, 200, sid, &pw).expect("answer");
     assert_eq!((t, sid2), (0, 0), "expired");
@@ -110,9 +128,16 @@ fn handshake_sessions_and_limits() {
     // AdminServer (JSON over HTTP).
     let (code, body) = janus_tests::http_get(&admin, "/commands/ruok").expect("admin ruok");
     assert_eq!(code, 200);
-    assert!(body.contains("\"command\":\"ruok\"") && body.contains("\"error\":null"), "{body}");
+    assert!(
+        body.contains("\"command\":\"ruok\"") && body.contains("\"error\":null"),
+        "{body}"
+    );
     let (_, body) = janus_tests::http_get(&admin, "/commands/mntr").expect("admin mntr");
-    assert!(body.contains("\"server_state\":\"standalone\"") && body.contains("\"command\":\"monitor\""), "{body}");
+    assert!(
+        body.contains("\"server_state\":\"standalone\"")
+            && body.contains("\"command\":\"monitor\""),
+        "{body}"
+    );
     let (_, body) = janus_tests::http_get(&admin, "/commands/is_read_only").expect("admin isro");
     assert!(body.contains("\"read_only\":false"), "{body}");
     let (_, body) = janus_tests::http_get(&admin, "/commands").expect("admin list");
@@ -129,8 +154,13 @@ fn handshake_sessions_and_limits() {
 #[test]
 fn pipelining_and_watches() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let j = start_janus(tmp.path(), "four_letter_words = [\"ruok\"]\nextended_types = false\n");
-    assert!(four_letter(&j.zk, "srvr").contains("is not executed because it is not in the whitelist"));
+    let j = start_janus(
+        tmp.path(),
+        "four_letter_words = [\"ruok\"]\nextended_types = false\n",
+    );
+    assert!(
+        four_letter(&j.zk, "srvr").contains("is not executed because it is not in the whitelist")
+    );
 
     let mut c = Raw::connect(&j.zk);
     // 50 pipelined requests (writes and reads mixed) come back in order.
@@ -169,7 +199,14 @@ fn pipelining_and_watches() {
     // A sync from the watcher: every event comes before its reply.
     let (err, _, events) = w.call(9, &string("/"));
     assert_eq!(err, 0);
-    assert_eq!(events, vec![(1, "/r".to_string()), (1, "/r/a".to_string()), (4, "/p0".to_string())]);
+    assert_eq!(
+        events,
+        vec![
+            (1, "/r".to_string()),
+            (1, "/r/a".to_string()),
+            (4, "/p0".to_string())
+        ]
+    );
     // checkWatches / removeWatches.
     let mut b = string("/r");
     b.extend_from_slice(&be_i32(5));
@@ -225,14 +262,22 @@ fn pipelining_and_watches() {
     let events = set_watches(&mut r, 0, &["/sw", "/sw-gone"], &["/sw"], &["/sw"]);
     assert_eq!(
         events,
-        vec![(3, "/sw".to_string()), (2, "/sw-gone".to_string()), (1, "/sw".to_string()), (4, "/sw".to_string())]
+        vec![
+            (3, "/sw".to_string()),
+            (2, "/sw-gone".to_string()),
+            (1, "/sw".to_string()),
+            (4, "/sw".to_string())
+        ]
     );
     let events = set_watches(&mut r, i64::MAX / 2, &["/sw"], &["/sw-later"], &["/sw"]);
     assert!(events.is_empty(), "{events:?}");
     assert_eq!(c.create("/sw-later", 0), 0);
     assert_eq!(c.create("/sw/k", 0), 0);
     let (_, _, events) = r.call(9, &string("/"));
-    assert_eq!(events, vec![(1, "/sw-later".to_string()), (4, "/sw".to_string())]);
+    assert_eq!(
+        events,
+        vec![(1, "/sw-later".to_string()), (4, "/sw".to_string())]
+    );
 
     // A bare check (ZooKeeper 3.8 never answers one) gets a proper answer.
     let mut b = string("/sw");

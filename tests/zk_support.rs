@@ -13,19 +13,28 @@ use janus_tests::{free_port, Janus};
 
 /// The workspace root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
 }
 
 /// The venv's python with kazoo (made by scripts/deps/zk.sh).
 pub fn venv_python() -> PathBuf {
     let p = root().join("target/zk-venv/bin/python");
-    assert!(p.exists(), "{} missing: run `sudo bash -c '. scripts/deps/zk.sh'` (scripts/test.sh does)", p.display());
+    assert!(
+        p.exists(),
+        "{} missing: run `sudo bash -c '. scripts/deps/zk.sh'` (scripts/test.sh does)",
+        p.display()
+    );
     p
 }
 
 /// A four-letter word's answer (the server closes after it).
 pub fn four_letter(addr: &str, cmd: &str) -> String {
-    let Ok(mut s) = TcpStream::connect(addr) else { return String::new() };
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return String::new();
+    };
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
     let _ = s.write_all(cmd.as_bytes());
     let mut out = String::new();
@@ -44,7 +53,10 @@ pub struct RealZk {
 impl RealZk {
     pub fn start() -> RealZk {
         let jar = Path::new("/usr/share/java/zookeeper.jar");
-        assert!(jar.exists(), "Debian's zookeeper package is missing: scripts/deps/zk.sh installs it");
+        assert!(
+            jar.exists(),
+            "Debian's zookeeper package is missing: scripts/deps/zk.sh installs it"
+        );
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let cfg = dir.path().join("zoo.cfg");
@@ -71,7 +83,11 @@ impl RealZk {
             .stderr(Stdio::from(log))
             .spawn()
             .expect("start java (is a JRE installed?)");
-        let zk = RealZk { child, addr: format!("127.0.0.1:{port}"), _dir: dir };
+        let zk = RealZk {
+            child,
+            addr: format!("127.0.0.1:{port}"),
+            _dir: dir,
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         while four_letter(&zk.addr, "ruok") != "imok" {
             assert!(Instant::now() < deadline, "real ZooKeeper did not start");
@@ -92,13 +108,23 @@ impl Drop for RealZk {
 pub fn start_janus(dir: &Path, zk_toml: &str) -> Janus {
     std::fs::create_dir_all(dir).expect("dir");
     let cfg = dir.join("janus.toml");
-    let words = if zk_toml.contains("four_letter_words") { "" } else { "four_letter_words = [\"*\"]\n" };
+    let words = if zk_toml.contains("four_letter_words") {
+        ""
+    } else {
+        "four_letter_words = [\"*\"]\n"
+    };
     std::fs::write(&cfg, format!("[zookeeper]\n{words}{zk_toml}")).expect("config");
-    let j = Janus::start(&dir.join("data"), &["--config", cfg.to_str().expect("utf-8 path")]);
+    let j = Janus::start(
+        &dir.join("data"),
+        &["--config", cfg.to_str().expect("utf-8 path")],
+    );
     j.wait_healthy(Duration::from_secs(30));
     let deadline = Instant::now() + Duration::from_secs(30);
     while four_letter(&j.zk, "ruok") != "imok" {
-        assert!(Instant::now() < deadline, "janus zookeeper port not answering");
+        assert!(
+            Instant::now() < deadline,
+            "janus zookeeper port not answering"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     j
@@ -132,13 +158,19 @@ pub fn run_python(script: &str, args: &[&str], timeout: Duration) -> String {
         if let Some(st) = child.try_wait().expect("wait") {
             let out = out.join().unwrap_or_default();
             let err = err.join().unwrap_or_default();
-            assert!(st.success(), "{script} {args:?} failed ({st}):\n{err}\n{out}");
+            assert!(
+                st.success(),
+                "{script} {args:?} failed ({st}):\n{err}\n{out}"
+            );
             return out;
         }
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{script} {args:?} timed out after {timeout:?}: {}", err.join().unwrap_or_default());
+            panic!(
+                "{script} {args:?} timed out after {timeout:?}: {}",
+                err.join().unwrap_or_default()
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -179,7 +211,8 @@ pub fn connect_request(last_zxid: i64, timeout: i32, session: i64, passwd: &[u8]
 impl Raw {
     pub fn tcp(addr: &str) -> TcpStream {
         let s = TcpStream::connect(addr).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
         s
     }
 
@@ -200,7 +233,13 @@ impl Raw {
     }
 
     /// Handshake; returns (timeout, session, passwd) as the server answered.
-    pub fn handshake(s: &mut TcpStream, last_zxid: i64, timeout: i32, session: i64, passwd: &[u8]) -> Option<(i32, i64, Vec<u8>)> {
+    pub fn handshake(
+        s: &mut TcpStream,
+        last_zxid: i64,
+        timeout: i32,
+        session: i64,
+        passwd: &[u8],
+    ) -> Option<(i32, i64, Vec<u8>)> {
         Self::send_frame(s, &connect_request(last_zxid, timeout, session, passwd)).ok()?;
         let b = Self::read_frame(s)?;
         let t = i32::from_be_bytes(b[4..8].try_into().ok()?);
@@ -211,8 +250,15 @@ impl Raw {
 
     pub fn connect(addr: &str) -> Raw {
         let mut s = Self::tcp(addr);
-        let (timeout, session, passwd) = Self::handshake(&mut s, 0, 10_000, 0, &[0; 16]).expect("handshake");
-        Raw { s, session, passwd, timeout, xid: 0 }
+        let (timeout, session, passwd) =
+            Self::handshake(&mut s, 0, 10_000, 0, &[0; 16]).expect("handshake");
+        Raw {
+            s,
+            session,
+            passwd,
+            timeout,
+            xid: 0,
+        }
     }
 
     /// Send a request; returns its xid.
@@ -265,6 +311,10 @@ impl Raw {
 pub fn parse_event(b: &[u8]) -> (i32, String) {
     let ty = i32::from_be_bytes(b[0..4].try_into().expect("type"));
     let n = i32::from_be_bytes(b[8..12].try_into().expect("len"));
-    let path = if n < 0 { String::new() } else { String::from_utf8_lossy(&b[12..12 + n as usize]).into_owned() };
+    let path = if n < 0 {
+        String::new()
+    } else {
+        String::from_utf8_lossy(&b[12..12 + n as usize]).into_owned()
+    };
     (ty, path)
 }

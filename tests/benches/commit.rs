@@ -19,7 +19,10 @@ const SECONDS: f64 = 3.0;
 /// The server's fsync count so far (from `/metrics`).
 fn fsyncs(j: &Janus) -> u64 {
     let body = j.http_get("/metrics").map(|(_, b)| b).unwrap_or_default();
-    body.lines().find_map(|l| l.strip_prefix("janus_wal_fsync_duration_seconds_count ")).and_then(|v| v.parse().ok()).unwrap_or(0)
+    body.lines()
+        .find_map(|l| l.strip_prefix("janus_wal_fsync_duration_seconds_count "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 async fn run(j: &Janus, name: &str, concurrency: usize, make: fn(usize, u64) -> Command) {
@@ -38,7 +41,13 @@ async fn run(j: &Janus, name: &str, concurrency: usize, make: fn(usize, u64) -> 
             while start.elapsed().as_secs_f64() < SECONDS {
                 let command = postcard::to_stdvec(&make(w, n)).expect("encode");
                 let t = Instant::now();
-                client.forward(ForwardRequest { command, from_member: false }).await.expect("forward");
+                client
+                    .forward(ForwardRequest {
+                        command,
+                        from_member: false,
+                    })
+                    .await
+                    .expect("forward");
                 lat.push(t.elapsed());
                 n += 1;
                 done.fetch_add(1, Ordering::Relaxed);
@@ -51,7 +60,10 @@ async fn run(j: &Janus, name: &str, concurrency: usize, make: fn(usize, u64) -> 
     }
     let secs = start.elapsed().as_secs_f64();
     lat.sort();
-    let p = |q: f64| lat.get(((lat.len() as f64 * q) as usize).min(lat.len().saturating_sub(1))).copied();
+    let p = |q: f64| {
+        lat.get(((lat.len() as f64 * q) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+    };
     let ms = |d: Option<Duration>| d.map_or(0.0, |d| d.as_secs_f64() * 1000.0);
     let n = done.load(Ordering::Relaxed);
     let syncs = fsyncs(j) - fsyncs_before;

@@ -20,13 +20,20 @@ pub fn janus_bin() -> PathBuf {
     // target/<profile>/deps/<test> → target/<profile>/janus
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let bin = dir.join("janus");
-    assert!(bin.exists(), "{} not built: run `cargo build --release -p janus-server` first", bin.display());
+    assert!(
+        bin.exists(),
+        "{} not built: run `cargo build --release -p janus-server` first",
+        bin.display()
+    );
     bin
 }
 
 /// A free loopback port (bound and released; good enough for tests).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 /// One `janus` process with its own ports and data directory.
@@ -76,11 +83,22 @@ impl Janus {
 
     /// (Re)start the process with the same ports and data.
     pub fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
         let child = Command::new(janus_bin())
             .arg("--data-dir")
             .arg(&self.data_dir)
-            .args(["--zk-listen", &self.zk, "--etcd-listen", &self.etcd, "--peer-listen", &self.peer])
+            .args([
+                "--zk-listen",
+                &self.zk,
+                "--etcd-listen",
+                &self.etcd,
+                "--peer-listen",
+                &self.peer,
+            ])
             .args(&self.extra_args)
             .stdout(Stdio::from(log.try_clone().expect("log")))
             .stderr(Stdio::from(log))
@@ -141,9 +159,16 @@ impl Janus {
         let mut client = PeerClient::connect(format!("http://{}", self.peer))
             .await
             .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-        let command = postcard::to_stdvec(cmd).map_err(|e| tonic::Status::internal(e.to_string()))?;
-        let resp = client.forward(ForwardRequest { command, from_member: false }).await?;
-        postcard::from_bytes(&resp.into_inner().applied).map_err(|e| tonic::Status::internal(e.to_string()))
+        let command =
+            postcard::to_stdvec(cmd).map_err(|e| tonic::Status::internal(e.to_string()))?;
+        let resp = client
+            .forward(ForwardRequest {
+                command,
+                from_member: false,
+            })
+            .await?;
+        postcard::from_bytes(&resp.into_inner().applied)
+            .map_err(|e| tonic::Status::internal(e.to_string()))
     }
 
     /// Renew (or, with `renew` false, read) leases through the peer port:
@@ -152,7 +177,12 @@ impl Janus {
         let mut client = PeerClient::connect(format!("http://{}", self.peer))
             .await
             .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-        let resp = client.keep_alive(janus_raft::proto::KeepAliveRequest { ids: ids.to_vec(), renew }).await?;
+        let resp = client
+            .keep_alive(janus_raft::proto::KeepAliveRequest {
+                ids: ids.to_vec(),
+                renew,
+            })
+            .await?;
         Ok(resp.into_inner().remaining_ms)
     }
 
@@ -175,7 +205,14 @@ pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
     write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
     let mut buf = String::new();
     s.read_to_string(&mut buf)?;
-    let status = buf.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let status = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok((status, body))
 }

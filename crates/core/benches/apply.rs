@@ -14,7 +14,10 @@ const PARENTS: usize = 100;
 
 fn report(name: &str, ops: usize, elapsed: Duration) {
     let secs = elapsed.as_secs_f64();
-    println!("{name:<28} {ops:>8}  {secs:>9.4}  {:>12.1}", ops as f64 / secs);
+    println!(
+        "{name:<28} {ops:>8}  {secs:>9.4}  {:>12.1}",
+        ops as f64 / secs
+    );
 }
 
 /// Apply every proposal, timed; panics if any answer is an error.
@@ -23,7 +26,10 @@ fn apply_all(s: &mut State, proposals: &[Proposal]) -> Duration {
     for p in proposals {
         let (a, ev) = s.apply(p);
         black_box(&ev);
-        assert!(!matches!(a.response, Response::Zk(Err(_)) | Response::Etcd(Err(_))), "{a:?}");
+        assert!(
+            !matches!(a.response, Response::Zk(Err(_)) | Response::Etcd(Err(_))),
+            "{a:?}"
+        );
         black_box(a);
     }
     start.elapsed()
@@ -34,15 +40,31 @@ fn key(i: usize) -> Vec<u8> {
 }
 
 fn put(time_ms: i64, key: Vec<u8>, value: Vec<u8>) -> Proposal {
-    Proposal { time_ms, command: Command::Put(PutRequest { key, value, ..Default::default() }) }
+    Proposal {
+        time_ms,
+        command: Command::Put(PutRequest {
+            key,
+            value,
+            ..Default::default()
+        }),
+    }
 }
 
 fn zk(time_ms: i64, op: ZkOp) -> Proposal {
-    Proposal { time_ms, command: Command::Zk { session: 0, op } }
+    Proposal {
+        time_ms,
+        command: Command::Zk { session: 0, op },
+    }
 }
 
 fn create(path: String) -> ZkOp {
-    ZkOp::Create { path, data: b"data".to_vec(), acl: Acl::open_unsafe(), mode: CreateMode::Persistent, ttl_ms: -1 }
+    ZkOp::Create {
+        path,
+        data: b"data".to_vec(),
+        acl: Acl::open_unsafe(),
+        mode: CreateMode::Persistent,
+        ttl_ms: -1,
+    }
 }
 
 fn check(s: &State) {
@@ -52,13 +74,18 @@ fn check(s: &State) {
 }
 
 fn main() {
-    println!("{:<28} {:>8}  {:>9}  {:>12}", "name", "ops", "seconds", "ops/s");
+    println!(
+        "{:<28} {:>8}  {:>9}  {:>12}",
+        "name", "ops", "seconds", "ops/s"
+    );
     let t0 = 1_700_000_000_000i64;
 
     // etcd Put of N distinct keys with 256-byte values.
     let mut big = State::new();
     let value = vec![0xABu8; 256];
-    let proposals: Vec<Proposal> = (0..N).map(|i| put(t0 + i as i64, key(i), value.clone())).collect();
+    let proposals: Vec<Proposal> = (0..N)
+        .map(|i| put(t0 + i as i64, key(i), value.clone()))
+        .collect();
     let d = apply_all(&mut big, &proposals);
     report("etcd_put_distinct_256B", N, d);
     assert_eq!(big.revision(), 1 + N as i64);
@@ -66,8 +93,9 @@ fn main() {
 
     // etcd Put overwriting 1k keys N times (each key gets N/1000 versions).
     let mut hot = State::new();
-    let proposals: Vec<Proposal> =
-        (0..N).map(|i| put(t0 + i as i64, key(i % 1000), format!("v{i}").into_bytes())).collect();
+    let proposals: Vec<Proposal> = (0..N)
+        .map(|i| put(t0 + i as i64, key(i % 1000), format!("v{i}").into_bytes()))
+        .collect();
     let d = apply_all(&mut hot, &proposals);
     report("etcd_put_overwrite_1k_keys", N, d);
     assert_eq!(hot.revision(), 1 + N as i64);
@@ -76,21 +104,40 @@ fn main() {
 
     // ZooKeeper create of N persistent znodes under PARENTS parents (the
     // parents are created first, untimed).
-    let parents: Vec<Proposal> = (0..PARENTS).map(|p| zk(t0, create(format!("/p{p:02}")))).collect();
+    let parents: Vec<Proposal> = (0..PARENTS)
+        .map(|p| zk(t0, create(format!("/p{p:02}"))))
+        .collect();
     apply_all(&mut big, &parents);
-    let paths: Vec<String> = (0..N).map(|i| format!("/p{:02}/n{i:08}", i % PARENTS)).collect();
-    let proposals: Vec<Proposal> =
-        paths.iter().enumerate().map(|(i, p)| zk(t0 + i as i64, create(p.clone()))).collect();
+    let paths: Vec<String> = (0..N)
+        .map(|i| format!("/p{:02}/n{i:08}", i % PARENTS))
+        .collect();
+    let proposals: Vec<Proposal> = paths
+        .iter()
+        .enumerate()
+        .map(|(i, p)| zk(t0 + i as i64, create(p.clone())))
+        .collect();
     let d = apply_all(&mut big, &proposals);
     report("zk_create_persistent", N, d);
-    assert_eq!(big.zk_stat("/p00").map(|s| s.num_children as usize), Some(N / PARENTS));
+    assert_eq!(
+        big.zk_stat("/p00").map(|s| s.num_children as usize),
+        Some(N / PARENTS)
+    );
     drop(proposals);
 
     // ZooKeeper setData N times (once on every znode just created).
     let proposals: Vec<Proposal> = paths
         .iter()
         .enumerate()
-        .map(|(i, p)| zk(t0 + i as i64, ZkOp::SetData { path: p.clone(), data: vec![7u8; 16], version: -1 }))
+        .map(|(i, p)| {
+            zk(
+                t0 + i as i64,
+                ZkOp::SetData {
+                    path: p.clone(),
+                    data: vec![7u8; 16],
+                    version: -1,
+                },
+            )
+        })
         .collect();
     let d = apply_all(&mut big, &proposals);
     report("zk_set_data", N, d);
@@ -101,7 +148,11 @@ fn main() {
     let reqs: Vec<RangeRequest> = (0..RANGES)
         .map(|i| {
             let start = (i * 7_919) % (N - 1000);
-            RangeRequest { key: key(start), range_end: key(start + 1000), ..Default::default() }
+            RangeRequest {
+                key: key(start),
+                range_end: key(start + 1000),
+                ..Default::default()
+            }
         })
         .collect();
     let start = Instant::now();

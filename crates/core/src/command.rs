@@ -33,24 +33,47 @@ pub enum Command {
     /// Does nothing; used to test the write path.
     Noop,
     /// Open a ZooKeeper session: a lease whose TTL is the negotiated timeout.
-    ZkCreateSession { session: i64, password: Vec<u8>, timeout_ms: i64 },
+    ZkCreateSession {
+        session: i64,
+        password: Vec<u8>,
+        timeout_ms: i64,
+    },
     /// Close a ZooKeeper session (client request): its ephemerals go.
-    ZkCloseSession { session: i64 },
+    ZkCloseSession {
+        session: i64,
+    },
     /// One ZooKeeper write by `session` (0 = no session, internal).
-    Zk { session: i64, op: ZkOp },
+    Zk {
+        session: i64,
+        op: ZkOp,
+    },
     /// An all-or-nothing ZooKeeper multi by `session`.
-    ZkMulti { session: i64, ops: Vec<ZkOp> },
+    ZkMulti {
+        session: i64,
+        ops: Vec<ZkOp>,
+    },
     /// The leader's container/TTL reaper: delete `path` if it is still an
     /// empty container, or an empty TTL node whose TTL has passed.
-    ZkDeleteContainer { path: String },
+    ZkDeleteContainer {
+        path: String,
+    },
     Put(PutRequest),
     DeleteRange(DeleteRangeRequest),
     Txn(TxnRequest),
-    Compact { revision: i64 },
-    LeaseGrant { id: i64, ttl_secs: i64 },
-    LeaseRevoke { id: i64 },
+    Compact {
+        revision: i64,
+    },
+    LeaseGrant {
+        id: i64,
+        ttl_secs: i64,
+    },
+    LeaseRevoke {
+        id: i64,
+    },
     /// The leader saw a lease's (or session's) deadline pass.
-    LeaseExpire { id: i64 },
+    LeaseExpire {
+        id: i64,
+    },
 }
 
 impl Command {
@@ -72,11 +95,31 @@ impl Command {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ZkOp {
     /// `ttl_ms` is -1 unless `mode` is a TTL mode.
-    Create { path: String, data: Vec<u8>, acl: Vec<Acl>, mode: CreateMode, ttl_ms: i64 },
-    Delete { path: String, version: i32 },
-    SetData { path: String, data: Vec<u8>, version: i32 },
-    SetAcl { path: String, acl: Vec<Acl>, version: i32 },
-    Check { path: String, version: i32 },
+    Create {
+        path: String,
+        data: Vec<u8>,
+        acl: Vec<Acl>,
+        mode: CreateMode,
+        ttl_ms: i64,
+    },
+    Delete {
+        path: String,
+        version: i32,
+    },
+    SetData {
+        path: String,
+        data: Vec<u8>,
+        version: i32,
+    },
+    SetAcl {
+        path: String,
+        acl: Vec<Acl>,
+        version: i32,
+    },
+    Check {
+        path: String,
+        version: i32,
+    },
 }
 
 impl ZkOp {
@@ -95,10 +138,17 @@ impl ZkOp {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ZkOpResult {
     /// The created node's actual path (with a sequential suffix) and stat.
-    Create { path: String, stat: Stat },
+    Create {
+        path: String,
+        stat: Stat,
+    },
     Delete,
-    SetData { stat: Stat },
-    SetAcl { stat: Stat },
+    SetData {
+        stat: Stat,
+    },
+    SetAcl {
+        stat: Stat,
+    },
     Check,
     /// Inside a failed multi: ops before the failure carry `None` (ZooKeeper's
     /// `ErrorResult(0)`), the failing op its error, later ops

@@ -16,9 +16,15 @@ pub enum Event {
     /// A znode's child list changed (`NodeChildrenChanged`).
     ZkChildrenChanged { path: String },
     /// An etcd key was put; `prev` is the key's previous live version.
-    KvPut { kv: KeyValue, prev: Option<KeyValue> },
+    KvPut {
+        kv: KeyValue,
+        prev: Option<KeyValue>,
+    },
     /// An etcd key was deleted; `kv` holds the key and the deleting revision.
-    KvDelete { kv: KeyValue, prev: Option<KeyValue> },
+    KvDelete {
+        kv: KeyValue,
+        prev: Option<KeyValue>,
+    },
 }
 
 /// The events of one applied command.

@@ -54,7 +54,16 @@ impl State {
             return Response::Etcd(Err(EtcdError::LeaseTtlTooLarge));
         }
         let ttl_ms = ttl_secs.saturating_mul(1000);
-        self.leases.insert(id, Lease { id, ttl_ms, session: None, keys: BTreeSet::new(), ephemerals: BTreeSet::new() });
+        self.leases.insert(
+            id,
+            Lease {
+                id,
+                ttl_ms,
+                session: None,
+                keys: BTreeSet::new(),
+                ephemerals: BTreeSet::new(),
+            },
+        );
         Response::Etcd(Ok(EtcdResponse::LeaseGrant { id, ttl_secs }))
     }
 
@@ -66,10 +75,19 @@ impl State {
         if !valid || self.leases.contains_key(&id) {
             return Response::Zk(Err(ZkError::BadArguments));
         }
-        let session = Session { password: password.to_vec(), timeout_ms };
+        let session = Session {
+            password: password.to_vec(),
+            timeout_ms,
+        };
         self.leases.insert(
             id,
-            Lease { id, ttl_ms: timeout_ms, session: Some(session), keys: BTreeSet::new(), ephemerals: BTreeSet::new() },
+            Lease {
+                id,
+                ttl_ms: timeout_ms,
+                session: Some(session),
+                keys: BTreeSet::new(),
+                ephemerals: BTreeSet::new(),
+            },
         );
         Response::Zk(Ok(ZkResponse::Session))
     }
@@ -89,7 +107,11 @@ impl State {
         };
         // Revoking a session's lease closes the session, which in ZooKeeper
         // is a txn with a zxid.
-        let zxid = if lease.session.is_some() { self.next_zxid() } else { 0 };
+        let zxid = if lease.session.is_some() {
+            self.next_zxid()
+        } else {
+            0
+        };
         self.end_lease(zxid, time, id);
         Response::Etcd(Ok(EtcdResponse::LeaseRevoke))
     }
@@ -97,8 +119,14 @@ impl State {
     /// Expiry: a session closes as ZooKeeper's closeSession txn does (taking a
     /// zxid); an etcd lease is revoked (a revision only if keys go).
     pub(crate) fn lease_expire(&mut self, time: i64, id: i64) -> Response {
-        let Some(lease) = self.leases.get(&id) else { return Response::Expired(false) };
-        let zxid = if lease.session.is_some() { self.next_zxid() } else { 0 };
+        let Some(lease) = self.leases.get(&id) else {
+            return Response::Expired(false);
+        };
+        let zxid = if lease.session.is_some() {
+            self.next_zxid()
+        } else {
+            0
+        };
         self.end_lease(zxid, time, id);
         Response::Expired(true)
     }
@@ -106,7 +134,9 @@ impl State {
     /// Delete everything attached to the lease, then the lease. `zxid` is
     /// the already-taken zxid for ZooKeeper-side removals (0: none taken).
     fn end_lease(&mut self, zxid: i64, time: i64, id: i64) {
-        let Some(lease) = self.leases.get(&id) else { return };
+        let Some(lease) = self.leases.get(&id) else {
+            return;
+        };
         let has_ephemerals = !lease.ephemerals.is_empty();
         let keys: Vec<Vec<u8>> = lease.keys.iter().cloned().collect();
         if has_ephemerals {
@@ -116,7 +146,11 @@ impl State {
         if !keys.is_empty() {
             // All attached keys go in one revision; if the ZooKeeper side
             // already took one for this command, share it.
-            let rev = if has_ephemerals || zxid != 0 { self.revision } else { self.revision + 1 };
+            let rev = if has_ephemerals || zxid != 0 {
+                self.revision
+            } else {
+                self.revision + 1
+            };
             self.kv_delete_keys_at(rev, &keys);
             self.revision = rev;
         }

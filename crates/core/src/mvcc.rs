@@ -13,8 +13,9 @@ use std::ops::Bound;
 use serde::{Deserialize, Serialize};
 
 use crate::command::{
-    Compare, CompareResult, CompareTarget, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
-    RangeRequest, RangeResponse, RequestOp, ResponseOp, SortOrder, SortTarget, TxnRequest, TxnResponse,
+    Compare, CompareResult, CompareTarget, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, RequestOp, ResponseOp, SortOrder, SortTarget,
+    TxnRequest, TxnResponse,
 };
 use crate::error::EtcdError;
 use crate::event::Event;
@@ -34,8 +35,16 @@ pub struct KeyValue {
 /// One version of a key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Rev {
-    Put { create_revision: i64, mod_revision: i64, version: i64, value: Vec<u8>, lease: i64 },
-    Del { mod_revision: i64 },
+    Put {
+        create_revision: i64,
+        mod_revision: i64,
+        version: i64,
+        value: Vec<u8>,
+        lease: i64,
+    },
+    Del {
+        mod_revision: i64,
+    },
 }
 
 impl Rev {
@@ -46,7 +55,13 @@ impl Rev {
     }
     fn to_kv(&self, key: &[u8]) -> Option<KeyValue> {
         match self {
-            Rev::Put { create_revision, mod_revision, version, value, lease } => Some(KeyValue {
+            Rev::Put {
+                create_revision,
+                mod_revision,
+                version,
+                value,
+                lease,
+            } => Some(KeyValue {
                 key: key.to_vec(),
                 create_revision: *create_revision,
                 mod_revision: *mod_revision,
@@ -92,7 +107,9 @@ fn range_iter<'a>(
     key: &'a [u8],
     range_end: &'a [u8],
 ) -> impl Iterator<Item = (&'a Vec<u8>, &'a History)> + 'a {
-    bounds(key, range_end).into_iter().flat_map(move |b| kv.range::<[u8], _>(b))
+    bounds(key, range_end)
+        .into_iter()
+        .flat_map(move |b| kv.range::<[u8], _>(b))
 }
 
 /// Undo records for a write that fails part way (all or nothing).
@@ -114,7 +131,10 @@ pub(crate) struct KvTxn {
 impl State {
     /// The latest version of `key`.
     pub fn kv_get(&self, key: &[u8]) -> Option<KeyValue> {
-        self.kv.get(key).and_then(|h| h.last()).and_then(|r| r.to_kv(key))
+        self.kv
+            .get(key)
+            .and_then(|h| h.last())
+            .and_then(|r| r.to_kv(key))
     }
 
     /// The compacted revision (0 = never compacted).
@@ -150,7 +170,11 @@ impl State {
             || req.max_create_revision != 0;
         // Without sorting or filters only `limit + 1` values are copied; the
         // count still covers the whole range, as etcd's does.
-        let take = if filtered || req.limit <= 0 { usize::MAX } else { (req.limit as usize).saturating_add(1) };
+        let take = if filtered || req.limit <= 0 {
+            usize::MAX
+        } else {
+            (req.limit as usize).saturating_add(1)
+        };
         let mut count = 0i64;
         let mut kvs = Vec::new();
         for (k, h) in range_iter(&self.kv, &req.key, &req.range_end) {
@@ -164,7 +188,11 @@ impl State {
             }
         }
         if req.count_only {
-            return RangeResponse { kvs: Vec::new(), more: false, count };
+            return RangeResponse {
+                kvs: Vec::new(),
+                more: false,
+                count,
+            };
         }
         kvs.retain(|kv| {
             (req.max_mod_revision == 0 || kv.mod_revision <= req.max_mod_revision)
@@ -211,7 +239,12 @@ impl State {
         &mut self,
         f: impl FnOnce(&mut State, &mut KvTxn) -> Result<T, EtcdError>,
     ) -> Result<T, EtcdError> {
-        let mut tx = KvTxn { rev: self.revision + 1, changed: false, undo: Vec::new(), events: Vec::new() };
+        let mut tx = KvTxn {
+            rev: self.revision + 1,
+            changed: false,
+            undo: Vec::new(),
+            events: Vec::new(),
+        };
         match f(self, &mut tx) {
             Ok(t) => {
                 if tx.changed {
@@ -293,7 +326,11 @@ impl State {
         }
     }
 
-    pub(crate) fn kv_put(&mut self, tx: &mut KvTxn, req: &PutRequest) -> Result<PutResponse, EtcdError> {
+    pub(crate) fn kv_put(
+        &mut self,
+        tx: &mut KvTxn,
+        req: &PutRequest,
+    ) -> Result<PutResponse, EtcdError> {
         if req.key.is_empty() {
             return Err(EtcdError::EmptyKey);
         }
@@ -316,12 +353,23 @@ impl State {
         };
         let create_revision = cur.as_ref().map_or(tx.rev, |c| c.create_revision);
         let version = cur.as_ref().map_or(1, |c| c.version + 1);
-        let rev = Rev::Put { create_revision, mod_revision: tx.rev, version, value, lease };
+        let rev = Rev::Put {
+            create_revision,
+            mod_revision: tx.rev,
+            version,
+            value,
+            lease,
+        };
         let kv = rev.to_kv(&req.key).unwrap_or_default();
         self.push_rev(tx, &req.key, rev);
         self.set_lease(tx, &req.key, cur.as_ref().map_or(0, |c| c.lease), lease);
-        tx.events.push(Event::KvPut { kv, prev: cur.clone() });
-        Ok(PutResponse { prev_kv: if req.prev_kv { cur } else { None } })
+        tx.events.push(Event::KvPut {
+            kv,
+            prev: cur.clone(),
+        });
+        Ok(PutResponse {
+            prev_kv: if req.prev_kv { cur } else { None },
+        })
     }
 
     pub(crate) fn kv_delete_range(
@@ -336,24 +384,52 @@ impl State {
             .filter_map(|(k, h)| h.last().and_then(|r| r.to_kv(k)))
             .collect();
         for prev in &live {
-            self.push_rev(tx, &prev.key, Rev::Del { mod_revision: tx.rev });
+            self.push_rev(
+                tx,
+                &prev.key,
+                Rev::Del {
+                    mod_revision: tx.rev,
+                },
+            );
             self.set_lease(tx, &prev.key, prev.lease, 0);
-            let kv = KeyValue { key: prev.key.clone(), mod_revision: tx.rev, ..KeyValue::default() };
-            tx.events.push(Event::KvDelete { kv, prev: Some(prev.clone()) });
+            let kv = KeyValue {
+                key: prev.key.clone(),
+                mod_revision: tx.rev,
+                ..KeyValue::default()
+            };
+            tx.events.push(Event::KvDelete {
+                kv,
+                prev: Some(prev.clone()),
+            });
         }
         let deleted = live.len() as i64;
-        Ok(DeleteRangeResponse { deleted, prev_kvs: if req.prev_kv { live } else { Vec::new() } })
+        Ok(DeleteRangeResponse {
+            deleted,
+            prev_kvs: if req.prev_kv { live } else { Vec::new() },
+        })
     }
 
-    pub(crate) fn kv_txn(&mut self, tx: &mut KvTxn, req: &TxnRequest) -> Result<TxnResponse, EtcdError> {
+    pub(crate) fn kv_txn(
+        &mut self,
+        tx: &mut KvTxn,
+        req: &TxnRequest,
+    ) -> Result<TxnResponse, EtcdError> {
         let succeeded = req.compare.iter().all(|c| self.compare(c));
-        let ops = if succeeded { &req.success } else { &req.failure };
+        let ops = if succeeded {
+            &req.success
+        } else {
+            &req.failure
+        };
         let mut responses = Vec::with_capacity(ops.len());
         for op in ops {
             responses.push(match op {
                 RequestOp::Range(r) => {
                     // Reads inside a txn see the txn's own earlier writes.
-                    let read = if r.revision > 0 { self.check_read_revision(r.revision)? } else { tx.rev };
+                    let read = if r.revision > 0 {
+                        self.check_read_revision(r.revision)?
+                    } else {
+                        tx.rev
+                    };
                     ResponseOp::Range(self.range_at(r, read))
                 }
                 RequestOp::Put(p) => ResponseOp::Put(self.kv_put(tx, p)?),
@@ -361,7 +437,10 @@ impl State {
                 RequestOp::Txn(t) => ResponseOp::Txn(self.kv_txn(tx, t)?),
             });
         }
-        Ok(TxnResponse { succeeded, responses })
+        Ok(TxnResponse {
+            succeeded,
+            responses,
+        })
     }
 
     /// etcd's `applyCompare`: must hold for every key in the range; a missing
@@ -410,11 +489,22 @@ impl State {
     /// caller owns the lease and removes it.
     pub(crate) fn kv_delete_keys_at(&mut self, rev: i64, keys: &[Vec<u8>]) {
         for key in keys {
-            let Some(h) = self.kv.get_mut(key) else { continue };
-            let Some(prev) = h.last().and_then(|r| r.to_kv(key)) else { continue };
+            let Some(h) = self.kv.get_mut(key) else {
+                continue;
+            };
+            let Some(prev) = h.last().and_then(|r| r.to_kv(key)) else {
+                continue;
+            };
             h.push(Rev::Del { mod_revision: rev });
-            let kv = KeyValue { key: key.clone(), mod_revision: rev, ..KeyValue::default() };
-            self.events.push(Event::KvDelete { kv, prev: Some(prev) });
+            let kv = KeyValue {
+                key: key.clone(),
+                mod_revision: rev,
+                ..KeyValue::default()
+            };
+            self.events.push(Event::KvDelete {
+                kv,
+                prev: Some(prev),
+            });
         }
     }
 

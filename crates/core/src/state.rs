@@ -68,20 +68,27 @@ impl State {
         let t = time_ms;
         let response = match command {
             Command::Noop => Response::Noop,
-            Command::ZkCreateSession { session, password, timeout_ms } => {
-                self.session_create(*session, password, *timeout_ms)
-            }
+            Command::ZkCreateSession {
+                session,
+                password,
+                timeout_ms,
+            } => self.session_create(*session, password, *timeout_ms),
             Command::ZkCloseSession { session } => self.session_close(t, *session),
             Command::Zk { session, op } => Response::Zk(self.zk_single(t, *session, op)),
             Command::ZkMulti { session, ops } => Response::Zk(self.zk_multi(t, *session, ops)),
             Command::ZkDeleteContainer { path } => Response::Zk(self.zk_delete_container(t, path)),
-            Command::Put(req) => {
-                Response::Etcd(self.kv_write(|s, tx| s.kv_put(tx, req)).map(EtcdResponse::Put))
-            }
-            Command::DeleteRange(req) => {
-                Response::Etcd(self.kv_write(|s, tx| s.kv_delete_range(tx, req)).map(EtcdResponse::DeleteRange))
-            }
-            Command::Txn(req) => Response::Etcd(self.kv_write(|s, tx| s.kv_txn(tx, req)).map(EtcdResponse::Txn)),
+            Command::Put(req) => Response::Etcd(
+                self.kv_write(|s, tx| s.kv_put(tx, req))
+                    .map(EtcdResponse::Put),
+            ),
+            Command::DeleteRange(req) => Response::Etcd(
+                self.kv_write(|s, tx| s.kv_delete_range(tx, req))
+                    .map(EtcdResponse::DeleteRange),
+            ),
+            Command::Txn(req) => Response::Etcd(
+                self.kv_write(|s, tx| s.kv_txn(tx, req))
+                    .map(EtcdResponse::Txn),
+            ),
             Command::Compact { revision } => {
                 Response::Etcd(self.kv_compact(*revision).map(|()| EtcdResponse::Compact))
             }
@@ -90,14 +97,26 @@ impl State {
             Command::LeaseExpire { id } => self.lease_expire(t, *id),
         };
         let events = std::mem::take(&mut self.events);
-        (Applied { revision: self.revision, response }, EventBatch { revision: self.revision, events })
+        (
+            Applied {
+                revision: self.revision,
+                response,
+            },
+            EventBatch {
+                revision: self.revision,
+                events,
+            },
+        )
     }
 
     /// Check every structural invariant; `Err` names the first broken one.
     /// Used by property tests and after loading a snapshot.
     pub fn check_invariants(&self) -> Result<(), String> {
         if self.compacted > self.revision {
-            return Err(format!("compacted {} > revision {}", self.compacted, self.revision));
+            return Err(format!(
+                "compacted {} > revision {}",
+                self.compacted, self.revision
+            ));
         }
         if !self.tree.contains_key("/") {
             return Err("no root".into());
@@ -105,21 +124,36 @@ impl State {
         for (path, node) in &self.tree {
             if path != "/" {
                 let (parent, name) = zk::split_path(path);
-                let Some(p) = self.tree.get(parent) else { return Err(format!("{path}: parent missing")) };
+                let Some(p) = self.tree.get(parent) else {
+                    return Err(format!("{path}: parent missing"));
+                };
                 if !p.children.contains(name) {
                     return Err(format!("{path}: not in parent's children"));
                 }
             }
             for c in &node.children {
-                let child = if path == "/" { format!("/{c}") } else { format!("{path}/{c}") };
-                let Some(cn) = self.tree.get(&child) else { return Err(format!("{child}: listed, missing")) };
+                let child = if path == "/" {
+                    format!("/{c}")
+                } else {
+                    format!("{path}/{c}")
+                };
+                let Some(cn) = self.tree.get(&child) else {
+                    return Err(format!("{child}: listed, missing"));
+                };
                 if node.stat.pzxid < cn.stat.czxid {
-                    return Err(format!("{path}: pzxid {} < child czxid {}", node.stat.pzxid, cn.stat.czxid));
+                    return Err(format!(
+                        "{path}: pzxid {} < child czxid {}",
+                        node.stat.pzxid, cn.stat.czxid
+                    ));
                 }
             }
             let s = &node.stat;
             if s.num_children as usize != node.children.len() {
-                return Err(format!("{path}: numChildren {} != {}", s.num_children, node.children.len()));
+                return Err(format!(
+                    "{path}: numChildren {} != {}",
+                    s.num_children,
+                    node.children.len()
+                ));
             }
             if s.data_length as usize != node.data.len() {
                 return Err(format!("{path}: dataLength"));
@@ -130,21 +164,34 @@ impl State {
                 .children
                 .iter()
                 .filter(|c| {
-                    let child = if path == "/" { format!("/{c}") } else { format!("{path}/{c}") };
+                    let child = if path == "/" {
+                        format!("/{c}")
+                    } else {
+                        format!("{path}/{c}")
+                    };
                     self.tree.get(&child).is_some_and(|n| n.stat.czxid > 0)
                 })
                 .count() as i64;
             if s.cversion >= 0 && (s.cversion as i64) < created {
-                return Err(format!("{path}: cversion {} < created children {created}", s.cversion));
+                return Err(format!(
+                    "{path}: cversion {} < created children {created}",
+                    s.cversion
+                ));
             }
-            if s.mzxid < s.czxid || s.pzxid < s.czxid || s.czxid > self.revision || s.mzxid > self.revision {
+            if s.mzxid < s.czxid
+                || s.pzxid < s.czxid
+                || s.czxid > self.revision
+                || s.mzxid > self.revision
+            {
                 return Err(format!("{path}: zxids out of order {s:?}"));
             }
             if let NodeKind::Ephemeral(owner) = NodeKind::of_owner(s.ephemeral_owner) {
                 if !node.children.is_empty() {
                     return Err(format!("{path}: ephemeral with children"));
                 }
-                let Some(l) = self.leases.get(&owner) else { return Err(format!("{path}: owner {owner} gone")) };
+                let Some(l) = self.leases.get(&owner) else {
+                    return Err(format!("{path}: owner {owner} gone"));
+                };
                 if !l.ephemerals.contains(path) {
                     return Err(format!("{path}: not attached to its session"));
                 }
@@ -171,16 +218,22 @@ impl State {
             let revs: Vec<i64> = h
                 .iter()
                 .map(|r| match r {
-                    crate::mvcc::Rev::Put { mod_revision, .. } | crate::mvcc::Rev::Del { mod_revision } => {
-                        *mod_revision
-                    }
+                    crate::mvcc::Rev::Put { mod_revision, .. }
+                    | crate::mvcc::Rev::Del { mod_revision } => *mod_revision,
                 })
                 .collect();
-            if revs.windows(2).any(|w| w[0] >= w[1]) || revs.last().is_some_and(|r| *r > self.revision) {
+            if revs.windows(2).any(|w| w[0] >= w[1])
+                || revs.last().is_some_and(|r| *r > self.revision)
+            {
                 return Err(format!("key {k:?}: revisions not increasing {revs:?}"));
             }
             if let Some(kv) = self.kv_get(k) {
-                if kv.lease != 0 && !self.leases.get(&kv.lease).is_some_and(|l| l.keys.contains(k)) {
+                if kv.lease != 0
+                    && !self
+                        .leases
+                        .get(&kv.lease)
+                        .is_some_and(|l| l.keys.contains(k))
+                {
                     return Err(format!("key {k:?}: lease {} does not list it", kv.lease));
                 }
             }
@@ -197,12 +250,21 @@ mod tests {
     use crate::zk::{Acl, CreateMode};
 
     fn run(s: &mut State, c: Command) -> Applied {
-        let (a, _) = s.apply(&Proposal { time_ms: 1000, command: c });
+        let (a, _) = s.apply(&Proposal {
+            time_ms: 1000,
+            command: c,
+        });
         s.check_invariants().unwrap();
         a
     }
     fn create(path: &str, mode: CreateMode) -> ZkOp {
-        ZkOp::Create { path: path.into(), data: b"d".to_vec(), acl: Acl::open_unsafe(), mode, ttl_ms: -1 }
+        ZkOp::Create {
+            path: path.into(),
+            data: b"d".to_vec(),
+            acl: Acl::open_unsafe(),
+            mode,
+            ttl_ms: -1,
+        }
     }
     fn zk(s: &mut State, session: i64, op: ZkOp) -> Result<ZkResponse, ZkError> {
         match run(s, Command::Zk { session, op }).response {
@@ -211,44 +273,117 @@ mod tests {
         }
     }
     fn put(key: &str, value: &str, lease: i64) -> Command {
-        Command::Put(PutRequest { key: key.into(), value: value.into(), lease, ..Default::default() })
+        Command::Put(PutRequest {
+            key: key.into(),
+            value: value.into(),
+            lease,
+            ..Default::default()
+        })
     }
     fn range_all(s: &State, rev: i64) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let req = RangeRequest { key: vec![0], range_end: vec![0], revision: rev, ..Default::default() };
-        s.kv_range(&req).unwrap().kvs.into_iter().map(|kv| (kv.key, kv.value)).collect()
+        let req = RangeRequest {
+            key: vec![0],
+            range_end: vec![0],
+            revision: rev,
+            ..Default::default()
+        };
+        s.kv_range(&req)
+            .unwrap()
+            .kvs
+            .into_iter()
+            .map(|kv| (kv.key, kv.value))
+            .collect()
     }
 
     #[test]
     fn zk_stat_rules() {
         let mut s = State::new();
         let r = zk(&mut s, 0, create("/a", CreateMode::Persistent)).unwrap();
-        let ZkResponse::Op(ZkOpResult::Create { path, stat }) = r else { panic!() };
+        let ZkResponse::Op(ZkOpResult::Create { path, stat }) = r else {
+            panic!()
+        };
         assert_eq!(path, "/a");
-        assert_eq!((stat.czxid, stat.mzxid, stat.pzxid, stat.ctime), (2, 2, 2, 1000));
+        assert_eq!(
+            (stat.czxid, stat.mzxid, stat.pzxid, stat.ctime),
+            (2, 2, 2, 1000)
+        );
         let seq = zk(&mut s, 0, create("/a/s-", CreateMode::PersistentSequential)).unwrap();
-        assert!(matches!(seq, ZkResponse::Op(ZkOpResult::Create { ref path, .. }) if path == "/a/s-0000000000"));
+        assert!(
+            matches!(seq, ZkResponse::Op(ZkOpResult::Create { ref path, .. }) if path == "/a/s-0000000000")
+        );
         zk(&mut s, 0, create("/a/b", CreateMode::Persistent)).unwrap();
         let seq = zk(&mut s, 0, create("/a/s-", CreateMode::PersistentSequential)).unwrap();
-        assert!(matches!(seq, ZkResponse::Op(ZkOpResult::Create { ref path, .. }) if path == "/a/s-0000000002"));
+        assert!(
+            matches!(seq, ZkResponse::Op(ZkOpResult::Create { ref path, .. }) if path == "/a/s-0000000002")
+        );
         let a = s.zk_stat("/a").unwrap();
         assert_eq!((a.cversion, a.num_children, a.pzxid), (3, 3, 5));
-        zk(&mut s, 0, ZkOp::Delete { path: "/a/b".into(), version: -1 }).unwrap();
+        zk(
+            &mut s,
+            0,
+            ZkOp::Delete {
+                path: "/a/b".into(),
+                version: -1,
+            },
+        )
+        .unwrap();
         let a = s.zk_stat("/a").unwrap();
         // Delete moves pzxid, not cversion.
         assert_eq!((a.cversion, a.num_children, a.pzxid), (3, 2, 6));
-        assert_eq!(zk(&mut s, 0, ZkOp::Delete { path: "/a".into(), version: -1 }), Err(ZkError::NotEmpty));
         assert_eq!(
-            zk(&mut s, 0, ZkOp::SetData { path: "/a".into(), data: vec![1], version: 5 }),
+            zk(
+                &mut s,
+                0,
+                ZkOp::Delete {
+                    path: "/a".into(),
+                    version: -1
+                }
+            ),
+            Err(ZkError::NotEmpty)
+        );
+        assert_eq!(
+            zk(
+                &mut s,
+                0,
+                ZkOp::SetData {
+                    path: "/a".into(),
+                    data: vec![1],
+                    version: 5
+                }
+            ),
             Err(ZkError::BadVersion)
         );
         // Failed txns still take a zxid.
         assert_eq!(s.revision(), 8);
-        let r = zk(&mut s, 0, ZkOp::SetData { path: "/a".into(), data: vec![1, 2], version: 0 }).unwrap();
-        let ZkResponse::Op(ZkOpResult::SetData { stat }) = r else { panic!() };
-        assert_eq!((stat.version, stat.mzxid, stat.czxid, stat.data_length), (1, 9, 2, 2));
-        assert_eq!(zk(&mut s, 0, create("/x/y", CreateMode::Persistent)), Err(ZkError::NoNode));
-        assert_eq!(zk(&mut s, 0, create("/a", CreateMode::Persistent)), Err(ZkError::NodeExists));
-        assert_eq!(zk(&mut s, 0, create("/a/", CreateMode::Persistent)), Err(ZkError::BadArguments));
+        let r = zk(
+            &mut s,
+            0,
+            ZkOp::SetData {
+                path: "/a".into(),
+                data: vec![1, 2],
+                version: 0,
+            },
+        )
+        .unwrap();
+        let ZkResponse::Op(ZkOpResult::SetData { stat }) = r else {
+            panic!()
+        };
+        assert_eq!(
+            (stat.version, stat.mzxid, stat.czxid, stat.data_length),
+            (1, 9, 2, 2)
+        );
+        assert_eq!(
+            zk(&mut s, 0, create("/x/y", CreateMode::Persistent)),
+            Err(ZkError::NoNode)
+        );
+        assert_eq!(
+            zk(&mut s, 0, create("/a", CreateMode::Persistent)),
+            Err(ZkError::NodeExists)
+        );
+        assert_eq!(
+            zk(&mut s, 0, create("/a/", CreateMode::Persistent)),
+            Err(ZkError::BadArguments)
+        );
     }
 
     #[test]
@@ -262,12 +397,17 @@ mod tests {
                 ops: vec![
                     create("/m", CreateMode::Persistent),
                     create("/m/c", CreateMode::Persistent),
-                    ZkOp::Check { path: "/m".into(), version: 3 },
+                    ZkOp::Check {
+                        path: "/m".into(),
+                        version: 3,
+                    },
                     create("/n", CreateMode::Persistent),
                 ],
             },
         );
-        let Response::Zk(Ok(ZkResponse::Multi(results))) = r.response else { panic!("{r:?}") };
+        let Response::Zk(Ok(ZkResponse::Multi(results))) = r.response else {
+            panic!("{r:?}")
+        };
         assert_eq!(
             results,
             vec![
@@ -284,24 +424,51 @@ mod tests {
     #[test]
     fn sessions_own_ephemerals() {
         let mut s = State::new();
-        run(&mut s, Command::ZkCreateSession { session: 7, password: vec![0; 16], timeout_ms: 4000 });
+        run(
+            &mut s,
+            Command::ZkCreateSession {
+                session: 7,
+                password: vec![0; 16],
+                timeout_ms: 4000,
+            },
+        );
         zk(&mut s, 7, create("/e", CreateMode::Ephemeral)).unwrap();
-        assert_eq!(zk(&mut s, 7, create("/e/c", CreateMode::Persistent)), Err(ZkError::NoChildrenForEphemerals));
+        assert_eq!(
+            zk(&mut s, 7, create("/e/c", CreateMode::Persistent)),
+            Err(ZkError::NoChildrenForEphemerals)
+        );
         assert_eq!(s.zk_ephemerals(7, "/"), vec!["/e".to_string()]);
         assert_eq!(s.zk_stat("/e").unwrap().ephemeral_owner, 7);
-        let (_, ev) = s.apply(&Proposal { time_ms: 0, command: Command::LeaseExpire { id: 7 } });
+        let (_, ev) = s.apply(&Proposal {
+            time_ms: 0,
+            command: Command::LeaseExpire { id: 7 },
+        });
         assert!(ev.events.contains(&Event::ZkDeleted { path: "/e".into() }));
         assert!(s.zk_stat("/e").is_none());
-        assert_eq!(zk(&mut s, 7, create("/f", CreateMode::Persistent)), Err(ZkError::SessionExpired));
+        assert_eq!(
+            zk(&mut s, 7, create("/f", CreateMode::Persistent)),
+            Err(ZkError::SessionExpired)
+        );
     }
 
     #[test]
     fn containers_and_ttl_reaped() {
         let mut s = State::new();
         zk(&mut s, 0, create("/c", CreateMode::Container)).unwrap();
-        assert!(s.zk_reap_candidates(0, 10).is_empty(), "never-used container stays");
+        assert!(
+            s.zk_reap_candidates(0, 10).is_empty(),
+            "never-used container stays"
+        );
         zk(&mut s, 0, create("/c/x", CreateMode::Persistent)).unwrap();
-        zk(&mut s, 0, ZkOp::Delete { path: "/c/x".into(), version: -1 }).unwrap();
+        zk(
+            &mut s,
+            0,
+            ZkOp::Delete {
+                path: "/c/x".into(),
+                version: -1,
+            },
+        )
+        .unwrap();
         let ttl = ZkOp::Create {
             path: "/t".into(),
             data: vec![],
@@ -311,11 +478,23 @@ mod tests {
         };
         zk(&mut s, 0, ttl).unwrap();
         assert_eq!(s.zk_reap_candidates(1200, 10), vec!["/c".to_string()]);
-        assert_eq!(s.zk_reap_candidates(1501, 10), vec!["/c".to_string(), "/t".to_string()]);
-        let r = s.apply(&Proposal { time_ms: 1200, command: Command::ZkDeleteContainer { path: "/t".into() } });
+        assert_eq!(
+            s.zk_reap_candidates(1501, 10),
+            vec!["/c".to_string(), "/t".to_string()]
+        );
+        let r = s.apply(&Proposal {
+            time_ms: 1200,
+            command: Command::ZkDeleteContainer { path: "/t".into() },
+        });
         assert_eq!(r.0.response, Response::Zk(Err(ZkError::BadVersion)));
-        let r = s.apply(&Proposal { time_ms: 1501, command: Command::ZkDeleteContainer { path: "/t".into() } });
-        assert_eq!(r.0.response, Response::Zk(Ok(ZkResponse::Op(ZkOpResult::Delete))));
+        let r = s.apply(&Proposal {
+            time_ms: 1501,
+            command: Command::ZkDeleteContainer { path: "/t".into() },
+        });
+        assert_eq!(
+            r.0.response,
+            Response::Zk(Ok(ZkResponse::Op(ZkOpResult::Delete)))
+        );
     }
 
     #[test]
@@ -327,30 +506,65 @@ mod tests {
         let a = s.kv_get(b"a").unwrap();
         assert_eq!((a.create_revision, a.mod_revision, a.version), (2, 4, 2));
         // A no-op delete takes no revision.
-        let r = run(&mut s, Command::DeleteRange(DeleteRangeRequest { key: b"zz".to_vec(), ..Default::default() }));
+        let r = run(
+            &mut s,
+            Command::DeleteRange(DeleteRangeRequest {
+                key: b"zz".to_vec(),
+                ..Default::default()
+            }),
+        );
         assert_eq!(r.revision, 4);
         let r = run(
             &mut s,
-            Command::DeleteRange(DeleteRangeRequest { key: b"a".to_vec(), range_end: b"c".to_vec(), prev_kv: true }),
+            Command::DeleteRange(DeleteRangeRequest {
+                key: b"a".to_vec(),
+                range_end: b"c".to_vec(),
+                prev_kv: true,
+            }),
         );
         assert_eq!(r.revision, 5);
-        assert!(matches!(r.response, Response::Etcd(Ok(EtcdResponse::DeleteRange(ref d))) if d.deleted == 2));
-        assert_eq!(range_all(&s, 3), vec![(b"a".to_vec(), b"1".to_vec()), (b"b".to_vec(), b"1".to_vec())]);
+        assert!(
+            matches!(r.response, Response::Etcd(Ok(EtcdResponse::DeleteRange(ref d))) if d.deleted == 2)
+        );
+        assert_eq!(
+            range_all(&s, 3),
+            vec![
+                (b"a".to_vec(), b"1".to_vec()),
+                (b"b".to_vec(), b"1".to_vec())
+            ]
+        );
         assert_eq!(range_all(&s, 5), vec![]);
         run(&mut s, put("a", "3", 0));
         let a = s.kv_get(b"a").unwrap();
         assert_eq!((a.create_revision, a.version), (6, 1));
         run(&mut s, Command::Compact { revision: 4 });
         assert_eq!(
-            s.kv_range(&RangeRequest { key: b"a".to_vec(), revision: 3, ..Default::default() }),
+            s.kv_range(&RangeRequest {
+                key: b"a".to_vec(),
+                revision: 3,
+                ..Default::default()
+            }),
             Err(EtcdError::Compacted)
         );
-        assert_eq!(range_all(&s, 4), vec![(b"a".to_vec(), b"2".to_vec()), (b"b".to_vec(), b"1".to_vec())]);
         assert_eq!(
-            s.kv_range(&RangeRequest { key: b"a".to_vec(), revision: 99, ..Default::default() }),
+            range_all(&s, 4),
+            vec![
+                (b"a".to_vec(), b"2".to_vec()),
+                (b"b".to_vec(), b"1".to_vec())
+            ]
+        );
+        assert_eq!(
+            s.kv_range(&RangeRequest {
+                key: b"a".to_vec(),
+                revision: 99,
+                ..Default::default()
+            }),
             Err(EtcdError::FutureRev)
         );
-        assert_eq!(run(&mut s, Command::Compact { revision: 4 }).response, Response::Etcd(Err(EtcdError::Compacted)));
+        assert_eq!(
+            run(&mut s, Command::Compact { revision: 4 }).response,
+            Response::Etcd(Err(EtcdError::Compacted))
+        );
     }
 
     #[test]
@@ -364,8 +578,15 @@ mod tests {
                     key: k.into(),
                     range_end: vec![],
                 }],
-                success: vec![RequestOp::Put(PutRequest { key: k.into(), value: b"v".to_vec(), ..Default::default() })],
-                failure: vec![RequestOp::Range(RangeRequest { key: k.into(), ..Default::default() })],
+                success: vec![RequestOp::Put(PutRequest {
+                    key: k.into(),
+                    value: b"v".to_vec(),
+                    ..Default::default()
+                })],
+                failure: vec![RequestOp::Range(RangeRequest {
+                    key: k.into(),
+                    ..Default::default()
+                })],
             })
         };
         let r = run(&mut s, create_if_absent("k"));
@@ -378,12 +599,22 @@ mod tests {
         let bad = Command::Txn(TxnRequest {
             compare: vec![],
             success: vec![
-                RequestOp::Put(PutRequest { key: b"x".to_vec(), ..Default::default() }),
-                RequestOp::Put(PutRequest { key: b"y".to_vec(), lease: 42, ..Default::default() }),
+                RequestOp::Put(PutRequest {
+                    key: b"x".to_vec(),
+                    ..Default::default()
+                }),
+                RequestOp::Put(PutRequest {
+                    key: b"y".to_vec(),
+                    lease: 42,
+                    ..Default::default()
+                }),
             ],
             failure: vec![],
         });
-        assert_eq!(run(&mut s, bad).response, Response::Etcd(Err(EtcdError::LeaseNotFound)));
+        assert_eq!(
+            run(&mut s, bad).response,
+            Response::Etcd(Err(EtcdError::LeaseNotFound))
+        );
         assert!(s.kv_get(b"x").is_none());
         assert_eq!(s.revision(), 2);
     }
@@ -391,18 +622,30 @@ mod tests {
     #[test]
     fn lease_revoke_deletes_keys_in_one_revision() {
         let mut s = State::new();
-        run(&mut s, Command::LeaseGrant { id: 5, ttl_secs: 10 });
+        run(
+            &mut s,
+            Command::LeaseGrant {
+                id: 5,
+                ttl_secs: 10,
+            },
+        );
         assert_eq!(s.revision(), 1, "a grant takes no revision");
         run(&mut s, put("a", "1", 5));
         run(&mut s, put("b", "1", 5));
         run(&mut s, put("c", "1", 5));
         run(&mut s, put("c", "2", 0));
-        let (a, ev) = s.apply(&Proposal { time_ms: 0, command: Command::LeaseRevoke { id: 5 } });
+        let (a, ev) = s.apply(&Proposal {
+            time_ms: 0,
+            command: Command::LeaseRevoke { id: 5 },
+        });
         s.check_invariants().unwrap();
         assert_eq!(a.revision, 6);
         assert_eq!(ev.events.len(), 2);
         assert_eq!(range_all(&s, 0), vec![(b"c".to_vec(), b"2".to_vec())]);
-        assert_eq!(run(&mut s, Command::LeaseRevoke { id: 5 }).response, Response::Etcd(Err(EtcdError::LeaseNotFound)));
+        assert_eq!(
+            run(&mut s, Command::LeaseRevoke { id: 5 }).response,
+            Response::Etcd(Err(EtcdError::LeaseNotFound))
+        );
     }
 
     #[test]
@@ -411,18 +654,53 @@ mod tests {
         for (k, v) in [("a", "3"), ("b", "1"), ("c", "2"), ("d", "0")] {
             run(&mut s, put(k, v, 0));
         }
-        let base = RangeRequest { key: b"a".to_vec(), range_end: b"d".to_vec(), ..Default::default() };
-        let r = s.kv_range(&RangeRequest { limit: 2, ..base.clone() }).unwrap();
+        let base = RangeRequest {
+            key: b"a".to_vec(),
+            range_end: b"d".to_vec(),
+            ..Default::default()
+        };
+        let r = s
+            .kv_range(&RangeRequest {
+                limit: 2,
+                ..base.clone()
+            })
+            .unwrap();
         assert_eq!((r.kvs.len(), r.more, r.count), (2, true, 3));
         let r = s
-            .kv_range(&RangeRequest { sort_target: SortTarget::Value, sort_order: SortOrder::Descend, ..base.clone() })
+            .kv_range(&RangeRequest {
+                sort_target: SortTarget::Value,
+                sort_order: SortOrder::Descend,
+                ..base.clone()
+            })
             .unwrap();
-        assert_eq!(r.kvs.iter().map(|k| k.key[0]).collect::<Vec<_>>(), b"acb".to_vec());
-        let r = s.kv_range(&RangeRequest { count_only: true, ..base.clone() }).unwrap();
+        assert_eq!(
+            r.kvs.iter().map(|k| k.key[0]).collect::<Vec<_>>(),
+            b"acb".to_vec()
+        );
+        let r = s
+            .kv_range(&RangeRequest {
+                count_only: true,
+                ..base.clone()
+            })
+            .unwrap();
         assert_eq!((r.kvs.len(), r.count), (0, 3));
-        let r = s.kv_range(&RangeRequest { min_mod_revision: 3, limit: 1, ..base.clone() }).unwrap();
-        assert_eq!((r.kvs[0].key.clone(), r.more, r.count), (b"b".to_vec(), true, 3));
-        let r = s.kv_range(&RangeRequest { keys_only: true, ..base }).unwrap();
+        let r = s
+            .kv_range(&RangeRequest {
+                min_mod_revision: 3,
+                limit: 1,
+                ..base.clone()
+            })
+            .unwrap();
+        assert_eq!(
+            (r.kvs[0].key.clone(), r.more, r.count),
+            (b"b".to_vec(), true, 3)
+        );
+        let r = s
+            .kv_range(&RangeRequest {
+                keys_only: true,
+                ..base
+            })
+            .unwrap();
         assert!(r.kvs.iter().all(|k| k.value.is_empty()));
     }
 }

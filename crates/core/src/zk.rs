@@ -36,7 +36,13 @@ pub struct Acl {
 impl Acl {
     /// `ZooDefs.Ids.OPEN_ACL_UNSAFE`.
     pub fn open_unsafe() -> Vec<Acl> {
-        vec![Acl { perms: perms::ALL, id: Id { scheme: "world".into(), id: "anyone".into() } }]
+        vec![Acl {
+            perms: perms::ALL,
+            id: Id {
+                scheme: "world".into(),
+                id: "anyone".into(),
+            },
+        }]
     }
 }
 
@@ -87,10 +93,16 @@ impl CreateMode {
         )
     }
     pub fn is_ephemeral(self) -> bool {
-        matches!(self, CreateMode::Ephemeral | CreateMode::EphemeralSequential)
+        matches!(
+            self,
+            CreateMode::Ephemeral | CreateMode::EphemeralSequential
+        )
     }
     pub fn is_ttl(self) -> bool {
-        matches!(self, CreateMode::PersistentWithTtl | CreateMode::PersistentSequentialWithTtl)
+        matches!(
+            self,
+            CreateMode::PersistentWithTtl | CreateMode::PersistentSequentialWithTtl
+        )
     }
 }
 
@@ -144,7 +156,12 @@ pub struct ZNode {
 
 impl ZNode {
     fn new(data: Vec<u8>, acl: Vec<Acl>, stat: Stat) -> ZNode {
-        ZNode { data, acl, stat, children: BTreeSet::new() }
+        ZNode {
+            data,
+            acl,
+            stat,
+            children: BTreeSet::new(),
+        }
     }
 }
 
@@ -157,7 +174,10 @@ pub(crate) fn initial_tree() -> Tree {
     let mk = |children: &[&str]| ZNode {
         data: Vec::new(),
         acl: Acl::open_unsafe(),
-        stat: Stat { num_children: children.len() as i32, ..Stat::default() },
+        stat: Stat {
+            num_children: children.len() as i32,
+            ..Stat::default()
+        },
         children: children.iter().map(|c| c.to_string()).collect(),
     };
     t.insert("/".into(), mk(&["zookeeper"]));
@@ -240,14 +260,25 @@ impl State {
 
     /// The children's names of `path`, sorted.
     pub fn zk_children(&self, path: &str) -> Option<Vec<String>> {
-        self.tree.get(path).map(|n| n.children.iter().cloned().collect())
+        self.tree
+            .get(path)
+            .map(|n| n.children.iter().cloned().collect())
     }
 
     /// `getAllChildrenNumber`: all descendants of `path`.
     pub fn zk_all_children_number(&self, path: &str) -> Option<i64> {
         self.tree.get(path)?;
-        let prefix = if path == "/" { "/".to_string() } else { format!("{path}/") };
-        Some(self.tree.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix)).count() as i64)
+        let prefix = if path == "/" {
+            "/".to_string()
+        } else {
+            format!("{path}/")
+        };
+        Some(
+            self.tree
+                .range(prefix.clone()..)
+                .take_while(|(k, _)| k.starts_with(&prefix))
+                .count() as i64,
+        )
     }
 
     /// `getEphemerals`: the session's ephemeral paths starting with `prefix`.
@@ -286,15 +317,31 @@ impl State {
 
     /// A ZooKeeper session is valid if its lease exists and is a session.
     fn zk_session_ok(&self, session: i64) -> bool {
-        session == 0 || self.leases.get(&session).is_some_and(|l| l.session.is_some())
+        session == 0
+            || self
+                .leases
+                .get(&session)
+                .is_some_and(|l| l.session.is_some())
     }
 
-    pub(crate) fn zk_single(&mut self, time: i64, session: i64, op: &ZkOp) -> Result<ZkResponse, ZkError> {
+    pub(crate) fn zk_single(
+        &mut self,
+        time: i64,
+        session: i64,
+        op: &ZkOp,
+    ) -> Result<ZkResponse, ZkError> {
         let zxid = self.next_zxid();
         if !self.zk_session_ok(session) {
             return Err(ZkError::SessionExpired);
         }
-        let mut cx = TxnCtx { zxid, time, session, undo: Vec::new(), events: Vec::new(), ephemerals: Vec::new() };
+        let mut cx = TxnCtx {
+            zxid,
+            time,
+            session,
+            undo: Vec::new(),
+            events: Vec::new(),
+            ephemerals: Vec::new(),
+        };
         match self.zk_apply_op(&mut cx, op) {
             Ok(r) => {
                 self.zk_commit(cx);
@@ -307,12 +354,24 @@ impl State {
         }
     }
 
-    pub(crate) fn zk_multi(&mut self, time: i64, session: i64, ops: &[ZkOp]) -> Result<ZkResponse, ZkError> {
+    pub(crate) fn zk_multi(
+        &mut self,
+        time: i64,
+        session: i64,
+        ops: &[ZkOp],
+    ) -> Result<ZkResponse, ZkError> {
         let zxid = self.next_zxid();
         if !self.zk_session_ok(session) {
             return Err(ZkError::SessionExpired);
         }
-        let mut cx = TxnCtx { zxid, time, session, undo: Vec::new(), events: Vec::new(), ephemerals: Vec::new() };
+        let mut cx = TxnCtx {
+            zxid,
+            time,
+            session,
+            undo: Vec::new(),
+            events: Vec::new(),
+            ephemerals: Vec::new(),
+        };
         let mut results = Vec::with_capacity(ops.len());
         for (i, op) in ops.iter().enumerate() {
             match self.zk_apply_op(&mut cx, op) {
@@ -321,7 +380,10 @@ impl State {
                     self.zk_rollback(cx);
                     let mut failed = vec![ZkOpResult::Error(None); i];
                     failed.push(ZkOpResult::Error(Some(e)));
-                    failed.resize(ops.len(), ZkOpResult::Error(Some(ZkError::RuntimeInconsistency)));
+                    failed.resize(
+                        ops.len(),
+                        ZkOpResult::Error(Some(ZkError::RuntimeInconsistency)),
+                    );
                     return Ok(ZkResponse::Multi(failed));
                 }
             }
@@ -330,7 +392,11 @@ impl State {
         Ok(ZkResponse::Multi(results))
     }
 
-    pub(crate) fn zk_delete_container(&mut self, time: i64, path: &str) -> Result<ZkResponse, ZkError> {
+    pub(crate) fn zk_delete_container(
+        &mut self,
+        time: i64,
+        path: &str,
+    ) -> Result<ZkResponse, ZkError> {
         let zxid = self.next_zxid();
         let node = self.tree.get(path).ok_or(ZkError::NoNode)?;
         if !node.children.is_empty() {
@@ -341,7 +407,14 @@ impl State {
         if !Self::reapable(node, time) {
             return Err(ZkError::BadVersion);
         }
-        let mut cx = TxnCtx { zxid, time, session: 0, undo: Vec::new(), events: Vec::new(), ephemerals: Vec::new() };
+        let mut cx = TxnCtx {
+            zxid,
+            time,
+            session: 0,
+            undo: Vec::new(),
+            events: Vec::new(),
+            ephemerals: Vec::new(),
+        };
         self.zk_remove_node(&mut cx, path);
         self.zk_commit(cx);
         Ok(ZkResponse::Op(ZkOpResult::Delete))
@@ -350,9 +423,19 @@ impl State {
     /// Delete every ephemeral of `session` (close or expiry); the caller has
     /// already taken the zxid.
     pub(crate) fn zk_kill_session(&mut self, zxid: i64, time: i64, session: i64) {
-        let paths: Vec<String> =
-            self.leases.get(&session).map(|l| l.ephemerals.iter().cloned().collect()).unwrap_or_default();
-        let mut cx = TxnCtx { zxid, time, session, undo: Vec::new(), events: Vec::new(), ephemerals: Vec::new() };
+        let paths: Vec<String> = self
+            .leases
+            .get(&session)
+            .map(|l| l.ephemerals.iter().cloned().collect())
+            .unwrap_or_default();
+        let mut cx = TxnCtx {
+            zxid,
+            time,
+            session,
+            undo: Vec::new(),
+            events: Vec::new(),
+            ephemerals: Vec::new(),
+        };
         for p in paths {
             if self.tree.contains_key(&p) {
                 self.zk_remove_node(&mut cx, &p);
@@ -419,9 +502,15 @@ impl State {
 
     fn zk_apply_op(&mut self, cx: &mut TxnCtx, op: &ZkOp) -> Result<ZkOpResult, ZkError> {
         match op {
-            ZkOp::Create { path, data, acl, mode, ttl_ms } => {
-                self.zk_create(cx, path, data, acl, *mode, *ttl_ms).map(|(path, stat)| ZkOpResult::Create { path, stat })
-            }
+            ZkOp::Create {
+                path,
+                data,
+                acl,
+                mode,
+                ttl_ms,
+            } => self
+                .zk_create(cx, path, data, acl, *mode, *ttl_ms)
+                .map(|(path, stat)| ZkOpResult::Create { path, stat }),
             ZkOp::Delete { path, version } => {
                 validate_path(path)?;
                 if path == "/" {
@@ -439,11 +528,19 @@ impl State {
                 self.zk_remove_node(cx, path);
                 Ok(ZkOpResult::Delete)
             }
-            ZkOp::SetData { path, data, version } => {
+            ZkOp::SetData {
+                path,
+                data,
+                version,
+            } => {
                 validate_path(path)?;
                 let node = self.tree.get_mut(path.as_str()).ok_or(ZkError::NoNode)?;
                 check_version(node.stat.version, *version)?;
-                cx.undo.push(Undo::Data(path.clone(), node.stat, std::mem::take(&mut node.data)));
+                cx.undo.push(Undo::Data(
+                    path.clone(),
+                    node.stat,
+                    std::mem::take(&mut node.data),
+                ));
                 node.data = data.clone();
                 node.stat.version = node.stat.version.wrapping_add(1);
                 node.stat.mzxid = cx.zxid;
@@ -460,7 +557,11 @@ impl State {
                 }
                 let node = self.tree.get_mut(path.as_str()).ok_or(ZkError::NoNode)?;
                 check_version(node.stat.aversion, *version)?;
-                cx.undo.push(Undo::Acl(path.clone(), node.stat, std::mem::replace(&mut node.acl, acl.clone())));
+                cx.undo.push(Undo::Acl(
+                    path.clone(),
+                    node.stat,
+                    std::mem::replace(&mut node.acl, acl.clone()),
+                ));
                 node.stat.aversion = node.stat.aversion.wrapping_add(1);
                 Ok(ZkOpResult::SetAcl { stat: node.stat })
             }
@@ -500,7 +601,11 @@ impl State {
         }
         let (parent_path, _) = split_path(path);
         let parent = self.tree.get(parent_path).ok_or(ZkError::NoNode)?;
-        let full = if mode.is_sequential() { format!("{path}{:010}", parent.stat.cversion) } else { path.to_string() };
+        let full = if mode.is_sequential() {
+            format!("{path}{:010}", parent.stat.cversion)
+        } else {
+            path.to_string()
+        };
         validate_path(&full)?;
         if acl.is_empty() {
             return Err(ZkError::InvalidAcl);
@@ -508,7 +613,10 @@ impl State {
         if self.tree.contains_key(&full) {
             return Err(ZkError::NodeExists);
         }
-        if matches!(NodeKind::of_owner(parent.stat.ephemeral_owner), NodeKind::Ephemeral(_)) {
+        if matches!(
+            NodeKind::of_owner(parent.stat.ephemeral_owner),
+            NodeKind::Ephemeral(_)
+        ) {
             return Err(ZkError::NoChildrenForEphemerals);
         }
         let owner = match mode {
@@ -546,19 +654,23 @@ impl State {
             num_children: 0,
             pzxid: cx.zxid,
         };
-        self.tree.insert(full.clone(), ZNode::new(data.to_vec(), acl.to_vec(), stat));
+        self.tree
+            .insert(full.clone(), ZNode::new(data.to_vec(), acl.to_vec(), stat));
         cx.undo.push(Undo::Created(full.clone()));
         if mode.is_ephemeral() {
             cx.ephemerals.push((owner, full.clone(), true));
         }
         cx.events.push(Event::ZkCreated { path: full.clone() });
-        cx.events.push(Event::ZkChildrenChanged { path: parent_path });
+        cx.events
+            .push(Event::ZkChildrenChanged { path: parent_path });
         Ok((full, stat))
     }
 
     /// Remove an existing, childless node and update its parent.
     fn zk_remove_node(&mut self, cx: &mut TxnCtx, path: &str) {
-        let Some(node) = self.tree.remove(path) else { return };
+        let Some(node) = self.tree.remove(path) else {
+            return;
+        };
         if let NodeKind::Ephemeral(owner) = NodeKind::of_owner(node.stat.ephemeral_owner) {
             cx.ephemerals.push((owner, path.to_string(), false));
         }
@@ -573,8 +685,12 @@ impl State {
             }
         }
         cx.undo.push(Undo::Deleted(path.to_string(), node));
-        cx.events.push(Event::ZkDeleted { path: path.to_string() });
-        cx.events.push(Event::ZkChildrenChanged { path: parent_path.to_string() });
+        cx.events.push(Event::ZkDeleted {
+            path: path.to_string(),
+        });
+        cx.events.push(Event::ZkChildrenChanged {
+            path: parent_path.to_string(),
+        });
     }
 }
 
@@ -595,7 +711,18 @@ mod tests {
         for ok in ["/", "/a", "/a/b", "/a b", "/ü"] {
             assert_eq!(validate_path(ok), Ok(()), "{ok}");
         }
-        for bad in ["", "a", "/a/", "//a", "/a//b", "/.", "/a/..", "/a\u{0}b", "/\u{1}", "/\u{fff0}"] {
+        for bad in [
+            "",
+            "a",
+            "/a/",
+            "//a",
+            "/a//b",
+            "/.",
+            "/a/..",
+            "/a\u{0}b",
+            "/\u{1}",
+            "/\u{fff0}",
+        ] {
             assert_eq!(validate_path(bad), Err(ZkError::BadArguments), "{bad:?}");
         }
         assert_eq!(split_path("/a"), ("/", "a"));
@@ -606,7 +733,13 @@ mod tests {
     fn owner_kinds() {
         assert_eq!(NodeKind::of_owner(0), NodeKind::Persistent);
         assert_eq!(NodeKind::of_owner(CONTAINER_OWNER), NodeKind::Container);
-        assert_eq!(NodeKind::of_owner((TTL_OWNER_MASK | 5000) as i64), NodeKind::Ttl(5000));
-        assert_eq!(NodeKind::of_owner(0x0100_0000_0000_0001), NodeKind::Ephemeral(0x0100_0000_0000_0001));
+        assert_eq!(
+            NodeKind::of_owner((TTL_OWNER_MASK | 5000) as i64),
+            NodeKind::Ttl(5000)
+        );
+        assert_eq!(
+            NodeKind::of_owner(0x0100_0000_0000_0001),
+            NodeKind::Ephemeral(0x0100_0000_0000_0001)
+        );
     }
 }

@@ -37,9 +37,29 @@ use proptest::test_runner::Config;
 
 const NAMES: &[&str] = &["a", "b", "c"];
 /// Paths that are odd in some way: built-ins, the root, invalid ones.
-const ODD_PATHS: &[&str] =
-    &["/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config", "", "a", "/a/", "/a//b", "/a/..", "/a\u{1}"];
-const KEYS: &[&[u8]] = &[b"a", b"ab", b"abc", b"b", b"ba", b"c", b"\0", b"\xff", b"\xff\xff"];
+const ODD_PATHS: &[&str] = &[
+    "/",
+    "/zookeeper",
+    "/zookeeper/quota",
+    "/zookeeper/config",
+    "",
+    "a",
+    "/a/",
+    "/a//b",
+    "/a/..",
+    "/a\u{1}",
+];
+const KEYS: &[&[u8]] = &[
+    b"a",
+    b"ab",
+    b"abc",
+    b"b",
+    b"ba",
+    b"c",
+    b"\0",
+    b"\xff",
+    b"\xff\xff",
+];
 const MODES: &[CreateMode] = &[
     CreateMode::Persistent,
     CreateMode::Ephemeral,
@@ -92,23 +112,63 @@ fn resolve(s: &State, op: &SmartOp) -> ZkOp {
     };
     match op.kind % 8 {
         0..=2 => {
-            let mut child = if path == "/" { format!("/{}", op.name) } else { format!("{path}/{}", op.name) };
+            let mut child = if path == "/" {
+                format!("/{}", op.name)
+            } else {
+                format!("{path}/{}", op.name)
+            };
             if op.mode.is_sequential() {
                 child.push('-');
             }
             let ttl_ms = if op.mode.is_ttl() { op.ttl } else { -1 };
-            ZkOp::Create { path: child, data: op.data.clone(), acl: Acl::open_unsafe(), mode: op.mode, ttl_ms }
+            ZkOp::Create {
+                path: child,
+                data: op.data.clone(),
+                acl: Acl::open_unsafe(),
+                mode: op.mode,
+                ttl_ms,
+            }
         }
-        3 | 4 => ZkOp::Delete { path, version: version(stat.version) },
-        5 => ZkOp::SetData { path, data: op.data.clone(), version: version(stat.version) },
-        6 => ZkOp::Check { path, version: version(stat.version) },
-        _ => ZkOp::SetAcl { path, acl: Acl::open_unsafe(), version: version(stat.aversion) },
+        3 | 4 => ZkOp::Delete {
+            path,
+            version: version(stat.version),
+        },
+        5 => ZkOp::SetData {
+            path,
+            data: op.data.clone(),
+            version: version(stat.version),
+        },
+        6 => ZkOp::Check {
+            path,
+            version: version(stat.version),
+        },
+        _ => ZkOp::SetAcl {
+            path,
+            acl: Acl::open_unsafe(),
+            version: version(stat.aversion),
+        },
     }
 }
 
 fn smart_op() -> BoxedStrategy<SmartOp> {
-    (any::<u8>(), any::<u32>(), select(NAMES), select(MODES), 1..4000i64, zk_data(), any::<u8>())
-        .prop_map(|(kind, sel, name, mode, ttl, data, vmode)| SmartOp { kind, sel, name, mode, ttl, data, vmode })
+    (
+        any::<u8>(),
+        any::<u32>(),
+        select(NAMES),
+        select(MODES),
+        1..4000i64,
+        zk_data(),
+        any::<u8>(),
+    )
+        .prop_map(|(kind, sel, name, mode, ttl, data, vmode)| SmartOp {
+            kind,
+            sel,
+            name,
+            mode,
+            ttl,
+            data,
+            vmode,
+        })
         .boxed()
 }
 
@@ -121,7 +181,9 @@ struct Step {
 
 fn good_path() -> BoxedStrategy<String> {
     let depth = prop_oneof![3 => Just(1usize), 3 => Just(2usize), 1 => Just(3usize)];
-    (depth, vec(select(NAMES), 3)).prop_map(|(d, v)| format!("/{}", v[..d].join("/"))).boxed()
+    (depth, vec(select(NAMES), 3))
+        .prop_map(|(d, v)| format!("/{}", v[..d].join("/")))
+        .boxed()
 }
 
 fn path() -> BoxedStrategy<String> {
@@ -148,7 +210,13 @@ fn zk_version() -> BoxedStrategy<i32> {
 }
 
 fn acl() -> BoxedStrategy<Vec<Acl>> {
-    let read_only = vec![Acl { perms: zk::perms::READ, id: Id { scheme: "world".into(), id: "anyone".into() } }];
+    let read_only = vec![Acl {
+        perms: zk::perms::READ,
+        id: Id {
+            scheme: "world".into(),
+            id: "anyone".into(),
+        },
+    }];
     prop_oneof![8 => Just(Acl::open_unsafe()), 1 => Just(read_only), 1 => Just(vec![])].boxed()
 }
 
@@ -158,7 +226,14 @@ fn zk_data() -> BoxedStrategy<Vec<u8>> {
 
 fn create_op() -> BoxedStrategy<ZkOp> {
     let path = prop_oneof![4 => path(), 1 => seq_path()];
-    (path, zk_data(), acl(), select(MODES), any::<u8>(), 1..4000i64)
+    (
+        path,
+        zk_data(),
+        acl(),
+        select(MODES),
+        any::<u8>(),
+        1..4000i64,
+    )
         .prop_map(|(path, data, acl, mode, choice, ttl)| {
             let ttl_ms = if mode.is_ttl() {
                 match choice % 10 {
@@ -175,7 +250,13 @@ fn create_op() -> BoxedStrategy<ZkOp> {
                     _ => -1,
                 }
             };
-            ZkOp::Create { path, data, acl, mode, ttl_ms }
+            ZkOp::Create {
+                path,
+                data,
+                acl,
+                mode,
+                ttl_ms,
+            }
         })
         .boxed()
 }
@@ -237,50 +318,96 @@ fn key_range() -> BoxedStrategy<(Vec<u8>, Vec<u8>)> {
 
 fn put_req() -> BoxedStrategy<PutRequest> {
     let lease = prop_oneof![5 => Just(0i64), 3 => 1..=5i64, 1 => Just(9i64)];
-    (key(), vec(any::<u8>(), 0..3), lease, any::<bool>(), prop::bool::weighted(0.15), prop::bool::weighted(0.15))
-        .prop_map(|(key, value, lease, prev_kv, ignore_value, ignore_lease)| PutRequest {
-            key,
-            value,
-            lease,
-            prev_kv,
-            ignore_value,
-            ignore_lease,
-        })
+    (
+        key(),
+        vec(any::<u8>(), 0..3),
+        lease,
+        any::<bool>(),
+        prop::bool::weighted(0.15),
+        prop::bool::weighted(0.15),
+    )
+        .prop_map(
+            |(key, value, lease, prev_kv, ignore_value, ignore_lease)| PutRequest {
+                key,
+                value,
+                lease,
+                prev_kv,
+                ignore_value,
+                ignore_lease,
+            },
+        )
         .boxed()
 }
 
 fn delete_req() -> BoxedStrategy<DeleteRangeRequest> {
     (key_range(), any::<bool>())
-        .prop_map(|((key, range_end), prev_kv)| DeleteRangeRequest { key, range_end, prev_kv })
+        .prop_map(|((key, range_end), prev_kv)| DeleteRangeRequest {
+            key,
+            range_end,
+            prev_kv,
+        })
         .boxed()
 }
 
 fn range_req() -> BoxedStrategy<RangeRequest> {
     let revision = prop_oneof![6 => Just(0i64), 1 => 1..40i64];
     let sort_order = select(&[SortOrder::None, SortOrder::Ascend, SortOrder::Descend][..]);
-    let sort_target =
-        select(&[SortTarget::Key, SortTarget::Version, SortTarget::Create, SortTarget::Mod, SortTarget::Value][..]);
-    (key_range(), revision, 0..3i64, sort_order, sort_target, any::<bool>(), prop::bool::weighted(0.2), 0..4i64)
-        .prop_map(|((key, range_end), revision, limit, sort_order, sort_target, keys_only, count_only, min_mod)| {
-            RangeRequest {
-                key,
-                range_end,
-                limit,
+    let sort_target = select(
+        &[
+            SortTarget::Key,
+            SortTarget::Version,
+            SortTarget::Create,
+            SortTarget::Mod,
+            SortTarget::Value,
+        ][..],
+    );
+    (
+        key_range(),
+        revision,
+        0..3i64,
+        sort_order,
+        sort_target,
+        any::<bool>(),
+        prop::bool::weighted(0.2),
+        0..4i64,
+    )
+        .prop_map(
+            |(
+                (key, range_end),
                 revision,
+                limit,
                 sort_order,
                 sort_target,
                 keys_only,
                 count_only,
-                min_mod_revision: min_mod,
-                ..Default::default()
-            }
-        })
+                min_mod,
+            )| {
+                RangeRequest {
+                    key,
+                    range_end,
+                    limit,
+                    revision,
+                    sort_order,
+                    sort_target,
+                    keys_only,
+                    count_only,
+                    min_mod_revision: min_mod,
+                    ..Default::default()
+                }
+            },
+        )
         .boxed()
 }
 
 fn compare() -> BoxedStrategy<Compare> {
-    let result =
-        select(&[CompareResult::Equal, CompareResult::Greater, CompareResult::Less, CompareResult::NotEqual][..]);
+    let result = select(
+        &[
+            CompareResult::Equal,
+            CompareResult::Greater,
+            CompareResult::Less,
+            CompareResult::NotEqual,
+        ][..],
+    );
     let target = prop_oneof![
         (0..4i64).prop_map(CompareTarget::Version),
         (0..20i64).prop_map(CompareTarget::Create),
@@ -289,7 +416,12 @@ fn compare() -> BoxedStrategy<Compare> {
         (0..=5i64).prop_map(CompareTarget::Lease),
     ];
     (result, target, key_range())
-        .prop_map(|(result, target, (key, range_end))| Compare { result, target, key, range_end })
+        .prop_map(|(result, target, (key, range_end))| Compare {
+            result,
+            target,
+            key,
+            range_end,
+        })
         .boxed()
 }
 
@@ -307,8 +439,16 @@ fn request_op(depth: u32) -> BoxedStrategy<RequestOp> {
 }
 
 fn txn_req(depth: u32) -> BoxedStrategy<TxnRequest> {
-    (vec(compare(), 0..3), vec(request_op(depth), 0..4), vec(request_op(depth), 0..3))
-        .prop_map(|(compare, success, failure)| TxnRequest { compare, success, failure })
+    (
+        vec(compare(), 0..3),
+        vec(request_op(depth), 0..4),
+        vec(request_op(depth), 0..3),
+    )
+        .prop_map(|(compare, success, failure)| TxnRequest {
+            compare,
+            success,
+            failure,
+        })
         .boxed()
 }
 
@@ -322,8 +462,20 @@ struct Mix {
     leases: u32,
 }
 
-const BALANCED: Mix = Mix { zk: 12, multi: 5, sessions: 4, etcd: 16, leases: 4 };
-const ZK_HEAVY: Mix = Mix { zk: 10, multi: 14, sessions: 4, etcd: 3, leases: 2 };
+const BALANCED: Mix = Mix {
+    zk: 12,
+    multi: 5,
+    sessions: 4,
+    etcd: 16,
+    leases: 4,
+};
+const ZK_HEAVY: Mix = Mix {
+    zk: 10,
+    multi: 14,
+    sessions: 4,
+    etcd: 3,
+    leases: 2,
+};
 
 fn gen(mix: Mix) -> BoxedStrategy<Gen> {
     let cmd = |s: BoxedStrategy<Command>| s.prop_map(Gen::Cmd).boxed();
@@ -332,15 +484,33 @@ fn gen(mix: Mix) -> BoxedStrategy<Gen> {
         (
             mix.sessions * 2,
             cmd((1..=4i64, vec(any::<u8>(), 0..2), 1000..6000i64)
-                .prop_map(|(session, password, timeout_ms)| Command::ZkCreateSession { session, password, timeout_ms })
+                .prop_map(|(session, password, timeout_ms)| Command::ZkCreateSession {
+                    session,
+                    password,
+                    timeout_ms,
+                })
                 .boxed()),
         ),
-        (mix.sessions, cmd(lease_id().prop_map(|session| Command::ZkCloseSession { session }).boxed())),
-        (mix.zk, cmd((zk_session(), zk_op()).prop_map(|(session, op)| Command::Zk { session, op }).boxed())),
+        (
+            mix.sessions,
+            cmd(lease_id()
+                .prop_map(|session| Command::ZkCloseSession { session })
+                .boxed()),
+        ),
+        (
+            mix.zk,
+            cmd((zk_session(), zk_op())
+                .prop_map(|(session, op)| Command::Zk { session, op })
+                .boxed()),
+        ),
         (
             mix.zk,
             (smart_session(), smart_op())
-                .prop_map(|(session, op)| Gen::Smart { session, multi: false, ops: vec![op] })
+                .prop_map(|(session, op)| Gen::Smart {
+                    session,
+                    multi: false,
+                    ops: vec![op],
+                })
                 .boxed(),
         ),
         (
@@ -352,24 +522,57 @@ fn gen(mix: Mix) -> BoxedStrategy<Gen> {
         (
             mix.multi,
             (smart_session(), vec(smart_op(), 1..=4))
-                .prop_map(|(session, ops)| Gen::Smart { session, multi: true, ops })
+                .prop_map(|(session, ops)| Gen::Smart {
+                    session,
+                    multi: true,
+                    ops,
+                })
                 .boxed(),
         ),
-        (mix.zk / 6, cmd(path().prop_map(|path| Command::ZkDeleteContainer { path }).boxed())),
+        (
+            mix.zk / 6,
+            cmd(path()
+                .prop_map(|path| Command::ZkDeleteContainer { path })
+                .boxed()),
+        ),
         (mix.zk / 4, any::<u32>().prop_map(Gen::Reap).boxed()),
         (mix.etcd / 2, cmd(put_req().prop_map(Command::Put).boxed())),
-        (mix.etcd / 5, cmd(delete_req().prop_map(Command::DeleteRange).boxed())),
+        (
+            mix.etcd / 5,
+            cmd(delete_req().prop_map(Command::DeleteRange).boxed()),
+        ),
         (mix.etcd / 4, cmd(txn_req(2).prop_map(Command::Txn).boxed())),
-        (mix.etcd / 16, any::<u32>().prop_map(Gen::CompactValid).boxed()),
-        (mix.etcd / 16, cmd((-1..40i64).prop_map(|revision| Command::Compact { revision }).boxed())),
+        (
+            mix.etcd / 16,
+            any::<u32>().prop_map(Gen::CompactValid).boxed(),
+        ),
+        (
+            mix.etcd / 16,
+            cmd((-1..40i64)
+                .prop_map(|revision| Command::Compact { revision })
+                .boxed()),
+        ),
         (
             mix.leases * 2,
-            cmd((lease_id(), prop_oneof![9 => 1..100i64, 1 => Just(lease::MAX_LEASE_TTL_SECS + 1)])
+            cmd((
+                lease_id(),
+                prop_oneof![9 => 1..100i64, 1 => Just(lease::MAX_LEASE_TTL_SECS + 1)],
+            )
                 .prop_map(|(id, ttl_secs)| Command::LeaseGrant { id, ttl_secs })
                 .boxed()),
         ),
-        (mix.leases, cmd(lease_id().prop_map(|id| Command::LeaseRevoke { id }).boxed())),
-        (mix.leases, cmd(lease_id().prop_map(|id| Command::LeaseExpire { id }).boxed())),
+        (
+            mix.leases,
+            cmd(lease_id()
+                .prop_map(|id| Command::LeaseRevoke { id })
+                .boxed()),
+        ),
+        (
+            mix.leases,
+            cmd(lease_id()
+                .prop_map(|id| Command::LeaseExpire { id })
+                .boxed()),
+        ),
     ];
     Union::new_weighted(arms.into_iter().map(|(w, s)| (w.max(1), s)).collect()).boxed()
 }
@@ -383,19 +586,41 @@ fn smart_session() -> BoxedStrategy<i64> {
 /// (later commands may close, revoke or expire them).
 fn setup() -> Vec<Step> {
     let cmds = [
-        Command::ZkCreateSession { session: 1, password: vec![1], timeout_ms: 4000 },
-        Command::ZkCreateSession { session: 2, password: vec![2], timeout_ms: 4000 },
-        Command::LeaseGrant { id: 4, ttl_secs: 60 },
-        Command::LeaseGrant { id: 5, ttl_secs: 60 },
+        Command::ZkCreateSession {
+            session: 1,
+            password: vec![1],
+            timeout_ms: 4000,
+        },
+        Command::ZkCreateSession {
+            session: 2,
+            password: vec![2],
+            timeout_ms: 4000,
+        },
+        Command::LeaseGrant {
+            id: 4,
+            ttl_secs: 60,
+        },
+        Command::LeaseGrant {
+            id: 5,
+            ttl_secs: 60,
+        },
     ];
-    cmds.into_iter().map(|c| Step { dt: 0, gen: Gen::Cmd(c) }).collect()
+    cmds.into_iter()
+        .map(|c| Step {
+            dt: 0,
+            gen: Gen::Cmd(c),
+        })
+        .collect()
 }
 
 fn steps(mix: Mix) -> BoxedStrategy<Vec<Step>> {
     let dt = prop_oneof![3 => 0..50i64, 2 => 0..3000i64];
-    vec((dt, gen(mix)).prop_map(|(dt, gen)| Step { dt, gen }), 1..150)
-        .prop_map(|v| setup().into_iter().chain(v).collect())
-        .boxed()
+    vec(
+        (dt, gen(mix)).prop_map(|(dt, gen)| Step { dt, gen }),
+        1..150,
+    )
+    .prop_map(|v| setup().into_iter().chain(v).collect())
+    .boxed()
 }
 
 /// Turn generated steps into concrete proposals, resolving the
@@ -410,24 +635,45 @@ fn materialize(steps: &[Step]) -> Vec<Proposal> {
             Gen::Cmd(c) => c.clone(),
             Gen::CompactValid(x) => {
                 let (lo, hi) = (s.compacted_revision(), s.revision());
-                let revision = if hi > lo { lo + 1 + (*x as i64) % (hi - lo) } else { hi };
+                let revision = if hi > lo {
+                    lo + 1 + (*x as i64) % (hi - lo)
+                } else {
+                    hi
+                };
                 Command::Compact { revision }
             }
             Gen::Reap(x) => {
                 let c = s.zk_reap_candidates(time, 64);
-                let path = if c.is_empty() { "/a".to_string() } else { c[*x as usize % c.len()].clone() };
+                let path = if c.is_empty() {
+                    "/a".to_string()
+                } else {
+                    c[*x as usize % c.len()].clone()
+                };
                 Command::ZkDeleteContainer { path }
             }
-            Gen::Smart { session, multi, ops } => {
+            Gen::Smart {
+                session,
+                multi,
+                ops,
+            } => {
                 let mut ops: Vec<ZkOp> = ops.iter().map(|o| resolve(&s, o)).collect();
                 if *multi {
-                    Command::ZkMulti { session: *session, ops }
+                    Command::ZkMulti {
+                        session: *session,
+                        ops,
+                    }
                 } else {
-                    Command::Zk { session: *session, op: ops.remove(0) }
+                    Command::Zk {
+                        session: *session,
+                        op: ops.remove(0),
+                    }
                 }
             }
         };
-        let p = Proposal { time_ms: time, command };
+        let p = Proposal {
+            time_ms: time,
+            command,
+        };
         s.apply(&p);
         out.push(p);
     }
@@ -436,14 +682,22 @@ fn materialize(steps: &[Step]) -> Vec<Proposal> {
 
 fn config() -> Config {
     // No regression files: this crate's tests directory holds only this file.
-    Config { failure_persistence: None, ..Config::default() }
+    Config {
+        failure_persistence: None,
+        ..Config::default()
+    }
 }
 
 // ---------------------------------------------------------------- views
 
 /// The whole etcd key space at `revision` (0 = latest).
 fn range_all(s: &State, revision: i64) -> Result<Vec<KeyValue>, EtcdError> {
-    let req = RangeRequest { key: vec![0], range_end: vec![0], revision, ..Default::default() };
+    let req = RangeRequest {
+        key: vec![0],
+        range_end: vec![0],
+        revision,
+        ..Default::default()
+    };
     s.kv_range(&req).map(|r| r.kvs)
 }
 
@@ -464,7 +718,14 @@ fn view(s: &State) -> View {
     View {
         tree: s
             .zk_paths()
-            .map(|p| (p.clone(), s.zk_stat(p), s.zk_children(p), s.znode(p).expect("listed path").clone()))
+            .map(|p| {
+                (
+                    p.clone(),
+                    s.zk_stat(p),
+                    s.zk_children(p),
+                    s.znode(p).expect("listed path").clone(),
+                )
+            })
             .collect(),
         leases: s.leases().cloned().collect(),
         kvs: range_all(s, 0).expect("latest read"),
@@ -485,7 +746,10 @@ fn all_invariants(s: &State, now_ms: i64) -> Result<(), String> {
                 return Err(format!("ephemeral {p} of session {} has children", l.id));
             }
             if reapable.contains(p) {
-                return Err(format!("ephemeral {p} of session {} is a reap candidate", l.id));
+                return Err(format!(
+                    "ephemeral {p} of session {} is a reap candidate",
+                    l.id
+                ));
             }
         }
     }
@@ -505,9 +769,21 @@ fn check_reads(s: &State, recorded: &BTreeMap<i64, Vec<KeyValue>>) -> Result<(),
     for (&rev, kvs) in recorded {
         let got = range_all(s, rev);
         if rev >= compacted {
-            prop_assert_eq!(got.as_ref(), Ok(kvs), "read at revision {} (compacted {})", rev, compacted);
+            prop_assert_eq!(
+                got.as_ref(),
+                Ok(kvs),
+                "read at revision {} (compacted {})",
+                rev,
+                compacted
+            );
         } else {
-            prop_assert_eq!(got, Err(EtcdError::Compacted), "read at revision {} (compacted {})", rev, compacted);
+            prop_assert_eq!(
+                got,
+                Err(EtcdError::Compacted),
+                "read at revision {} (compacted {})",
+                rev,
+                compacted
+            );
         }
     }
     prop_assert_eq!(range_all(s, s.revision() + 1), Err(EtcdError::FutureRev));
@@ -685,7 +961,13 @@ proptest! {
 /// Either rejecting such ids or handling them makes this pass.
 #[test]
 fn reserved_session_ids_keep_invariants() {
-    const IDS: &[i64] = &[-1, i64::MIN, (0xFF00_0000_0000_0007u64) as i64, 0x7F00_0000_0000_0001, 1];
+    const IDS: &[i64] = &[
+        -1,
+        i64::MIN,
+        (0xFF00_0000_0000_0007u64) as i64,
+        0x7F00_0000_0000_0001,
+        1,
+    ];
     let strategy = (select(IDS), vec(0..7u8, 1..12));
     let mut runner = proptest::test_runner::TestRunner::new(config());
     let result = runner.run(&strategy, |(id, ops)| {
@@ -701,10 +983,26 @@ fn reserved_session_ids_keep_invariants() {
         for (i, op) in ops.iter().enumerate() {
             time += 1_000;
             let command = match op {
-                0 => Command::ZkCreateSession { session: id, password: vec![], timeout_ms: 4000 },
-                1 => Command::Zk { session: id, op: create("/e", CreateMode::Ephemeral) },
-                2 => Command::Zk { session: 0, op: create("/e/c", CreateMode::Persistent) },
-                3 => Command::Zk { session: 0, op: ZkOp::Delete { path: "/e/c".into(), version: -1 } },
+                0 => Command::ZkCreateSession {
+                    session: id,
+                    password: vec![],
+                    timeout_ms: 4000,
+                },
+                1 => Command::Zk {
+                    session: id,
+                    op: create("/e", CreateMode::Ephemeral),
+                },
+                2 => Command::Zk {
+                    session: 0,
+                    op: create("/e/c", CreateMode::Persistent),
+                },
+                3 => Command::Zk {
+                    session: 0,
+                    op: ZkOp::Delete {
+                        path: "/e/c".into(),
+                        version: -1,
+                    },
+                },
                 4 => Command::ZkCloseSession { session: id },
                 5 => {
                     time += DAY_MS;
@@ -712,9 +1010,15 @@ fn reserved_session_ids_keep_invariants() {
                 }
                 _ => Command::LeaseExpire { id },
             };
-            let (a, _) = s.apply(&Proposal { time_ms: time, command: command.clone() });
+            let (a, _) = s.apply(&Proposal {
+                time_ms: time,
+                command: command.clone(),
+            });
             if let Err(e) = all_invariants(&s, time + DAY_MS) {
-                return Err(TestCaseError::fail(format!("step {i}: {command:?} -> {:?}: {e}", a.response)));
+                return Err(TestCaseError::fail(format!(
+                    "step {i}: {command:?} -> {:?}: {e}",
+                    a.response
+                )));
             }
         }
         Ok(())
@@ -742,9 +1046,13 @@ fn coverage() {
                 let had_attachments = match &p.command {
                     Command::LeaseRevoke { id }
                     | Command::LeaseExpire { id }
-                    | Command::ZkCloseSession { session: id } => s
-                        .lease(*id)
-                        .map(|l| format!("keys={} ephemerals={}", !l.keys.is_empty(), !l.ephemerals.is_empty())),
+                    | Command::ZkCloseSession { session: id } => s.lease(*id).map(|l| {
+                        format!(
+                            "keys={} ephemerals={}",
+                            !l.keys.is_empty(),
+                            !l.ephemerals.is_empty()
+                        )
+                    }),
                     _ => None,
                 };
                 let (a, ev) = s.apply(&p);
@@ -754,31 +1062,64 @@ fn coverage() {
                     Response::Zk(Ok(ZkResponse::Multi(_))) if is_failed_multi(&a.response) => {
                         "multi failed".to_string()
                     }
-                    Response::Zk(Ok(ZkResponse::Multi(rs))) => format!("multi ok ({} ops)", rs.len()),
-                    Response::Zk(Ok(ZkResponse::Op(r))) => {
-                        format!("{:?}", r).split([' ', '(', '{']).next().unwrap().to_string()
+                    Response::Zk(Ok(ZkResponse::Multi(rs))) => {
+                        format!("multi ok ({} ops)", rs.len())
                     }
+                    Response::Zk(Ok(ZkResponse::Op(r))) => format!("{:?}", r)
+                        .split([' ', '(', '{'])
+                        .next()
+                        .unwrap()
+                        .to_string(),
                     Response::Zk(Ok(r)) => format!("{r:?}"),
                     Response::Zk(Err(e)) => format!("Err({e:?})"),
-                    Response::Etcd(Ok(EtcdResponse::Txn(t))) => format!("Txn succeeded={}", t.succeeded),
-                    Response::Etcd(Ok(EtcdResponse::DeleteRange(d))) => format!("deleted>0={}", d.deleted > 0),
-                    Response::Etcd(Ok(r)) => format!("{r:?}").split([' ', '(', '{']).next().unwrap().to_string(),
+                    Response::Etcd(Ok(EtcdResponse::Txn(t))) => {
+                        format!("Txn succeeded={}", t.succeeded)
+                    }
+                    Response::Etcd(Ok(EtcdResponse::DeleteRange(d))) => {
+                        format!("deleted>0={}", d.deleted > 0)
+                    }
+                    Response::Etcd(Ok(r)) => format!("{r:?}")
+                        .split([' ', '(', '{'])
+                        .next()
+                        .unwrap()
+                        .to_string(),
                     Response::Etcd(Err(e)) => format!("Err({e:?})"),
                     r => format!("{r:?}"),
                 };
-                *counts.entry(format!("{name}: {outcome} {}", had_attachments.unwrap_or_default())).or_default() += 1;
+                *counts
+                    .entry(format!(
+                        "{name}: {outcome} {}",
+                        had_attachments.unwrap_or_default()
+                    ))
+                    .or_default() += 1;
                 for e in ev.events {
                     let e = format!("{e:?}");
-                    *counts.entry(format!("event {}", e.split([' ', '(', '{']).next().unwrap())).or_default() += 1;
+                    *counts
+                        .entry(format!(
+                            "event {}",
+                            e.split([' ', '(', '{']).next().unwrap()
+                        ))
+                        .or_default() += 1;
                 }
-                if let Command::Zk { op: ZkOp::Create { mode, .. }, .. } = &p.command {
+                if let Command::Zk {
+                    op: ZkOp::Create { mode, .. },
+                    ..
+                } = &p.command
+                {
                     if matches!(a.response, Response::Zk(Ok(_))) {
                         *counts.entry(format!("created {mode:?}")).or_default() += 1;
                     }
                 }
             }
-            *counts.entry(format!("final znodes>{}", s.zk_paths().count().saturating_sub(4) / 5 * 5)).or_default() += 1;
-            *counts.entry(format!("final compacted>0 {}", s.compacted_revision() > 0)).or_default() += 1;
+            *counts
+                .entry(format!(
+                    "final znodes>{}",
+                    s.zk_paths().count().saturating_sub(4) / 5 * 5
+                ))
+                .or_default() += 1;
+            *counts
+                .entry(format!("final compacted>0 {}", s.compacted_revision() > 0))
+                .or_default() += 1;
         }
     }
     for (k, v) in counts {

@@ -86,7 +86,11 @@ pub fn delete(r: &pb::DeleteRangeRequest) -> Result<core::DeleteRangeRequest, Rp
     if r.key.is_empty() {
         return Err(core::EtcdError::EmptyKey.into());
     }
-    Ok(core::DeleteRangeRequest { key: r.key.clone(), range_end: r.range_end.clone(), prev_kv: r.prev_kv })
+    Ok(core::DeleteRangeRequest {
+        key: r.key.clone(),
+        range_end: r.range_end.clone(),
+        prev_kv: r.prev_kv,
+    })
 }
 
 /// etcd's `checkTxnRequest` (op counts, empty keys, nested checks) followed
@@ -113,7 +117,11 @@ fn txn_inner(r: &pb::TxnRequest, max_ops: usize) -> Result<core::TxnRequest, Rpc
     let ops = |ops: &[pb::RequestOp]| -> Result<Vec<core::RequestOp>, RpcError> {
         ops.iter().map(|op| request_op(op, max_ops)).collect()
     };
-    Ok(core::TxnRequest { compare, success: ops(&r.success)?, failure: ops(&r.failure)? })
+    Ok(core::TxnRequest {
+        compare,
+        success: ops(&r.success)?,
+        failure: ops(&r.failure)?,
+    })
 }
 
 fn request_op(op: &pb::RequestOp, max_ops: usize) -> Result<core::RequestOp, RpcError> {
@@ -139,18 +147,41 @@ fn compare_of(c: &pb::Compare) -> core::Compare {
     // etcd reads the union member the target names; a missing one is zero.
     let int = |want: fn(&U) -> Option<i64>| c.target_union.as_ref().and_then(want).unwrap_or(0);
     let target = match T::try_from(c.target).unwrap_or(T::Version) {
-        T::Version => core::CompareTarget::Version(int(|u| if let U::Version(v) = u { Some(*v) } else { None })),
-        T::Create => {
-            core::CompareTarget::Create(int(|u| if let U::CreateRevision(v) = u { Some(*v) } else { None }))
+        T::Version => core::CompareTarget::Version(int(|u| {
+            if let U::Version(v) = u {
+                Some(*v)
+            } else {
+                None
+            }
+        })),
+        T::Create => core::CompareTarget::Create(int(|u| {
+            if let U::CreateRevision(v) = u {
+                Some(*v)
+            } else {
+                None
+            }
+        })),
+        T::Mod => core::CompareTarget::Mod(int(|u| {
+            if let U::ModRevision(v) = u {
+                Some(*v)
+            } else {
+                None
+            }
+        })),
+        T::Lease => {
+            core::CompareTarget::Lease(int(|u| if let U::Lease(v) = u { Some(*v) } else { None }))
         }
-        T::Mod => core::CompareTarget::Mod(int(|u| if let U::ModRevision(v) = u { Some(*v) } else { None })),
-        T::Lease => core::CompareTarget::Lease(int(|u| if let U::Lease(v) = u { Some(*v) } else { None })),
         T::Value => core::CompareTarget::Value(match &c.target_union {
             Some(U::Value(v)) => v.clone(),
             _ => Vec::new(),
         }),
     };
-    core::Compare { result, target, key: c.key.clone(), range_end: c.range_end.clone() }
+    core::Compare {
+        result,
+        target,
+        key: c.key.clone(),
+        range_end: c.range_end.clone(),
+    }
 }
 
 /// A half-open interval `[start, end)` as etcd normalizes delete ranges.
@@ -172,7 +203,10 @@ impl Interval {
         } else {
             Some(range_end.to_vec())
         };
-        Interval { start: key.to_vec(), end }
+        Interval {
+            start: key.to_vec(),
+            end,
+        }
     }
     fn contains(&self, k: &[u8]) -> bool {
         k >= self.start.as_slice() && self.end.as_deref().is_none_or(|e| k < e)
@@ -220,46 +254,72 @@ fn intervals(ops: &[pb::RequestOp]) -> Result<(Vec<Interval>, BTreeSet<Vec<u8>>)
 }
 
 pub fn range_response(r: core::RangeResponse) -> pb::RangeResponse {
-    pb::RangeResponse { header: None, kvs: r.kvs.into_iter().map(kv_to_pb).collect(), more: r.more, count: r.count }
+    pb::RangeResponse {
+        header: None,
+        kvs: r.kvs.into_iter().map(kv_to_pb).collect(),
+        more: r.more,
+        count: r.count,
+    }
 }
 
 pub fn put_response(r: core::PutResponse) -> pb::PutResponse {
-    pb::PutResponse { header: None, prev_kv: r.prev_kv.map(kv_to_pb) }
+    pb::PutResponse {
+        header: None,
+        prev_kv: r.prev_kv.map(kv_to_pb),
+    }
 }
 
 pub fn delete_response(r: core::DeleteRangeResponse) -> pb::DeleteRangeResponse {
-    pb::DeleteRangeResponse { header: None, deleted: r.deleted, prev_kvs: r.prev_kvs.into_iter().map(kv_to_pb).collect() }
+    pb::DeleteRangeResponse {
+        header: None,
+        deleted: r.deleted,
+        prev_kvs: r.prev_kvs.into_iter().map(kv_to_pb).collect(),
+    }
 }
 
 /// A txn result; nested responses carry a header holding only the
 /// revision, as etcd's do.
 pub fn txn_response(r: core::TxnResponse, hdr: &pb::ResponseHeader) -> pb::TxnResponse {
-    pb::TxnResponse { header: Some(*hdr), ..txn_nested(r, hdr.revision) }
+    pb::TxnResponse {
+        header: Some(*hdr),
+        ..txn_nested(r, hdr.revision)
+    }
 }
 
 fn txn_nested(r: core::TxnResponse, revision: i64) -> pb::TxnResponse {
     use pb::response_op::Response;
-    let hdr = &pb::ResponseHeader { revision, ..Default::default() };
+    let hdr = &pb::ResponseHeader {
+        revision,
+        ..Default::default()
+    };
     let responses = r
         .responses
         .into_iter()
         .map(|op| pb::ResponseOp {
             response: Some(match op {
-                core::ResponseOp::Range(r) => {
-                    Response::ResponseRange(pb::RangeResponse { header: Some(*hdr), ..range_response(r) })
-                }
-                core::ResponseOp::Put(r) => {
-                    Response::ResponsePut(pb::PutResponse { header: Some(*hdr), ..put_response(r) })
-                }
-                core::ResponseOp::DeleteRange(r) => Response::ResponseDeleteRange(pb::DeleteRangeResponse {
+                core::ResponseOp::Range(r) => Response::ResponseRange(pb::RangeResponse {
                     header: Some(*hdr),
-                    ..delete_response(r)
+                    ..range_response(r)
                 }),
+                core::ResponseOp::Put(r) => Response::ResponsePut(pb::PutResponse {
+                    header: Some(*hdr),
+                    ..put_response(r)
+                }),
+                core::ResponseOp::DeleteRange(r) => {
+                    Response::ResponseDeleteRange(pb::DeleteRangeResponse {
+                        header: Some(*hdr),
+                        ..delete_response(r)
+                    })
+                }
                 core::ResponseOp::Txn(t) => Response::ResponseTxn(txn_response(t, hdr)),
             }),
         })
         .collect();
-    pb::TxnResponse { header: None, succeeded: r.succeeded, responses }
+    pb::TxnResponse {
+        header: None,
+        succeeded: r.succeeded,
+        responses,
+    }
 }
 
 #[cfg(test)]
@@ -268,7 +328,12 @@ mod tests {
     use pb::request_op::Request;
 
     fn put_op(k: &str) -> pb::RequestOp {
-        pb::RequestOp { request: Some(Request::RequestPut(pb::PutRequest { key: k.into(), ..Default::default() })) }
+        pb::RequestOp {
+            request: Some(Request::RequestPut(pb::PutRequest {
+                key: k.into(),
+                ..Default::default()
+            })),
+        }
     }
     fn del_op(k: &str, end: &str) -> pb::RequestOp {
         pb::RequestOp {
@@ -282,34 +347,94 @@ mod tests {
 
     #[test]
     fn duplicate_keys_are_refused() {
-        let t = pb::TxnRequest { success: vec![put_op("a"), put_op("a")], ..Default::default() };
-        assert_eq!(txn(&t, 128).err(), Some(RpcError::Core(core::EtcdError::DuplicateKey)));
-        let t = pb::TxnRequest { success: vec![del_op("a", "c"), put_op("b")], ..Default::default() };
-        assert_eq!(txn(&t, 128).err(), Some(RpcError::Core(core::EtcdError::DuplicateKey)));
+        let t = pb::TxnRequest {
+            success: vec![put_op("a"), put_op("a")],
+            ..Default::default()
+        };
+        assert_eq!(
+            txn(&t, 128).err(),
+            Some(RpcError::Core(core::EtcdError::DuplicateKey))
+        );
+        let t = pb::TxnRequest {
+            success: vec![del_op("a", "c"), put_op("b")],
+            ..Default::default()
+        };
+        assert_eq!(
+            txn(&t, 128).err(),
+            Some(RpcError::Core(core::EtcdError::DuplicateKey))
+        );
         // Different branches may touch the same key.
-        let t = pb::TxnRequest { success: vec![put_op("a")], failure: vec![put_op("a")], ..Default::default() };
+        let t = pb::TxnRequest {
+            success: vec![put_op("a")],
+            failure: vec![put_op("a")],
+            ..Default::default()
+        };
         assert!(txn(&t, 128).is_ok());
         // A nested txn's branches may overlap each other but not the outer puts.
-        let nested = pb::TxnRequest { success: vec![put_op("x")], failure: vec![put_op("x")], ..Default::default() };
-        let op = pb::RequestOp { request: Some(Request::RequestTxn(nested)) };
-        let t = pb::TxnRequest { success: vec![op.clone()], ..Default::default() };
+        let nested = pb::TxnRequest {
+            success: vec![put_op("x")],
+            failure: vec![put_op("x")],
+            ..Default::default()
+        };
+        let op = pb::RequestOp {
+            request: Some(Request::RequestTxn(nested)),
+        };
+        let t = pb::TxnRequest {
+            success: vec![op.clone()],
+            ..Default::default()
+        };
         assert!(txn(&t, 128).is_ok());
-        let t = pb::TxnRequest { success: vec![op, put_op("x")], ..Default::default() };
-        assert_eq!(txn(&t, 128).err(), Some(RpcError::Core(core::EtcdError::DuplicateKey)));
+        let t = pb::TxnRequest {
+            success: vec![op, put_op("x")],
+            ..Default::default()
+        };
+        assert_eq!(
+            txn(&t, 128).err(),
+            Some(RpcError::Core(core::EtcdError::DuplicateKey))
+        );
     }
 
     #[test]
     fn request_shape_rules() {
-        let t = pb::TxnRequest { success: (0..129).map(|i| put_op(&format!("k{i}"))).collect(), ..Default::default() };
-        assert_eq!(txn(&t, 128).err(), Some(RpcError::Core(core::EtcdError::TooManyOps)));
-        assert_eq!(put(&pb::PutRequest::default()).err(), Some(RpcError::Core(core::EtcdError::EmptyKey)));
-        let p = pb::PutRequest { key: "k".into(), value: "v".into(), ignore_value: true, ..Default::default() };
+        let t = pb::TxnRequest {
+            success: (0..129).map(|i| put_op(&format!("k{i}"))).collect(),
+            ..Default::default()
+        };
+        assert_eq!(
+            txn(&t, 128).err(),
+            Some(RpcError::Core(core::EtcdError::TooManyOps))
+        );
+        assert_eq!(
+            put(&pb::PutRequest::default()).err(),
+            Some(RpcError::Core(core::EtcdError::EmptyKey))
+        );
+        let p = pb::PutRequest {
+            key: "k".into(),
+            value: "v".into(),
+            ignore_value: true,
+            ..Default::default()
+        };
         assert_eq!(put(&p).err(), Some(RpcError::ValueProvided));
-        let p = pb::PutRequest { key: "k".into(), lease: 5, ignore_lease: true, ..Default::default() };
+        let p = pb::PutRequest {
+            key: "k".into(),
+            lease: 5,
+            ignore_lease: true,
+            ..Default::default()
+        };
         assert_eq!(put(&p).err(), Some(RpcError::LeaseProvided));
-        let r = pb::RangeRequest { key: "k".into(), sort_order: 7, ..Default::default() };
+        let r = pb::RangeRequest {
+            key: "k".into(),
+            sort_order: 7,
+            ..Default::default()
+        };
         assert_eq!(range(&r).err(), Some(RpcError::InvalidSortOption));
-        let t = pb::TxnRequest { success: vec![pb::RequestOp { request: None }], ..Default::default() };
-        assert_eq!(txn(&t, 128).err(), Some(RpcError::Core(core::EtcdError::KeyNotFound)));
+        let t = pb::TxnRequest {
+            success: vec![pb::RequestOp { request: None }],
+            ..Default::default()
+        };
+        assert_eq!(
+            txn(&t, 128).err(),
+            Some(RpcError::Core(core::EtcdError::KeyNotFound))
+        );
     }
 }

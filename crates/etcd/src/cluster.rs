@@ -33,10 +33,18 @@ impl Ctx {
             .nodes()
             .map(|(id, node)| pb::Member {
                 id: self.member_id_of(*id),
-                name: if *id == self.node.id { self.cfg.name.clone() } else { format!("janus-{id}") },
+                name: if *id == self.node.id {
+                    self.cfg.name.clone()
+                } else {
+                    format!("janus-{id}")
+                },
                 peer_ur_ls: vec![format!("http://{}", node.addr)],
                 // Only this member's client address is known here.
-                client_ur_ls: if *id == self.node.id { vec![self.client_url.clone()] } else { Vec::new() },
+                client_ur_ls: if *id == self.node.id {
+                    vec![self.client_url.clone()]
+                } else {
+                    Vec::new()
+                },
                 is_learner: !voters.contains(id),
             })
             .collect()
@@ -49,8 +57,13 @@ impl Ctx {
 
 #[tonic::async_trait]
 impl cluster_server::Cluster for Cluster {
-    async fn member_add(&self, _req: Request<pb::MemberAddRequest>) -> Result<Response<pb::MemberAddResponse>, Status> {
-        Err(Status::unimplemented("janus: membership changes are not supported yet"))
+    async fn member_add(
+        &self,
+        _req: Request<pb::MemberAddRequest>,
+    ) -> Result<Response<pb::MemberAddResponse>, Status> {
+        Err(Status::unimplemented(
+            "janus: membership changes are not supported yet",
+        ))
     }
 
     async fn member_remove(
@@ -60,7 +73,9 @@ impl cluster_server::Cluster for Cluster {
         if !self.0.has_member(req.get_ref().id) {
             return Err(RpcError::MemberNotFound.into());
         }
-        Err(Status::unimplemented("janus: membership changes are not supported yet"))
+        Err(Status::unimplemented(
+            "janus: membership changes are not supported yet",
+        ))
     }
 
     async fn member_update(
@@ -70,14 +85,22 @@ impl cluster_server::Cluster for Cluster {
         if !self.0.has_member(req.get_ref().id) {
             return Err(RpcError::MemberNotFound.into());
         }
-        Err(Status::unimplemented("janus: changing peer URLs is not supported yet"))
+        Err(Status::unimplemented(
+            "janus: changing peer URLs is not supported yet",
+        ))
     }
 
-    async fn member_list(&self, req: Request<pb::MemberListRequest>) -> Result<Response<pb::MemberListResponse>, Status> {
+    async fn member_list(
+        &self,
+        req: Request<pb::MemberListRequest>,
+    ) -> Result<Response<pb::MemberListResponse>, Status> {
         if req.get_ref().linearizable {
             self.0.node.read_index().await.map_err(RpcError::from)?;
         }
-        Ok(Response::new(pb::MemberListResponse { header: Some(self.0.header(0)), members: self.0.members() }))
+        Ok(Response::new(pb::MemberListResponse {
+            header: Some(self.0.header(0)),
+            members: self.0.members(),
+        }))
     }
 
     async fn member_promote(
@@ -88,7 +111,9 @@ impl cluster_server::Cluster for Cluster {
         match self.0.members().iter().find(|m| m.id == id) {
             None => Err(RpcError::MemberNotFound.into()),
             Some(m) if !m.is_learner => Err(RpcError::MemberNotLearner.into()),
-            Some(_) => Err(Status::unimplemented("janus: promoting learners is not supported yet")),
+            Some(_) => Err(Status::unimplemented(
+                "janus: promoting learners is not supported yet",
+            )),
         }
     }
 }
@@ -99,7 +124,11 @@ fn crc32c(mut crc: u32, data: &[u8]) -> u32 {
     for &b in data {
         crc ^= b as u32;
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0x82F6_3B78 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x82F6_3B78
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -108,7 +137,12 @@ fn crc32c(mut crc: u32, data: &[u8]) -> u32 {
 /// A hash of every key's version visible at `rev` (a consistency check
 /// between members; the numbers differ from etcd's, whose backend differs).
 fn hash_kv(st: &State, rev: i64) -> Result<u32, RpcError> {
-    let req = RangeRequest { key: vec![0], range_end: vec![0], revision: rev, ..RangeRequest::default() };
+    let req = RangeRequest {
+        key: vec![0],
+        range_end: vec![0],
+        revision: rev,
+        ..RangeRequest::default()
+    };
     let res = st.kv_range(&req)?;
     let mut h = 0u32;
     for kv in &res.kvs {
@@ -148,13 +182,22 @@ fn snapshot_blob(revision: i64, kvs: &[janus_core::KeyValue]) -> Vec<u8> {
 
 #[tonic::async_trait]
 impl maintenance_server::Maintenance for Maintenance {
-    async fn alarm(&self, _req: Request<pb::AlarmRequest>) -> Result<Response<pb::AlarmResponse>, Status> {
+    async fn alarm(
+        &self,
+        _req: Request<pb::AlarmRequest>,
+    ) -> Result<Response<pb::AlarmResponse>, Status> {
         // No quota alarm is raised yet: GET lists none, and deactivating
         // nothing is fine.
-        Ok(Response::new(pb::AlarmResponse { header: Some(self.0.header_now()), alarms: Vec::new() }))
+        Ok(Response::new(pb::AlarmResponse {
+            header: Some(self.0.header_now()),
+            alarms: Vec::new(),
+        }))
     }
 
-    async fn status(&self, _req: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+    async fn status(
+        &self,
+        _req: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
         let m = self.0.node.metrics();
         let leader = m.current_leader.map_or(0, |l| self.0.member_id_of(l));
         let applied = m.last_applied.map_or(0, |l| l.index);
@@ -164,12 +207,21 @@ impl maintenance_server::Maintenance for Maintenance {
         // both personalities, so no file size would be etcd's alone.
         let keys = {
             let st = self.0.node.sm.state();
-            let req = RangeRequest { key: vec![0], range_end: vec![0], count_only: true, ..RangeRequest::default() };
+            let req = RangeRequest {
+                key: vec![0],
+                range_end: vec![0],
+                count_only: true,
+                ..RangeRequest::default()
+            };
             st.kv_range(&req).map_or(0, |r| r.count)
         };
         // Never 0, as an etcd database file never is (its empty size).
         let size = 20_480 + keys.saturating_mul(256);
-        let errors = if m.current_leader.is_none() { vec!["etcdserver: no leader".to_string()] } else { Vec::new() };
+        let errors = if m.current_leader.is_none() {
+            vec!["etcdserver: no leader".to_string()]
+        } else {
+            Vec::new()
+        };
         Ok(Response::new(pb::StatusResponse {
             header: Some(self.0.header_now()),
             version: self.0.cfg.version.clone(),
@@ -187,20 +239,34 @@ impl maintenance_server::Maintenance for Maintenance {
         }))
     }
 
-    async fn defragment(&self, _req: Request<pb::DefragmentRequest>) -> Result<Response<pb::DefragmentResponse>, Status> {
+    async fn defragment(
+        &self,
+        _req: Request<pb::DefragmentRequest>,
+    ) -> Result<Response<pb::DefragmentResponse>, Status> {
         // RocksDB compacts in the background: nothing to do.
-        Ok(Response::new(pb::DefragmentResponse { header: Some(self.0.header_now()) }))
+        Ok(Response::new(pb::DefragmentResponse {
+            header: Some(self.0.header_now()),
+        }))
     }
 
-    async fn hash(&self, _req: Request<pb::HashRequest>) -> Result<Response<pb::HashResponse>, Status> {
+    async fn hash(
+        &self,
+        _req: Request<pb::HashRequest>,
+    ) -> Result<Response<pb::HashResponse>, Status> {
         let (h, rev) = {
             let st = self.0.node.sm.state();
             (hash_kv(&st, 0), st.revision())
         };
-        Ok(Response::new(pb::HashResponse { header: Some(self.0.header(rev)), hash: h? }))
+        Ok(Response::new(pb::HashResponse {
+            header: Some(self.0.header(rev)),
+            hash: h?,
+        }))
     }
 
-    async fn hash_kv(&self, req: Request<pb::HashKvRequest>) -> Result<Response<pb::HashKvResponse>, Status> {
+    async fn hash_kv(
+        &self,
+        req: Request<pb::HashKvRequest>,
+    ) -> Result<Response<pb::HashKvResponse>, Status> {
         let want = req.get_ref().revision;
         let (h, rev, compacted) = {
             let st = self.0.node.sm.state();
@@ -218,13 +284,20 @@ impl maintenance_server::Maintenance for Maintenance {
 
     type SnapshotStream = Boxed<pb::SnapshotResponse>;
 
-    async fn snapshot(&self, _req: Request<pb::SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+    async fn snapshot(
+        &self,
+        _req: Request<pb::SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
         // A consistent dump of the live keys at one revision, in Janus's own
         // format (etcd's is a bbolt file; `etcdctl snapshot save` stores
         // the stream as it comes, `snapshot restore` cannot read it).
         let (blob, rev) = {
             let st = self.0.node.sm.state();
-            let req = RangeRequest { key: vec![0], range_end: vec![0], ..RangeRequest::default() };
+            let req = RangeRequest {
+                key: vec![0],
+                range_end: vec![0],
+                ..RangeRequest::default()
+            };
             let kvs = st.kv_range(&req).map(|r| r.kvs).unwrap_or_default();
             (snapshot_blob(st.revision(), &kvs), st.revision())
         };
@@ -246,25 +319,38 @@ impl maintenance_server::Maintenance for Maintenance {
         Ok(Response::new(Box::pin(futures::stream::iter(chunks))))
     }
 
-    async fn move_leader(&self, req: Request<pb::MoveLeaderRequest>) -> Result<Response<pb::MoveLeaderResponse>, Status> {
+    async fn move_leader(
+        &self,
+        req: Request<pb::MoveLeaderRequest>,
+    ) -> Result<Response<pb::MoveLeaderResponse>, Status> {
         if req.get_ref().target_id == self.0.member_id() {
-            return Ok(Response::new(pb::MoveLeaderResponse { header: Some(self.0.header_now()) }));
+            return Ok(Response::new(pb::MoveLeaderResponse {
+                header: Some(self.0.header_now()),
+            }));
         }
         Err(RpcError::BadLeaderTransferee.into())
     }
 
-    async fn downgrade(&self, _req: Request<pb::DowngradeRequest>) -> Result<Response<pb::DowngradeResponse>, Status> {
+    async fn downgrade(
+        &self,
+        _req: Request<pb::DowngradeRequest>,
+    ) -> Result<Response<pb::DowngradeResponse>, Status> {
         Err(Status::unimplemented("janus: downgrade is not supported"))
     }
 }
 
 fn auth_unsupported<T>() -> Result<Response<T>, Status> {
-    Err(Status::unimplemented("janus: etcd authentication is not supported yet"))
+    Err(Status::unimplemented(
+        "janus: etcd authentication is not supported yet",
+    ))
 }
 
 #[tonic::async_trait]
 impl auth_server::Auth for Auth {
-    async fn auth_enable(&self, _req: Request<pb::AuthEnableRequest>) -> Result<Response<pb::AuthEnableResponse>, Status> {
+    async fn auth_enable(
+        &self,
+        _req: Request<pb::AuthEnableRequest>,
+    ) -> Result<Response<pb::AuthEnableResponse>, Status> {
         // No users exist yet, so there is no root: etcd's answer.
         Err(RpcError::RootUserNotExist.into())
     }
@@ -273,11 +359,20 @@ impl auth_server::Auth for Auth {
         &self,
         _req: Request<pb::AuthDisableRequest>,
     ) -> Result<Response<pb::AuthDisableResponse>, Status> {
-        Ok(Response::new(pb::AuthDisableResponse { header: Some(self.0.header_now()) }))
+        Ok(Response::new(pb::AuthDisableResponse {
+            header: Some(self.0.header_now()),
+        }))
     }
 
-    async fn auth_status(&self, _req: Request<pb::AuthStatusRequest>) -> Result<Response<pb::AuthStatusResponse>, Status> {
-        Ok(Response::new(pb::AuthStatusResponse { header: Some(self.0.header_now()), enabled: false, auth_revision: 0 }))
+    async fn auth_status(
+        &self,
+        _req: Request<pb::AuthStatusRequest>,
+    ) -> Result<Response<pb::AuthStatusResponse>, Status> {
+        Ok(Response::new(pb::AuthStatusResponse {
+            header: Some(self.0.header_now()),
+            enabled: false,
+            auth_revision: 0,
+        }))
     }
 
     async fn authenticate(
@@ -287,55 +382,94 @@ impl auth_server::Auth for Auth {
         Err(RpcError::AuthNotEnabled.into())
     }
 
-    async fn user_add(&self, _req: Request<pb::AuthUserAddRequest>) -> Result<Response<pb::AuthUserAddResponse>, Status> {
+    async fn user_add(
+        &self,
+        _req: Request<pb::AuthUserAddRequest>,
+    ) -> Result<Response<pb::AuthUserAddResponse>, Status> {
         auth_unsupported()
     }
 
-    async fn user_get(&self, _req: Request<pb::AuthUserGetRequest>) -> Result<Response<pb::AuthUserGetResponse>, Status> {
+    async fn user_get(
+        &self,
+        _req: Request<pb::AuthUserGetRequest>,
+    ) -> Result<Response<pb::AuthUserGetResponse>, Status> {
         auth_unsupported()
     }
 
-    async fn user_list(&self, _req: Request<pb::AuthUserListRequest>) -> Result<Response<pb::AuthUserListResponse>, Status> {
+    async fn user_list(
+        &self,
+        _req: Request<pb::AuthUserListRequest>,
+    ) -> Result<Response<pb::AuthUserListResponse>, Status> {
         auth_unsupported()
     }
 
-    async fn user_delete(&self, _req: Request<pb::AuthUserDeleteRequest>) -> Result<Response<pb::AuthUserDeleteResponse>, Status> {
+    async fn user_delete(
+        &self,
+        _req: Request<pb::AuthUserDeleteRequest>,
+    ) -> Result<Response<pb::AuthUserDeleteResponse>, Status> {
         auth_unsupported()
     }
 
-    async fn user_change_password(&self, _req: Request<pb::AuthUserChangePasswordRequest>) -> Result<Response<pb::AuthUserChangePasswordResponse>, Status> {
+    async fn user_change_password(
+        &self,
+        _req: Request<pb::AuthUserChangePasswordRequest>,
+    ) -> Result<Response<pb::AuthUserChangePasswordResponse>, Status> {
         auth_unsupported()
     }
 
-    async fn user_grant_role(&self, _req: Request<pb::AuthUserGrantRoleRequest>) -> Result<Response<pb::AuthUserGrantRoleResponse>, Status> {
+    async fn user_grant_role(
+        &self,
+        _req: Request<pb::AuthUserGrantRoleRequest>,
+    ) -> Result<Response<pb::AuthUserGrantRoleResponse>, Status> {
         auth_unsupported()
     }
 
-    async fn user_revoke_role(&self, _req: Request<pb::AuthUserRevokeRoleRequest>) -> Result<Response<pb::AuthUserRevokeRoleResponse>, Status> {
+    async fn user_revoke_role(
+        &self,
+        _req: Request<pb::AuthUserRevokeRoleRequest>,
+    ) -> Result<Response<pb::AuthUserRevokeRoleResponse>, Status> {
         auth_unsupported()
     }
 
-    async fn role_add(&self, _req: Request<pb::AuthRoleAddRequest>) -> Result<Response<pb::AuthRoleAddResponse>, Status> {
+    async fn role_add(
+        &self,
+        _req: Request<pb::AuthRoleAddRequest>,
+    ) -> Result<Response<pb::AuthRoleAddResponse>, Status> {
         auth_unsupported()
     }
 
-    async fn role_get(&self, _req: Request<pb::AuthRoleGetRequest>) -> Result<Response<pb::AuthRoleGetResponse>, Status> {
+    async fn role_get(
+        &self,
+        _req: Request<pb::AuthRoleGetRequest>,
+    ) -> Result<Response<pb::AuthRoleGetResponse>, Status> {
         auth_unsupported()
     }
 
-    async fn role_list(&self, _req: Request<pb::AuthRoleListRequest>) -> Result<Response<pb::AuthRoleListResponse>, Status> {
+    async fn role_list(
+        &self,
+        _req: Request<pb::AuthRoleListRequest>,
+    ) -> Result<Response<pb::AuthRoleListResponse>, Status> {
         auth_unsupported()
     }
 
-    async fn role_delete(&self, _req: Request<pb::AuthRoleDeleteRequest>) -> Result<Response<pb::AuthRoleDeleteResponse>, Status> {
+    async fn role_delete(
+        &self,
+        _req: Request<pb::AuthRoleDeleteRequest>,
+    ) -> Result<Response<pb::AuthRoleDeleteResponse>, Status> {
         auth_unsupported()
     }
 
-    async fn role_grant_permission(&self, _req: Request<pb::AuthRoleGrantPermissionRequest>) -> Result<Response<pb::AuthRoleGrantPermissionResponse>, Status> {
+    async fn role_grant_permission(
+        &self,
+        _req: Request<pb::AuthRoleGrantPermissionRequest>,
+    ) -> Result<Response<pb::AuthRoleGrantPermissionResponse>, Status> {
         auth_unsupported()
     }
 
-    async fn role_revoke_permission(&self, _req: Request<pb::AuthRoleRevokePermissionRequest>) -> Result<Response<pb::AuthRoleRevokePermissionResponse>, Status> {
+    async fn role_revoke_permission(
+        &self,
+        _req: Request<pb::AuthRoleRevokePermissionRequest>,
+    ) -> Result<Response<pb::AuthRoleRevokePermissionResponse>, Status> {
         auth_unsupported()
     }
 }
@@ -348,20 +482,32 @@ impl Health {
             return Err(Status::not_found("unknown service"));
         }
         let serving = self.0.node.leader().is_some();
-        let status = if serving { ServingStatus::Serving } else { ServingStatus::NotServing };
-        Ok(health::HealthCheckResponse { status: status as i32 })
+        let status = if serving {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        Ok(health::HealthCheckResponse {
+            status: status as i32,
+        })
     }
 }
 
 #[tonic::async_trait]
 impl health_server::Health for Health {
-    async fn check(&self, req: Request<health::HealthCheckRequest>) -> Result<Response<health::HealthCheckResponse>, Status> {
+    async fn check(
+        &self,
+        req: Request<health::HealthCheckRequest>,
+    ) -> Result<Response<health::HealthCheckResponse>, Status> {
         Ok(Response::new(self.status(&req.get_ref().service)?))
     }
 
     type WatchStream = Boxed<health::HealthCheckResponse>;
 
-    async fn watch(&self, req: Request<health::HealthCheckRequest>) -> Result<Response<Self::WatchStream>, Status> {
+    async fn watch(
+        &self,
+        req: Request<health::HealthCheckRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
         let first = self.status(&req.get_ref().service)?;
         // Report the current status, then keep the stream open.
         let s = futures::stream::once(async move { Ok(first) }).chain(futures::stream::pending());
@@ -373,7 +519,11 @@ impl health_server::Health for Health {
 mod tests {
     #[test]
     fn snapshot_has_etcds_shape() {
-        let kv = janus_core::KeyValue { key: b"k".to_vec(), value: b"v".to_vec(), ..Default::default() };
+        let kv = janus_core::KeyValue {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        };
         let b = super::snapshot_blob(5, &[kv]);
         assert_eq!(b.len() % 512, 32);
         assert!(b.starts_with(b"JANUSKV1"));

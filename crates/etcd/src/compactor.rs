@@ -25,8 +25,13 @@ pub(crate) fn policy(mode: &str, retention: &str) -> Result<Option<Policy>, Stri
     }
     match mode {
         "periodic" => parse_duration(r).map(|d| Some(Policy::Periodic(d))),
-        "revision" => r.parse::<i64>().map(|n| Some(Policy::Revision(n))).map_err(|e| format!("{retention}: {e}")),
-        other => Err(format!("auto_compaction_mode {other:?}: expected \"periodic\" or \"revision\"")),
+        "revision" => r
+            .parse::<i64>()
+            .map(|n| Some(Policy::Revision(n)))
+            .map_err(|e| format!("{retention}: {e}")),
+        other => Err(format!(
+            "auto_compaction_mode {other:?}: expected \"periodic\" or \"revision\""
+        )),
     }
 }
 
@@ -34,7 +39,10 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     if let Ok(hours) = s.parse::<u64>() {
         return Ok(Duration::from_secs(hours.saturating_mul(3600)));
     }
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
+    let (num, unit) = s.split_at(
+        s.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len()),
+    );
     let n: f64 = num.parse().map_err(|_| format!("bad retention {s:?}"))?;
     let secs = match unit {
         "ms" => n / 1000.0,
@@ -83,7 +91,8 @@ pub(crate) async fn run(ctx: Arc<Ctx>, policy: Policy) {
         Policy::Periodic(retention) => {
             // Sample the revision every tenth of the period (at most hourly,
             // as etcd), compact to the newest sample at least a period old.
-            let every = (retention / 10).clamp(Duration::from_millis(100), Duration::from_secs(3600));
+            let every =
+                (retention / 10).clamp(Duration::from_millis(100), Duration::from_secs(3600));
             let mut samples: VecDeque<(Instant, i64)> = VecDeque::new();
             let mut tick = tokio::time::interval(every);
             loop {
@@ -113,9 +122,18 @@ mod tests {
 
     #[test]
     fn retention_parses_as_etcd() {
-        assert_eq!(policy("periodic", "1h"), Ok(Some(Policy::Periodic(Duration::from_secs(3600)))));
-        assert_eq!(policy("periodic", "2"), Ok(Some(Policy::Periodic(Duration::from_secs(7200)))));
-        assert_eq!(policy("periodic", "90s"), Ok(Some(Policy::Periodic(Duration::from_secs(90)))));
+        assert_eq!(
+            policy("periodic", "1h"),
+            Ok(Some(Policy::Periodic(Duration::from_secs(3600))))
+        );
+        assert_eq!(
+            policy("periodic", "2"),
+            Ok(Some(Policy::Periodic(Duration::from_secs(7200))))
+        );
+        assert_eq!(
+            policy("periodic", "90s"),
+            Ok(Some(Policy::Periodic(Duration::from_secs(90))))
+        );
         assert_eq!(policy("revision", "1000"), Ok(Some(Policy::Revision(1000))));
         assert_eq!(policy("periodic", "0"), Ok(None));
         assert!(policy("weekly", "1").is_err());

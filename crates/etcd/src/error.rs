@@ -43,10 +43,14 @@ impl RpcError {
         match self {
             Core(EtcdError::LeaseTtlTooLarge) => Code::OutOfRange,
             Core(e) => Code::from_i32(e.grpc_code()),
-            ValueProvided | LeaseProvided | InvalidSortOption | RequestTooLarge => Code::InvalidArgument,
+            ValueProvided | LeaseProvided | InvalidSortOption | RequestTooLarge => {
+                Code::InvalidArgument
+            }
             NoLeader | Timeout | Unhealthy => Code::Unavailable,
             MemberNotFound => Code::NotFound,
-            MemberNotLearner | BadLeaderTransferee | AuthNotEnabled | RootUserNotExist => Code::FailedPrecondition,
+            MemberNotLearner | BadLeaderTransferee | AuthNotEnabled | RootUserNotExist => {
+                Code::FailedPrecondition
+            }
             Internal(_) => Code::Internal,
         }
     }
@@ -76,13 +80,22 @@ mod tests {
     fn statuses_carry_etcd_codes_and_texts() {
         let s: Status = RpcError::Core(EtcdError::Compacted).into();
         assert_eq!(s.code(), Code::OutOfRange);
-        assert_eq!(s.message(), "etcdserver: mvcc: required revision has been compacted");
+        assert_eq!(
+            s.message(),
+            "etcdserver: mvcc: required revision has been compacted"
+        );
         let s: Status = RpcError::Core(EtcdError::LeaseNotFound).into();
         assert_eq!(s.code(), Code::NotFound);
         assert_eq!(s.message(), "etcdserver: requested lease not found");
         let s: Status = RpcError::ValueProvided.into();
-        assert_eq!((s.code(), s.message()), (Code::InvalidArgument, "etcdserver: value is provided"));
+        assert_eq!(
+            (s.code(), s.message()),
+            (Code::InvalidArgument, "etcdserver: value is provided")
+        );
         let s: Status = RpcError::from(NodeError::NoLeader).into();
-        assert_eq!((s.code(), s.message()), (Code::Unavailable, "etcdserver: no leader"));
+        assert_eq!(
+            (s.code(), s.message()),
+            (Code::Unavailable, "etcdserver: no leader")
+        );
     }
 }

@@ -22,7 +22,9 @@ use crate::cluster::{Auth, Cluster, Maintenance};
 use crate::kv::Kv;
 use crate::lease::Lease;
 use crate::pb::etcdserverpb::{self as pb, auth_server::Auth as _, cluster_server::Cluster as _};
-use crate::pb::etcdserverpb::{kv_server::Kv as _, lease_server::Lease as _, maintenance_server::Maintenance as _};
+use crate::pb::etcdserverpb::{
+    kv_server::Kv as _, lease_server::Lease as _, maintenance_server::Maintenance as _,
+};
 use crate::pb::v3electionpb::election_server::Election as _;
 use crate::pb::v3lockpb::lock_server::Lock as _;
 use crate::recipes::{Election, Lock};
@@ -33,7 +35,9 @@ fn http_status(code: Code) -> StatusCode {
     match code {
         Code::Ok => StatusCode::OK,
         Code::Cancelled => StatusCode::REQUEST_TIMEOUT,
-        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => StatusCode::BAD_REQUEST,
+        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
+            StatusCode::BAD_REQUEST
+        }
         Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
         Code::NotFound => StatusCode::NOT_FOUND,
         Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
@@ -48,7 +52,12 @@ fn http_status(code: Code) -> StatusCode {
 
 fn error(s: &Status) -> Response {
     let body = serde_json::json!({ "error": s.message(), "code": s.code() as i32, "message": s.message() });
-    (http_status(s.code()), [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (
+        http_status(s.code()),
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 fn parse<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, Status> {
@@ -94,7 +103,11 @@ fn stream<T: Serialize + Send + 'static>(rx: mpsc::Receiver<Result<T, Status>>) 
         };
         Ok::<_, std::convert::Infallible>(Bytes::from(format!("{v}\n")))
     });
-    ([(header::CONTENT_TYPE, "application/json")], Body::from_stream(lines)).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(lines),
+    )
+        .into_response()
 }
 
 macro_rules! route {
@@ -128,13 +141,31 @@ pub(crate) fn router(ctx: Arc<Ctx>) -> Router {
     route!(r, ctx, "/v3/cluster/member/remove", Cluster, member_remove);
     route!(r, ctx, "/v3/cluster/member/update", Cluster, member_update);
     route!(r, ctx, "/v3/cluster/member/list", Cluster, member_list);
-    route!(r, ctx, "/v3/cluster/member/promote", Cluster, member_promote);
+    route!(
+        r,
+        ctx,
+        "/v3/cluster/member/promote",
+        Cluster,
+        member_promote
+    );
     route!(r, ctx, "/v3/maintenance/alarm", Maintenance, alarm);
     route!(r, ctx, "/v3/maintenance/status", Maintenance, status);
-    route!(r, ctx, "/v3/maintenance/defragment", Maintenance, defragment);
+    route!(
+        r,
+        ctx,
+        "/v3/maintenance/defragment",
+        Maintenance,
+        defragment
+    );
     route!(r, ctx, "/v3/maintenance/hash", Maintenance, hash);
     route!(r, ctx, "/v3/maintenance/hashkv", Maintenance, hash_kv);
-    route!(r, ctx, "/v3/maintenance/transfer-leadership", Maintenance, move_leader);
+    route!(
+        r,
+        ctx,
+        "/v3/maintenance/transfer-leadership",
+        Maintenance,
+        move_leader
+    );
     route!(r, ctx, "/v3/lock/lock", Lock, lock);
     route!(r, ctx, "/v3/lock/unlock", Lock, unlock);
     route!(r, ctx, "/v3/election/campaign", Election, campaign);
@@ -203,7 +234,10 @@ pub(crate) fn router(ctx: Arc<Ctx>) -> Router {
             async move {
                 let (tx, rx) = mpsc::channel(4);
                 tokio::spawn(async move {
-                    match Maintenance(ctx).snapshot(Request::new(pb::SnapshotRequest {})).await {
+                    match Maintenance(ctx)
+                        .snapshot(Request::new(pb::SnapshotRequest {}))
+                        .await
+                    {
                         Ok(s) => {
                             let mut s = s.into_inner();
                             while let Some(m) = s.next().await {

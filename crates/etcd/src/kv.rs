@@ -20,7 +20,9 @@ impl Ctx {
         match applied.response {
             CoreResponse::Etcd(Ok(r)) => Ok((r, applied.revision)),
             CoreResponse::Etcd(Err(e)) => Err(e.into()),
-            other => Err(RpcError::Internal(format!("unexpected apply result {other:?}"))),
+            other => Err(RpcError::Internal(format!(
+                "unexpected apply result {other:?}"
+            ))),
         }
     }
 
@@ -35,7 +37,10 @@ impl Ctx {
             (st.kv_range(&req), st.revision())
         };
         let res = res?;
-        Ok(pb::RangeResponse { header: Some(self.header(rev)), ..check::range_response(res) })
+        Ok(pb::RangeResponse {
+            header: Some(self.header(rev)),
+            ..check::range_response(res)
+        })
     }
 }
 
@@ -45,7 +50,10 @@ fn unexpected(r: EtcdResponse) -> Status {
 
 #[tonic::async_trait]
 impl kv_server::Kv for Kv {
-    async fn range(&self, req: Request<pb::RangeRequest>) -> Result<Response<pb::RangeResponse>, Status> {
+    async fn range(
+        &self,
+        req: Request<pb::RangeRequest>,
+    ) -> Result<Response<pb::RangeResponse>, Status> {
         Ok(Response::new(self.0.range(req.get_ref()).await?))
     }
 
@@ -54,9 +62,10 @@ impl kv_server::Kv for Kv {
         let p = check::put(r)?;
         check::check_size(r, self.0.cfg.max_request_bytes)?;
         match self.0.write(Command::Put(p)).await? {
-            (EtcdResponse::Put(res), rev) => {
-                Ok(Response::new(pb::PutResponse { header: Some(self.0.header(rev)), ..check::put_response(res) }))
-            }
+            (EtcdResponse::Put(res), rev) => Ok(Response::new(pb::PutResponse {
+                header: Some(self.0.header(rev)),
+                ..check::put_response(res)
+            })),
             (other, _) => Err(unexpected(other)),
         }
     }
@@ -82,14 +91,21 @@ impl kv_server::Kv for Kv {
         let t = check::txn(r, self.0.cfg.max_txn_ops)?;
         check::check_size(r, self.0.cfg.max_request_bytes)?;
         match self.0.write(Command::Txn(t)).await? {
-            (EtcdResponse::Txn(res), rev) => Ok(Response::new(check::txn_response(res, &self.0.header(rev)))),
+            (EtcdResponse::Txn(res), rev) => {
+                Ok(Response::new(check::txn_response(res, &self.0.header(rev))))
+            }
             (other, _) => Err(unexpected(other)),
         }
     }
 
-    async fn compact(&self, req: Request<pb::CompactionRequest>) -> Result<Response<pb::CompactionResponse>, Status> {
+    async fn compact(
+        &self,
+        req: Request<pb::CompactionRequest>,
+    ) -> Result<Response<pb::CompactionResponse>, Status> {
         let revision = req.get_ref().revision;
         let (_, rev) = self.0.write(Command::Compact { revision }).await?;
-        Ok(Response::new(pb::CompactionResponse { header: Some(self.0.header(rev)) }))
+        Ok(Response::new(pb::CompactionResponse {
+            header: Some(self.0.header(rev)),
+        }))
     }
 }

@@ -27,10 +27,14 @@ pub(crate) struct IdGen {
 
 impl IdGen {
     pub fn new(member_id: u64) -> IdGen {
-        let ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
         let prefix = (member_id & 0xffff) << 48;
         let suffix = (ms & ((1 << 40) - 1)) << 8;
-        IdGen { next: AtomicU64::new(prefix | suffix) }
+        IdGen {
+            next: AtomicU64::new(prefix | suffix),
+        }
     }
 
     /// A positive, non-zero int64 id (etcd masks the sign bit off).
@@ -51,14 +55,24 @@ fn ids() -> &'static std::sync::OnceLock<IdGen> {
 }
 
 impl Ctx {
-    pub(crate) async fn lease_grant(&self, ttl: i64, id: i64) -> Result<pb::LeaseGrantResponse, RpcError> {
+    pub(crate) async fn lease_grant(
+        &self,
+        ttl: i64,
+        id: i64,
+    ) -> Result<pb::LeaseGrantResponse, RpcError> {
         // Shorter TTLs are raised to the minimum, as etcd's lessor does.
         let ttl = ttl.max(self.cfg.min_lease_ttl_secs);
         let gen = ids().get_or_init(|| IdGen::new(self.member_id()));
         // A chosen id that collides with a live lease: choose again.
         for _ in 0..8 {
             let want = if id == 0 { gen.next() } else { id };
-            match self.write(Command::LeaseGrant { id: want, ttl_secs: ttl }).await {
+            match self
+                .write(Command::LeaseGrant {
+                    id: want,
+                    ttl_secs: ttl,
+                })
+                .await
+            {
                 Ok((EtcdResponse::LeaseGrant { id, ttl_secs }, rev)) => {
                     self.node.touch(id);
                     return Ok(pb::LeaseGrantResponse {
@@ -68,7 +82,11 @@ impl Ctx {
                         error: String::new(),
                     });
                 }
-                Ok((other, _)) => return Err(RpcError::Internal(format!("unexpected apply result {other:?}"))),
+                Ok((other, _)) => {
+                    return Err(RpcError::Internal(format!(
+                        "unexpected apply result {other:?}"
+                    )))
+                }
                 Err(RpcError::Core(EtcdError::LeaseExists)) if id == 0 => continue,
                 Err(e) => return Err(e),
             }
@@ -80,10 +98,26 @@ impl Ctx {
 impl Ctx {
     /// One LeaseKeepAlive answer; an unknown lease (or a ZooKeeper
     /// session) answers TTL 0, as etcd does.
-    pub(crate) async fn keepalive_one(&self, id: i64) -> Result<pb::LeaseKeepAliveResponse, Status> {
-        let is_session = self.node.sm.state().lease(id).is_some_and(|l| l.session.is_some());
-        let ttl_ms = if is_session { None } else { self.node.keepalive(id).await.map_err(RpcError::from)? };
-        Ok(pb::LeaseKeepAliveResponse { header: Some(self.header_now()), id, ttl: ttl_ms.map_or(0, |ms| ms / 1000) })
+    pub(crate) async fn keepalive_one(
+        &self,
+        id: i64,
+    ) -> Result<pb::LeaseKeepAliveResponse, Status> {
+        let is_session = self
+            .node
+            .sm
+            .state()
+            .lease(id)
+            .is_some_and(|l| l.session.is_some());
+        let ttl_ms = if is_session {
+            None
+        } else {
+            self.node.keepalive(id).await.map_err(RpcError::from)?
+        };
+        Ok(pb::LeaseKeepAliveResponse {
+            header: Some(self.header_now()),
+            id,
+            ttl: ttl_ms.map_or(0, |ms| ms / 1000),
+        })
     }
 }
 
@@ -91,7 +125,10 @@ type Boxed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
 impl lease_server::Lease for Lease {
-    async fn lease_grant(&self, req: Request<pb::LeaseGrantRequest>) -> Result<Response<pb::LeaseGrantResponse>, Status> {
+    async fn lease_grant(
+        &self,
+        req: Request<pb::LeaseGrantRequest>,
+    ) -> Result<Response<pb::LeaseGrantResponse>, Status> {
         let r = req.get_ref();
         Ok(Response::new(self.0.lease_grant(r.ttl, r.id).await?))
     }
@@ -102,11 +139,20 @@ impl lease_server::Lease for Lease {
     ) -> Result<Response<pb::LeaseRevokeResponse>, Status> {
         let id = req.get_ref().id;
         // A ZooKeeper session is not an etcd lease.
-        if self.0.node.sm.state().lease(id).is_some_and(|l| l.session.is_some()) {
+        if self
+            .0
+            .node
+            .sm
+            .state()
+            .lease(id)
+            .is_some_and(|l| l.session.is_some())
+        {
             return Err(RpcError::Core(EtcdError::LeaseNotFound).into());
         }
         let (_, rev) = self.0.write(Command::LeaseRevoke { id }).await?;
-        Ok(Response::new(pb::LeaseRevokeResponse { header: Some(self.0.header(rev)) }))
+        Ok(Response::new(pb::LeaseRevokeResponse {
+            header: Some(self.0.header(rev)),
+        }))
     }
 
     type LeaseKeepAliveStream = Boxed<pb::LeaseKeepAliveResponse>;
@@ -137,22 +183,47 @@ impl lease_server::Lease for Lease {
         let r = req.get_ref();
         let found = {
             let st = self.0.node.sm.state();
-            st.lease(r.id)
-                .filter(|l| l.session.is_none())
-                .map(|l| (l.ttl_ms / 1000, if r.keys { l.keys.iter().cloned().collect() } else { Vec::new() }))
+            st.lease(r.id).filter(|l| l.session.is_none()).map(|l| {
+                (
+                    l.ttl_ms / 1000,
+                    if r.keys {
+                        l.keys.iter().cloned().collect()
+                    } else {
+                        Vec::new()
+                    },
+                )
+            })
         };
         let remaining = match found {
-            Some(_) => self.0.node.time_to_live(r.id).await.map_err(RpcError::from)?,
+            Some(_) => self
+                .0
+                .node
+                .time_to_live(r.id)
+                .await
+                .map_err(RpcError::from)?,
             None => None,
         };
         let resp = match (found, remaining) {
-            (Some((granted, keys)), Some(ms)) => {
-                pb::LeaseTimeToLiveResponse { header: None, id: r.id, ttl: ms / 1000, granted_ttl: granted, keys }
-            }
+            (Some((granted, keys)), Some(ms)) => pb::LeaseTimeToLiveResponse {
+                header: None,
+                id: r.id,
+                ttl: ms / 1000,
+                granted_ttl: granted,
+                keys,
+            },
             // Unknown (or just expired): TTL -1, as etcd answers.
-            _ => pb::LeaseTimeToLiveResponse { header: None, id: r.id, ttl: -1, granted_ttl: 0, keys: Vec::new() },
+            _ => pb::LeaseTimeToLiveResponse {
+                header: None,
+                id: r.id,
+                ttl: -1,
+                granted_ttl: 0,
+                keys: Vec::new(),
+            },
         };
-        Ok(Response::new(pb::LeaseTimeToLiveResponse { header: Some(self.0.header_now()), ..resp }))
+        Ok(Response::new(pb::LeaseTimeToLiveResponse {
+            header: Some(self.0.header_now()),
+            ..resp
+        }))
     }
 
     async fn lease_leases(
@@ -161,9 +232,15 @@ impl lease_server::Lease for Lease {
     ) -> Result<Response<pb::LeaseLeasesResponse>, Status> {
         let leases = {
             let st = self.0.node.sm.state();
-            st.leases().filter(|l| l.session.is_none()).map(|l| pb::LeaseStatus { id: l.id }).collect()
+            st.leases()
+                .filter(|l| l.session.is_none())
+                .map(|l| pb::LeaseStatus { id: l.id })
+                .collect()
         };
-        Ok(Response::new(pb::LeaseLeasesResponse { header: Some(self.0.header_now()), leases }))
+        Ok(Response::new(pb::LeaseLeasesResponse {
+            header: Some(self.0.header_now()),
+            leases,
+        }))
     }
 }
 

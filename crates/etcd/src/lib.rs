@@ -98,7 +98,10 @@ impl Default for Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("binding {addr}: {source}")]
-    Bind { addr: String, source: std::io::Error },
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("serving: {0}")]
     Io(#[from] std::io::Error),
     #[error("etcd config: {0}")]
@@ -131,7 +134,9 @@ pub(crate) fn mix64(mut x: u64) -> u64 {
 }
 
 fn hash_str(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 impl Ctx {
@@ -177,9 +182,16 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let compaction = compactor::policy(&cfg.auto_compaction_mode, &cfg.auto_compaction_retention)
         .map_err(ServeError::Config)?;
-    let listener =
-        tokio::net::TcpListener::bind(&listen).await.map_err(|source| ServeError::Bind { addr: listen.clone(), source })?;
-    let local = listener.local_addr().map(|a| a.to_string()).unwrap_or(listen);
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: listen.clone(),
+            source,
+        })?;
+    let local = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or(listen);
     let (recent, recent_task) = watch::Recent::spawn(node.clone());
     let _recent = AbortOnDrop(recent_task);
     let ctx = Arc::new(Ctx {
@@ -190,9 +202,12 @@ pub async fn serve(
         cfg,
     });
     // The compactor lives as long as the server does.
-    let _compactor = compaction.map(|policy| AbortOnDrop(tokio::spawn(compactor::run(ctx.clone(), policy))));
+    let _compactor =
+        compaction.map(|policy| AbortOnDrop(tokio::spawn(compactor::run(ctx.clone(), policy))));
     let app = router(ctx.clone()).merge(gateway::router(ctx)).merge(http);
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
     Ok(())
 }
 
@@ -213,18 +228,35 @@ fn router(ctx: Arc<Ctx>) -> axum::Router {
     let routes = tonic::service::Routes::new(
         kv_server::KvServer::new(kv::Kv(ctx.clone())).max_decoding_message_size(limit),
     )
-    .add_service(watch_server::WatchServer::new(watch::Watch(ctx.clone())).max_decoding_message_size(limit))
-    .add_service(lease_server::LeaseServer::new(lease::Lease(ctx.clone())).max_decoding_message_size(limit))
-    .add_service(cluster_server::ClusterServer::new(cluster::Cluster(ctx.clone())).max_decoding_message_size(limit))
+    .add_service(
+        watch_server::WatchServer::new(watch::Watch(ctx.clone())).max_decoding_message_size(limit),
+    )
+    .add_service(
+        lease_server::LeaseServer::new(lease::Lease(ctx.clone())).max_decoding_message_size(limit),
+    )
+    .add_service(
+        cluster_server::ClusterServer::new(cluster::Cluster(ctx.clone()))
+            .max_decoding_message_size(limit),
+    )
     .add_service(
         maintenance_server::MaintenanceServer::new(cluster::Maintenance(ctx.clone()))
             .max_decoding_message_size(limit),
     )
-    .add_service(auth_server::AuthServer::new(cluster::Auth(ctx.clone())).max_decoding_message_size(limit))
-    .add_service(pb::v3lockpb::lock_server::LockServer::new(recipes::Lock(ctx.clone())))
-    .add_service(pb::v3electionpb::election_server::ElectionServer::new(recipes::Election(ctx.clone())))
-    .add_service(pb::health::health_server::HealthServer::new(cluster::Health(ctx)));
-    routes.into_axum_router().layer(axum::middleware::map_response(grpc_go_limit_status))
+    .add_service(
+        auth_server::AuthServer::new(cluster::Auth(ctx.clone())).max_decoding_message_size(limit),
+    )
+    .add_service(pb::v3lockpb::lock_server::LockServer::new(recipes::Lock(
+        ctx.clone(),
+    )))
+    .add_service(pb::v3electionpb::election_server::ElectionServer::new(
+        recipes::Election(ctx.clone()),
+    ))
+    .add_service(pb::health::health_server::HealthServer::new(
+        cluster::Health(ctx),
+    ));
+    routes
+        .into_axum_router()
+        .layer(axum::middleware::map_response(grpc_go_limit_status))
 }
 
 /// tonic reports a message over the size limit as OutOfRange; grpc-go (and
@@ -235,14 +267,24 @@ async fn grpc_go_limit_status(mut resp: axum::response::Response) -> axum::respo
     if h.get("grpc-status").and_then(|v| v.to_str().ok()) != Some("11") {
         return resp;
     }
-    let Some(msg) = h.get("grpc-message").and_then(|v| v.to_str().ok()) else { return resp };
+    let Some(msg) = h.get("grpc-message").and_then(|v| v.to_str().ok()) else {
+        return resp;
+    };
     let msg = msg.replace("%20", " ");
-    let Some(rest) = msg.strip_prefix("Error, decoded message length too large: found ") else { return resp };
-    let nums: Vec<&str> = rest.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).collect();
-    let [found, limit] = nums[..] else { return resp };
+    let Some(rest) = msg.strip_prefix("Error, decoded message length too large: found ") else {
+        return resp;
+    };
+    let nums: Vec<&str> = rest
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let [found, limit] = nums[..] else {
+        return resp;
+    };
     let text = format!("grpc: received message larger than max ({found} vs. {limit})");
     if let Ok(v) = HeaderValue::from_str(&text) {
-        resp.headers_mut().insert("grpc-status", HeaderValue::from_static("8"));
+        resp.headers_mut()
+            .insert("grpc-status", HeaderValue::from_static("8"));
         resp.headers_mut().insert("grpc-message", v);
     }
     resp

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use futures::Stream;
 use janus_core::{
-    Command, Compare, CompareResult, CompareTarget, EtcdResponse, Event, KeyValue, PutRequest, RangeRequest,
-    RequestOp, ResponseOp, SortOrder, SortTarget, TxnRequest, TxnResponse,
+    Command, Compare, CompareResult, CompareTarget, EtcdResponse, Event, KeyValue, PutRequest,
+    RangeRequest, RequestOp, ResponseOp, SortOrder, SortTarget, TxnRequest, TxnResponse,
 };
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -39,11 +39,19 @@ fn prefix_end(p: &[u8]) -> Vec<u8> {
 }
 
 fn create_rev_is(key: &[u8], rev: i64) -> Compare {
-    Compare { result: CompareResult::Equal, target: CompareTarget::Create(rev), key: key.to_vec(), range_end: Vec::new() }
+    Compare {
+        result: CompareResult::Equal,
+        target: CompareTarget::Create(rev),
+        key: key.to_vec(),
+        range_end: Vec::new(),
+    }
 }
 
 fn get(key: &[u8]) -> RangeRequest {
-    RangeRequest { key: key.to_vec(), ..RangeRequest::default() }
+    RangeRequest {
+        key: key.to_vec(),
+        ..RangeRequest::default()
+    }
 }
 
 /// The oldest (or, with `last`, newest) key under `prefix`, optionally with
@@ -54,7 +62,11 @@ fn by_create(prefix: &[u8], last: bool, max_create: i64) -> RangeRequest {
         range_end: prefix_end(prefix),
         limit: 1,
         sort_target: SortTarget::Create,
-        sort_order: if last { SortOrder::Descend } else { SortOrder::Ascend },
+        sort_order: if last {
+            SortOrder::Descend
+        } else {
+            SortOrder::Ascend
+        },
         max_create_revision: max_create,
         ..RangeRequest::default()
     }
@@ -76,14 +88,26 @@ impl Ctx {
     async fn txn(&self, t: TxnRequest) -> Result<(TxnResponse, i64), RpcError> {
         match self.write(Command::Txn(t)).await? {
             (EtcdResponse::Txn(r), rev) => Ok((r, rev)),
-            (other, _) => Err(RpcError::Internal(format!("unexpected apply result {other:?}"))),
+            (other, _) => Err(RpcError::Internal(format!(
+                "unexpected apply result {other:?}"
+            ))),
         }
     }
 
     /// Create `key` under the lease unless it exists: (its create revision,
     /// the txn's header revision, its current value).
-    async fn acquire(&self, key: &[u8], lease: i64, value: &[u8]) -> Result<(i64, i64, KeyValue), RpcError> {
-        let put = PutRequest { key: key.to_vec(), value: value.to_vec(), lease, ..PutRequest::default() };
+    async fn acquire(
+        &self,
+        key: &[u8],
+        lease: i64,
+        value: &[u8],
+    ) -> Result<(i64, i64, KeyValue), RpcError> {
+        let put = PutRequest {
+            key: key.to_vec(),
+            value: value.to_vec(),
+            lease,
+            ..PutRequest::default()
+        };
         let t = TxnRequest {
             compare: vec![create_rev_is(key, 0)],
             success: vec![RequestOp::Put(put), RequestOp::Range(get(key))],
@@ -91,7 +115,8 @@ impl Ctx {
         };
         let (r, rev) = self.txn(t).await?;
         let idx = if r.succeeded { 1 } else { 0 };
-        let kv = first_kv(r.responses.get(idx)).ok_or_else(|| RpcError::Internal("lock key vanished".into()))?;
+        let kv = first_kv(r.responses.get(idx))
+            .ok_or_else(|| RpcError::Internal("lock key vanished".into()))?;
         Ok((kv.create_revision, rev, kv))
     }
 
@@ -102,29 +127,47 @@ impl Ctx {
             let mut events = self.node.sm.subscribe();
             let (older, rev) = {
                 let st = self.node.sm.state();
-                (st.kv_range(&by_create(prefix, true, max_create))?.kvs.into_iter().next(), st.revision())
+                (
+                    st.kv_range(&by_create(prefix, true, max_create))?
+                        .kvs
+                        .into_iter()
+                        .next(),
+                    st.revision(),
+                )
             };
             let Some(older) = older else { return Ok(rev) };
-            wait_for(&mut events, |e| matches!(e, Event::KvDelete { kv, .. } if kv.key == older.key)).await?;
+            wait_for(
+                &mut events,
+                |e| matches!(e, Event::KvDelete { kv, .. } if kv.key == older.key),
+            )
+            .await?;
         }
     }
 }
 
 /// Wait for an event matching `f`; a lagged receiver just looks again.
-async fn wait_for(events: &mut broadcast::Receiver<Arc<janus_core::EventBatch>>, f: impl Fn(&Event) -> bool) -> Result<(), RpcError> {
+async fn wait_for(
+    events: &mut broadcast::Receiver<Arc<janus_core::EventBatch>>,
+    f: impl Fn(&Event) -> bool,
+) -> Result<(), RpcError> {
     loop {
         match events.recv().await {
             Ok(b) if b.events.iter().any(&f) => return Ok(()),
             Ok(_) => {}
             Err(broadcast::error::RecvError::Lagged(_)) => return Ok(()),
-            Err(broadcast::error::RecvError::Closed) => return Err(RpcError::Internal("state machine stopped".into())),
+            Err(broadcast::error::RecvError::Closed) => {
+                return Err(RpcError::Internal("state machine stopped".into()))
+            }
         }
     }
 }
 
 #[tonic::async_trait]
 impl lock_server::Lock for Lock {
-    async fn lock(&self, req: Request<lk::LockRequest>) -> Result<Response<lk::LockResponse>, Status> {
+    async fn lock(
+        &self,
+        req: Request<lk::LockRequest>,
+    ) -> Result<Response<lk::LockResponse>, Status> {
         let r = req.into_inner();
         let mut prefix = r.name.clone();
         prefix.push(b'/');
@@ -133,20 +176,38 @@ impl lock_server::Lock for Lock {
         // Read the owner under a short guard, never across the wait.
         let owner = {
             let st = self.0.node.sm.state();
-            st.kv_range(&by_create(&prefix, false, 0)).map_err(RpcError::from)?.kvs.into_iter().next()
+            st.kv_range(&by_create(&prefix, false, 0))
+                .map_err(RpcError::from)?
+                .kvs
+                .into_iter()
+                .next()
         };
         let rev = match owner {
-            Some(owner) if owner.create_revision != my_rev => self.0.wait_deletes(&prefix, my_rev - 1).await?,
+            Some(owner) if owner.create_revision != my_rev => {
+                self.0.wait_deletes(&prefix, my_rev - 1).await?
+            }
             _ => rev,
         };
-        Ok(Response::new(lk::LockResponse { header: Some(self.0.header(rev)), key }))
+        Ok(Response::new(lk::LockResponse {
+            header: Some(self.0.header(rev)),
+            key,
+        }))
     }
 
-    async fn unlock(&self, req: Request<lk::UnlockRequest>) -> Result<Response<lk::UnlockResponse>, Status> {
+    async fn unlock(
+        &self,
+        req: Request<lk::UnlockRequest>,
+    ) -> Result<Response<lk::UnlockResponse>, Status> {
         let key = req.into_inner().key;
-        let d = janus_core::DeleteRangeRequest { key, range_end: Vec::new(), prev_kv: false };
+        let d = janus_core::DeleteRangeRequest {
+            key,
+            range_end: Vec::new(),
+            prev_kv: false,
+        };
         let (_, rev) = self.0.write(Command::DeleteRange(d)).await?;
-        Ok(Response::new(lk::UnlockResponse { header: Some(self.0.header(rev)) }))
+        Ok(Response::new(lk::UnlockResponse {
+            header: Some(self.0.header(rev)),
+        }))
     }
 }
 
@@ -159,7 +220,12 @@ impl Election {
         let mut prefix = name.to_vec();
         prefix.push(b'/');
         let st = self.0.node.sm.state();
-        let kv = st.kv_range(&by_create(&prefix, false, 0)).map_err(RpcError::from)?.kvs.into_iter().next();
+        let kv = st
+            .kv_range(&by_create(&prefix, false, 0))
+            .map_err(RpcError::from)?
+            .kvs
+            .into_iter()
+            .next();
         let rev = st.revision();
         drop(st);
         Ok((kv, self.0.header(rev)))
@@ -168,7 +234,10 @@ impl Election {
 
 #[tonic::async_trait]
 impl election_server::Election for Election {
-    async fn campaign(&self, req: Request<el::CampaignRequest>) -> Result<Response<el::CampaignResponse>, Status> {
+    async fn campaign(
+        &self,
+        req: Request<el::CampaignRequest>,
+    ) -> Result<Response<el::CampaignResponse>, Status> {
         let r = req.into_inner();
         let mut prefix = r.name.clone();
         prefix.push(b'/');
@@ -176,36 +245,72 @@ impl election_server::Election for Election {
         let (my_rev, rev, kv) = self.0.acquire(&key, r.lease, &r.value).await?;
         if kv.value != r.value {
             // Re-campaigning with a new value proclaims it.
-            let put = PutRequest { key: key.clone(), value: r.value.clone(), lease: r.lease, ..PutRequest::default() };
+            let put = PutRequest {
+                key: key.clone(),
+                value: r.value.clone(),
+                lease: r.lease,
+                ..PutRequest::default()
+            };
             self.0.write(Command::Put(put)).await?;
         }
         self.0.wait_deletes(&prefix, my_rev - 1).await?;
-        let leader = el::LeaderKey { name: r.name, key, rev: my_rev, lease: r.lease };
-        Ok(Response::new(el::CampaignResponse { header: Some(self.0.header(rev)), leader: Some(leader) }))
+        let leader = el::LeaderKey {
+            name: r.name,
+            key,
+            rev: my_rev,
+            lease: r.lease,
+        };
+        Ok(Response::new(el::CampaignResponse {
+            header: Some(self.0.header(rev)),
+            leader: Some(leader),
+        }))
     }
 
-    async fn proclaim(&self, req: Request<el::ProclaimRequest>) -> Result<Response<el::ProclaimResponse>, Status> {
+    async fn proclaim(
+        &self,
+        req: Request<el::ProclaimRequest>,
+    ) -> Result<Response<el::ProclaimResponse>, Status> {
         let r = req.into_inner();
         let l = r.leader.ok_or_else(|| unknown(MISSING_LEADER))?;
-        let put = PutRequest { key: l.key.clone(), value: r.value, lease: l.lease, ..PutRequest::default() };
-        let t = TxnRequest { compare: vec![create_rev_is(&l.key, l.rev)], success: vec![RequestOp::Put(put)], failure: vec![] };
+        let put = PutRequest {
+            key: l.key.clone(),
+            value: r.value,
+            lease: l.lease,
+            ..PutRequest::default()
+        };
+        let t = TxnRequest {
+            compare: vec![create_rev_is(&l.key, l.rev)],
+            success: vec![RequestOp::Put(put)],
+            failure: vec![],
+        };
         let (res, rev) = self.0.txn(t).await?;
         if !res.succeeded {
             return Err(unknown("election: not leader"));
         }
-        Ok(Response::new(el::ProclaimResponse { header: Some(self.0.header(rev)) }))
+        Ok(Response::new(el::ProclaimResponse {
+            header: Some(self.0.header(rev)),
+        }))
     }
 
-    async fn leader(&self, req: Request<el::LeaderRequest>) -> Result<Response<el::LeaderResponse>, Status> {
+    async fn leader(
+        &self,
+        req: Request<el::LeaderRequest>,
+    ) -> Result<Response<el::LeaderResponse>, Status> {
         match self.leader_now(&req.get_ref().name)? {
-            (Some(kv), header) => Ok(Response::new(el::LeaderResponse { header: Some(header), kv: Some(kv_to_pb(kv)) })),
+            (Some(kv), header) => Ok(Response::new(el::LeaderResponse {
+                header: Some(header),
+                kv: Some(kv_to_pb(kv)),
+            })),
             (None, _) => Err(unknown("election: no leader")),
         }
     }
 
     type ObserveStream = Boxed<el::LeaderResponse>;
 
-    async fn observe(&self, req: Request<el::LeaderRequest>) -> Result<Response<Self::ObserveStream>, Status> {
+    async fn observe(
+        &self,
+        req: Request<el::LeaderRequest>,
+    ) -> Result<Response<Self::ObserveStream>, Status> {
         let name = req.into_inner().name;
         let (tx, rx) = mpsc::channel(16);
         let me = Election(self.0.clone());
@@ -227,7 +332,10 @@ impl election_server::Election for Election {
                     let id = (kv.key.clone(), kv.mod_revision);
                     if last.as_ref() != Some(&id) {
                         last = Some(id);
-                        let resp = el::LeaderResponse { header: Some(header), kv: Some(kv_to_pb(kv)) };
+                        let resp = el::LeaderResponse {
+                            header: Some(header),
+                            kv: Some(kv_to_pb(kv)),
+                        };
                         if tx.send(Ok(resp)).await.is_err() {
                             return;
                         }
@@ -248,16 +356,28 @@ impl election_server::Election for Election {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn resign(&self, req: Request<el::ResignRequest>) -> Result<Response<el::ResignResponse>, Status> {
-        let l = req.into_inner().leader.ok_or_else(|| unknown(MISSING_LEADER))?;
-        let del = janus_core::DeleteRangeRequest { key: l.key.clone(), range_end: Vec::new(), prev_kv: false };
+    async fn resign(
+        &self,
+        req: Request<el::ResignRequest>,
+    ) -> Result<Response<el::ResignResponse>, Status> {
+        let l = req
+            .into_inner()
+            .leader
+            .ok_or_else(|| unknown(MISSING_LEADER))?;
+        let del = janus_core::DeleteRangeRequest {
+            key: l.key.clone(),
+            range_end: Vec::new(),
+            prev_kv: false,
+        };
         let t = TxnRequest {
             compare: vec![create_rev_is(&l.key, l.rev)],
             success: vec![RequestOp::DeleteRange(del)],
             failure: vec![],
         };
         let (_, rev) = self.0.txn(t).await?;
-        Ok(Response::new(el::ResignResponse { header: Some(self.0.header(rev)) }))
+        Ok(Response::new(el::ResignResponse {
+            header: Some(self.0.header(rev)),
+        }))
     }
 }
 

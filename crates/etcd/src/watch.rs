@@ -65,7 +65,9 @@ impl Watcher {
     fn event(&self, ev: &Event) -> Option<mvccpb::Event> {
         let (ty, kv, prev) = match ev {
             Event::KvPut { kv, prev } if !self.no_put => (mvccpb::event::EventType::Put, kv, prev),
-            Event::KvDelete { kv, prev } if !self.no_delete => (mvccpb::event::EventType::Delete, kv, prev),
+            Event::KvDelete { kv, prev } if !self.no_delete => {
+                (mvccpb::event::EventType::Delete, kv, prev)
+            }
             _ => return None,
         };
         if !self.matches(&kv.key) {
@@ -74,7 +76,11 @@ impl Watcher {
         Some(mvccpb::Event {
             r#type: ty as i32,
             kv: Some(kv_to_pb(kv.clone())),
-            prev_kv: if self.prev_kv { prev.clone().map(kv_to_pb) } else { None },
+            prev_kv: if self.prev_kv {
+                prev.clone().map(kv_to_pb)
+            } else {
+                None
+            },
         })
     }
 }
@@ -83,21 +89,48 @@ impl Watcher {
 /// MVCC history (puts: keys whose mod revision is `rev`; deletes: keys live
 /// at `rev - 1` and gone at `rev`). `rev - 1` must not be compacted.
 fn history_at(st: &State, key: &[u8], end: &[u8], rev: i64) -> Vec<Event> {
-    let base = RangeRequest { key: key.to_vec(), range_end: end.to_vec(), ..RangeRequest::default() };
-    let at = |r: i64| RangeRequest { revision: r, ..base.clone() };
+    let base = RangeRequest {
+        key: key.to_vec(),
+        range_end: end.to_vec(),
+        ..RangeRequest::default()
+    };
+    let at = |r: i64| RangeRequest {
+        revision: r,
+        ..base.clone()
+    };
     let mut out = Vec::new();
     let prev_of = |k: &[u8]| -> Option<KeyValue> {
-        let req = RangeRequest { key: k.to_vec(), revision: rev - 1, ..RangeRequest::default() };
+        let req = RangeRequest {
+            key: k.to_vec(),
+            revision: rev - 1,
+            ..RangeRequest::default()
+        };
         if rev - 1 < 1 {
             return None;
         }
-        st.kv_range(&req).ok().and_then(|r| r.kvs.into_iter().next())
+        st.kv_range(&req)
+            .ok()
+            .and_then(|r| r.kvs.into_iter().next())
     };
-    let Ok(now) = st.kv_range(&RangeRequest { min_mod_revision: rev, max_mod_revision: rev, ..at(rev) }) else {
+    let Ok(now) = st.kv_range(&RangeRequest {
+        min_mod_revision: rev,
+        max_mod_revision: rev,
+        ..at(rev)
+    }) else {
         return out;
     };
-    let count = |r: i64| st.kv_range(&RangeRequest { count_only: true, ..at(r) }).map_or(0, |x| x.count);
-    let created = now.kvs.iter().filter(|kv| kv.create_revision == rev).count() as i64;
+    let count = |r: i64| {
+        st.kv_range(&RangeRequest {
+            count_only: true,
+            ..at(r)
+        })
+        .map_or(0, |x| x.count)
+    };
+    let created = now
+        .kvs
+        .iter()
+        .filter(|kv| kv.create_revision == rev)
+        .count() as i64;
     let before = if rev > 1 { count(rev - 1) } else { 0 };
     // Keys live before, plus those created at `rev`, minus those live
     // after: how many `rev` deleted (the cheap check before the key diff).
@@ -105,9 +138,15 @@ fn history_at(st: &State, key: &[u8], end: &[u8], rev: i64) -> Vec<Event> {
     let mut dels = Vec::new();
     if deleted > 0 && rev > 1 {
         let keys_only = |r: i64| {
-            st.kv_range(&RangeRequest { keys_only: true, ..at(r) }).map(|x| x.kvs).unwrap_or_default()
+            st.kv_range(&RangeRequest {
+                keys_only: true,
+                ..at(r)
+            })
+            .map(|x| x.kvs)
+            .unwrap_or_default()
         };
-        let after: std::collections::BTreeSet<Vec<u8>> = keys_only(rev).into_iter().map(|kv| kv.key).collect();
+        let after: std::collections::BTreeSet<Vec<u8>> =
+            keys_only(rev).into_iter().map(|kv| kv.key).collect();
         for kv in keys_only(rev - 1) {
             if !after.contains(&kv.key) {
                 dels.push(kv.key);
@@ -128,12 +167,20 @@ fn history_at(st: &State, key: &[u8], end: &[u8], rev: i64) -> Vec<Event> {
         };
         if take_put {
             if let Some(kv) = puts.next() {
-                let prev = if kv.version > 1 { prev_of(&kv.key) } else { None };
+                let prev = if kv.version > 1 {
+                    prev_of(&kv.key)
+                } else {
+                    None
+                };
                 out.push(Event::KvPut { kv, prev });
             }
         } else if let Some(k) = dels.next() {
             let prev = prev_of(&k);
-            let kv = KeyValue { key: k, mod_revision: rev, ..KeyValue::default() };
+            let kv = KeyValue {
+                key: k,
+                mod_revision: rev,
+                ..KeyValue::default()
+            };
             out.push(Event::KvDelete { kv, prev });
         }
     }
@@ -172,7 +219,9 @@ impl Recent {
     }
 
     /// Follow the state machine's events for as long as the server runs.
-    pub(crate) fn spawn(node: Arc<janus_raft::RaftNode>) -> (Arc<Recent>, tokio::task::JoinHandle<()>) {
+    pub(crate) fn spawn(
+        node: Arc<janus_raft::RaftNode>,
+    ) -> (Arc<Recent>, tokio::task::JoinHandle<()>) {
         let mut rx = node.sm.subscribe();
         let rev = node.sm.state().revision();
         let recent = Arc::new(Recent {
@@ -198,7 +247,9 @@ impl Recent {
                         // Every applied command publishes a batch, most
                         // of them empty: bound both counts.
                         while g.events > RECENT_MAX_EVENTS || g.batches.len() > RECENT_MAX_BATCHES {
-                            let Some(old) = g.batches.pop_front() else { break };
+                            let Some(old) = g.batches.pop_front() else {
+                                break;
+                            };
                             g.events -= old.events.len();
                             g.from = old.revision;
                         }
@@ -268,9 +319,19 @@ impl Session {
 
     /// Send `events` of revision `rev` to watcher `w`, split into fragments
     /// if it asked for them and the response is too large.
-    async fn send_events(&self, w: &Watcher, rev: i64, events: Vec<mvccpb::Event>) -> Result<(), Gone> {
+    async fn send_events(
+        &self,
+        w: &Watcher,
+        rev: i64,
+        events: Vec<mvccpb::Event>,
+    ) -> Result<(), Gone> {
         let header = Some(self.ctx.header(rev));
-        let resp = pb::WatchResponse { header, watch_id: w.id, events, ..Default::default() };
+        let resp = pb::WatchResponse {
+            header,
+            watch_id: w.id,
+            events,
+            ..Default::default()
+        };
         let limit = self.ctx.cfg.max_request_bytes;
         if !w.fragment || resp.encoded_len() <= limit || resp.events.len() < 2 {
             return self.send(resp).await;
@@ -284,13 +345,25 @@ impl Session {
             if !chunk.is_empty() && size + len > limit {
                 let part = std::mem::take(&mut chunk);
                 size = 0;
-                self.send(pb::WatchResponse { header, watch_id: w.id, events: part, fragment: true, ..Default::default() })
-                    .await?;
+                self.send(pb::WatchResponse {
+                    header,
+                    watch_id: w.id,
+                    events: part,
+                    fragment: true,
+                    ..Default::default()
+                })
+                .await?;
             }
             size += len;
             chunk.push(ev);
             if i + 1 == n {
-                self.send(pb::WatchResponse { header, watch_id: w.id, events: chunk, ..Default::default() }).await?;
+                self.send(pb::WatchResponse {
+                    header,
+                    watch_id: w.id,
+                    events: chunk,
+                    ..Default::default()
+                })
+                .await?;
                 break;
             }
         }
@@ -302,11 +375,14 @@ impl Session {
         self.stream_rev = self.stream_rev.max(batch.revision);
         let ids: Vec<i64> = self.watchers.keys().copied().collect();
         for id in ids {
-            let Some(w) = self.watchers.get(&id).cloned() else { continue };
+            let Some(w) = self.watchers.get(&id).cloned() else {
+                continue;
+            };
             if batch.revision < w.next_rev {
                 continue;
             }
-            let events: Vec<mvccpb::Event> = batch.events.iter().filter_map(|e| w.event(e)).collect();
+            let events: Vec<mvccpb::Event> =
+                batch.events.iter().filter_map(|e| w.event(e)).collect();
             if let Some(w) = self.watchers.get_mut(&id) {
                 w.next_rev = batch.revision + 1;
                 w.active |= !events.is_empty();
@@ -326,7 +402,9 @@ impl Session {
         let mut pending: Vec<mvccpb::Event> = Vec::new();
         let mut pending_revs = 0usize;
         loop {
-            let Some(w) = self.watchers.get(&id).cloned() else { return Ok(false) };
+            let Some(w) = self.watchers.get(&id).cloned() else {
+                return Ok(false);
+            };
             if w.next_rev > target {
                 if !pending.is_empty() {
                     self.send_events(&w, target, pending).await?;
@@ -334,9 +412,19 @@ impl Session {
                 return Ok(true);
             }
             let compacted = self.ctx.node.sm.state().compacted_revision();
-            let cached = if w.next_rev < compacted { None } else { self.ctx.recent.range(w.next_rev - 1, target) };
+            let cached = if w.next_rev < compacted {
+                None
+            } else {
+                self.ctx.recent.range(w.next_rev - 1, target)
+            };
             let (hi, found): (i64, Replay) = match cached {
-                Some((hi, batches)) => (hi, Ok(batches.iter().map(|b| (b.revision, b.events.clone())).collect())),
+                Some((hi, batches)) => (
+                    hi,
+                    Ok(batches
+                        .iter()
+                        .map(|b| (b.revision, b.events.clone()))
+                        .collect()),
+                ),
                 None => {
                     let hi = target.min(w.next_rev.saturating_add(CATCH_UP_CHUNK - 1));
                     let st = self.ctx.node.sm.state();
@@ -374,7 +462,8 @@ impl Session {
                         pending_revs += usize::from(pending.len() > before);
                     }
                     if pending_revs >= SYNC_BATCH_REVS {
-                        self.send_events(&w, target, std::mem::take(&mut pending)).await?;
+                        self.send_events(&w, target, std::mem::take(&mut pending))
+                            .await?;
                         pending_revs = 0;
                     }
                     if let Some(w) = self.watchers.get_mut(&id) {
@@ -427,7 +516,11 @@ impl Session {
             id,
             key: c.key,
             end,
-            next_rev: if c.start_revision > 0 { c.start_revision } else { current + 1 },
+            next_rev: if c.start_revision > 0 {
+                c.start_revision
+            } else {
+                current + 1
+            },
             prev_kv: c.prev_kv,
             no_put: c.filters.contains(&(FilterType::Noput as i32)),
             no_delete: c.filters.contains(&(FilterType::Nodelete as i32)),
@@ -453,7 +546,13 @@ impl Session {
     async fn cancel(&mut self, id: i64) -> Result<(), Gone> {
         if self.watchers.remove(&id).is_some() {
             let header = Some(self.ctx.header(self.stream_rev));
-            self.send(pb::WatchResponse { header, watch_id: id, canceled: true, ..Default::default() }).await?;
+            self.send(pb::WatchResponse {
+                header,
+                watch_id: id,
+                canceled: true,
+                ..Default::default()
+            })
+            .await?;
         }
         Ok(())
     }
@@ -474,7 +573,10 @@ impl Session {
 
     /// Deliver whatever is already buffered, so a progress report does not
     /// claim a revision whose events are still queued.
-    async fn drain(&mut self, events: &mut broadcast::Receiver<Arc<EventBatch>>) -> Result<(), Gone> {
+    async fn drain(
+        &mut self,
+        events: &mut broadcast::Receiver<Arc<EventBatch>>,
+    ) -> Result<(), Gone> {
         loop {
             match events.try_recv() {
                 Ok(b) => self.deliver(&b).await?,
@@ -486,18 +588,30 @@ impl Session {
 
     async fn progress(&mut self) -> Result<(), Gone> {
         let header = Some(self.ctx.header(self.stream_rev));
-        self.send(pb::WatchResponse { header, watch_id: -1, ..Default::default() }).await
+        self.send(pb::WatchResponse {
+            header,
+            watch_id: -1,
+            ..Default::default()
+        })
+        .await
     }
 
     async fn tick(&mut self) -> Result<(), Gone> {
         let ids: Vec<i64> = self.watchers.keys().copied().collect();
         for id in ids {
-            let Some(w) = self.watchers.get_mut(&id) else { continue };
+            let Some(w) = self.watchers.get_mut(&id) else {
+                continue;
+            };
             let notify = w.progress_notify && !w.active && w.next_rev > self.stream_rev;
             w.active = false;
             if notify {
                 let header = Some(self.ctx.header(self.stream_rev));
-                self.send(pb::WatchResponse { header, watch_id: id, ..Default::default() }).await?;
+                self.send(pb::WatchResponse {
+                    header,
+                    watch_id: id,
+                    ..Default::default()
+                })
+                .await?;
             }
         }
         Ok(())
@@ -515,7 +629,13 @@ pub(crate) async fn run(
     // Batches at or below this revision are already in the state.
     let stream_rev = ctx.node.sm.state().revision();
     let every = Duration::from_millis(ctx.cfg.watch_progress_notify_interval_ms.max(100));
-    let mut s = Session { ctx, out, watchers: BTreeMap::new(), next_id: 0, stream_rev };
+    let mut s = Session {
+        ctx,
+        out,
+        watchers: BTreeMap::new(),
+        next_id: 0,
+        stream_rev,
+    };
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     // A client that half-closes keeps its watches, as with etcd.
     let mut input_open = true;
@@ -577,10 +697,17 @@ mod tests {
     use janus_core::{Command, DeleteRangeRequest, Proposal, PutRequest};
 
     fn apply(st: &mut State, c: Command) {
-        st.apply(&Proposal { time_ms: 0, command: c });
+        st.apply(&Proposal {
+            time_ms: 0,
+            command: c,
+        });
     }
     fn put(k: &str, v: &str) -> Command {
-        Command::Put(PutRequest { key: k.into(), value: v.into(), ..PutRequest::default() })
+        Command::Put(PutRequest {
+            key: k.into(),
+            value: v.into(),
+            ..PutRequest::default()
+        })
     }
 
     #[test]
@@ -590,13 +717,20 @@ mod tests {
         apply(&mut st, put("a", "1")); // 2
         apply(&mut st, put("b", "1")); // 3
         apply(&mut st, put("a", "2")); // 4
-        let del = DeleteRangeRequest { key: "a".into(), range_end: "c".into(), prev_kv: false };
+        let del = DeleteRangeRequest {
+            key: "a".into(),
+            range_end: "c".into(),
+            prev_kv: false,
+        };
         apply(&mut st, Command::DeleteRange(del)); // 5
         let ev = history_at(&st, b"a", b"\0", 4);
         assert_eq!(ev.len(), 1);
         match &ev[0] {
             Event::KvPut { kv, prev } => {
-                assert_eq!((kv.key.as_slice(), kv.value.as_slice(), kv.version), (&b"a"[..], &b"2"[..], 2));
+                assert_eq!(
+                    (kv.key.as_slice(), kv.value.as_slice(), kv.version),
+                    (&b"a"[..], &b"2"[..], 2)
+                );
                 assert_eq!(prev.as_ref().map(|p| p.value.clone()), Some(b"1".to_vec()));
             }
             e => panic!("{e:?}"),
@@ -609,7 +743,10 @@ mod tests {
                 e => panic!("{e:?}"),
             })
             .collect();
-        assert_eq!(keys, vec![(b"a".to_vec(), 5, true), (b"b".to_vec(), 5, true)]);
+        assert_eq!(
+            keys,
+            vec![(b"a".to_vec(), 5, true), (b"b".to_vec(), 5, true)]
+        );
         assert!(history_at(&st, b"b", b"", 4).is_empty());
         assert_eq!(history_at(&st, b"b", b"", 3).len(), 1);
     }
@@ -629,9 +766,15 @@ mod tests {
             active: false,
         };
         assert!(w.matches(b"b") && w.matches(b"zz") && !w.matches(b"a"));
-        let w = Watcher { end: b"c".to_vec(), ..w };
+        let w = Watcher {
+            end: b"c".to_vec(),
+            ..w
+        };
         assert!(w.matches(b"bb") && !w.matches(b"c"));
-        let w = Watcher { end: Vec::new(), ..w };
+        let w = Watcher {
+            end: Vec::new(),
+            ..w
+        };
         assert!(w.matches(b"b") && !w.matches(b"bb"));
     }
 }

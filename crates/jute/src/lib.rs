@@ -72,7 +72,10 @@ impl<'a> Reader<'a> {
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         if self.remaining() < n {
-            return Err(DecodeError::Truncated { at: self.pos, needed: n - self.remaining() });
+            return Err(DecodeError::Truncated {
+                at: self.pos,
+                needed: n - self.remaining(),
+            });
         }
         let s = &self.buf[self.pos..self.pos + n];
         self.pos += n;
@@ -132,7 +135,10 @@ impl<'a> Reader<'a> {
     }
 
     /// A `vector<T>`; `item` decodes one element.
-    pub fn vec<T>(&mut self, mut item: impl FnMut(&mut Reader<'a>) -> Result<T, DecodeError>) -> Result<Vec<T>, DecodeError> {
+    pub fn vec<T>(
+        &mut self,
+        mut item: impl FnMut(&mut Reader<'a>) -> Result<T, DecodeError>,
+    ) -> Result<Vec<T>, DecodeError> {
         let n = self.len()?;
         // Every element takes at least one byte, so a count beyond the
         // remaining input is a lie: never reserve for it.
@@ -245,7 +251,10 @@ mod tests {
         assert_eq!(r.bool(), Ok(true));
         assert_eq!(r.buffer(), Ok(b"abc".to_vec()));
         assert_eq!(r.string(), Ok("ü".to_string()));
-        assert_eq!(r.vec(|r| r.string()), Ok(vec!["x".to_string(), "yz".to_string()]));
+        assert_eq!(
+            r.vec(|r| r.string()),
+            Ok(vec!["x".to_string(), "yz".to_string()])
+        );
         assert_eq!(r.remaining(), 0);
     }
 
@@ -255,12 +264,24 @@ mod tests {
         assert_eq!(Reader::new(&null).buffer(), Ok(vec![]));
         assert_eq!(Reader::new(&null).string(), Ok(String::new()));
         let neg = (-2i32).to_be_bytes();
-        assert!(matches!(Reader::new(&neg).buffer(), Err(DecodeError::BadLength { .. })));
+        assert!(matches!(
+            Reader::new(&neg).buffer(),
+            Err(DecodeError::BadLength { .. })
+        ));
         // A huge count with no data behind it fails without allocating.
         let huge = i32::MAX.to_be_bytes();
-        assert!(matches!(Reader::new(&huge).vec(|r| r.i64()), Err(DecodeError::Truncated { .. })));
-        assert!(matches!(Reader::new(&huge).buffer(), Err(DecodeError::Truncated { .. })));
-        assert!(matches!(Reader::new(&[0, 0]).i32(), Err(DecodeError::Truncated { .. })));
+        assert!(matches!(
+            Reader::new(&huge).vec(|r| r.i64()),
+            Err(DecodeError::Truncated { .. })
+        ));
+        assert!(matches!(
+            Reader::new(&huge).buffer(),
+            Err(DecodeError::Truncated { .. })
+        ));
+        assert!(matches!(
+            Reader::new(&[0, 0]).i32(),
+            Err(DecodeError::Truncated { .. })
+        ));
     }
 
     #[test]

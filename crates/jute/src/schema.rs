@@ -77,7 +77,10 @@ fn tokenize(src: &str) -> Result<Vec<(Tok, usize)>, ParseError> {
                 i += 2;
                 loop {
                     if i + 1 >= b.len() {
-                        return Err(ParseError { line: start, msg: "unterminated comment".into() });
+                        return Err(ParseError {
+                            line: start,
+                            msg: "unterminated comment".into(),
+                        });
                     }
                     if b[i] == b'*' && b[i + 1] == b'/' {
                         i += 2;
@@ -95,12 +98,18 @@ fn tokenize(src: &str) -> Result<Vec<(Tok, usize)>, ParseError> {
             }
             c if c.is_ascii_alphanumeric() || c == b'_' => {
                 let s = i;
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'.') {
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'.')
+                {
                     i += 1;
                 }
                 out.push((Tok::Ident(src[s..i].to_string()), line));
             }
-            _ => return Err(ParseError { line, msg: format!("unexpected character {:?}", c as char) }),
+            _ => {
+                return Err(ParseError {
+                    line,
+                    msg: format!("unexpected character {:?}", c as char),
+                })
+            }
         }
     }
     Ok(out)
@@ -113,10 +122,16 @@ struct Parser {
 
 impl Parser {
     fn line(&self) -> usize {
-        self.toks.get(self.pos).or(self.toks.last()).map_or(1, |t| t.1)
+        self.toks
+            .get(self.pos)
+            .or(self.toks.last())
+            .map_or(1, |t| t.1)
     }
     fn err<T>(&self, msg: impl Into<String>) -> Result<T, ParseError> {
-        Err(ParseError { line: self.line(), msg: msg.into() })
+        Err(ParseError {
+            line: self.line(),
+            msg: msg.into(),
+        })
     }
     fn peek(&self) -> Option<&Tok> {
         self.toks.get(self.pos).map(|t| &t.0)
@@ -201,7 +216,10 @@ impl Parser {
 
 /// Parse a schema and check that every record it names is defined.
 pub fn parse(src: &str) -> Result<Schema, ParseError> {
-    let mut p = Parser { toks: tokenize(src)?, pos: 0 };
+    let mut p = Parser {
+        toks: tokenize(src)?,
+        pos: 0,
+    };
     let mut schema = Schema::default();
     while p.peek().is_some() {
         schema.modules.push(p.module()?);
@@ -209,7 +227,11 @@ pub fn parse(src: &str) -> Result<Schema, ParseError> {
     let names: Vec<(String, String)> = schema
         .modules
         .iter()
-        .flat_map(|m| m.classes.iter().map(move |c| (m.name.clone(), c.name.clone())))
+        .flat_map(|m| {
+            m.classes
+                .iter()
+                .map(move |c| (m.name.clone(), c.name.clone()))
+        })
         .collect();
     for m in &schema.modules {
         for c in &m.classes {
@@ -220,7 +242,10 @@ pub fn parse(src: &str) -> Result<Schema, ParseError> {
                 }
                 if let Type::Record(r) = t {
                     if schema.resolve(&m.name, r).is_none() {
-                        return Err(ParseError { line: 0, msg: format!("{}.{}: unknown record {r}", c.name, f.name) });
+                        return Err(ParseError {
+                            line: 0,
+                            msg: format!("{}.{}: unknown record {r}", c.name, f.name),
+                        });
                     }
                 }
             }
@@ -229,7 +254,10 @@ pub fn parse(src: &str) -> Result<Schema, ParseError> {
     let mut seen = std::collections::HashSet::new();
     for (_, c) in &names {
         if !seen.insert(c) {
-            return Err(ParseError { line: 0, msg: format!("class {c} defined twice") });
+            return Err(ParseError {
+                line: 0,
+                msg: format!("class {c} defined twice"),
+            });
         }
     }
     Ok(schema)
@@ -242,7 +270,12 @@ impl Schema {
             Some(i) => (&name[..i], &name[i + 1..]),
             None => (from, name),
         };
-        self.modules.iter().find(|m| m.name == module)?.classes.iter().find(|c| c.name == class)
+        self.modules
+            .iter()
+            .find(|m| m.name == module)?
+            .classes
+            .iter()
+            .find(|c| c.name == class)
     }
 
     pub fn classes(&self) -> impl Iterator<Item = &Class> {
@@ -262,8 +295,14 @@ mod tests {
         .unwrap();
         assert_eq!(s.modules[0].name, "a.b");
         let l = &s.modules[0].classes[1];
-        assert_eq!(l.fields[0].ty, Type::Vector(Box::new(Type::Record("a.b.Id".into()))));
-        assert_eq!(l.fields[1].ty, Type::Vector(Box::new(Type::Vector(Box::new(Type::Int)))));
+        assert_eq!(
+            l.fields[0].ty,
+            Type::Vector(Box::new(Type::Record("a.b.Id".into())))
+        );
+        assert_eq!(
+            l.fields[1].ty,
+            Type::Vector(Box::new(Type::Vector(Box::new(Type::Int))))
+        );
         assert!(s.resolve("a.b", "Id").is_some());
     }
 

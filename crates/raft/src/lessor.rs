@@ -73,9 +73,14 @@ impl Lessor {
             let live: HashSet<i64> = state.leases().map(|l| l.id).collect();
             d.at.retain(|id, _| live.contains(id));
             for l in state.leases() {
-                d.at.entry(l.id).or_insert_with(|| now + Duration::from_millis(l.ttl_ms.max(0) as u64));
+                d.at.entry(l.id)
+                    .or_insert_with(|| now + Duration::from_millis(l.ttl_ms.max(0) as u64));
             }
-            let expired: Vec<i64> = d.at.iter().filter(|(_, t)| **t <= now).map(|(id, _)| *id).collect();
+            let expired: Vec<i64> =
+                d.at.iter()
+                    .filter(|(_, t)| **t <= now)
+                    .map(|(id, _)| *id)
+                    .collect();
             for id in &expired {
                 d.at.insert(*id, now + RETRY);
             }
@@ -106,7 +111,10 @@ impl Lessor {
             return false;
         }
         if d.term != Some(m.current_term) {
-            tracing::info!(term = m.current_term, "leading: lease deadlines restart at full TTL");
+            tracing::info!(
+                term = m.current_term,
+                "leading: lease deadlines restart at full TTL"
+            );
             d.term = Some(m.current_term);
             d.at.clear();
         }
@@ -116,11 +124,18 @@ impl Lessor {
     /// ZooKeeper's ContainerManager: delete empty used containers and
     /// expired TTL nodes, at most `container_max_per_minute` per minute.
     async fn reap(&self, node: &Arc<RaftNode>) {
-        let wall = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-        let per_check = (self.container_max_per_minute as u128 * self.container_check.as_millis() / 60_000).max(1);
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let per_check = (self.container_max_per_minute as u128 * self.container_check.as_millis()
+            / 60_000)
+            .max(1);
         let candidates = node.sm.state().zk_reap_candidates(wall, per_check as usize);
         for path in candidates {
-            if let Err(e) = node.propose(Command::ZkDeleteContainer { path: path.clone() }).await {
+            if let Err(e) = node
+                .propose(Command::ZkDeleteContainer { path: path.clone() })
+                .await
+            {
                 tracing::warn!(path, "reaping container: {e}");
             }
         }
@@ -128,7 +143,12 @@ impl Lessor {
 
     /// On the leader: renew (or just read) leases; remaining ms per id, -1
     /// for an unknown lease. `None` if this member is not the leader.
-    pub(crate) fn leader_keepalive(&self, node: &RaftNode, ids: &[i64], renew: bool) -> Option<Vec<i64>> {
+    pub(crate) fn leader_keepalive(
+        &self,
+        node: &RaftNode,
+        ids: &[i64],
+        renew: bool,
+    ) -> Option<Vec<i64>> {
         let state = node.sm.state();
         let mut d = self.deadlines.lock().unwrap_or_else(|p| p.into_inner());
         if !Self::sync_leadership(node, &mut d) {
@@ -158,12 +178,20 @@ impl Lessor {
     /// applied at once on the leader, batched to it from a follower.
     pub fn touch(&self, node: &RaftNode, id: i64) {
         if self.leader_keepalive(node, &[id], true).is_none() {
-            self.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
+            self.pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id);
         }
     }
 
     async fn flush_touches(&self, node: &RaftNode) {
-        let ids: Vec<i64> = self.pending.lock().unwrap_or_else(|p| p.into_inner()).drain().collect();
+        let ids: Vec<i64> = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .collect();
         if ids.is_empty() {
             return;
         }
@@ -193,9 +221,18 @@ impl RaftNode {
         Ok(r.first().copied().filter(|ms| *ms >= 0))
     }
 
-    pub(crate) async fn forward_keepalive(&self, ids: Vec<i64>, renew: bool) -> Result<Vec<i64>, crate::NodeError> {
-        let Some((_, addr)) = self.leader() else { return Err(crate::NodeError::NoLeader) };
-        let mut client = self.channels.client(&addr).map_err(|e| crate::NodeError::Unavailable(e.to_string()))?;
+    pub(crate) async fn forward_keepalive(
+        &self,
+        ids: Vec<i64>,
+        renew: bool,
+    ) -> Result<Vec<i64>, crate::NodeError> {
+        let Some((_, addr)) = self.leader() else {
+            return Err(crate::NodeError::NoLeader);
+        };
+        let mut client = self
+            .channels
+            .client(&addr)
+            .map_err(|e| crate::NodeError::Unavailable(e.to_string()))?;
         let r = client
             .keep_alive(KeepAliveRequest { ids, renew })
             .await

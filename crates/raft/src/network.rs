@@ -5,11 +5,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use janus_store::{NodeId, TypeConfig};
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
 use openraft::BasicNode;
 use serde::de::DeserializeOwned;
@@ -44,7 +46,9 @@ impl Channels {
                 ch
             }
         };
-        Ok(PeerClient::new(ch).max_decoding_message_size(MAX_PEER_MESSAGE).max_encoding_message_size(MAX_PEER_MESSAGE))
+        Ok(PeerClient::new(ch)
+            .max_decoding_message_size(MAX_PEER_MESSAGE)
+            .max_encoding_message_size(MAX_PEER_MESSAGE))
     }
 }
 
@@ -64,7 +68,11 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Connection;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Connection {
-        Connection { target, addr: node.addr.clone(), channels: self.channels.clone() }
+        Connection {
+            target,
+            addr: node.addr.clone(),
+            channels: self.channels.clone(),
+        }
     }
 }
 
@@ -90,25 +98,37 @@ impl Connection {
         which: fn(
             PeerClient<Channel>,
             tonic::Request<RaftMessage>,
-        ) -> futures::future::BoxFuture<'static, Result<tonic::Response<RaftMessage>, tonic::Status>>,
+        ) -> futures::future::BoxFuture<
+            'static,
+            Result<tonic::Response<RaftMessage>, tonic::Status>,
+        >,
     ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let client = self.channels.client(&self.addr).map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
-        let payload = postcard::to_stdvec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let client = self
+            .channels
+            .client(&self.addr)
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        let payload =
+            postcard::to_stdvec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let mut request = tonic::Request::new(RaftMessage { payload });
         request.set_timeout(option.hard_ttl());
         let resp = which(client, request).await.map_err(|s| match s.code() {
             tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
                 RPCError::Unreachable(Unreachable::new(&Msg(s.message().to_string())))
             }
-            _ => RPCError::Network(NetworkError::new(&Msg(format!("{}: {}", s.code(), s.message())))),
+            _ => RPCError::Network(NetworkError::new(&Msg(format!(
+                "{}: {}",
+                s.code(),
+                s.message()
+            )))),
         })?;
-        let result: Result<Resp, RaftError<NodeId, E>> = postcard::from_bytes(&resp.into_inner().payload)
-            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let result: Result<Resp, RaftError<NodeId, E>> =
+            postcard::from_bytes(&resp.into_inner().payload)
+                .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }
@@ -119,16 +139,24 @@ impl RaftNetwork<TypeConfig> for Connection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call(&rpc, &option, |mut c, r| Box::pin(async move { c.append_entries(r).await })).await
+        self.call(&rpc, &option, |mut c, r| {
+            Box::pin(async move { c.append_entries(r).await })
+        })
+        .await
     }
 
     async fn install_snapshot(
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>>
-    {
-        self.call(&rpc, &option, |mut c, r| Box::pin(async move { c.install_snapshot(r).await })).await
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        self.call(&rpc, &option, |mut c, r| {
+            Box::pin(async move { c.install_snapshot(r).await })
+        })
+        .await
     }
 
     async fn vote(
@@ -136,6 +164,9 @@ impl RaftNetwork<TypeConfig> for Connection {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call(&rpc, &option, |mut c, r| Box::pin(async move { c.vote(r).await })).await
+        self.call(&rpc, &option, |mut c, r| {
+            Box::pin(async move { c.vote(r).await })
+        })
+        .await
     }
 }

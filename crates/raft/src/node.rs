@@ -10,8 +10,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use janus_core::{Applied, Command, ProposalBatch};
 use janus_store::{FsyncObserver, LogStore, NodeId, StateMachineStore, TypeConfig};
 use openraft::error::{ClientWriteError, RaftError};
-use tokio::sync::{mpsc, oneshot, Semaphore};
 use openraft::{BasicNode, Raft, RaftMetrics, SnapshotPolicy};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::lessor::Lessor;
 use crate::network::{decode, encode, Channels, Network};
@@ -110,7 +110,9 @@ pub struct RaftNode {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Outcome of one local attempt.
@@ -138,7 +140,9 @@ fn spawn_batcher(raft: Raft<TypeConfig>, mut rx: mpsc::UnboundedReceiver<Queued>
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     tokio::spawn(async move {
         while let Some(first) = rx.recv().await {
-            let Ok(permit) = slots.clone().acquire_owned().await else { return };
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                return;
+            };
             let mut group = vec![first];
             while group.len() < MAX_BATCH {
                 match rx.try_recv() {
@@ -146,9 +150,14 @@ fn spawn_batcher(raft: Raft<TypeConfig>, mut rx: mpsc::UnboundedReceiver<Queued>
                     Err(_) => break,
                 }
             }
-            let (commands, replies): (Vec<Command>, Vec<_>) = group.into_iter().map(|q| (q.command, q.reply)).unzip();
-            let batch = ProposalBatch { time_ms: now_ms(), commands };
-            let fail = |replies: Vec<oneshot::Sender<Result<Attempt, NodeError>>>, e: &dyn Fn() -> Result<Attempt, NodeError>| {
+            let (commands, replies): (Vec<Command>, Vec<_>) =
+                group.into_iter().map(|q| (q.command, q.reply)).unzip();
+            let batch = ProposalBatch {
+                time_ms: now_ms(),
+                commands,
+            };
+            let fail = |replies: Vec<oneshot::Sender<Result<Attempt, NodeError>>>,
+                        e: &dyn Fn() -> Result<Attempt, NodeError>| {
                 for r in replies {
                     let _ = r.send(e());
                 }
@@ -174,7 +183,9 @@ fn spawn_batcher(raft: Raft<TypeConfig>, mut rx: mpsc::UnboundedReceiver<Queued>
                             let _ = r.send(a);
                         }
                     }
-                    Ok(Err(ClientWriteError::ForwardToLeader(_))) => fail(replies, &|| Ok(Attempt::NotLeader)),
+                    Ok(Err(ClientWriteError::ForwardToLeader(_))) => {
+                        fail(replies, &|| Ok(Attempt::NotLeader))
+                    }
                     Ok(Err(e)) => {
                         let msg = e.to_string();
                         fail(replies, &|| Err(NodeError::Raft(msg.clone())));
@@ -189,9 +200,14 @@ fn spawn_batcher(raft: Raft<TypeConfig>, mut rx: mpsc::UnboundedReceiver<Queued>
 impl RaftNode {
     /// Open storage, start Raft, and initialize the cluster on first start
     /// (the member with the lowest id in `initial_cluster` does it).
-    pub async fn start(cfg: NodeConfig, on_fsync: Option<FsyncObserver>) -> Result<Arc<RaftNode>, NodeError> {
-        std::fs::create_dir_all(&cfg.data_dir).map_err(|e| NodeError::Raft(format!("{}: {e}", cfg.data_dir.display())))?;
-        let (log, sm): (LogStore, StateMachineStore) = janus_store::open(&cfg.data_dir.join("db"), on_fsync)?;
+    pub async fn start(
+        cfg: NodeConfig,
+        on_fsync: Option<FsyncObserver>,
+    ) -> Result<Arc<RaftNode>, NodeError> {
+        std::fs::create_dir_all(&cfg.data_dir)
+            .map_err(|e| NodeError::Raft(format!("{}: {e}", cfg.data_dir.display())))?;
+        let (log, sm): (LogStore, StateMachineStore) =
+            janus_store::open(&cfg.data_dir.join("db"), on_fsync)?;
         let raft_cfg = openraft::Config {
             cluster_name: "janus".into(),
             heartbeat_interval: cfg.heartbeat_ms,
@@ -210,11 +226,17 @@ impl RaftNode {
         let raft = Raft::new(cfg.id, Arc::new(raft_cfg), network, log, sm.clone())
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
-        let initialized = raft.is_initialized().await.map_err(|e| NodeError::Raft(e.to_string()))?;
+        let initialized = raft
+            .is_initialized()
+            .await
+            .map_err(|e| NodeError::Raft(e.to_string()))?;
         let first = cfg.initial_cluster.keys().next().copied();
         if !initialized && first == Some(cfg.id) {
-            let members: BTreeMap<NodeId, BasicNode> =
-                cfg.initial_cluster.iter().map(|(id, addr)| (*id, BasicNode { addr: addr.clone() })).collect();
+            let members: BTreeMap<NodeId, BasicNode> = cfg
+                .initial_cluster
+                .iter()
+                .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
+                .collect();
             tracing::info!(?members, "initializing a new cluster");
             if let Err(e) = raft.initialize(members).await {
                 tracing::warn!("initialize: {e}");
@@ -230,7 +252,10 @@ impl RaftNode {
             stats: NodeStats::default(),
             committed,
             channels,
-            lessor: Lessor::new(Duration::from_millis(cfg.container_check_ms), cfg.container_max_per_minute),
+            lessor: Lessor::new(
+                Duration::from_millis(cfg.container_check_ms),
+                cfg.container_max_per_minute,
+            ),
             leader_wait: Duration::from_millis(cfg.election_timeout_ms * 5),
         });
         Lessor::spawn(Arc::downgrade(&node));
@@ -251,7 +276,11 @@ impl RaftNode {
         let m = self.raft.metrics();
         let m = m.borrow();
         let leader = m.current_leader?;
-        let addr = m.membership_config.membership().get_node(&leader).map(|n| n.addr.clone())?;
+        let addr = m
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| n.addr.clone())?;
         Some((leader, addr))
     }
 
@@ -276,7 +305,11 @@ impl RaftNode {
     /// applied here (leader) or at the leader (forwarded).
     pub async fn propose(&self, command: Command) -> Result<Applied, NodeError> {
         let r = self.propose_inner(command).await;
-        let c = if r.is_ok() { &self.stats.proposals_committed } else { &self.stats.proposals_failed };
+        let c = if r.is_ok() {
+            &self.stats.proposals_committed
+        } else {
+            &self.stats.proposals_failed
+        };
         c.fetch_add(1, Ordering::Relaxed);
         r
     }
@@ -285,17 +318,26 @@ impl RaftNode {
         let deadline = Instant::now() + self.leader_wait;
         loop {
             match self.leader() {
-                Some((leader, _)) if leader == self.id => match self.propose_local(command.clone()).await? {
-                    Attempt::Done(a) => return Ok(a),
-                    Attempt::NotLeader => {}
-                },
+                Some((leader, _)) if leader == self.id => {
+                    match self.propose_local(command.clone()).await? {
+                        Attempt::Done(a) => return Ok(a),
+                        Attempt::NotLeader => {}
+                    }
+                }
                 Some((_, addr)) => {
-                    let mut client = self.channels.client(&addr).map_err(|e| NodeError::Unavailable(e.to_string()))?;
+                    let mut client = self
+                        .channels
+                        .client(&addr)
+                        .map_err(|e| NodeError::Unavailable(e.to_string()))?;
                     let command = encode(&command).map_err(|s| NodeError::Raft(s.to_string()))?;
-                    let req = ForwardRequest { command, from_member: true };
+                    let req = ForwardRequest {
+                        command,
+                        from_member: true,
+                    };
                     match client.forward(req).await {
                         Ok(resp) => {
-                            return decode(&resp.into_inner().applied).map_err(|s| NodeError::Raft(s.to_string()));
+                            return decode(&resp.into_inner().applied)
+                                .map_err(|s| NodeError::Raft(s.to_string()));
                         }
                         // The leader moved on before taking it: safe to retry.
                         Err(s) if s.code() == tonic::Code::FailedPrecondition => {}
@@ -316,16 +358,24 @@ impl RaftNode {
     /// stamps the command (design decision 3).
     async fn propose_local(&self, command: Command) -> Result<Attempt, NodeError> {
         let (reply, rx) = oneshot::channel();
-        self.batcher.send(Queued { command, reply }).map_err(|_| NodeError::Raft("raft stopped".into()))?;
-        rx.await.map_err(|_| NodeError::Raft("raft stopped".into()))?
+        self.batcher
+            .send(Queued { command, reply })
+            .map_err(|_| NodeError::Raft("raft stopped".into()))?;
+        rx.await
+            .map_err(|_| NodeError::Raft("raft stopped".into()))?
     }
 
     /// Forwarded proposals land here; `FailedPrecondition` tells the sender
     /// this member is not (or no longer) the leader and nothing was proposed.
-    pub(crate) async fn propose_as_leader(&self, command: Command) -> Result<Applied, tonic::Status> {
+    pub(crate) async fn propose_as_leader(
+        &self,
+        command: Command,
+    ) -> Result<Applied, tonic::Status> {
         match self.propose_local(command).await {
             Ok(Attempt::Done(a)) => {
-                self.stats.proposals_committed.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .proposals_committed
+                    .fetch_add(1, Ordering::Relaxed);
                 Ok(a)
             }
             Ok(Attempt::NotLeader) => Err(tonic::Status::failed_precondition("not leader")),
@@ -342,13 +392,18 @@ impl RaftNode {
         let deadline = Instant::now() + self.leader_wait;
         loop {
             let index = match self.leader() {
-                Some((leader, _)) if leader == self.id => match self.raft.ensure_linearizable().await {
-                    Ok(_) => return Ok(()),
-                    Err(RaftError::APIError(_)) => None,
-                    Err(e) => return Err(NodeError::Raft(e.to_string())),
-                },
+                Some((leader, _)) if leader == self.id => {
+                    match self.raft.ensure_linearizable().await {
+                        Ok(_) => return Ok(()),
+                        Err(RaftError::APIError(_)) => None,
+                        Err(e) => return Err(NodeError::Raft(e.to_string())),
+                    }
+                }
                 Some((_, addr)) => {
-                    let mut client = self.channels.client(&addr).map_err(|e| NodeError::Unavailable(e.to_string()))?;
+                    let mut client = self
+                        .channels
+                        .client(&addr)
+                        .map_err(|e| NodeError::Unavailable(e.to_string()))?;
                     match client.read_index(ReadIndexRequest {}).await {
                         Ok(r) => Some(r.into_inner().read_index),
                         Err(s) if s.code() == tonic::Code::FailedPrecondition => None,
@@ -401,9 +456,20 @@ impl RaftNode {
     }
 
     /// Answer a query through a peer (tests and tools).
-    pub async fn query_remote(addr: &str, q: &Query, linearizable: bool) -> Result<QueryResult, tonic::Status> {
-        let mut client = Channels::default().client(addr).map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-        let resp = client.query(QueryRequest { query: encode(q)?, linearizable }).await?;
+    pub async fn query_remote(
+        addr: &str,
+        q: &Query,
+        linearizable: bool,
+    ) -> Result<QueryResult, tonic::Status> {
+        let mut client = Channels::default()
+            .client(addr)
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let resp = client
+            .query(QueryRequest {
+                query: encode(q)?,
+                linearizable,
+            })
+            .await?;
         decode(&resp.into_inner().result)
     }
 

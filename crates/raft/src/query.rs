@@ -30,7 +30,10 @@ pub enum QueryResult {
 
 pub(crate) fn run(s: &State, q: &Query) -> QueryResult {
     match q {
-        Query::Revision => QueryResult::Revision { revision: s.revision(), compacted: s.compacted_revision() },
+        Query::Revision => QueryResult::Revision {
+            revision: s.revision(),
+            compacted: s.compacted_revision(),
+        },
         Query::KvRange(r) => QueryResult::KvRange(s.kv_range(r)),
         Query::ZkNode(p) => QueryResult::ZkNode(s.znode(p).map(|n| (n.data.clone(), n.stat))),
         Query::ZkChildren(p) => QueryResult::ZkChildren(s.zk_children(p)),

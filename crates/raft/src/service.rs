@@ -10,7 +10,8 @@ use crate::network::{decode, encode, MAX_PEER_MESSAGE};
 use crate::node::RaftNode;
 use crate::proto::peer_server::{Peer, PeerServer};
 use crate::proto::{
-    ForwardRequest, ForwardResponse, KeepAliveRequest, KeepAliveResponse, QueryRequest, QueryResponse, RaftMessage, ReadIndexRequest, ReadIndexResponse,
+    ForwardRequest, ForwardResponse, KeepAliveRequest, KeepAliveResponse, QueryRequest,
+    QueryResponse, RaftMessage, ReadIndexRequest, ReadIndexResponse,
 };
 use crate::query::Query;
 
@@ -29,25 +30,40 @@ impl PeerService {
 
 #[tonic::async_trait]
 impl Peer for PeerService {
-    async fn append_entries(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+    async fn append_entries(
+        &self,
+        req: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
         let rpc: AppendEntriesRequest<TypeConfig> = decode(&req.into_inner().payload)?;
         let res = self.node.raft.append_entries(rpc).await;
-        Ok(Response::new(RaftMessage { payload: encode(&res)? }))
+        Ok(Response::new(RaftMessage {
+            payload: encode(&res)?,
+        }))
     }
 
     async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let rpc: VoteRequest<NodeId> = decode(&req.into_inner().payload)?;
         let res = self.node.raft.vote(rpc).await;
-        Ok(Response::new(RaftMessage { payload: encode(&res)? }))
+        Ok(Response::new(RaftMessage {
+            payload: encode(&res)?,
+        }))
     }
 
-    async fn install_snapshot(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+    async fn install_snapshot(
+        &self,
+        req: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
         let rpc: InstallSnapshotRequest<TypeConfig> = decode(&req.into_inner().payload)?;
         let res = self.node.raft.install_snapshot(rpc).await;
-        Ok(Response::new(RaftMessage { payload: encode(&res)? }))
+        Ok(Response::new(RaftMessage {
+            payload: encode(&res)?,
+        }))
     }
 
-    async fn forward(&self, req: Request<ForwardRequest>) -> Result<Response<ForwardResponse>, Status> {
+    async fn forward(
+        &self,
+        req: Request<ForwardRequest>,
+    ) -> Result<Response<ForwardResponse>, Status> {
         let req = req.into_inner();
         let command = decode(&req.command)?;
         let applied = if req.from_member {
@@ -56,10 +72,16 @@ impl Peer for PeerService {
             self.node.propose(command).await?
         };
         let log_index = self.node.sm.applied().borrow().index;
-        Ok(Response::new(ForwardResponse { applied: encode(&applied)?, log_index }))
+        Ok(Response::new(ForwardResponse {
+            applied: encode(&applied)?,
+            log_index,
+        }))
     }
 
-    async fn read_index(&self, _req: Request<ReadIndexRequest>) -> Result<Response<ReadIndexResponse>, Status> {
+    async fn read_index(
+        &self,
+        _req: Request<ReadIndexRequest>,
+    ) -> Result<Response<ReadIndexResponse>, Status> {
         let read_index = self.node.leader_read_index().await?;
         Ok(Response::new(ReadIndexResponse { read_index }))
     }
@@ -71,12 +93,21 @@ impl Peer for PeerService {
             self.node.read_index().await?;
         }
         let result = self.node.query(&q);
-        Ok(Response::new(QueryResponse { result: encode(&result)? }))
+        Ok(Response::new(QueryResponse {
+            result: encode(&result)?,
+        }))
     }
 
-    async fn keep_alive(&self, req: Request<KeepAliveRequest>) -> Result<Response<KeepAliveResponse>, Status> {
+    async fn keep_alive(
+        &self,
+        req: Request<KeepAliveRequest>,
+    ) -> Result<Response<KeepAliveResponse>, Status> {
         let req = req.into_inner();
-        match self.node.lessor.leader_keepalive(&self.node, &req.ids, req.renew) {
+        match self
+            .node
+            .lessor
+            .leader_keepalive(&self.node, &req.ids, req.renew)
+        {
             Some(remaining_ms) => Ok(Response::new(KeepAliveResponse { remaining_ms })),
             None => Err(Status::failed_precondition("not leader")),
         }

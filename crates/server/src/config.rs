@@ -104,7 +104,10 @@ impl Default for Config {
 impl Config {
     /// Layer the sources in order; `env` is the environment to read
     /// (`std::env::vars()` in the binary).
-    pub fn load(cli: &Cli, env: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Config> {
+    pub fn load(
+        cli: &Cli,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Config> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = &cli.config {
             if !path.exists() {
@@ -112,7 +115,10 @@ impl Config {
             }
             fig = fig.merge(Toml::file(path));
         }
-        let vars: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k.starts_with("JANUS_")).collect();
+        let vars: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("JANUS_"))
+            .collect();
         // figment's `Env` provider reads the process environment; taking the
         // variables as an argument keeps tests free of global state.
         let mut env_fig = Figment::new();
@@ -122,7 +128,10 @@ impl Config {
         };
         for (k, v) in &vars {
             // JANUS_ZOOKEEPER__TICK_MS → zookeeper.tick_ms
-            let key = k.trim_start_matches("JANUS_").to_ascii_lowercase().replace("__", ".");
+            let key = k
+                .trim_start_matches("JANUS_")
+                .to_ascii_lowercase()
+                .replace("__", ".");
             let top = key.split('.').next().unwrap_or_default();
             // Other tools' JANUS_* variables (e.g. a test's JANUS_BIN) are
             // not ours: warn, as etcd does for unknown ETCD_* variables.
@@ -147,13 +156,18 @@ impl Config {
         }
         let members = self.members()?;
         if !members.contains_key(&self.node_id) {
-            bail!("initial_cluster does not contain this node's id {}", self.node_id);
+            bail!(
+                "initial_cluster does not contain this node's id {}",
+                self.node_id
+            );
         }
         Ok(())
     }
 
     pub fn advertise_peer(&self) -> String {
-        self.advertise_peer.clone().unwrap_or_else(|| self.peer_listen.clone())
+        self.advertise_peer
+            .clone()
+            .unwrap_or_else(|| self.peer_listen.clone())
     }
 
     /// The initial members, id → peer address.
@@ -162,11 +176,19 @@ impl Config {
             return Ok(BTreeMap::from([(self.node_id, self.advertise_peer())]));
         }
         let mut out = BTreeMap::new();
-        for part in self.initial_cluster.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        for part in self
+            .initial_cluster
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
             let Some((id, addr)) = part.split_once('=') else {
                 bail!("initial_cluster entry {part:?} is not ID=ADDR");
             };
-            let id: u64 = id.trim().parse().with_context(|| format!("initial_cluster id {id:?}"))?;
+            let id: u64 = id
+                .trim()
+                .parse()
+                .with_context(|| format!("initial_cluster id {id:?}"))?;
             if id == 0 || out.insert(id, addr.trim().to_string()).is_some() {
                 bail!("initial_cluster id {id} is zero or repeated");
             }
@@ -198,7 +220,10 @@ mod tests {
     fn defaults_match_design() {
         let c = Config::load(&cli(&[]), Vec::new()).unwrap();
         assert_eq!(c, Config::default());
-        assert_eq!(c.members().unwrap(), BTreeMap::from([(1, "127.0.0.1:2380".to_string())]));
+        assert_eq!(
+            c.members().unwrap(),
+            BTreeMap::from([(1, "127.0.0.1:2380".to_string())])
+        );
     }
 
     #[test]
@@ -230,10 +255,17 @@ mod tests {
 
     #[test]
     fn initial_cluster_parsed_and_checked() {
-        let c = Config::load(&cli(&["--initial-cluster", "1=a:1,2=b:2", "--node-id", "2"]), Vec::new()).unwrap();
+        let c = Config::load(
+            &cli(&["--initial-cluster", "1=a:1,2=b:2", "--node-id", "2"]),
+            Vec::new(),
+        )
+        .unwrap();
         assert_eq!(c.members().unwrap().len(), 2);
-        assert!(Config::load(&cli(&["--initial-cluster", "1=a:1"]), vec![("JANUS_NODE_ID".into(), "5".into())])
-            .is_err());
+        assert!(Config::load(
+            &cli(&["--initial-cluster", "1=a:1"]),
+            vec![("JANUS_NODE_ID".into(), "5".into())]
+        )
+        .is_err());
         assert!(Config::load(&cli(&["--initial-cluster", "x"]), Vec::new()).is_err());
         assert!(Config::load(&cli(&["--node-id", "0"]), Vec::new()).is_err());
     }

@@ -34,9 +34,15 @@ pub fn router(state: Http) -> Router {
 /// `{"health":"false","reason":"RAFT NO LEADER"}` when it has no leader.
 async fn health(State(s): State<Http>) -> impl IntoResponse {
     if s.node.metrics().current_leader.is_some() {
-        (StatusCode::OK, Json(json!({"health": "true", "reason": ""})))
+        (
+            StatusCode::OK,
+            Json(json!({"health": "true", "reason": ""})),
+        )
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"health": "false", "reason": "RAFT NO LEADER"})))
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"health": "false", "reason": "RAFT NO LEADER"})),
+        )
     }
 }
 
@@ -59,5 +65,11 @@ async fn metrics(State(s): State<Http>) -> impl IntoResponse {
             None => body.push_str(&zk),
         }
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
 }

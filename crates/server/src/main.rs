@@ -53,7 +53,10 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         .serve_with_shutdown(peer_addr, stopped(stop_rx.clone()));
     let peer = tokio::spawn(peer);
 
-    let http_routes = http::router(http::Http { node: node.clone(), metrics: metrics.clone() });
+    let http_routes = http::router(http::Http {
+        node: node.clone(),
+        metrics: metrics.clone(),
+    });
     let mut etcd = tokio::spawn(janus_etcd::serve(
         node.clone(),
         cfg.etcd_listen.clone(),

@@ -20,7 +20,9 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         // etcd's wal fsync buckets: 1 ms … 8 s.
-        Metrics { fsync: Histogram::new(exponential_buckets(0.001, 2.0, 14)) }
+        Metrics {
+            fsync: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
+        }
     }
 }
 
@@ -40,15 +42,42 @@ impl Metrics {
         reg.register(
             "raft_commit_index",
             "Last committed Raft log index",
-            g(node.committed.load(Ordering::Relaxed).max(m.last_applied.map_or(0, |l| l.index))),
+            g(node
+                .committed
+                .load(Ordering::Relaxed)
+                .max(m.last_applied.map_or(0, |l| l.index))),
         );
-        reg.register("raft_applied_index", "Last applied Raft log index", g(m.last_applied.map_or(0, |l| l.index)));
-        reg.register("raft_last_log_index", "Last Raft log index", g(m.last_log_index.unwrap_or(0)));
-        reg.register("raft_is_leader", "1 if this member is the leader", g((m.current_leader == Some(node.id)) as u64));
-        reg.register("raft_leader_id", "Id of the current leader (0: none)", g(m.current_leader.unwrap_or(0)));
-        reg.register("raft_has_leader", "1 if a leader is known", g(m.current_leader.is_some() as u64));
+        reg.register(
+            "raft_applied_index",
+            "Last applied Raft log index",
+            g(m.last_applied.map_or(0, |l| l.index)),
+        );
+        reg.register(
+            "raft_last_log_index",
+            "Last Raft log index",
+            g(m.last_log_index.unwrap_or(0)),
+        );
+        reg.register(
+            "raft_is_leader",
+            "1 if this member is the leader",
+            g((m.current_leader == Some(node.id)) as u64),
+        );
+        reg.register(
+            "raft_leader_id",
+            "Id of the current leader (0: none)",
+            g(m.current_leader.unwrap_or(0)),
+        );
+        reg.register(
+            "raft_has_leader",
+            "1 if a leader is known",
+            g(m.current_leader.is_some() as u64),
+        );
         let rev = node.sm.state().revision();
-        reg.register("revision", "The revision clock (etcd revision = ZooKeeper zxid)", ConstGauge::new(rev));
+        reg.register(
+            "revision",
+            "The revision clock (etcd revision = ZooKeeper zxid)",
+            ConstGauge::new(rev),
+        );
         reg.register(
             "proposals_committed",
             "Proposals committed",
@@ -59,7 +88,11 @@ impl Metrics {
             "Proposals that failed",
             ConstCounter::new(node.stats.proposals_failed.load(Ordering::Relaxed)),
         );
-        reg.register("wal_fsync_duration_seconds", "Latency of Raft log fsyncs", self.fsync.clone());
+        reg.register(
+            "wal_fsync_duration_seconds",
+            "Latency of Raft log fsyncs",
+            self.fsync.clone(),
+        );
         let mut out = String::new();
         if let Err(e) = encode(&mut out, &reg) {
             tracing::warn!("encoding metrics: {e}");

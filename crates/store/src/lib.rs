@@ -50,10 +50,14 @@ const KEY_FORMAT: &[u8] = b"format";
 
 /// Stamp a new database with `FORMAT_VERSION`; refuse one of another format.
 fn check_format(db: &DB) -> Result<(), OpenError> {
-    let meta = db.cf_handle(CF_META).ok_or_else(|| OpenError::Format("column family meta missing".into()))?;
+    let meta = db
+        .cf_handle(CF_META)
+        .ok_or_else(|| OpenError::Format("column family meta missing".into()))?;
     match db.get_cf(meta, KEY_FORMAT)? {
         Some(v) => {
-            let found = <[u8; 4]>::try_from(v.as_slice()).map(u32::from_be_bytes).unwrap_or(0);
+            let found = <[u8; 4]>::try_from(v.as_slice())
+                .map(u32::from_be_bytes)
+                .unwrap_or(0);
             if found != FORMAT_VERSION {
                 return Err(OpenError::Format(format!(
                     "data dir has format {found}, this build reads format {FORMAT_VERSION}"
@@ -61,13 +65,25 @@ fn check_format(db: &DB) -> Result<(), OpenError> {
             }
         }
         None => {
-            let log = db.cf_handle(CF_LOG).ok_or_else(|| OpenError::Format("column family log missing".into()))?;
-            let sm = db.cf_handle(CF_SM).ok_or_else(|| OpenError::Format("column family sm missing".into()))?;
-            let empty = db.iterator_cf(log, rocksdb::IteratorMode::Start).next().is_none()
-                && db.iterator_cf(sm, rocksdb::IteratorMode::Start).next().is_none()
+            let log = db
+                .cf_handle(CF_LOG)
+                .ok_or_else(|| OpenError::Format("column family log missing".into()))?;
+            let sm = db
+                .cf_handle(CF_SM)
+                .ok_or_else(|| OpenError::Format("column family sm missing".into()))?;
+            let empty = db
+                .iterator_cf(log, rocksdb::IteratorMode::Start)
+                .next()
+                .is_none()
+                && db
+                    .iterator_cf(sm, rocksdb::IteratorMode::Start)
+                    .next()
+                    .is_none()
                 && db.get_cf(meta, b"vote")?.is_none();
             if !empty {
-                return Err(OpenError::Format("data dir predates format versioning; start from an empty one".into()));
+                return Err(OpenError::Format(
+                    "data dir predates format versioning; start from an empty one".into(),
+                ));
             }
             let mut w = rocksdb::WriteOptions::default();
             w.set_sync(true);
@@ -93,7 +109,10 @@ pub type FsyncObserver = Arc<dyn Fn(Duration) + Send + Sync>;
 
 /// Open (or create) the store in `dir`; returns the log store and the state
 /// machine, which share the database.
-pub fn open(dir: &Path, on_fsync: Option<FsyncObserver>) -> Result<(LogStore, StateMachineStore), OpenError> {
+pub fn open(
+    dir: &Path,
+    on_fsync: Option<FsyncObserver>,
+) -> Result<(LogStore, StateMachineStore), OpenError> {
     let mut opts = Options::default();
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
@@ -114,10 +133,13 @@ mod tests {
     struct Builder;
 
     impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> for Builder {
-        async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError> {
+        async fn build(
+            &self,
+        ) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError> {
             let dir = tempfile::tempdir().map_err(|e| openraft::StorageIOError::write(&e))?;
-            let (log, sm) = open(dir.path(), None)
-                .map_err(|e| openraft::StorageIOError::write(&std::io::Error::other(e.to_string())))?;
+            let (log, sm) = open(dir.path(), None).map_err(|e| {
+                openraft::StorageIOError::write(&std::io::Error::other(e.to_string()))
+            })?;
             Ok((dir, log, sm))
         }
     }
@@ -145,7 +167,8 @@ mod tests {
             let opts = Options::default();
             let db = DB::open_cf(&opts, dir.path(), [CF_LOG, CF_META, CF_SM]).unwrap();
             let meta = db.cf_handle(CF_META).unwrap();
-            db.put_cf(meta, KEY_FORMAT, (FORMAT_VERSION + 1).to_be_bytes()).unwrap();
+            db.put_cf(meta, KEY_FORMAT, (FORMAT_VERSION + 1).to_be_bytes())
+                .unwrap();
         }
         assert!(matches!(reopen(dir.path()), Err(OpenError::Format(_))));
     }

@@ -37,9 +37,16 @@ type CommittedSlot = Arc<Mutex<Option<Option<LogId<NodeId>>>>>;
 enum Job {
     /// Encoded entries to write; flushed together with the appends queued
     /// with them.
-    Append { puts: Vec<([u8; 8], Vec<u8>)>, ids: Vec<LogId<NodeId>>, callback: LogFlushed<TypeConfig> },
+    Append {
+        puts: Vec<([u8; 8], Vec<u8>)>,
+        ids: Vec<LogId<NodeId>>,
+        callback: LogFlushed<TypeConfig>,
+    },
     /// A write the caller waits for (truncate, purge, vote).
-    Sync { batch: WriteBatch, done: oneshot::Sender<Result<(), String>> },
+    Sync {
+        batch: WriteBatch,
+        done: oneshot::Sender<Result<(), String>>,
+    },
 }
 
 /// The Raft log store. Cheap to clone; clones share the database and the
@@ -119,9 +126,14 @@ fn writer_loop(
             Job::Sync { batch, done } => {
                 let _ = done.send(write(batch).map_err(|e| e.to_string()));
             }
-            Job::Append { puts, ids, callback } => {
+            Job::Append {
+                puts,
+                ids,
+                callback,
+            } => {
                 let Some(cf) = db.cf_handle(CF_LOG) else {
-                    callback.log_io_completed(Err(std::io::Error::other("column family log missing")));
+                    callback
+                        .log_io_completed(Err(std::io::Error::other("column family log missing")));
                     continue;
                 };
                 let mut batch = WriteBatch::default();
@@ -133,7 +145,11 @@ fn writer_loop(
                 // which must run after them.
                 while group.len() < MAX_GROUP {
                     match rx.try_recv() {
-                        Ok(Job::Append { puts, ids, callback }) => {
+                        Ok(Job::Append {
+                            puts,
+                            ids,
+                            callback,
+                        }) => {
                             for (k, v) in puts {
                                 batch.put_cf(cf, k, v);
                             }
@@ -159,7 +175,12 @@ fn writer_loop(
                     }
                 }
                 for (_, cb) in group {
-                    cb.log_io_completed(result.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
+                    cb.log_io_completed(
+                        result
+                            .as_ref()
+                            .map(|_| ())
+                            .map_err(|e| std::io::Error::other(e.to_string())),
+                    );
                 }
             }
         }
@@ -176,8 +197,17 @@ impl LogStore {
             .name("janus-log-writer".into())
             .spawn(move || writer_loop(db2, rx, p2, c2, on_fsync))
             .unwrap_or_else(|e| panic!("cannot start the log writer thread: {e}"));
-        let thread = Arc::new(WriterThread { tx, handle: Mutex::new(Some(handle)) });
-        LogStore { thread, db, committed: Arc::new(AtomicU64::new(0)), committed_id, pending }
+        let thread = Arc::new(WriterThread {
+            tx,
+            handle: Mutex::new(Some(handle)),
+        });
+        LogStore {
+            thread,
+            db,
+            committed: Arc::new(AtomicU64::new(0)),
+            committed_id,
+            pending,
+        }
     }
 
     /// The last committed log index openraft reported (for metrics).
@@ -186,23 +216,35 @@ impl LogStore {
     }
 
     fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StorageError> {
-        self.db
-            .cf_handle(name)
-            .ok_or_else(|| StorageIOError::read(&std::io::Error::other(format!("column family {name} missing"))).into())
+        self.db.cf_handle(name).ok_or_else(|| {
+            StorageIOError::read(&std::io::Error::other(format!(
+                "column family {name} missing"
+            )))
+            .into()
+        })
     }
 
     fn get_meta<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
         let cf = self.cf(CF_META)?;
-        match self.db.get_cf(cf, key).map_err(|e| StorageIOError::read(&e))? {
+        match self
+            .db
+            .get_cf(cf, key)
+            .map_err(|e| StorageIOError::read(&e))?
+        {
             None => Ok(None),
-            Some(v) => postcard::from_bytes(&v).map(Some).map_err(|e| StorageIOError::read(&e).into()),
+            Some(v) => postcard::from_bytes(&v)
+                .map(Some)
+                .map_err(|e| StorageIOError::read(&e).into()),
         }
     }
 
     /// Run a durable write on the writer thread, after everything queued.
     async fn write_synced(&self, batch: WriteBatch) -> Result<(), std::io::Error> {
         let (done, rx) = oneshot::channel();
-        self.thread.tx.send(Job::Sync { batch, done }).map_err(|_| std::io::Error::other("log writer stopped"))?;
+        self.thread
+            .tx
+            .send(Job::Sync { batch, done })
+            .map_err(|_| std::io::Error::other("log writer stopped"))?;
         match rx.await {
             Ok(r) => r.map_err(std::io::Error::other),
             Err(_) => Err(std::io::Error::other("log writer stopped")),
@@ -226,15 +268,22 @@ impl RaftLogReader<TypeConfig> for LogStore {
         };
         // Entries not yet written are in `pending`; read it first so an entry
         // written meanwhile is then found on disk.
-        let pending: BTreeMap<u64, Entry<TypeConfig>> =
-            self.pending().range(start..).take_while(|(i, _)| range.contains(*i)).map(|(i, e)| (*i, e.clone())).collect();
+        let pending: BTreeMap<u64, Entry<TypeConfig>> = self
+            .pending()
+            .range(start..)
+            .take_while(|(i, _)| range.contains(*i))
+            .map(|(i, e)| (*i, e.clone()))
+            .collect();
         let cf = self.cf(CF_LOG)?;
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(cf, IteratorMode::From(&idx_key(start), Direction::Forward)) {
+        for item in self
+            .db
+            .iterator_cf(cf, IteratorMode::From(&idx_key(start), Direction::Forward))
+        {
             let (k, v) = item.map_err(|e| StorageIOError::read_logs(&e))?;
-            let idx = u64::from_be_bytes(
-                k.as_ref().try_into().map_err(|_| StorageIOError::read_logs(&std::io::Error::other("malformed log key")))?,
-            );
+            let idx = u64::from_be_bytes(k.as_ref().try_into().map_err(|_| {
+                StorageIOError::read_logs(&std::io::Error::other("malformed log key"))
+            })?);
             if !range.contains(&idx) {
                 break;
             }
@@ -242,7 +291,8 @@ impl RaftLogReader<TypeConfig> for LogStore {
                 out.push(e.clone());
                 continue;
             }
-            let entry: Entry<TypeConfig> = postcard::from_bytes(&v).map_err(|e| StorageIOError::read_logs(&e))?;
+            let entry: Entry<TypeConfig> =
+                postcard::from_bytes(&v).map_err(|e| StorageIOError::read_logs(&e))?;
             out.push(entry);
         }
         let next = out.last().map_or(start, |e| e.log_id.index + 1);
@@ -261,13 +311,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             None => None,
             Some(item) => {
                 let (_, v) = item.map_err(|e| StorageIOError::read_logs(&e))?;
-                let entry: Entry<TypeConfig> = postcard::from_bytes(&v).map_err(|e| StorageIOError::read_logs(&e))?;
+                let entry: Entry<TypeConfig> =
+                    postcard::from_bytes(&v).map_err(|e| StorageIOError::read_logs(&e))?;
                 Some(entry.log_id)
             }
         };
         let in_memory = self.pending().values().next_back().map(|e| e.log_id);
         let last_log_id = in_memory.max(on_disk).or(last_purged);
-        Ok(LogState { last_purged_log_id: last_purged, last_log_id })
+        Ok(LogState {
+            last_purged_log_id: last_purged,
+            last_log_id,
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -277,21 +331,31 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
         let cf = self.cf(CF_META)?;
         let mut batch = WriteBatch::default();
-        batch.put_cf(cf, KEY_VOTE, postcard::to_stdvec(vote).map_err(|e| StorageIOError::write_vote(&e))?);
-        self.write_synced(batch).await.map_err(|e| StorageIOError::write_vote(&e).into())
+        batch.put_cf(
+            cf,
+            KEY_VOTE,
+            postcard::to_stdvec(vote).map_err(|e| StorageIOError::write_vote(&e))?,
+        );
+        self.write_synced(batch)
+            .await
+            .map_err(|e| StorageIOError::write_vote(&e).into())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
         self.get_meta(KEY_VOTE)
     }
 
-    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), StorageError> {
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId<NodeId>>,
+    ) -> Result<(), StorageError> {
         // openraft calls this on every commit, inline. A RocksDB write here
         // would queue behind the writer thread's fsync and serialize every
         // commit behind it, so the writer stores it with its next group
         // instead. Losing the latest value in a crash only means re-applying
         // from the snapshot up to what a new leader commits again.
-        self.committed.store(committed.map_or(0, |c| c.index), Ordering::Relaxed);
+        self.committed
+            .store(committed.map_or(0, |c| c.index), Ordering::Relaxed);
         *self.committed_id.lock().unwrap_or_else(|e| e.into_inner()) = Some(committed);
         Ok(())
     }
@@ -300,10 +364,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         if let Some(c) = *self.committed_id.lock().unwrap_or_else(|e| e.into_inner()) {
             return Ok(c);
         }
-        Ok(self.get_meta::<Option<LogId<NodeId>>>(KEY_COMMITTED)?.flatten())
+        Ok(self
+            .get_meta::<Option<LogId<NodeId>>>(KEY_COMMITTED)?
+            .flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -322,17 +392,28 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Returns at once; `callback` reports the flush (group commit).
         self.thread
             .tx
-            .send(Job::Append { puts, ids, callback })
-            .map_err(|_| StorageIOError::write_logs(&std::io::Error::other("log writer stopped")).into())
+            .send(Job::Append {
+                puts,
+                ids,
+                callback,
+            })
+            .map_err(|_| {
+                StorageIOError::write_logs(&std::io::Error::other("log writer stopped")).into()
+            })
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError> {
-        self.pending.write().unwrap_or_else(|e| e.into_inner()).split_off(&log_id.index);
+        self.pending
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .split_off(&log_id.index);
         let cf = self.cf(CF_LOG)?;
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(cf, idx_key(log_id.index), idx_key(u64::MAX));
         batch.delete_cf(cf, idx_key(u64::MAX));
-        self.write_synced(batch).await.map_err(|e| StorageIOError::write_logs(&e).into())
+        self.write_synced(batch)
+            .await
+            .map_err(|e| StorageIOError::write_logs(&e).into())
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError> {
@@ -342,6 +423,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let v = postcard::to_stdvec(&log_id).map_err(|e| StorageIOError::write(&e))?;
         batch.put_cf(meta, KEY_LAST_PURGED, v);
         batch.delete_range_cf(cf, idx_key(0), idx_key(log_id.index.saturating_add(1)));
-        self.write_synced(batch).await.map_err(|e| StorageIOError::write_logs(&e).into())
+        self.write_synced(batch)
+            .await
+            .map_err(|e| StorageIOError::write_logs(&e).into())
     }
 }

@@ -7,8 +7,8 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 use janus_core::{EventBatch, State};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
-    BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageIOError,
-    StoredMembership,
+    BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta,
+    StorageIOError, StoredMembership,
 };
 use rocksdb::{WriteOptions, DB};
 use serde::{Deserialize, Serialize};
@@ -79,16 +79,30 @@ fn io_err(msg: impl Into<String>) -> std::io::Error {
 
 impl StateMachineStore {
     pub(crate) fn load(db: Arc<DB>) -> Result<StateMachineStore, OpenError> {
-        let cf = db.cf_handle(CF_SM).ok_or_else(|| OpenError::Snapshot("column family sm missing".into()))?;
-        let mut inner = Inner { state: State::new(), last_applied: None, membership: StoredMembership::default() };
+        let cf = db
+            .cf_handle(CF_SM)
+            .ok_or_else(|| OpenError::Snapshot("column family sm missing".into()))?;
+        let mut inner = Inner {
+            state: State::new(),
+            last_applied: None,
+            membership: StoredMembership::default(),
+        };
         if let Some(raw) = db.get_cf(cf, KEY_SNAPSHOT)? {
-            let stored: StoredSnapshot = postcard::from_bytes(&raw).map_err(|e| OpenError::Snapshot(e.to_string()))?;
-            let body: SnapshotBody =
-                postcard::from_bytes(&stored.data).map_err(|e| OpenError::Snapshot(e.to_string()))?;
+            let stored: StoredSnapshot =
+                postcard::from_bytes(&raw).map_err(|e| OpenError::Snapshot(e.to_string()))?;
+            let body: SnapshotBody = postcard::from_bytes(&stored.data)
+                .map_err(|e| OpenError::Snapshot(e.to_string()))?;
             body.state.check_invariants().map_err(OpenError::Snapshot)?;
-            inner = Inner { state: body.state, last_applied: body.last_applied, membership: body.membership };
+            inner = Inner {
+                state: body.state,
+                last_applied: body.last_applied,
+                membership: body.membership,
+            };
         }
-        let applied = Applied { index: inner.last_applied.map_or(0, |l| l.index), revision: inner.state.revision() };
+        let applied = Applied {
+            index: inner.last_applied.map_or(0, |l| l.index),
+            revision: inner.state.revision(),
+        };
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         Ok(StateMachineStore {
             shared: Arc::new(Shared {
@@ -119,16 +133,27 @@ impl StateMachineStore {
     }
 
     fn persist(&self, stored: &StoredSnapshot) -> Result<(), StorageError> {
-        let cf = self.shared.db.cf_handle(CF_SM).ok_or_else(|| StorageIOError::write(&io_err("cf sm missing")))?;
-        let raw = postcard::to_stdvec(stored).map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        let cf = self
+            .shared
+            .db
+            .cf_handle(CF_SM)
+            .ok_or_else(|| StorageIOError::write(&io_err("cf sm missing")))?;
+        let raw =
+            postcard::to_stdvec(stored).map_err(|e| StorageIOError::write_snapshot(None, &e))?;
         let mut w = WriteOptions::default();
         w.set_sync(true);
-        self.shared.db.put_cf_opt(cf, KEY_SNAPSHOT, raw, &w).map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        self.shared
+            .db
+            .put_cf_opt(cf, KEY_SNAPSHOT, raw, &w)
+            .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
         Ok(())
     }
 
     fn publish(&self, inner: &Inner) {
-        let applied = Applied { index: inner.last_applied.map_or(0, |l| l.index), revision: inner.state.revision() };
+        let applied = Applied {
+            index: inner.last_applied.map_or(0, |l| l.index),
+            revision: inner.state.revision(),
+        };
         self.shared.applied.send_replace(applied);
     }
 }
@@ -143,18 +168,29 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
                 state: inner.state.clone(),
             };
             drop(inner);
-            let data = postcard::to_stdvec(&body).map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+            let data =
+                postcard::to_stdvec(&body).map_err(|e| StorageIOError::write_snapshot(None, &e))?;
             let seq = self.shared.snapshot_seq.fetch_add(1, Ordering::Relaxed);
             let id = match body.last_applied {
                 Some(l) => format!("{}-{}-{seq}", l.leader_id, l.index),
                 None => format!("none-{seq}"),
             };
-            let meta = SnapshotMeta { last_log_id: body.last_applied, last_membership: body.membership, snapshot_id: id };
+            let meta = SnapshotMeta {
+                last_log_id: body.last_applied,
+                last_membership: body.membership,
+                snapshot_id: id,
+            };
             (meta, data)
         };
-        let stored = StoredSnapshot { meta: meta.clone(), data };
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        };
         self.persist(&stored)?;
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(stored.data)) })
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(stored.data)),
+        })
     }
 }
 
@@ -225,10 +261,15 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
         let sig = Some(meta.signature());
-        let body: SnapshotBody =
-            postcard::from_bytes(&data).map_err(|e| StorageIOError::read_snapshot(sig.clone(), &e))?;
-        body.state.check_invariants().map_err(|e| StorageIOError::read_snapshot(sig, &io_err(e)))?;
-        self.persist(&StoredSnapshot { meta: meta.clone(), data })?;
+        let body: SnapshotBody = postcard::from_bytes(&data)
+            .map_err(|e| StorageIOError::read_snapshot(sig.clone(), &e))?;
+        body.state
+            .check_invariants()
+            .map_err(|e| StorageIOError::read_snapshot(sig, &io_err(e)))?;
+        self.persist(&StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        })?;
         let mut inner = self.shared.inner.write().unwrap_or_else(|p| p.into_inner());
         inner.state = body.state;
         inner.last_applied = meta.last_log_id;
@@ -239,14 +280,24 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        let cf =
-            self.shared.db.cf_handle(CF_SM).ok_or_else(|| StorageIOError::read(&io_err("column family sm missing")))?;
-        let Some(raw) = self.shared.db.get_cf(cf, KEY_SNAPSHOT).map_err(|e| StorageIOError::read_snapshot(None, &e))?
+        let cf = self
+            .shared
+            .db
+            .cf_handle(CF_SM)
+            .ok_or_else(|| StorageIOError::read(&io_err("column family sm missing")))?;
+        let Some(raw) = self
+            .shared
+            .db
+            .get_cf(cf, KEY_SNAPSHOT)
+            .map_err(|e| StorageIOError::read_snapshot(None, &e))?
         else {
             return Ok(None);
         };
         let stored: StoredSnapshot =
             postcard::from_bytes(&raw).map_err(|e| StorageIOError::read_snapshot(None, &e))?;
-        Ok(Some(Snapshot { meta: stored.meta, snapshot: Box::new(Cursor::new(stored.data)) }))
+        Ok(Some(Snapshot {
+            meta: stored.meta,
+            snapshot: Box::new(Cursor::new(stored.data)),
+        }))
     }
 }

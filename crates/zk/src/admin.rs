@@ -31,7 +31,10 @@ const COMMANDS: &[(&str, &[&str], &str)] = &[
 ];
 
 pub(crate) async fn serve(srv: Arc<Server>, listener: TcpListener) {
-    let app = Router::new().route("/commands", get(list)).route("/commands/{name}", get(command)).with_state(srv);
+    let app = Router::new()
+        .route("/commands", get(list))
+        .route("/commands/{name}", get(command))
+        .with_state(srv);
     if let Err(e) = axum::serve(listener, app).await {
         tracing::warn!("zookeeper AdminServer: {e}");
     }
@@ -56,12 +59,19 @@ fn number_or_string(v: &str) -> Value {
 fn pairs(text: &str, sep: char, strip: &str) -> Map<String, Value> {
     text.lines()
         .filter_map(|l| l.split_once(sep))
-        .map(|(k, v)| (k.trim().trim_start_matches(strip).to_string(), number_or_string(v.trim())))
+        .map(|(k, v)| {
+            (
+                k.trim().trim_start_matches(strip).to_string(),
+                number_or_string(v.trim()),
+            )
+        })
         .collect()
 }
 
 async fn command(State(srv): State<Arc<Server>>, Path(name): Path<String>) -> Json<Value> {
-    let Some((primary, _, word)) = COMMANDS.iter().find(|(p, aliases, _)| *p == name || aliases.contains(&name.as_str()))
+    let Some((primary, _, word)) = COMMANDS
+        .iter()
+        .find(|(p, aliases, _)| *p == name || aliases.contains(&name.as_str()))
     else {
         return Json(json!({ "command": name, "error": "Command not found" }));
     };
@@ -91,9 +101,15 @@ async fn command(State(srv): State<Arc<Server>>, Path(name): Path<String>) -> Js
                 .filter(|s| !s.is_empty())
                 .filter_map(|s| s.parse().ok())
                 .collect();
-            m.insert("num_connections".into(), json!(nums.first().copied().unwrap_or(0)));
+            m.insert(
+                "num_connections".into(),
+                json!(nums.first().copied().unwrap_or(0)),
+            );
             m.insert("num_paths".into(), json!(nums.get(1).copied().unwrap_or(0)));
-            m.insert("num_total_watches".into(), json!(nums.get(2).copied().unwrap_or(0)));
+            m.insert(
+                "num_total_watches".into(),
+                json!(nums.get(2).copied().unwrap_or(0)),
+            );
             m
         }
         _ => {

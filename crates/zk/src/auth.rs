@@ -13,7 +13,10 @@ use sha1::{Digest, Sha1};
 pub fn digest(user_password: &str) -> String {
     let user = user_password.split(':').next().unwrap_or("");
     let hash = Sha1::digest(user_password.as_bytes());
-    format!("{user}:{}", base64::engine::general_purpose::STANDARD.encode(hash))
+    format!(
+        "{user}:{}",
+        base64::engine::general_purpose::STANDARD.encode(hash)
+    )
 }
 
 /// The identities a connection has proven.
@@ -25,7 +28,14 @@ pub struct AuthInfo {
 impl AuthInfo {
     /// A new connection from `addr`: it has `ip:<addr>` (not "authenticated").
     pub fn for_peer(addr: Option<IpAddr>) -> AuthInfo {
-        let ids = addr.map(|a| vec![Id { scheme: "ip".into(), id: canonical_ip(a) }]).unwrap_or_default();
+        let ids = addr
+            .map(|a| {
+                vec![Id {
+                    scheme: "ip".into(),
+                    id: canonical_ip(a),
+                }]
+            })
+            .unwrap_or_default();
         AuthInfo { ids }
     }
 
@@ -40,15 +50,26 @@ impl AuthInfo {
     }
 
     /// An AuthPacket: `Ok` adds ids, `Err` is AUTHFAILED (the connection closes).
-    pub fn authenticate(&mut self, scheme: &str, auth: &[u8], super_digest: Option<&str>) -> Result<(), ZkError> {
+    pub fn authenticate(
+        &mut self,
+        scheme: &str,
+        auth: &[u8],
+        super_digest: Option<&str>,
+    ) -> Result<(), ZkError> {
         match scheme {
             "digest" => {
                 let up = std::str::from_utf8(auth).map_err(|_| ZkError::AuthFailed)?;
                 let d = digest(up);
                 if super_digest == Some(d.as_str()) {
-                    self.add(Id { scheme: "super".into(), id: d.split(':').next().unwrap_or("").into() });
+                    self.add(Id {
+                        scheme: "super".into(),
+                        id: d.split(':').next().unwrap_or("").into(),
+                    });
                 }
-                self.add(Id { scheme: "digest".into(), id: d });
+                self.add(Id {
+                    scheme: "digest".into(),
+                    id: d,
+                });
                 Ok(())
             }
             // IPAuthenticationProvider.handleAuthentication: the peer address
@@ -102,9 +123,16 @@ impl AuthInfo {
                 "auth" => {
                     // Only providers that authenticate (not ip) count.
                     let mut any = false;
-                    for mine in self.ids.iter().filter(|i| i.scheme != "ip" && i.scheme != "super") {
+                    for mine in self
+                        .ids
+                        .iter()
+                        .filter(|i| i.scheme != "ip" && i.scheme != "super")
+                    {
                         any = true;
-                        push(Acl { perms: a.perms, id: mine.clone() });
+                        push(Acl {
+                            perms: a.perms,
+                            id: mine.clone(),
+                        });
                     }
                     if !any {
                         return Err(ZkError::InvalidAcl);
@@ -137,7 +165,13 @@ impl AuthInfo {
             .map(|a| {
                 if a.id.scheme == "digest" {
                     let user = a.id.id.split(':').next().unwrap_or("");
-                    Acl { perms: a.perms, id: Id { scheme: "digest".into(), id: format!("{user}:x") } }
+                    Acl {
+                        perms: a.perms,
+                        id: Id {
+                            scheme: "digest".into(),
+                            id: format!("{user}:x"),
+                        },
+                    }
                 } else {
                     a.clone()
                 }
@@ -150,7 +184,11 @@ impl AuthInfo {
         self.ids
             .iter()
             .map(|i| {
-                let user = if i.scheme == "digest" { i.id.split(':').next().unwrap_or("").to_string() } else { i.id.clone() };
+                let user = if i.scheme == "digest" {
+                    i.id.split(':').next().unwrap_or("").to_string()
+                } else {
+                    i.id.clone()
+                };
                 (i.scheme.clone(), user)
             })
             .collect()
@@ -159,7 +197,10 @@ impl AuthInfo {
 
 fn canonical_ip(a: IpAddr) -> String {
     match a {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(|v4| v4.to_string()).unwrap_or_else(|| v6.to_string()),
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(|v4| v4.to_string())
+            .unwrap_or_else(|| v6.to_string()),
         IpAddr::V4(v4) => v4.to_string(),
     }
 }
@@ -182,7 +223,9 @@ fn parse_ip_acl(expr: &str) -> Option<(IpAddr, u32)> {
 fn matches(scheme: &str, mine: &str, acl_id: &str) -> bool {
     match scheme {
         "ip" => {
-            let (Some((net, bits)), Ok(me)) = (parse_ip_acl(acl_id), mine.parse::<IpAddr>()) else { return false };
+            let (Some((net, bits)), Ok(me)) = (parse_ip_acl(acl_id), mine.parse::<IpAddr>()) else {
+                return false;
+            };
             match (net, me) {
                 (IpAddr::V4(n), IpAddr::V4(m)) => prefix_eq(&n.octets(), &m.octets(), bits),
                 (IpAddr::V6(n), IpAddr::V6(m)) => prefix_eq(&n.octets(), &m.octets(), bits),
@@ -217,7 +260,13 @@ mod tests {
     use super::*;
 
     fn acl(perms: i32, scheme: &str, id: &str) -> Acl {
-        Acl { perms, id: Id { scheme: scheme.into(), id: id.into() } }
+        Acl {
+            perms,
+            id: Id {
+                scheme: scheme.into(),
+                id: id.into(),
+            },
+        }
     }
 
     #[test]
@@ -229,8 +278,14 @@ mod tests {
     #[test]
     fn checks_and_fixups() {
         let mut me = AuthInfo::for_peer(Some("127.0.0.1".parse().unwrap()));
-        assert_eq!(me.check(&[acl(perms::READ, "ip", "127.0.0.0/8")], perms::READ), Ok(()));
-        assert_eq!(me.check(&[acl(perms::READ, "ip", "10.0.0.0/8")], perms::READ), Err(ZkError::NoAuth));
+        assert_eq!(
+            me.check(&[acl(perms::READ, "ip", "127.0.0.0/8")], perms::READ),
+            Ok(())
+        );
+        assert_eq!(
+            me.check(&[acl(perms::READ, "ip", "10.0.0.0/8")], perms::READ),
+            Err(ZkError::NoAuth)
+        );
         assert_eq!(me.fixup(&[acl(31, "auth", "")]), Err(ZkError::InvalidAcl));
         me.authenticate("digest", b"bob:pw", None).unwrap();
         let fixed = me.fixup(&[acl(31, "auth", "")]).unwrap();
@@ -239,11 +294,19 @@ mod tests {
         let other = AuthInfo::default();
         assert_eq!(other.check(&fixed, perms::WRITE), Err(ZkError::NoAuth));
         assert_eq!(other.check(&[], perms::WRITE), Ok(()));
-        assert_eq!(me.fixup(&[acl(31, "world", "someone")]), Err(ZkError::InvalidAcl));
+        assert_eq!(
+            me.fixup(&[acl(31, "world", "someone")]),
+            Err(ZkError::InvalidAcl)
+        );
         assert_eq!(me.fixup(&[acl(31, "bogus", "x")]), Err(ZkError::InvalidAcl));
         assert!(me.authenticate("kerberos", b"", None).is_err());
         let mut su = AuthInfo::default();
-        su.authenticate("digest", b"super:test", Some("super:D/InIHSb7yEEbrWz8b9l71RjZJU=")).unwrap();
+        su.authenticate(
+            "digest",
+            b"super:test",
+            Some("super:D/InIHSb7yEEbrWz8b9l71RjZJU="),
+        )
+        .unwrap();
         assert!(su.is_super());
         assert_eq!(su.check(&fixed, perms::ADMIN), Ok(()));
     }

@@ -8,9 +8,11 @@ use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use janus_core::zk::validate_path;
 use janus_core::zk::perms;
-use janus_core::{Acl, Command, CreateMode, EventBatch, Response, ZkError, ZkOp, ZkOpResult, ZkResponse};
+use janus_core::zk::validate_path;
+use janus_core::{
+    Acl, Command, CreateMode, EventBatch, Response, ZkError, ZkOp, ZkOpResult, ZkResponse,
+};
 use janus_jute::{frame, Reader, Record, Writer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -35,9 +37,19 @@ enum Frame {
 
 /// What handling one request leads to.
 enum Step {
-    Reply { xid: i32, zxid: i64, err: i32, body: Vec<u8> },
+    Reply {
+        xid: i32,
+        zxid: i64,
+        err: i32,
+        body: Vec<u8>,
+    },
     /// Reply, then close the connection.
-    ReplyClose { xid: i32, zxid: i64, err: i32, body: Vec<u8> },
+    ReplyClose {
+        xid: i32,
+        zxid: i64,
+        err: i32,
+        body: Vec<u8>,
+    },
     Close,
 }
 
@@ -71,7 +83,9 @@ async fn read_frame(rd: &mut OwnedReadHalf, max: usize) -> Frame {
     if rd.read_exact(&mut hdr).await.is_err() {
         return Frame::Eof;
     }
-    let Some(len) = frame::length(hdr, max) else { return Frame::TooBig(i32::from_be_bytes(hdr) as i64) };
+    let Some(len) = frame::length(hdr, max) else {
+        return Frame::TooBig(i32::from_be_bytes(hdr) as i64);
+    };
     let mut body = vec![0u8; len];
     if rd.read_exact(&mut body).await.is_err() {
         return Frame::Eof;
@@ -123,9 +137,14 @@ pub(crate) async fn run(srv: Arc<Server>, stream: TcpStream, addr: SocketAddr) {
         seen,
         info: info.clone(),
     };
-    let Some(notify) = c.handshake(&body).await else { return };
+    let Some(notify) = c.handshake(&body).await else {
+        return;
+    };
     let conn_id = srv.next_conn.fetch_add(1, Ordering::Relaxed);
-    srv.conns.lock().unwrap_or_else(|p| p.into_inner()).insert(conn_id, info.clone());
+    srv.conns
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(conn_id, info.clone());
     let moved = {
         let mut s = srv.sessions.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((_, old)) = s.insert(c.session, (conn_id, notify.clone())) {
@@ -150,7 +169,10 @@ pub(crate) async fn run(srv: Arc<Server>, stream: TcpStream, addr: SocketAddr) {
     c.serve(&mut rx, &moved).await;
 
     reader.abort();
-    srv.conns.lock().unwrap_or_else(|p| p.into_inner()).remove(&conn_id);
+    srv.conns
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&conn_id);
     {
         let mut s = srv.sessions.lock().unwrap_or_else(|p| p.into_inner());
         if s.get(&c.session).is_some_and(|(id, _)| *id == conn_id) {
@@ -206,7 +228,13 @@ impl Conn {
         let timeout = self.srv.cfg.negotiate(req.time_out);
         let respond = |c: &mut Conn, timeout: i32, session: i64, passwd: Vec<u8>| {
             let mut w = Writer::new();
-            ConnectResponse { protocol_version: 0, time_out: timeout, session_id: session, passwd }.encode(&mut w);
+            ConnectResponse {
+                protocol_version: 0,
+                time_out: timeout,
+                session_id: session,
+                passwd,
+            }
+            .encode(&mut w);
             if ro_aware {
                 w.bool(c.read_only);
             }
@@ -223,7 +251,9 @@ impl Conn {
             self.read_only = true;
             let known = {
                 let st = self.srv.node.sm.state();
-                st.lease(req.session_id).and_then(|l| l.session.as_ref()).is_some_and(|s| s.password == req.passwd)
+                st.lease(req.session_id)
+                    .and_then(|l| l.session.as_ref())
+                    .is_some_and(|s| s.password == req.passwd)
             };
             let (id, password) = if req.session_id != 0 && known {
                 (req.session_id, req.passwd)
@@ -238,7 +268,11 @@ impl Conn {
             for _ in 0..5 {
                 let id = self.srv.new_session_id();
                 let password = self.srv.password_for(id);
-                let cmd = Command::ZkCreateSession { session: id, password: password.clone(), timeout_ms: timeout as i64 };
+                let cmd = Command::ZkCreateSession {
+                    session: id,
+                    password: password.clone(),
+                    timeout_ms: timeout as i64,
+                };
                 match self.srv.node.propose(cmd).await {
                     Ok(a) if matches!(a.response, Response::Zk(Ok(_))) => {
                         self.wait_applied(a.revision).await;
@@ -259,7 +293,9 @@ impl Conn {
         } else {
             let ok = {
                 let st = self.srv.node.sm.state();
-                st.lease(req.session_id).and_then(|l| l.session.as_ref()).is_some_and(|s| s.password == req.passwd)
+                st.lease(req.session_id)
+                    .and_then(|l| l.session.as_ref())
+                    .is_some_and(|s| s.password == req.passwd)
             };
             if !ok {
                 // Expired, unknown or wrong password: ZooKeeper's answer.
@@ -366,8 +402,18 @@ impl Conn {
 
     fn notify(&mut self, zxid: i64, ty: i32, path: String) {
         let mut w = Writer::new();
-        ReplyHeader { xid: xid::NOTIFICATION, zxid, err: 0 }.encode(&mut w);
-        WatcherEvent { r#type: ty, state: STATE_SYNC_CONNECTED, path }.encode(&mut w);
+        ReplyHeader {
+            xid: xid::NOTIFICATION,
+            zxid,
+            err: 0,
+        }
+        .encode(&mut w);
+        WatcherEvent {
+            r#type: ty,
+            state: STATE_SYNC_CONNECTED,
+            path,
+        }
+        .encode(&mut w);
         self.queue_frame(&w.into_inner());
         self.srv.packets_sent.fetch_add(1, Ordering::Relaxed);
     }
@@ -387,8 +433,14 @@ impl Conn {
     }
 
     fn update_watch_info(&self) {
-        self.info.watches.store(self.watches.count(), Ordering::Relaxed);
-        *self.info.watch_paths.lock().unwrap_or_else(|p| p.into_inner()) = self.watches.paths();
+        self.info
+            .watches
+            .store(self.watches.count(), Ordering::Relaxed);
+        *self
+            .info
+            .watch_paths
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = self.watches.paths();
     }
 
     /// Match every change event up to `rev` before a reply at `rev` goes
@@ -403,7 +455,10 @@ impl Conn {
                         match tokio::time::timeout(EVENT_GRACE, self.events.recv()).await {
                             Ok(Ok(b)) => b,
                             Ok(Err(broadcast::error::RecvError::Lagged(n))) => {
-                                tracing::warn!(n, "zookeeper: watch events lagged; some may be lost");
+                                tracing::warn!(
+                                    n,
+                                    "zookeeper: watch events lagged; some may be lost"
+                                );
                                 self.seen = rev;
                                 return;
                             }
@@ -439,7 +494,12 @@ impl Conn {
     async fn done(&mut self, xid: i32, err: i32, body: Vec<u8>) -> Step {
         let zxid = self.state_rev();
         self.catch_up(zxid).await;
-        Step::Reply { xid, zxid, err, body }
+        Step::Reply {
+            xid,
+            zxid,
+            err,
+            body,
+        }
     }
 
     async fn handle(&mut self, body: &[u8]) -> Step {
@@ -456,7 +516,12 @@ impl Conn {
             // ZooKeeper's answer to a write on a read-only server.
             if h.r#type == op::CLOSE_SESSION {
                 let zxid = self.state_rev();
-                return Step::ReplyClose { xid: h.xid, zxid, err: 0, body: vec![] };
+                return Step::ReplyClose {
+                    xid: h.xid,
+                    zxid,
+                    err: 0,
+                    body: vec![],
+                };
             }
             return self.done(h.xid, ZkError::NotReadOnly.code(), vec![]).await;
         }
@@ -475,7 +540,13 @@ impl Conn {
         match h.r#type {
             op::PING => self.done(xid::PING, 0, vec![]).await,
             op::CLOSE_SESSION => {
-                let r = self.srv.node.propose(Command::ZkCloseSession { session: self.session }).await;
+                let r = self
+                    .srv
+                    .node
+                    .propose(Command::ZkCloseSession {
+                        session: self.session,
+                    })
+                    .await;
                 match r {
                     Ok(a) => self.wait_applied(a.revision).await,
                     Err(e) => {
@@ -485,16 +556,30 @@ impl Conn {
                 }
                 let zxid = self.state_rev();
                 self.catch_up(zxid).await;
-                Step::ReplyClose { xid, zxid, err: 0, body: vec![] }
+                Step::ReplyClose {
+                    xid,
+                    zxid,
+                    err: 0,
+                    body: vec![],
+                }
             }
             op::AUTH => {
                 let p = decode!(AuthPacket);
-                match self.auth.authenticate(&p.scheme, &p.auth, self.srv.cfg.super_digest.as_deref()) {
+                match self.auth.authenticate(
+                    &p.scheme,
+                    &p.auth,
+                    self.srv.cfg.super_digest.as_deref(),
+                ) {
                     Ok(()) => self.done(xid::AUTH, 0, vec![]).await,
                     Err(e) => {
                         self.srv.auth_failed.fetch_add(1, Ordering::Relaxed);
                         let zxid = self.state_rev();
-                        Step::ReplyClose { xid: xid::AUTH, zxid, err: e.code(), body: vec![] }
+                        Step::ReplyClose {
+                            xid: xid::AUTH,
+                            zxid,
+                            err: e.code(),
+                            body: vec![],
+                        }
                     }
                 }
             }
@@ -507,20 +592,40 @@ impl Conn {
                     (q.path, q.data, q.acl, q.flags, -1)
                 };
                 let (path, data, acl, flags, ttl) = req;
-                let opv = match self.prepare_create(h.r#type, path, data, &acl, flags, ttl, &HashMap::new()) {
+                let opv = match self.prepare_create(
+                    h.r#type,
+                    path,
+                    data,
+                    &acl,
+                    flags,
+                    ttl,
+                    &HashMap::new(),
+                ) {
                     Ok(o) => o,
                     Err(e) => return self.done(xid, e.code(), vec![]).await,
                 };
-                match self.write(Command::Zk { session: self.session, op: opv }).await {
+                match self
+                    .write(Command::Zk {
+                        session: self.session,
+                        op: opv,
+                    })
+                    .await
+                {
                     Some(Ok(ZkResponse::Op(ZkOpResult::Create { path, stat }))) => {
                         let body = if h.r#type == op::CREATE {
                             encode(&CreateResponse { path })
                         } else {
-                            encode(&Create2Response { path, stat: stat.into() })
+                            encode(&Create2Response {
+                                path,
+                                stat: stat.into(),
+                            })
                         };
                         self.done(xid, 0, body).await
                     }
-                    Some(Ok(_)) => self.done(xid, ZkError::RuntimeInconsistency.code(), vec![]).await,
+                    Some(Ok(_)) => {
+                        self.done(xid, ZkError::RuntimeInconsistency.code(), vec![])
+                            .await
+                    }
                     Some(Err(e)) => self.done(xid, e.code(), vec![]).await,
                     None => Step::Close,
                 }
@@ -530,26 +635,52 @@ impl Conn {
                 if let Err(e) = self.check_delete(&q.path, &HashMap::new()) {
                     return self.done(xid, e.code(), vec![]).await;
                 }
-                self.simple_write(xid, ZkOp::Delete { path: q.path, version: q.version }).await
+                self.simple_write(
+                    xid,
+                    ZkOp::Delete {
+                        path: q.path,
+                        version: q.version,
+                    },
+                )
+                .await
             }
             op::SET_DATA => {
                 let q = decode!(SetDataRequest);
                 if let Err(e) = self.check_node(&q.path, perms::WRITE, &HashMap::new()) {
                     return self.done(xid, e.code(), vec![]).await;
                 }
-                self.simple_write(xid, ZkOp::SetData { path: q.path, data: q.data, version: q.version }).await
+                self.simple_write(
+                    xid,
+                    ZkOp::SetData {
+                        path: q.path,
+                        data: q.data,
+                        version: q.version,
+                    },
+                )
+                .await
             }
             op::SET_ACL => {
                 let q = decode!(SetACLRequest);
                 let acl: Vec<Acl> = q.acl.iter().map(Acl::from).collect();
                 let fixed = validate_path(&q.path)
                     .and_then(|()| self.auth.fixup(&acl))
-                    .and_then(|f| self.check_node(&q.path, perms::ADMIN, &HashMap::new()).map(|()| f));
+                    .and_then(|f| {
+                        self.check_node(&q.path, perms::ADMIN, &HashMap::new())
+                            .map(|()| f)
+                    });
                 let fixed = match fixed {
                     Ok(f) => f,
                     Err(e) => return self.done(xid, e.code(), vec![]).await,
                 };
-                self.simple_write(xid, ZkOp::SetAcl { path: q.path, acl: fixed, version: q.version }).await
+                self.simple_write(
+                    xid,
+                    ZkOp::SetAcl {
+                        path: q.path,
+                        acl: fixed,
+                        version: q.version,
+                    },
+                )
+                .await
             }
             op::CHECK => {
                 // ZooKeeper only answers check inside a multi; Janus commits
@@ -558,7 +689,14 @@ impl Conn {
                 if let Err(e) = self.check_node(&q.path, perms::READ, &HashMap::new()) {
                     return self.done(xid, e.code(), vec![]).await;
                 }
-                self.simple_write(xid, ZkOp::Check { path: q.path, version: q.version }).await
+                self.simple_write(
+                    xid,
+                    ZkOp::Check {
+                        path: q.path,
+                        version: q.version,
+                    },
+                )
+                .await
             }
             op::MULTI => self.multi(xid, &mut r).await,
             op::MULTI_READ => self.multi_read(xid, &mut r).await,
@@ -587,7 +725,10 @@ impl Conn {
                         Some(n) => self.auth.check(&n.acl, GET_ACL_PERMS).map(|()| {
                             let admin = self.auth.check(&n.acl, perms::ADMIN).is_ok();
                             let acl = self.auth.mask_for_get_acl(&n.acl, admin);
-                            encode(&GetACLResponse { acl: acl.iter().map(ACL::from).collect(), stat: n.stat.into() })
+                            encode(&GetACLResponse {
+                                acl: acl.iter().map(ACL::from).collect(),
+                                stat: n.stat.into(),
+                            })
                         }),
                     };
                     (st.revision(), res)
@@ -602,7 +743,9 @@ impl Conn {
                         None => Err(ZkError::NoNode),
                         Some(n) => self.auth.check(&n.acl, perms::READ).map(|()| {
                             let total = st.zk_all_children_number(&q.path).unwrap_or(0);
-                            encode(&GetAllChildrenNumberResponse { total_number: total.min(i32::MAX as i64) as i32 })
+                            encode(&GetAllChildrenNumberResponse {
+                                total_number: total.min(i32::MAX as i64) as i32,
+                            })
                         }),
                     };
                     (st.revision(), res)
@@ -613,14 +756,27 @@ impl Conn {
                 let q = decode!(GetEphemeralsRequest);
                 let (rev, list) = {
                     let st = self.srv.node.sm.state();
-                    (st.revision(), st.zk_ephemerals(self.session, &q.prefix_path))
+                    (
+                        st.revision(),
+                        st.zk_ephemerals(self.session, &q.prefix_path),
+                    )
                 };
-                self.read_reply(xid, rev, Ok(encode(&GetEphemeralsResponse { ephemerals: list }))).await
+                self.read_reply(
+                    xid,
+                    rev,
+                    Ok(encode(&GetEphemeralsResponse { ephemerals: list })),
+                )
+                .await
             }
             op::WHO_AM_I => {
-                let client_info =
-                    self.auth.client_info().into_iter().map(|(auth_scheme, user)| ClientInfo { auth_scheme, user }).collect();
-                self.done(xid, 0, encode(&WhoAmIResponse { client_info })).await
+                let client_info = self
+                    .auth
+                    .client_info()
+                    .into_iter()
+                    .map(|(auth_scheme, user)| ClientInfo { auth_scheme, user })
+                    .collect();
+                self.done(xid, 0, encode(&WhoAmIResponse { client_info }))
+                    .await
             }
             op::SYNC => {
                 let q = decode!(SyncRequest);
@@ -628,7 +784,8 @@ impl Conn {
                     tracing::warn!("zookeeper: sync: {e}");
                     return Step::Close;
                 }
-                self.done(xid, 0, encode(&SyncResponse { path: q.path })).await
+                self.done(xid, 0, encode(&SyncResponse { path: q.path }))
+                    .await
             }
             op::SET_WATCHES | op::SET_WATCHES2 => {
                 let sw = if h.r#type == op::SET_WATCHES {
@@ -657,10 +814,22 @@ impl Conn {
                     add_watch_mode::PERSISTENT_RECURSIVE => {
                         self.watches.recursive.insert(q.path);
                     }
-                    _ => return Step::Reply { xid, zxid: rev, err: ZkError::BadArguments.code(), body: vec![] },
+                    _ => {
+                        return Step::Reply {
+                            xid,
+                            zxid: rev,
+                            err: ZkError::BadArguments.code(),
+                            body: vec![],
+                        }
+                    }
                 }
                 self.update_watch_info();
-                Step::Reply { xid, zxid: rev, err: 0, body: encode(&ErrorResponse { err: 0 }) }
+                Step::Reply {
+                    xid,
+                    zxid: rev,
+                    err: 0,
+                    body: encode(&ErrorResponse { err: 0 }),
+                }
             }
             op::CHECK_WATCHES | op::REMOVE_WATCHES => {
                 let (path, wtype) = if h.r#type == op::CHECK_WATCHES {
@@ -672,20 +841,35 @@ impl Conn {
                 };
                 let rev = self.state_rev();
                 self.catch_up(rev).await;
-                let hit = self.watches.check_or_remove(&path, wtype, h.r#type == op::REMOVE_WATCHES);
+                let hit =
+                    self.watches
+                        .check_or_remove(&path, wtype, h.r#type == op::REMOVE_WATCHES);
                 self.update_watch_info();
                 let err = if hit { 0 } else { ZkError::NoWatcher.code() };
-                Step::Reply { xid, zxid: rev, err, body: vec![] }
+                Step::Reply {
+                    xid,
+                    zxid: rev,
+                    err,
+                    body: vec![],
+                }
             }
             // Dynamic reconfiguration is not offered: ZooKeeper's answer
             // when `reconfigEnabled` is false.
-            op::RECONFIG => self.done(xid, ZkError::ReconfigDisabled.code(), vec![]).await,
+            op::RECONFIG => {
+                self.done(xid, ZkError::ReconfigDisabled.code(), vec![])
+                    .await
+            }
             op::SASL => self.done(xid, ZkError::Unimplemented.code(), vec![]).await,
             other => {
                 // UnimplementedRequestProcessor: answer, then close.
                 tracing::info!(addr = %self.info.addr, op = other, "zookeeper: unknown op code; closing");
                 let zxid = self.state_rev();
-                Step::ReplyClose { xid, zxid, err: ZkError::Unimplemented.code(), body: vec![] }
+                Step::ReplyClose {
+                    xid,
+                    zxid,
+                    err: ZkError::Unimplemented.code(),
+                    body: vec![],
+                }
             }
         }
     }
@@ -693,8 +877,18 @@ impl Conn {
     async fn read_reply(&mut self, xid: i32, rev: i64, res: Result<Vec<u8>, ZkError>) -> Step {
         self.catch_up(rev).await;
         match res {
-            Ok(body) => Step::Reply { xid, zxid: rev, err: 0, body },
-            Err(e) => Step::Reply { xid, zxid: rev, err: err_code(e), body: vec![] },
+            Ok(body) => Step::Reply {
+                xid,
+                zxid: rev,
+                err: 0,
+                body,
+            },
+            Err(e) => Step::Reply {
+                xid,
+                zxid: rev,
+                err: err_code(e),
+                body: vec![],
+            },
         }
     }
 
@@ -705,12 +899,13 @@ impl Conn {
             Ok(a) => {
                 self.wait_applied(a.revision).await;
                 match a.response {
-                Response::Zk(r) => Some(r),
-                other => {
-                    tracing::error!(?other, "zookeeper: unexpected response");
-                    Some(Err(ZkError::RuntimeInconsistency))
+                    Response::Zk(r) => Some(r),
+                    other => {
+                        tracing::error!(?other, "zookeeper: unexpected response");
+                        Some(Err(ZkError::RuntimeInconsistency))
+                    }
                 }
-            }},
+            }
             Err(e) => {
                 tracing::warn!(session = self.session, "zookeeper: write failed: {e}");
                 None
@@ -723,11 +918,21 @@ impl Conn {
     /// session reads its own writes.
     async fn wait_applied(&self, revision: i64) {
         let mut rx = self.srv.node.sm.applied();
-        let _ = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|a| a.revision >= revision)).await;
+        let _ = tokio::time::timeout(
+            Duration::from_secs(10),
+            rx.wait_for(|a| a.revision >= revision),
+        )
+        .await;
     }
 
     async fn simple_write(&mut self, xid: i32, opv: ZkOp) -> Step {
-        match self.write(Command::Zk { session: self.session, op: opv }).await {
+        match self
+            .write(Command::Zk {
+                session: self.session,
+                op: opv,
+            })
+            .await
+        {
             Some(Ok(ZkResponse::Op(r))) => {
                 let body = match r {
                     ZkOpResult::SetData { stat } => encode(&SetDataResponse { stat: stat.into() }),
@@ -736,7 +941,10 @@ impl Conn {
                 };
                 self.done(xid, 0, body).await
             }
-            Some(Ok(_)) => self.done(xid, ZkError::RuntimeInconsistency.code(), vec![]).await,
+            Some(Ok(_)) => {
+                self.done(xid, ZkError::RuntimeInconsistency.code(), vec![])
+                    .await
+            }
             Some(Err(e)) => self.done(xid, e.code(), vec![]).await,
             None => Step::Close,
         }
@@ -766,18 +974,28 @@ impl Conn {
         pending: &HashMap<String, Vec<Acl>>,
     ) -> Result<ZkOp, ZkError> {
         let mode = CreateMode::from_flag(flags).ok_or(ZkError::BadArguments)?;
-        let mode = if opcode == op::CREATE_CONTAINER { CreateMode::Container } else { mode };
+        let mode = if opcode == op::CREATE_CONTAINER {
+            CreateMode::Container
+        } else {
+            mode
+        };
         if mode.is_ttl() && !self.srv.cfg.extended_types {
             return Err(ZkError::Unimplemented);
         }
-        let ttl_ok = if mode.is_ttl() { ttl > 0 && ttl <= janus_core::zk::MAX_TTL_MS } else { ttl < 0 };
+        let ttl_ok = if mode.is_ttl() {
+            ttl > 0 && ttl <= janus_core::zk::MAX_TTL_MS
+        } else {
+            ttl < 0
+        };
         if !ttl_ok {
             return Err(ZkError::BadArguments);
         }
         // PrepRequestProcessor's order: a '/' and no NUL, the ACL, the
         // parent (NONODE) and CREATE on it; the full path is validated
         // (by the core) only after that.
-        let Some(last) = path.rfind('/') else { return Err(ZkError::BadArguments) };
+        let Some(last) = path.rfind('/') else {
+            return Err(ZkError::BadArguments);
+        };
         if path.contains('\0') {
             return Err(ZkError::BadArguments);
         }
@@ -786,7 +1004,13 @@ impl Conn {
         let parent = if last == 0 { "/" } else { &path[..last] };
         let pacl = self.acl_of(parent, pending).ok_or(ZkError::NoNode)?;
         self.auth.check(&pacl, perms::CREATE)?;
-        Ok(ZkOp::Create { path, data, acl: fixed, mode, ttl_ms: ttl })
+        Ok(ZkOp::Create {
+            path,
+            data,
+            acl: fixed,
+            mode,
+            ttl_ms: ttl,
+        })
     }
 
     /// DELETE on the parent, when both exist (else the core says NONODE).
@@ -806,7 +1030,12 @@ impl Conn {
     }
 
     /// `perm` on an existing node (else the core says NONODE).
-    fn check_node(&self, path: &str, perm: i32, pending: &HashMap<String, Vec<Acl>>) -> Result<(), ZkError> {
+    fn check_node(
+        &self,
+        path: &str,
+        perm: i32,
+        pending: &HashMap<String, Vec<Acl>>,
+    ) -> Result<(), ZkError> {
         validate_path(path)?;
         match self.acl_of(path, pending) {
             Some(acl) => self.auth.check(&acl, perm),
@@ -820,7 +1049,9 @@ impl Conn {
         let mut pending: HashMap<String, Vec<Acl>> = HashMap::new();
         loop {
             let Ok(mh) = MultiHeader::decode(r) else {
-                return self.done(xid, ZkError::MarshallingError.code(), vec![]).await;
+                return self
+                    .done(xid, ZkError::MarshallingError.code(), vec![])
+                    .await;
             };
             if mh.done {
                 break;
@@ -829,31 +1060,45 @@ impl Conn {
                 Ok(match mh.r#type {
                     op::CREATE | op::CREATE2 | op::CREATE_CONTAINER => {
                         let q = CreateRequest::decode(r).map_err(|_| ())?;
-                        let p = self.prepare_create(mh.r#type, q.path, q.data, &q.acl, q.flags, -1, &pending);
+                        let p = self.prepare_create(
+                            mh.r#type, q.path, q.data, &q.acl, q.flags, -1, &pending,
+                        );
                         (mh.r#type, p)
                     }
                     op::CREATE_TTL => {
                         let q = CreateTTLRequest::decode(r).map_err(|_| ())?;
-                        let p = self.prepare_create(mh.r#type, q.path, q.data, &q.acl, q.flags, q.ttl, &pending);
+                        let p = self.prepare_create(
+                            mh.r#type, q.path, q.data, &q.acl, q.flags, q.ttl, &pending,
+                        );
                         (mh.r#type, p)
                     }
                     op::DELETE => {
                         let q = DeleteRequest::decode(r).map_err(|_| ())?;
-                        let p = self.check_delete(&q.path, &pending).map(|()| ZkOp::Delete { path: q.path, version: q.version });
+                        let p = self.check_delete(&q.path, &pending).map(|()| ZkOp::Delete {
+                            path: q.path,
+                            version: q.version,
+                        });
                         (op::DELETE, p)
                     }
                     op::SET_DATA => {
                         let q = SetDataRequest::decode(r).map_err(|_| ())?;
-                        let p = self
-                            .check_node(&q.path, perms::WRITE, &pending)
-                            .map(|()| ZkOp::SetData { path: q.path, data: q.data, version: q.version });
+                        let p = self.check_node(&q.path, perms::WRITE, &pending).map(|()| {
+                            ZkOp::SetData {
+                                path: q.path,
+                                data: q.data,
+                                version: q.version,
+                            }
+                        });
                         (op::SET_DATA, p)
                     }
                     op::CHECK => {
                         let q = CheckVersionRequest::decode(r).map_err(|_| ())?;
-                        let p = self
-                            .check_node(&q.path, perms::READ, &pending)
-                            .map(|()| ZkOp::Check { path: q.path, version: q.version });
+                        let p =
+                            self.check_node(&q.path, perms::READ, &pending)
+                                .map(|()| ZkOp::Check {
+                                    path: q.path,
+                                    version: q.version,
+                                });
                         (op::CHECK, p)
                     }
                     _ => return Err(()),
@@ -861,9 +1106,14 @@ impl Conn {
             })();
             let Ok((code, p)) = parsed else {
                 tracing::info!(addr = %self.info.addr, op = mh.r#type, "zookeeper: bad op in multi");
-                return self.done(xid, ZkError::MarshallingError.code(), vec![]).await;
+                return self
+                    .done(xid, ZkError::MarshallingError.code(), vec![])
+                    .await;
             };
-            if let Ok(ZkOp::Create { path, acl, mode, .. }) = &p {
+            if let Ok(ZkOp::Create {
+                path, acl, mode, ..
+            }) = &p
+            {
                 if !mode.is_sequential() {
                     pending.insert(path.clone(), acl.clone());
                 }
@@ -877,20 +1127,42 @@ impl Conn {
         // invalid path), then put op `i`'s real error in its place.
         if let Some(i) = ops.iter().position(|(_, p)| p.is_err()) {
             let codes: Vec<i32> = ops.iter().map(|(c, _)| *c).collect();
-            let local = ops[i].1.clone().err().unwrap_or(ZkError::RuntimeInconsistency);
-            let mut zops: Vec<ZkOp> = ops[..i].iter().filter_map(|(_, p)| p.clone().ok()).collect();
-            zops.push(ZkOp::Check { path: String::new(), version: -1 });
-            return match self.write(Command::ZkMulti { session: self.session, ops: zops }).await {
+            let local = ops[i]
+                .1
+                .clone()
+                .err()
+                .unwrap_or(ZkError::RuntimeInconsistency);
+            let mut zops: Vec<ZkOp> = ops[..i]
+                .iter()
+                .filter_map(|(_, p)| p.clone().ok())
+                .collect();
+            zops.push(ZkOp::Check {
+                path: String::new(),
+                version: -1,
+            });
+            return match self
+                .write(Command::ZkMulti {
+                    session: self.session,
+                    ops: zops,
+                })
+                .await
+            {
                 Some(Ok(ZkResponse::Multi(mut results))) => {
                     if let Some(r) = results.get_mut(i) {
                         if *r == ZkOpResult::Error(Some(ZkError::BadArguments)) {
                             *r = ZkOpResult::Error(Some(local));
                         }
                     }
-                    results.resize(ops.len(), ZkOpResult::Error(Some(ZkError::RuntimeInconsistency)));
+                    results.resize(
+                        ops.len(),
+                        ZkOpResult::Error(Some(ZkError::RuntimeInconsistency)),
+                    );
                     self.done(xid, 0, multi_body(&codes, &results)).await
                 }
-                Some(Ok(_)) => self.done(xid, ZkError::RuntimeInconsistency.code(), vec![]).await,
+                Some(Ok(_)) => {
+                    self.done(xid, ZkError::RuntimeInconsistency.code(), vec![])
+                        .await
+                }
                 Some(Err(e)) => self.done(xid, e.code(), vec![]).await,
                 None => Step::Close,
             };
@@ -900,9 +1172,20 @@ impl Conn {
         if zops.is_empty() {
             return self.done(xid, 0, multi_body(&[], &[])).await;
         }
-        match self.write(Command::ZkMulti { session: self.session, ops: zops }).await {
-            Some(Ok(ZkResponse::Multi(results))) => self.done(xid, 0, multi_body(&codes, &results)).await,
-            Some(Ok(_)) => self.done(xid, ZkError::RuntimeInconsistency.code(), vec![]).await,
+        match self
+            .write(Command::ZkMulti {
+                session: self.session,
+                ops: zops,
+            })
+            .await
+        {
+            Some(Ok(ZkResponse::Multi(results))) => {
+                self.done(xid, 0, multi_body(&codes, &results)).await
+            }
+            Some(Ok(_)) => {
+                self.done(xid, ZkError::RuntimeInconsistency.code(), vec![])
+                    .await
+            }
             Some(Err(e)) => self.done(xid, e.code(), vec![]).await,
             None => Step::Close,
         }
@@ -912,7 +1195,9 @@ impl Conn {
         let mut reqs: Vec<(i32, String)> = Vec::new();
         loop {
             let Ok(mh) = MultiHeader::decode(r) else {
-                return self.done(xid, ZkError::MarshallingError.code(), vec![]).await;
+                return self
+                    .done(xid, ZkError::MarshallingError.code(), vec![])
+                    .await;
             };
             if mh.done {
                 break;
@@ -920,10 +1205,16 @@ impl Conn {
             let path = match mh.r#type {
                 op::GET_CHILDREN => GetChildrenRequest::decode(r).map(|q| q.path),
                 op::GET_DATA => GetDataRequest::decode(r).map(|q| q.path),
-                _ => return self.done(xid, ZkError::MarshallingError.code(), vec![]).await,
+                _ => {
+                    return self
+                        .done(xid, ZkError::MarshallingError.code(), vec![])
+                        .await
+                }
             };
             let Ok(path) = path else {
-                return self.done(xid, ZkError::MarshallingError.code(), vec![]).await;
+                return self
+                    .done(xid, ZkError::MarshallingError.code(), vec![])
+                    .await;
             };
             reqs.push((mh.r#type, path));
         }
@@ -937,20 +1228,47 @@ impl Conn {
                 };
                 match res {
                     Ok(n) if *code == op::GET_DATA => {
-                        MultiHeader { r#type: op::GET_DATA, done: false, err: 0 }.encode(&mut w);
-                        GetDataResponse { data: n.data.clone(), stat: n.stat.into() }.encode(&mut w);
+                        MultiHeader {
+                            r#type: op::GET_DATA,
+                            done: false,
+                            err: 0,
+                        }
+                        .encode(&mut w);
+                        GetDataResponse {
+                            data: n.data.clone(),
+                            stat: n.stat.into(),
+                        }
+                        .encode(&mut w);
                     }
                     Ok(n) => {
-                        MultiHeader { r#type: op::GET_CHILDREN, done: false, err: 0 }.encode(&mut w);
-                        GetChildrenResponse { children: n.children.iter().cloned().collect() }.encode(&mut w);
+                        MultiHeader {
+                            r#type: op::GET_CHILDREN,
+                            done: false,
+                            err: 0,
+                        }
+                        .encode(&mut w);
+                        GetChildrenResponse {
+                            children: n.children.iter().cloned().collect(),
+                        }
+                        .encode(&mut w);
                     }
                     Err(e) => {
-                        MultiHeader { r#type: op::ERROR, done: false, err: e.code() }.encode(&mut w);
+                        MultiHeader {
+                            r#type: op::ERROR,
+                            done: false,
+                            err: e.code(),
+                        }
+                        .encode(&mut w);
                         ErrorResponse { err: e.code() }.encode(&mut w);
                     }
                 }
             }
-            MultiHeader { r#type: -1, done: true, err: -1 }.encode(&mut w);
+            MultiHeader {
+                r#type: -1,
+                done: true,
+                err: -1,
+            }
+            .encode(&mut w);
             (st.revision(), w.into_inner())
         };
         self.read_reply(xid, rev, Ok(body)).await
@@ -976,8 +1294,18 @@ impl Conn {
             self.update_watch_info();
         }
         match res {
-            Ok(stat) => Step::Reply { xid, zxid: rev, err: 0, body: encode(&ExistsResponse { stat: stat.into() }) },
-            Err(e) => Step::Reply { xid, zxid: rev, err: e.code(), body: vec![] },
+            Ok(stat) => Step::Reply {
+                xid,
+                zxid: rev,
+                err: 0,
+                body: encode(&ExistsResponse { stat: stat.into() }),
+            },
+            Err(e) => Step::Reply {
+                xid,
+                zxid: rev,
+                err: e.code(),
+                body: vec![],
+            },
         }
     }
 
@@ -986,10 +1314,12 @@ impl Conn {
             let st = self.srv.node.sm.state();
             let res = match st.znode(&path) {
                 None => Err(ZkError::NoNode),
-                Some(n) => self
-                    .auth
-                    .check(&n.acl, perms::READ)
-                    .map(|()| encode(&GetDataResponse { data: n.data.clone(), stat: n.stat.into() })),
+                Some(n) => self.auth.check(&n.acl, perms::READ).map(|()| {
+                    encode(&GetDataResponse {
+                        data: n.data.clone(),
+                        stat: n.stat.into(),
+                    })
+                }),
             };
             (st.revision(), res)
         };
@@ -1009,7 +1339,10 @@ impl Conn {
                 Some(n) => self.auth.check(&n.acl, perms::READ).map(|()| {
                     let children: Vec<String> = n.children.iter().cloned().collect();
                     if two {
-                        encode(&GetChildren2Response { children, stat: n.stat.into() })
+                        encode(&GetChildren2Response {
+                            children,
+                            stat: n.stat.into(),
+                        })
                     } else {
                         encode(&GetChildrenResponse { children })
                     }
@@ -1063,9 +1396,16 @@ impl Conn {
         self.watches.data.extend(keep.0);
         self.watches.child.extend(keep.1);
         self.watches.persistent.extend(sw.persistent_watches);
-        self.watches.recursive.extend(sw.persistent_recursive_watches);
+        self.watches
+            .recursive
+            .extend(sw.persistent_recursive_watches);
         self.update_watch_info();
-        Step::Reply { xid: xid::SET_WATCHES, zxid: rev, err: 0, body: vec![] }
+        Step::Reply {
+            xid: xid::SET_WATCHES,
+            zxid: rev,
+            err: 0,
+            body: vec![],
+        }
     }
 }
 
@@ -1098,31 +1438,81 @@ fn multi_body(codes: &[i32], results: &[ZkOpResult]) -> Vec<u8> {
         match r {
             ZkOpResult::Create { path, stat } => {
                 if code == op::CREATE {
-                    MultiHeader { r#type: op::CREATE, done: false, err: 0 }.encode(&mut w);
+                    MultiHeader {
+                        r#type: op::CREATE,
+                        done: false,
+                        err: 0,
+                    }
+                    .encode(&mut w);
                     CreateResponse { path: path.clone() }.encode(&mut w);
                 } else {
-                    MultiHeader { r#type: op::CREATE2, done: false, err: 0 }.encode(&mut w);
-                    Create2Response { path: path.clone(), stat: (*stat).into() }.encode(&mut w);
+                    MultiHeader {
+                        r#type: op::CREATE2,
+                        done: false,
+                        err: 0,
+                    }
+                    .encode(&mut w);
+                    Create2Response {
+                        path: path.clone(),
+                        stat: (*stat).into(),
+                    }
+                    .encode(&mut w);
                 }
             }
-            ZkOpResult::Delete => MultiHeader { r#type: op::DELETE, done: false, err: 0 }.encode(&mut w),
+            ZkOpResult::Delete => MultiHeader {
+                r#type: op::DELETE,
+                done: false,
+                err: 0,
+            }
+            .encode(&mut w),
             ZkOpResult::SetData { stat } => {
-                MultiHeader { r#type: op::SET_DATA, done: false, err: 0 }.encode(&mut w);
-                SetDataResponse { stat: (*stat).into() }.encode(&mut w);
+                MultiHeader {
+                    r#type: op::SET_DATA,
+                    done: false,
+                    err: 0,
+                }
+                .encode(&mut w);
+                SetDataResponse {
+                    stat: (*stat).into(),
+                }
+                .encode(&mut w);
             }
             ZkOpResult::SetAcl { stat } => {
-                MultiHeader { r#type: op::SET_ACL, done: false, err: 0 }.encode(&mut w);
-                SetACLResponse { stat: (*stat).into() }.encode(&mut w);
+                MultiHeader {
+                    r#type: op::SET_ACL,
+                    done: false,
+                    err: 0,
+                }
+                .encode(&mut w);
+                SetACLResponse {
+                    stat: (*stat).into(),
+                }
+                .encode(&mut w);
             }
-            ZkOpResult::Check => MultiHeader { r#type: op::CHECK, done: false, err: 0 }.encode(&mut w),
+            ZkOpResult::Check => MultiHeader {
+                r#type: op::CHECK,
+                done: false,
+                err: 0,
+            }
+            .encode(&mut w),
             ZkOpResult::Error(e) => {
                 let err = e.map_or(0, |e| e.code());
-                MultiHeader { r#type: op::ERROR, done: false, err }.encode(&mut w);
+                MultiHeader {
+                    r#type: op::ERROR,
+                    done: false,
+                    err,
+                }
+                .encode(&mut w);
                 ErrorResponse { err }.encode(&mut w);
             }
         }
     }
-    MultiHeader { r#type: -1, done: true, err: -1 }.encode(&mut w);
+    MultiHeader {
+        r#type: -1,
+        done: true,
+        err: -1,
+    }
+    .encode(&mut w);
     w.into_inner()
 }
 
@@ -1134,7 +1524,10 @@ mod tests {
     fn multi_body_layout() {
         let b = multi_body(
             &[op::CREATE, op::CHECK],
-            &[ZkOpResult::Error(None), ZkOpResult::Error(Some(ZkError::BadVersion))],
+            &[
+                ZkOpResult::Error(None),
+                ZkOpResult::Error(Some(ZkError::BadVersion)),
+            ],
         );
         let mut r = Reader::new(&b);
         let h = MultiHeader::decode(&mut r).unwrap();

@@ -7,12 +7,16 @@ use std::sync::atomic::Ordering;
 use crate::Server;
 
 const COMMANDS: &[&str] = &[
-    "ruok", "srvr", "stat", "mntr", "conf", "cons", "envi", "wchs", "wchc", "wchp", "dump", "isro", "crst", "srst",
-    "dirs", "gtmk", "stmk", "hash",
+    "ruok", "srvr", "stat", "mntr", "conf", "cons", "envi", "wchs", "wchc", "wchp", "dump", "isro",
+    "crst", "srst", "dirs", "gtmk", "stmk", "hash",
 ];
 
 /// The version string 4lw and `mntr` report (clients parse the first part).
-pub const VERSION: &str = concat!("3.8.4-janus-", env!("CARGO_PKG_VERSION"), ", built on janus");
+pub const VERSION: &str = concat!(
+    "3.8.4-janus-",
+    env!("CARGO_PKG_VERSION"),
+    ", built on janus"
+);
 
 /// The command the first four bytes of a connection spell, if any.
 pub(crate) fn command(first: [u8; 4]) -> Option<&'static str> {
@@ -49,13 +53,26 @@ pub(crate) fn render(srv: &Server, cmd: &str) -> String {
         let eph: usize = st.leases().map(|l| l.ephemerals.len()).sum();
         (st.revision(), st.zk_paths().count(), sessions, eph)
     };
-    let conns: Vec<_> = srv.conns.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+    let conns: Vec<_> = srv
+        .conns
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .values()
+        .cloned()
+        .collect();
     let lat = *srv.latency.lock().unwrap_or_else(|p| p.into_inner());
-    let avg = if lat.count == 0 { 0.0 } else { lat.total as f64 / lat.count as f64 };
+    let avg = if lat.count == 0 {
+        0.0
+    } else {
+        lat.total as f64 / lat.count as f64
+    };
     let received = srv.packets_received.load(Ordering::Relaxed);
     let sent = srv.packets_sent.load(Ordering::Relaxed);
     let outstanding = srv.outstanding.load(Ordering::Relaxed).max(0);
-    let watches: usize = conns.iter().map(|c| c.watches.load(Ordering::Relaxed)).sum();
+    let watches: usize = conns
+        .iter()
+        .map(|c| c.watches.load(Ordering::Relaxed))
+        .sum();
     let mut o = String::new();
     let srvr = |o: &mut String| {
         let _ = writeln!(o, "Latency min/avg/max: {}/{avg:.4}/{}", lat.min, lat.max);
@@ -69,7 +86,11 @@ pub(crate) fn render(srv: &Server, cmd: &str) -> String {
     };
     match cmd {
         "ruok" => o.push_str("imok"),
-        "isro" => o.push_str(if srv.node.leader().is_none() { "ro" } else { "rw" }),
+        "isro" => o.push_str(if srv.node.leader().is_none() {
+            "ro"
+        } else {
+            "rw"
+        }),
         "srvr" => {
             let _ = writeln!(o, "Zookeeper version: {VERSION}");
             srvr(&mut o);
@@ -119,7 +140,10 @@ pub(crate) fn render(srv: &Server, cmd: &str) -> String {
                 ("zk_ephemerals_count", ephemerals.to_string()),
                 ("zk_global_sessions", sessions.to_string()),
                 ("zk_local_sessions", "0".to_string()),
-                ("zk_auth_failed_count", srv.auth_failed.load(Ordering::Relaxed).to_string()),
+                (
+                    "zk_auth_failed_count",
+                    srv.auth_failed.load(Ordering::Relaxed).to_string(),
+                ),
             ];
             for (k, v) in kv {
                 let _ = writeln!(o, "{k}\t{v}");
@@ -140,12 +164,28 @@ pub(crate) fn render(srv: &Server, cmd: &str) -> String {
             let _ = writeln!(o, "host.name={host}");
             let _ = writeln!(o, "os.name={}", std::env::consts::OS);
             let _ = writeln!(o, "os.arch={}", std::env::consts::ARCH);
-            let _ = writeln!(o, "user.dir={}", std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default());
+            let _ = writeln!(
+                o,
+                "user.dir={}",
+                std::env::current_dir()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_default()
+            );
         }
         "wchs" => {
-            let watching = conns.iter().filter(|c| c.watches.load(Ordering::Relaxed) > 0).count();
-            let mut paths: Vec<String> =
-                conns.iter().flat_map(|c| c.watch_paths.lock().unwrap_or_else(|p| p.into_inner()).clone()).collect();
+            let watching = conns
+                .iter()
+                .filter(|c| c.watches.load(Ordering::Relaxed) > 0)
+                .count();
+            let mut paths: Vec<String> = conns
+                .iter()
+                .flat_map(|c| {
+                    c.watch_paths
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clone()
+                })
+                .collect();
             paths.sort();
             paths.dedup();
             let _ = writeln!(o, "{watching} connections watching {} paths", paths.len());
@@ -153,7 +193,11 @@ pub(crate) fn render(srv: &Server, cmd: &str) -> String {
         }
         "wchc" => {
             for c in &conns {
-                let paths = c.watch_paths.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let paths = c
+                    .watch_paths
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
                 if paths.is_empty() {
                     continue;
                 }
@@ -166,8 +210,16 @@ pub(crate) fn render(srv: &Server, cmd: &str) -> String {
         "wchp" => {
             let mut by_path: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
             for c in &conns {
-                for p in c.watch_paths.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-                    by_path.entry(p.clone()).or_default().push(c.session.load(Ordering::Relaxed));
+                for p in c
+                    .watch_paths
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .iter()
+                {
+                    by_path
+                        .entry(p.clone())
+                        .or_default()
+                        .push(c.session.load(Ordering::Relaxed));
                 }
             }
             for (p, ids) in by_path {
@@ -185,7 +237,11 @@ pub(crate) fn render(srv: &Server, cmd: &str) -> String {
                 let _ = writeln!(o, "0x{:x}\t{}ms", l.id, l.ttl_ms);
             }
             let _ = writeln!(o, "ephemeral nodes dump:");
-            let _ = writeln!(o, "Sessions with Ephemerals ({}):", st.leases().filter(|l| !l.ephemerals.is_empty()).count());
+            let _ = writeln!(
+                o,
+                "Sessions with Ephemerals ({}):",
+                st.leases().filter(|l| !l.ephemerals.is_empty()).count()
+            );
             for l in st.leases().filter(|l| !l.ephemerals.is_empty()) {
                 let _ = writeln!(o, "0x{:x}:", l.id);
                 for p in &l.ephemerals {
@@ -199,7 +255,11 @@ pub(crate) fn render(srv: &Server, cmd: &str) -> String {
                 srv.packets_received.store(0, Ordering::Relaxed);
                 srv.packets_sent.store(0, Ordering::Relaxed);
             }
-            o.push_str(if cmd == "crst" { "Connection stats reset.\n" } else { "Server stats reset.\n" });
+            o.push_str(if cmd == "crst" {
+                "Connection stats reset.\n"
+            } else {
+                "Server stats reset.\n"
+            });
         }
         "dirs" => {
             o.push_str("datadir_size: 0\nlogdir_size: 0\n");

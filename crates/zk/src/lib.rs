@@ -72,15 +72,19 @@ impl Default for Config {
 
 impl Config {
     pub fn min_timeout_ms(&self) -> u64 {
-        self.min_session_timeout_ms.unwrap_or(self.tick_ms.saturating_mul(2))
+        self.min_session_timeout_ms
+            .unwrap_or(self.tick_ms.saturating_mul(2))
     }
     pub fn max_timeout_ms(&self) -> u64 {
-        self.max_session_timeout_ms.unwrap_or(self.tick_ms.saturating_mul(20)).max(self.min_timeout_ms())
+        self.max_session_timeout_ms
+            .unwrap_or(self.tick_ms.saturating_mul(20))
+            .max(self.min_timeout_ms())
     }
     /// Clamp a client's requested session timeout.
     pub fn negotiate(&self, requested: i32) -> i32 {
         let r = requested.max(0) as u64;
-        r.clamp(self.min_timeout_ms(), self.max_timeout_ms()).min(i32::MAX as u64) as i32
+        r.clamp(self.min_timeout_ms(), self.max_timeout_ms())
+            .min(i32::MAX as u64) as i32
     }
     pub fn allows(&self, cmd: &str) -> bool {
         self.four_letter_words.iter().any(|w| w == "*" || w == cmd)
@@ -90,7 +94,10 @@ impl Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("binding {addr}: {source}")]
-    Bind { addr: String, source: std::io::Error },
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
 }
 
 /// What `cons`/`stat`/`wchs` report about one connection.
@@ -146,10 +153,14 @@ pub(crate) struct Latency {
 
 impl Server {
     fn new(node: Arc<RaftNode>, cfg: Config) -> Server {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
         let secret = match &cfg.session_secret {
             Some(s) => s.as_bytes().to_vec(),
-            None => Sha1::digest(format!("{now}-{}-{:p}", std::process::id(), &cfg).as_bytes()).to_vec(),
+            None => {
+                Sha1::digest(format!("{now}-{}-{:p}", std::process::id(), &cfg).as_bytes()).to_vec()
+            }
         };
         let ms = (now / 1_000_000) as u64;
         // ZooKeeper's initializeNextSessionId: time in the middle bits.
@@ -189,7 +200,9 @@ impl Server {
     /// session lease stores it, so every member checks it against the
     /// replicated state.
     pub fn password_for(&self, id: i64) -> Vec<u8> {
-        let nonce = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let nonce = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
         let mut h = Sha1::new();
         h.update(&self.secret);
         h.update(id.to_be_bytes());
@@ -205,14 +218,22 @@ impl Server {
         l.max = l.max.max(ms);
         l.total += ms;
         l.count += 1;
-        let i = LATENCY_BUCKETS_MS.iter().position(|b| ms <= *b).unwrap_or(LATENCY_BUCKETS_MS.len());
+        let i = LATENCY_BUCKETS_MS
+            .iter()
+            .position(|b| ms <= *b)
+            .unwrap_or(LATENCY_BUCKETS_MS.len());
         if let Some(b) = self.latency_buckets.get(i) {
             b.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     pub fn count_op(&self, opcode: i32) {
-        *self.ops.lock().unwrap_or_else(|p| p.into_inner()).entry(opcode).or_insert(0) += 1;
+        *self
+            .ops
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(opcode)
+            .or_insert(0) += 1;
     }
 }
 
@@ -223,13 +244,23 @@ pub async fn serve(
     cfg: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let listener = TcpListener::bind(&listen).await.map_err(|source| ServeError::Bind { addr: listen.clone(), source })?;
+    let listener = TcpListener::bind(&listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: listen.clone(),
+            source,
+        })?;
     let srv = Arc::new(Server::new(node, cfg));
     *CURRENT.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::downgrade(&srv));
     tracing::info!(addr = %listen, "zookeeper: listening");
     let admin = match srv.cfg.admin_listen.clone() {
         Some(addr) => {
-            let l = TcpListener::bind(&addr).await.map_err(|source| ServeError::Bind { addr: addr.clone(), source })?;
+            let l = TcpListener::bind(&addr)
+                .await
+                .map_err(|source| ServeError::Bind {
+                    addr: addr.clone(),
+                    source,
+                })?;
             tracing::info!(%addr, "zookeeper: AdminServer listening");
             Some(tokio::spawn(admin::serve(srv.clone(), l)))
         }
@@ -301,39 +332,114 @@ fn op_name(code: i32) -> String {
 /// requests, requests by op, latency histogram, watches, sessions.
 pub fn metrics_text() -> String {
     use std::fmt::Write;
-    let Some(srv) = CURRENT.lock().unwrap_or_else(|p| p.into_inner()).as_ref().and_then(|w| w.upgrade()) else {
+    let Some(srv) = CURRENT
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .and_then(|w| w.upgrade())
+    else {
         return String::new();
     };
-    let conns: Vec<Arc<ConnInfo>> = srv.conns.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
-    let watches: usize = conns.iter().map(|c| c.watches.load(Ordering::Relaxed)).sum();
-    let sessions = srv.node.sm.state().leases().filter(|l| l.session.is_some()).count();
+    let conns: Vec<Arc<ConnInfo>> = srv
+        .conns
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .values()
+        .cloned()
+        .collect();
+    let watches: usize = conns
+        .iter()
+        .map(|c| c.watches.load(Ordering::Relaxed))
+        .sum();
+    let sessions = srv
+        .node
+        .sm
+        .state()
+        .leases()
+        .filter(|l| l.session.is_some())
+        .count();
     let mut o = String::new();
     let gauge = |o: &mut String, name: &str, help: &str, kind: &str, v: u64| {
         let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
     };
-    gauge(&mut o, "janus_zk_connections", "Open ZooKeeper client connections.", "gauge", conns.len() as u64);
+    gauge(
+        &mut o,
+        "janus_zk_connections",
+        "Open ZooKeeper client connections.",
+        "gauge",
+        conns.len() as u64,
+    );
     let outstanding = srv.outstanding.load(Ordering::Relaxed).max(0) as u64;
-    gauge(&mut o, "janus_zk_outstanding_requests", "Requests being processed.", "gauge", outstanding);
-    gauge(&mut o, "janus_zk_watches", "Registered watches.", "gauge", watches as u64);
-    gauge(&mut o, "janus_zk_sessions", "ZooKeeper sessions in the replicated state.", "gauge", sessions as u64);
+    gauge(
+        &mut o,
+        "janus_zk_outstanding_requests",
+        "Requests being processed.",
+        "gauge",
+        outstanding,
+    );
+    gauge(
+        &mut o,
+        "janus_zk_watches",
+        "Registered watches.",
+        "gauge",
+        watches as u64,
+    );
+    gauge(
+        &mut o,
+        "janus_zk_sessions",
+        "ZooKeeper sessions in the replicated state.",
+        "gauge",
+        sessions as u64,
+    );
     let received = srv.packets_received.load(Ordering::Relaxed);
-    gauge(&mut o, "janus_zk_packets_received_total", "Packets received.", "counter", received);
-    gauge(&mut o, "janus_zk_packets_sent_total", "Packets sent.", "counter", srv.packets_sent.load(Ordering::Relaxed));
+    gauge(
+        &mut o,
+        "janus_zk_packets_received_total",
+        "Packets received.",
+        "counter",
+        received,
+    );
+    gauge(
+        &mut o,
+        "janus_zk_packets_sent_total",
+        "Packets sent.",
+        "counter",
+        srv.packets_sent.load(Ordering::Relaxed),
+    );
     let failed = srv.auth_failed.load(Ordering::Relaxed);
-    gauge(&mut o, "janus_zk_auth_failures_total", "Failed auth packets.", "counter", failed);
-    let _ = writeln!(o, "# HELP janus_zk_requests_total Requests by op.\n# TYPE janus_zk_requests_total counter");
+    gauge(
+        &mut o,
+        "janus_zk_auth_failures_total",
+        "Failed auth packets.",
+        "counter",
+        failed,
+    );
+    let _ = writeln!(
+        o,
+        "# HELP janus_zk_requests_total Requests by op.\n# TYPE janus_zk_requests_total counter"
+    );
     for (code, n) in srv.ops.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-        let _ = writeln!(o, "janus_zk_requests_total{{op=\"{}\"}} {n}", op_name(*code));
+        let _ = writeln!(
+            o,
+            "janus_zk_requests_total{{op=\"{}\"}} {n}",
+            op_name(*code)
+        );
     }
     let lat = *srv.latency.lock().unwrap_or_else(|p| p.into_inner());
     let _ = writeln!(o, "# HELP janus_zk_request_latency_ms Request latency.\n# TYPE janus_zk_request_latency_ms histogram");
     let mut cum = 0;
     for (i, b) in srv.latency_buckets.iter().enumerate() {
         cum += b.load(Ordering::Relaxed);
-        let le = LATENCY_BUCKETS_MS.get(i).map_or("+Inf".to_string(), |v| v.to_string());
+        let le = LATENCY_BUCKETS_MS
+            .get(i)
+            .map_or("+Inf".to_string(), |v| v.to_string());
         let _ = writeln!(o, "janus_zk_request_latency_ms_bucket{{le=\"{le}\"}} {cum}");
     }
-    let _ = writeln!(o, "janus_zk_request_latency_ms_sum {}\njanus_zk_request_latency_ms_count {}", lat.total, lat.count);
+    let _ = writeln!(
+        o,
+        "janus_zk_request_latency_ms_sum {}\njanus_zk_request_latency_ms_count {}",
+        lat.total, lat.count
+    );
     o
 }
 
@@ -343,12 +449,19 @@ mod tests {
 
     #[test]
     fn timeouts_clamp_between_2_and_20_ticks() {
-        let c = Config { tick_ms: 100, ..Config::default() };
+        let c = Config {
+            tick_ms: 100,
+            ..Config::default()
+        };
         assert_eq!(c.negotiate(10), 200);
         assert_eq!(c.negotiate(1000), 1000);
         assert_eq!(c.negotiate(100_000), 2000);
         assert_eq!(c.negotiate(-5), 200);
-        let c = Config { min_session_timeout_ms: Some(50), max_session_timeout_ms: Some(60), ..c };
+        let c = Config {
+            min_session_timeout_ms: Some(50),
+            max_session_timeout_ms: Some(60),
+            ..c
+        };
         assert_eq!(c.negotiate(1), 50);
         assert_eq!(c.negotiate(100), 60);
     }
@@ -357,6 +470,10 @@ mod tests {
     fn whitelist() {
         let c = Config::default();
         assert!(c.allows("ruok") && c.allows("srvr") && !c.allows("dump"));
-        assert!(Config { four_letter_words: vec!["*".into()], ..c }.allows("dump"));
+        assert!(Config {
+            four_letter_words: vec!["*".into()],
+            ..c
+        }
+        .allows("dump"));
     }
 }

@@ -103,13 +103,25 @@ impl From<janus_core::Stat> for Stat {
 
 impl From<&janus_core::Acl> for ACL {
     fn from(a: &janus_core::Acl) -> ACL {
-        ACL { perms: a.perms, id: Id { scheme: a.id.scheme.clone(), id: a.id.id.clone() } }
+        ACL {
+            perms: a.perms,
+            id: Id {
+                scheme: a.id.scheme.clone(),
+                id: a.id.id.clone(),
+            },
+        }
     }
 }
 
 impl From<&ACL> for janus_core::Acl {
     fn from(a: &ACL) -> janus_core::Acl {
-        janus_core::Acl { perms: a.perms, id: janus_core::Id { scheme: a.id.scheme.clone(), id: a.id.id.clone() } }
+        janus_core::Acl {
+            perms: a.perms,
+            id: janus_core::Id {
+                scheme: a.id.scheme.clone(),
+                id: a.id.id.clone(),
+            },
+        }
     }
 }
 
@@ -121,7 +133,19 @@ mod tests {
 
     #[test]
     fn stat_is_68_bytes_and_round_trips() {
-        let s = Stat { czxid: 1, mzxid: 2, ctime: 3, mtime: 4, version: 5, cversion: -6, aversion: 7, ephemeral_owner: i64::MIN, data_length: 9, num_children: 10, pzxid: 11 };
+        let s = Stat {
+            czxid: 1,
+            mzxid: 2,
+            ctime: 3,
+            mtime: 4,
+            version: 5,
+            cversion: -6,
+            aversion: 7,
+            ephemeral_owner: i64::MIN,
+            data_length: 9,
+            num_children: 10,
+            pzxid: 11,
+        };
         let b = s.to_bytes();
         assert_eq!(b.len(), 68);
         assert_eq!(Stat::from_bytes(&b), Ok(s));
@@ -130,19 +154,35 @@ mod tests {
     #[test]
     fn known_bytes() {
         // ReplyHeader{xid 1, zxid 2, err -101} as ZooKeeper writes it.
-        let h = ReplyHeader { xid: 1, zxid: 2, err: -101 };
-        assert_eq!(h.to_bytes(), vec![0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0xff, 0xff, 0xff, 0x9b]);
+        let h = ReplyHeader {
+            xid: 1,
+            zxid: 2,
+            err: -101,
+        };
+        assert_eq!(
+            h.to_bytes(),
+            vec![0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0xff, 0xff, 0xff, 0x9b]
+        );
         let c = CreateRequest {
             path: "/a".into(),
             data: vec![7],
-            acl: vec![ACL { perms: 31, id: Id { scheme: "world".into(), id: "anyone".into() } }],
+            acl: vec![ACL {
+                perms: 31,
+                id: Id {
+                    scheme: "world".into(),
+                    id: "anyone".into(),
+                },
+            }],
             flags: 1,
         };
         let b = c.to_bytes();
         assert_eq!(&b[..6], &[0, 0, 0, 2, b'/', b'a']);
         assert_eq!(CreateRequest::from_bytes(&b), Ok(c));
         // A null path (-1) reads as empty; a truncated record is an error.
-        assert_eq!(GetDataRequest::from_bytes(&[0xff, 0xff, 0xff, 0xff, 1]).map(|r| (r.path, r.watch)), Ok((String::new(), true)));
+        assert_eq!(
+            GetDataRequest::from_bytes(&[0xff, 0xff, 0xff, 0xff, 1]).map(|r| (r.path, r.watch)),
+            Ok((String::new(), true))
+        );
         assert!(GetDataRequest::from_bytes(&[0, 0, 0, 9, b'/']).is_err());
         assert_eq!(RECORD_NAMES.len(), 49);
     }

@@ -55,20 +55,36 @@ impl Watches {
         let (ty, path, fired) = match ev {
             Event::ZkCreated { path } => {
                 let d = self.data.remove(path);
-                (event_type::NODE_CREATED, path, d | self.persistent.contains(path) | self.recursive_hit(path))
+                (
+                    event_type::NODE_CREATED,
+                    path,
+                    d | self.persistent.contains(path) | self.recursive_hit(path),
+                )
             }
             Event::ZkDeleted { path } => {
                 let d = self.data.remove(path);
                 let c = self.child.remove(path);
-                (event_type::NODE_DELETED, path, d | c | self.persistent.contains(path) | self.recursive_hit(path))
+                (
+                    event_type::NODE_DELETED,
+                    path,
+                    d | c | self.persistent.contains(path) | self.recursive_hit(path),
+                )
             }
             Event::ZkDataChanged { path } => {
                 let d = self.data.remove(path);
-                (event_type::NODE_DATA_CHANGED, path, d | self.persistent.contains(path) | self.recursive_hit(path))
+                (
+                    event_type::NODE_DATA_CHANGED,
+                    path,
+                    d | self.persistent.contains(path) | self.recursive_hit(path),
+                )
             }
             Event::ZkChildrenChanged { path } => {
                 let c = self.child.remove(path);
-                (event_type::NODE_CHILDREN_CHANGED, path, c | self.persistent.contains(path))
+                (
+                    event_type::NODE_CHILDREN_CHANGED,
+                    path,
+                    c | self.persistent.contains(path),
+                )
             }
             _ => return None,
         };
@@ -80,7 +96,11 @@ impl Watches {
     pub fn check_or_remove(&mut self, path: &str, wtype: i32, remove: bool) -> bool {
         let mut hit = false;
         let mut one = |set: &mut HashSet<String>| {
-            let had = if remove { set.remove(path) } else { set.contains(path) };
+            let had = if remove {
+                set.remove(path)
+            } else {
+                set.contains(path)
+            };
             hit |= had;
         };
         match wtype {
@@ -134,11 +154,17 @@ mod tests {
         let mut w = Watches::default();
         w.data.insert("/a".into());
         w.child.insert("/a".into());
-        assert_eq!(w.trigger(&deleted("/a")), Some((event_type::NODE_DELETED, "/a".into())));
+        assert_eq!(
+            w.trigger(&deleted("/a")),
+            Some((event_type::NODE_DELETED, "/a".into()))
+        );
         assert_eq!(w.trigger(&deleted("/a")), None);
         assert_eq!(w.count(), 0);
         w.data.insert("/x".into());
-        assert_eq!(w.trigger(&created("/x")), Some((event_type::NODE_CREATED, "/x".into())));
+        assert_eq!(
+            w.trigger(&created("/x")),
+            Some((event_type::NODE_CREATED, "/x".into()))
+        );
         assert_eq!(w.trigger(&children("/")), None);
     }
 
@@ -149,13 +175,19 @@ mod tests {
         w.recursive.insert("/r".into());
         assert!(w.trigger(&children("/p")).is_some());
         assert!(w.trigger(&children("/p")).is_some());
-        assert!(w.trigger(&children("/r")).is_none(), "recursive watches get no child events");
+        assert!(
+            w.trigger(&children("/r")).is_none(),
+            "recursive watches get no child events"
+        );
         assert!(w.trigger(&created("/r/a/b")).is_some());
         assert!(w.trigger(&created("/p/a")).is_none());
         assert!(w.trigger(&deleted("/r")).is_some());
         assert_eq!(w.count(), 2);
         assert!(w.check_or_remove("/r", watcher_type::ANY, true));
         assert!(!w.check_or_remove("/r", watcher_type::ANY, false));
-        assert_eq!(self_and_ancestors("/a/b").collect::<Vec<_>>(), vec!["/a/b", "/a", "/"]);
+        assert_eq!(
+            self_and_ancestors("/a/b").collect::<Vec<_>>(),
+            vec!["/a/b", "/a", "/"]
+        );
     }
 }
