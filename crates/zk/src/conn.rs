@@ -24,11 +24,6 @@ use crate::proto::{self, add_watch_mode, op, xid, *};
 use crate::watch::Watches;
 use crate::{fourlw, ConnInfo, Server};
 
-/// How long a reply waits for the change events of the revision it
-/// reflects when none have arrived: the state machine publishes events
-/// right after applying, and sends none for commands without events.
-const EVENT_GRACE: Duration = Duration::from_millis(3);
-
 enum Frame {
     Packet(Vec<u8>),
     TooBig(i64),
@@ -451,23 +446,12 @@ impl Conn {
                 Some(b) => b,
                 None => match self.events.try_recv() {
                     Ok(b) => b,
+                    // Every applied command's batch is queued before its state
+                    // becomes readable, so nothing queued means nothing more up
+                    // to `rev` (e.g. a snapshot install, which has no events).
                     Err(broadcast::error::TryRecvError::Empty) => {
-                        match tokio::time::timeout(EVENT_GRACE, self.events.recv()).await {
-                            Ok(Ok(b)) => b,
-                            Ok(Err(broadcast::error::RecvError::Lagged(n))) => {
-                                tracing::warn!(
-                                    n,
-                                    "zookeeper: watch events lagged; some may be lost"
-                                );
-                                self.seen = rev;
-                                return;
-                            }
-                            // Nothing came: the revisions up to `rev` had no events.
-                            Ok(Err(broadcast::error::RecvError::Closed)) | Err(_) => {
-                                self.seen = rev;
-                                return;
-                            }
-                        }
+                        self.seen = rev;
+                        return;
                     }
                     Err(broadcast::error::TryRecvError::Lagged(n)) => {
                         tracing::warn!(n, "zookeeper: watch events lagged; some may be lost");
