@@ -34,6 +34,17 @@ pub struct Acl {
 }
 
 impl Acl {
+    /// `ZooDefs.Ids.READ_ACL_UNSAFE`.
+    pub fn read_unsafe() -> Vec<Acl> {
+        vec![Acl {
+            perms: perms::READ,
+            id: Id {
+                scheme: "world".into(),
+                id: "anyone".into(),
+            },
+        }]
+    }
+
     /// `ZooDefs.Ids.OPEN_ACL_UNSAFE`.
     pub fn open_unsafe() -> Vec<Acl> {
         vec![Acl {
@@ -183,8 +194,22 @@ pub(crate) fn initial_tree() -> Tree {
     t.insert("/".into(), mk(&["zookeeper"]));
     t.insert("/zookeeper".into(), mk(&["config", "quota"]));
     t.insert("/zookeeper/quota".into(), mk(&[]));
-    t.insert("/zookeeper/config".into(), mk(&[]));
+    // `DataTree.addConfigNode`: readable by anyone, changed only by
+    // reconfig (ZOOKEEPER-2014); its ACL was set with version -1.
+    let mut config = mk(&[]);
+    config.acl = Acl::read_unsafe();
+    config.stat.aversion = -1;
+    t.insert("/zookeeper/config".into(), config);
     t
+}
+
+/// `DataTree.isSpecialPath`: nodes the server owns, which no client may
+/// delete.
+fn is_special_path(path: &str) -> bool {
+    matches!(
+        path,
+        "/" | "/zookeeper" | "/zookeeper/quota" | "/zookeeper/config"
+    )
 }
 
 /// `PathUtils.validatePath`: absolute, no empty or relative segments, no
@@ -513,7 +538,7 @@ impl State {
                 .map(|(path, stat)| ZkOpResult::Create { path, stat }),
             ZkOp::Delete { path, version } => {
                 validate_path(path)?;
-                if path == "/" {
+                if is_special_path(path) {
                     return Err(ZkError::BadArguments);
                 }
                 let (parent, _) = split_path(path);

@@ -21,7 +21,7 @@ use tokio::sync::{broadcast, mpsc, Notify};
 
 use crate::auth::{AuthInfo, GET_ACL_PERMS};
 use crate::proto::{self, add_watch_mode, op, xid, *};
-use crate::watch::Watches;
+use crate::watch::{Mode, Watches};
 use crate::{fourlw, ConnInfo, Server};
 
 enum Frame {
@@ -785,28 +785,27 @@ impl Conn {
                 } else {
                     decode!(SetWatches2)
                 };
-                self.set_watches(sw).await
+                self.set_watches(xid, sw).await
             }
             op::ADD_WATCH => {
                 let q = decode!(AddWatchRequest);
                 let rev = self.state_rev();
                 self.catch_up(rev).await;
-                match q.mode {
-                    add_watch_mode::PERSISTENT => {
-                        self.watches.persistent.insert(q.path);
-                    }
-                    add_watch_mode::PERSISTENT_RECURSIVE => {
-                        self.watches.recursive.insert(q.path);
-                    }
+                let mode = match q.mode {
+                    add_watch_mode::PERSISTENT => Mode::Persistent,
+                    add_watch_mode::PERSISTENT_RECURSIVE => Mode::Recursive,
+                    // `WatcherMode.fromZooDef` throws; FinalRequestProcessor
+                    // answers any such exception with MARSHALLINGERROR.
                     _ => {
                         return Step::Reply {
                             xid,
                             zxid: rev,
-                            err: ZkError::BadArguments.code(),
+                            err: ZkError::MarshallingError.code(),
                             body: vec![],
                         }
                     }
-                }
+                };
+                self.watches.add(q.path, mode);
                 self.update_watch_info();
                 Step::Reply {
                     xid,
@@ -829,7 +828,12 @@ impl Conn {
                     self.watches
                         .check_or_remove(&path, wtype, h.r#type == op::REMOVE_WATCHES);
                 self.update_watch_info();
-                let err = if hit { 0 } else { ZkError::NoWatcher.code() };
+                let err = match hit {
+                    Some(true) => 0,
+                    Some(false) => ZkError::NoWatcher.code(),
+                    // `WatcherType.fromInt` throws: MARSHALLINGERROR.
+                    None => ZkError::MarshallingError.code(),
+                };
                 Step::Reply {
                     xid,
                     zxid: rev,
@@ -1274,7 +1278,7 @@ impl Conn {
         self.catch_up(rev).await;
         // exists sets a watch whether or not the node is there.
         if watch && res != Err(ZkError::NoAuth) {
-            self.watches.data.insert(path);
+            self.watches.data.set(path, Mode::Standard);
             self.update_watch_info();
         }
         match res {
@@ -1309,7 +1313,7 @@ impl Conn {
         };
         self.catch_up(rev).await;
         if watch && res.is_ok() {
-            self.watches.data.insert(path);
+            self.watches.data.set(path, Mode::Standard);
             self.update_watch_info();
         }
         self.read_reply(xid, rev, res).await
@@ -1336,7 +1340,7 @@ impl Conn {
         };
         self.catch_up(rev).await;
         if watch && res.is_ok() {
-            self.watches.child.insert(path);
+            self.watches.child.set(path, Mode::Standard);
             self.update_watch_info();
         }
         self.read_reply(xid, rev, res).await
@@ -1344,7 +1348,7 @@ impl Conn {
 
     /// Re-registration after a reconnect (`DataTree.setWatches`): changes the
     /// client missed since `relativeZxid` are reported at once.
-    async fn set_watches(&mut self, sw: SetWatches2) -> Step {
+    async fn set_watches(&mut self, xid: i32, sw: SetWatches2) -> Step {
         use proto::event_type::*;
         let (rev, fire, keep) = {
             let st = self.srv.node.sm.state();
@@ -1377,15 +1381,23 @@ impl Conn {
         for (ty, p) in fire {
             self.notify(rev, ty, p);
         }
-        self.watches.data.extend(keep.0);
-        self.watches.child.extend(keep.1);
-        self.watches.persistent.extend(sw.persistent_watches);
-        self.watches
-            .recursive
-            .extend(sw.persistent_recursive_watches);
+        for p in keep.0 {
+            self.watches.data.set(p, Mode::Standard);
+        }
+        for p in keep.1 {
+            self.watches.child.set(p, Mode::Standard);
+        }
+        for p in sw.persistent_watches {
+            self.watches.add(p, Mode::Persistent);
+        }
+        for p in sw.persistent_recursive_watches {
+            self.watches.add(p, Mode::Recursive);
+        }
         self.update_watch_info();
+        // The reply carries the request's xid (the Java client sends
+        // SET_WATCHES_XID; other clients may not).
         Step::Reply {
-            xid: xid::SET_WATCHES,
+            xid,
             zxid: rev,
             err: 0,
             body: vec![],
