@@ -443,7 +443,10 @@ mod tests {
             time_ms: 0,
             command: Command::LeaseExpire { id: 7 },
         });
-        assert!(ev.events.contains(&Event::ZkDeleted { path: "/e".into() }));
+        assert!(ev
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::ZkDeleted { path, .. } if path == "/e")));
         assert!(s.zk_stat("/e").is_none());
         assert_eq!(
             zk(&mut s, 7, create("/f", CreateMode::Persistent)),

@@ -572,7 +572,10 @@ impl State {
                 node.stat.mtime = cx.time;
                 node.stat.data_length = data.len() as i32;
                 let stat = node.stat;
-                cx.events.push(Event::ZkDataChanged { path: path.clone() });
+                cx.events.push(Event::ZkDataChanged {
+                    path: path.clone(),
+                    acl: node.acl.clone(),
+                });
                 Ok(ZkOpResult::SetData { stat })
             }
             ZkOp::SetAcl { path, acl, version } => {
@@ -685,9 +688,19 @@ impl State {
         if mode.is_ephemeral() {
             cx.ephemerals.push((owner, full.clone(), true));
         }
-        cx.events.push(Event::ZkCreated { path: full.clone() });
-        cx.events
-            .push(Event::ZkChildrenChanged { path: parent_path });
+        cx.events.push(Event::ZkCreated {
+            path: full.clone(),
+            acl: acl.to_vec(),
+        });
+        let parent_acl = self
+            .tree
+            .get(parent_path.as_str())
+            .map(|p| p.acl.clone())
+            .unwrap_or_default();
+        cx.events.push(Event::ZkChildrenChanged {
+            path: parent_path,
+            acl: parent_acl,
+        });
         Ok((full, stat))
     }
 
@@ -700,7 +713,9 @@ impl State {
             cx.ephemerals.push((owner, path.to_string(), false));
         }
         let (parent_path, name) = split_path(path);
+        let mut parent_acl = Vec::new();
         if let Some(parent) = self.tree.get_mut(parent_path) {
+            parent_acl = parent.acl.clone();
             Self::save_stat(cx, parent_path, parent);
             parent.children.remove(name);
             parent.stat.num_children = parent.children.len() as i32;
@@ -709,12 +724,14 @@ impl State {
                 parent.stat.pzxid = cx.zxid;
             }
         }
-        cx.undo.push(Undo::Deleted(path.to_string(), node));
         cx.events.push(Event::ZkDeleted {
             path: path.to_string(),
+            acl: node.acl.clone(),
         });
+        cx.undo.push(Undo::Deleted(path.to_string(), node));
         cx.events.push(Event::ZkChildrenChanged {
             path: parent_path.to_string(),
+            acl: parent_acl,
         });
     }
 }

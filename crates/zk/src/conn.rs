@@ -420,7 +420,14 @@ impl Conn {
         }
         for ev in &b.events {
             if let Some((ty, path)) = self.watches.trigger(ev) {
-                self.notify(b.revision, ty, path);
+                // The watch is spent either way; the event only reaches a
+                // connection allowed to READ the node (ZooKeeper 3.8.4+).
+                let readable = ev
+                    .zk_acl()
+                    .map_or(true, |acl| self.auth.check(acl, perms::READ).is_ok());
+                if readable {
+                    self.notify(b.revision, ty, path);
+                }
             }
         }
         self.seen = b.revision;

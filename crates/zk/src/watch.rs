@@ -120,22 +120,22 @@ impl Watches {
     /// setData (a delete triggers both managers but notifies once).
     pub fn trigger(&mut self, ev: &Event) -> Option<(i32, String)> {
         let (ty, path, fired) = match ev {
-            Event::ZkCreated { path } => (
+            Event::ZkCreated { path, .. } => (
                 event_type::NODE_CREATED,
                 path,
                 self.data.trigger(path, event_type::NODE_CREATED),
             ),
-            Event::ZkDeleted { path } => {
+            Event::ZkDeleted { path, .. } => {
                 let d = self.data.trigger(path, event_type::NODE_DELETED);
                 let c = self.child.trigger(path, event_type::NODE_DELETED);
                 (event_type::NODE_DELETED, path, d | c)
             }
-            Event::ZkDataChanged { path } => (
+            Event::ZkDataChanged { path, .. } => (
                 event_type::NODE_DATA_CHANGED,
                 path,
                 self.data.trigger(path, event_type::NODE_DATA_CHANGED),
             ),
-            Event::ZkChildrenChanged { path } => (
+            Event::ZkChildrenChanged { path, .. } => (
                 event_type::NODE_CHILDREN_CHANGED,
                 path,
                 self.child.trigger(path, event_type::NODE_CHILDREN_CHANGED),
@@ -207,16 +207,28 @@ mod tests {
     use super::*;
 
     fn created(p: &str) -> Event {
-        Event::ZkCreated { path: p.into() }
+        Event::ZkCreated {
+            path: p.into(),
+            acl: vec![],
+        }
     }
     fn deleted(p: &str) -> Event {
-        Event::ZkDeleted { path: p.into() }
+        Event::ZkDeleted {
+            path: p.into(),
+            acl: vec![],
+        }
     }
     fn children(p: &str) -> Event {
-        Event::ZkChildrenChanged { path: p.into() }
+        Event::ZkChildrenChanged {
+            path: p.into(),
+            acl: vec![],
+        }
     }
     fn changed(p: &str) -> Event {
-        Event::ZkDataChanged { path: p.into() }
+        Event::ZkDataChanged {
+            path: p.into(),
+            acl: vec![],
+        }
     }
 
     #[test]
