@@ -150,6 +150,20 @@ impl AuthInfo {
                     }
                     push(a.clone());
                 }
+                // Janus always has the providers ZooKeeper loads with
+                // `authProvider.x509` / `authProvider.sasl`.
+                "x509" => {
+                    if !crate::x509::valid_dn(&a.id.id) {
+                        return Err(ZkError::InvalidAcl);
+                    }
+                    push(a.clone());
+                }
+                "sasl" => {
+                    if !valid_kerberos_name(&a.id.id) {
+                        return Err(ZkError::InvalidAcl);
+                    }
+                    push(a.clone());
+                }
                 _ => return Err(ZkError::InvalidAcl),
             }
         }
@@ -219,9 +233,21 @@ fn parse_ip_acl(expr: &str) -> Option<(IpAddr, u32)> {
     Some((ip, bits))
 }
 
+/// `SASLAuthenticationProvider.isValid`: `new KerberosName(id)` accepts
+/// `primary[/instance]@REALM` or anything without `@`.
+fn valid_kerberos_name(id: &str) -> bool {
+    match id.split_once('@') {
+        None => true,
+        Some((left, realm)) => !realm.contains(['/', '@']) && left.matches('/').count() <= 1,
+    }
+}
+
 /// A provider's `matches(id, aclExpr)`.
 fn matches(scheme: &str, mine: &str, acl_id: &str) -> bool {
     match scheme {
+        // SASLAuthenticationProvider: a user named "super" matches any
+        // sasl ACL (ZooKeeper's rule, kept as is).
+        "sasl" => mine == "super" || mine == acl_id,
         "ip" => {
             let (Some((net, bits)), Ok(me)) = (parse_ip_acl(acl_id), mine.parse::<IpAddr>()) else {
                 return false;
@@ -308,6 +334,37 @@ mod tests {
         )
         .unwrap();
         assert!(su.is_super());
+        // x509 and sasl ids and ACLs.
+        let mut tls = AuthInfo::default();
+        tls.add(Id {
+            scheme: "x509".into(),
+            id: "CN=client,O=Acme".into(),
+        });
+        let x = acl(perms::READ, "x509", "CN=client,O=Acme");
+        assert_eq!(tls.fixup(&[x.clone()]), Ok(vec![x.clone()]));
+        assert_eq!(tls.check(&[x.clone()], perms::READ), Ok(()));
+        assert_eq!(me.check(&[x], perms::READ), Err(ZkError::NoAuth));
+        assert_eq!(
+            tls.fixup(&[acl(31, "x509", "client")]),
+            Err(ZkError::InvalidAcl)
+        );
+        assert_eq!(
+            tls.fixup(&[acl(31, "auth", "")]),
+            Ok(vec![acl(31, "x509", "CN=client,O=Acme")])
+        );
+        let mut sasl = AuthInfo::default();
+        sasl.add(Id {
+            scheme: "sasl".into(),
+            id: "bob".into(),
+        });
+        let s = acl(perms::READ, "sasl", "bob");
+        assert_eq!(sasl.check(&[s.clone()], perms::READ), Ok(()));
+        assert_eq!(tls.check(&[s.clone()], perms::READ), Err(ZkError::NoAuth));
+        assert_eq!(
+            sasl.fixup(&[acl(31, "sasl", "a@B@C")]),
+            Err(ZkError::InvalidAcl)
+        );
+        assert!(sasl.fixup(&[acl(31, "sasl", "zk/host@REALM")]).is_ok());
         assert_eq!(su.check(&fixed, perms::ADMIN), Ok(()));
     }
 }
