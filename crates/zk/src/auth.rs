@@ -124,8 +124,8 @@ impl AuthInfo {
                     // Only providers that authenticate (not ip) count.
                     let mut any = false;
                     for mine in self
-                        .ids
-                        .iter()
+                        .java_order()
+                        .into_iter()
                         .filter(|i| i.scheme != "ip" && i.scheme != "super")
                     {
                         any = true;
@@ -195,8 +195,8 @@ impl AuthInfo {
 
     /// whoAmI: (scheme, user) per id; digest shows the user name only.
     pub fn client_info(&self) -> Vec<(String, String)> {
-        self.ids
-            .iter()
+        self.java_order()
+            .into_iter()
             .map(|i| {
                 let user = if i.scheme == "digest" {
                     i.id.split(':').next().unwrap_or("").to_string()
@@ -207,6 +207,39 @@ impl AuthInfo {
             })
             .collect()
     }
+}
+
+impl AuthInfo {
+    /// The ids in the order ZooKeeper iterates a connection's `authInfo`
+    /// (a `ConcurrentHashMap` key set): by hash bin, then insertion. whoAmI
+    /// and `auth` ACL expansion show that order, and clients see it.
+    fn java_order(&self) -> Vec<&Id> {
+        let mut n: usize = 16;
+        // The map doubles when it reaches 3/4 full.
+        while self.ids.len() >= n * 3 / 4 {
+            n *= 2;
+        }
+        let mut v: Vec<(usize, &Id)> = self
+            .ids
+            .iter()
+            .map(|i| {
+                // jute's Id.hashCode, then ConcurrentHashMap.spread.
+                let h = 37i32
+                    .wrapping_mul(37i32.wrapping_mul(17).wrapping_add(java_hash(&i.scheme)))
+                    .wrapping_add(java_hash(&i.id)) as u32;
+                let spread = (h ^ (h >> 16)) & 0x7fff_ffff;
+                (spread as usize & (n - 1), i)
+            })
+            .collect();
+        v.sort_by_key(|(bin, _)| *bin);
+        v.into_iter().map(|(_, i)| i).collect()
+    }
+}
+
+/// Java's `String.hashCode` (over UTF-16 code units).
+fn java_hash(s: &str) -> i32 {
+    s.encode_utf16()
+        .fold(0i32, |h, u| h.wrapping_mul(31).wrapping_add(i32::from(u)))
 }
 
 fn canonical_ip(a: IpAddr) -> String {
@@ -365,6 +398,18 @@ mod tests {
             Err(ZkError::InvalidAcl)
         );
         assert!(sasl.fixup(&[acl(31, "sasl", "zk/host@REALM")]).is_ok());
+        // whoAmI order as real ZooKeeper 3.8 showed it for these ids.
+        let mut both = AuthInfo::for_peer(Some("127.0.0.1".parse().unwrap()));
+        both.add(Id {
+            scheme: "x509".into(),
+            id: "CN=client,OU=zk,O=Acme\\, Inc.,C=US".into(),
+        });
+        both.add(Id {
+            scheme: "sasl".into(),
+            id: "bob".into(),
+        });
+        let schemes: Vec<String> = both.client_info().into_iter().map(|(s, _)| s).collect();
+        assert_eq!(schemes, ["x509", "sasl", "ip"]);
         assert_eq!(su.check(&fixed, perms::ADMIN), Ok(()));
     }
 }
