@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use janus_tests::free_port;
 use serde_json::Value;
-use zk_support::{four_letter, run_python, start_janus};
+use zk_support::{four_letter, run_python, start_janus, Raw};
 
 /// The subject of the `client` certificate as ZooKeeper prints it
 /// (`X500Principal.getName()`, RFC 2253): last RDN first, `,` escaped.
@@ -299,6 +299,15 @@ fn java_client(addr: &str, certs: &Path, password: &str, commands: &[&str]) -> V
         .collect()
 }
 
+/// One SASL packet (op 102, GetSASLRequest); the reply as (xid, zxid,
+/// err, body).
+fn sasl(c: &mut Raw, token: &[u8]) -> (i32, i64, i32, Vec<u8>) {
+    let mut body = (token.len() as i32).to_be_bytes().to_vec();
+    body.extend_from_slice(token);
+    c.send(102, &body);
+    c.recv().expect("SASL reply")
+}
+
 #[test]
 fn kazoo_tls_and_sasl_agree_with_real_zookeeper() {
     let certs = tempfile::tempdir().expect("tempdir");
@@ -395,6 +404,31 @@ fn kazoo_tls_and_sasl_agree_with_real_zookeeper() {
         serde_json::json!({"err": "KazooTimeoutError"})
     );
     println!("{} scenarios agree", z.len());
+
+    // Raw SASL packets: the first token must be empty (the challenge's
+    // shape), a bad response gets AUTHFAILED with a null token (zxid 0)
+    // and the connection closes; a non-empty first token is ignored.
+    for addr in [&janus.zk, &real.plain] {
+        let mut c = Raw::connect(addr);
+        let (xid, zxid, err, body) = sasl(&mut c, b"");
+        assert_eq!((xid, zxid, err), (c.xid, 0, 0), "{addr}");
+        let challenge = String::from_utf8_lossy(&body[4..]).into_owned();
+        assert!(
+            challenge.starts_with("realm=\"zk-sasl-md5\",nonce=\"")
+                && challenge.ends_with("\",charset=utf-8,algorithm=md5-sess"),
+            "{addr}: {challenge}"
+        );
+        let (_, zxid, err, body) = sasl(&mut c, b"username=\"bob\",response=00");
+        assert_eq!((zxid, err, body), (0, -115, vec![0xff; 4]), "{addr}");
+        assert!(c.recv().is_none(), "{addr}: connection left open");
+        let mut c = Raw::connect(addr);
+        let (_, zxid, err, body) = sasl(&mut c, b"hello");
+        assert_eq!((zxid, err), (0, 0), "{addr}");
+        assert!(
+            String::from_utf8_lossy(&body).contains("algorithm=md5-sess"),
+            "{addr}"
+        );
+    }
 
     // Java's client (3.8, Debian's): TLS with the client certificate plus
     // SASL; whoAmI (ids in ZooKeeper's order), `auth` expanded to both ids,
