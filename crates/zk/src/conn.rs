@@ -14,13 +14,12 @@ use janus_core::{
     Acl, Command, CreateMode, EventBatch, Response, ZkError, ZkOp, ZkOpResult, ZkResponse,
 };
 use janus_jute::{frame, Reader, Record, Writer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{broadcast, mpsc, Notify};
 
 use crate::auth::{AuthInfo, GET_ACL_PERMS};
 use crate::proto::{self, add_watch_mode, op, xid, *};
+use crate::sasl::DigestMd5;
 use crate::watch::{Mode, Watches};
 use crate::{fourlw, ConnInfo, Server};
 
@@ -48,14 +47,21 @@ enum Step {
     Close,
 }
 
+/// A connection's read side: a plain TCP half or a TLS stream's.
+pub(crate) type Rd = Box<dyn AsyncRead + Send + Sync + Unpin>;
+/// A connection's write side.
+pub(crate) type Wr = Box<dyn AsyncWrite + Send + Sync + Unpin>;
+
 struct Conn {
     srv: Arc<Server>,
-    wr: OwnedWriteHalf,
+    wr: Wr,
     out: Vec<u8>,
     session: i64,
     /// Serving in read-only mode (no quorum when the client connected).
     read_only: bool,
     auth: AuthInfo,
+    /// The SASL DIGEST-MD5 exchange of this connection.
+    sasl: DigestMd5,
     watches: Watches,
     events: broadcast::Receiver<Arc<EventBatch>>,
     /// A batch received during a catch-up but beyond the reply's revision.
@@ -73,7 +79,7 @@ fn encode<R: Record>(r: &R) -> Vec<u8> {
     r.to_bytes()
 }
 
-async fn read_frame(rd: &mut OwnedReadHalf, max: usize) -> Frame {
+async fn read_frame(rd: &mut Rd, max: usize) -> Frame {
     let mut hdr = [0u8; 4];
     if rd.read_exact(&mut hdr).await.is_err() {
         return Frame::Eof;
@@ -88,15 +94,24 @@ async fn read_frame(rd: &mut OwnedReadHalf, max: usize) -> Frame {
     Frame::Packet(body)
 }
 
-pub(crate) async fn run(srv: Arc<Server>, stream: TcpStream, addr: SocketAddr) {
-    let (mut rd, mut wr) = stream.into_split();
+/// Serves one client connection. `tls_ids` is `Some` on the secure port:
+/// the ids its client certificate proved (`x509`, maybe `super`).
+pub(crate) async fn run(
+    srv: Arc<Server>,
+    mut rd: Rd,
+    mut wr: Wr,
+    addr: SocketAddr,
+    tls_ids: Option<Vec<janus_core::Id>>,
+) {
+    let secure = tls_ids.is_some();
     let mut hdr = [0u8; 4];
     if rd.read_exact(&mut hdr).await.is_err() {
         return;
     }
     if let Some(cmd) = fourlw::command(hdr) {
-        let text = fourlw::answer(&srv, cmd);
+        let text = fourlw::answer(&srv, cmd, secure);
         let _ = wr.write_all(text.as_bytes()).await;
+        let _ = wr.flush().await;
         let _ = wr.shutdown().await;
         return;
     }
@@ -113,19 +128,25 @@ pub(crate) async fn run(srv: Arc<Server>, stream: TcpStream, addr: SocketAddr) {
     let seen = srv.node.sm.state().revision();
     let info = Arc::new(ConnInfo {
         addr,
+        secure,
         session: AtomicI64::new(0),
         received: AtomicU64::new(1),
         sent: AtomicU64::new(0),
         watches: AtomicUsize::new(0),
         watch_paths: Mutex::new(Vec::new()),
     });
+    let mut auth = AuthInfo::for_peer(Some(addr.ip()));
+    for id in tls_ids.unwrap_or_default() {
+        auth.add(id);
+    }
     let mut c = Conn {
         srv: srv.clone(),
         wr,
         out: Vec::new(),
         session: 0,
         read_only: false,
-        auth: AuthInfo::for_peer(Some(addr.ip())),
+        auth,
+        sasl: DigestMd5::default(),
         watches: Watches::default(),
         events,
         peeked: None,
@@ -187,7 +208,8 @@ impl Conn {
             return true;
         }
         let buf = std::mem::take(&mut self.out);
-        self.wr.write_all(&buf).await.is_ok()
+        // TLS buffers records until flushed; TCP's flush is a no-op.
+        self.wr.write_all(&buf).await.is_ok() && self.wr.flush().await.is_ok()
     }
 
     fn state_rev(&self) -> i64 {
@@ -854,7 +876,10 @@ impl Conn {
                 self.done(xid, ZkError::ReconfigDisabled.code(), vec![])
                     .await
             }
-            op::SASL => self.done(xid, ZkError::Unimplemented.code(), vec![]).await,
+            op::SASL => {
+                let q = decode!(GetSASLRequest);
+                self.sasl_step(xid, &q.token)
+            }
             other => {
                 // UnimplementedRequestProcessor: answer, then close.
                 tracing::info!(addr = %self.info.addr, op = other, "zookeeper: unknown op code; closing");
@@ -865,6 +890,61 @@ impl Conn {
                     err: ZkError::Unimplemented.code(),
                     body: vec![],
                 }
+            }
+        }
+    }
+
+    /// One SASL token (`processSasl`): answered with zxid 0 and the
+    /// server's next token; a failure answers AUTHFAILED with a null token
+    /// and closes the connection (the session lives on, as in ZooKeeper).
+    fn sasl_step(&mut self, xid: i32, token: &[u8]) -> Step {
+        let cfg = &self.srv.cfg.sasl;
+        let res = if cfg.users.is_empty() {
+            // No SASL users configured: nothing can succeed.
+            Err("SASL is not configured".to_string())
+        } else {
+            self.sasl
+                .step(token, &cfg.users, crate::tls::fill_random)
+                .map_err(|e| e.to_string())
+        };
+        match res {
+            Ok((reply, user)) => {
+                if let Some(user) = user {
+                    tracing::info!(addr = %self.info.addr, session = format!("0x{:x}", self.session), %user, "zookeeper: SASL authenticated");
+                    if cfg.super_user.as_deref() == Some(user.as_str()) {
+                        self.auth.add(janus_core::Id {
+                            scheme: "super".into(),
+                            id: String::new(),
+                        });
+                    }
+                    self.auth.add(janus_core::Id {
+                        scheme: "sasl".into(),
+                        id: user,
+                    });
+                }
+                Step::Reply {
+                    xid,
+                    zxid: 0,
+                    err: 0,
+                    body: encode(&SetSASLResponse { token: reply }),
+                }
+            }
+            Err(e) => {
+                self.srv.auth_failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(addr = %self.info.addr, "zookeeper: SASL authentication failed: {e}; closing");
+                let mut w = Writer::new();
+                ReplyHeader {
+                    xid,
+                    zxid: 0,
+                    err: ZkError::AuthFailed.code(),
+                }
+                .encode(&mut w);
+                // SetSASLResponse with a null token.
+                w.i32(-1);
+                self.queue_frame(&w.into_inner());
+                self.srv.packets_sent.fetch_add(1, Ordering::Relaxed);
+                self.info.sent.fetch_add(1, Ordering::Relaxed);
+                Step::Close
             }
         }
     }
