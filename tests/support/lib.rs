@@ -1,5 +1,8 @@
 //! Helpers for tests that run the real `janus` binary.
 
+pub mod linearizability;
+pub mod proxy;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
