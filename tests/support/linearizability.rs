@@ -89,6 +89,9 @@ impl Bits {
     fn set(&mut self, i: usize) {
         self.0[i / 64] |= 1 << (i % 64);
     }
+    fn get(&self, i: usize) -> bool {
+        self.0[i / 64] & (1 << (i % 64)) != 0
+    }
     fn clear(&mut self, i: usize) {
         self.0[i / 64] &= !(1 << (i % 64));
     }
@@ -102,10 +105,29 @@ fn hash_of<T: Hash>(t: &T) -> u64 {
 
 /// Check one history (one partition) against `model`. `budget` bounds the
 /// number of search steps.
-pub fn check<M: Model>(model: &M, ops: &[Op<M::Input, M::Output>], budget: u64) -> Outcome {
+pub fn check<M: Model>(model: &M, ops: &[Op<M::Input, M::Output>], budget: u64) -> Outcome
+where
+    M::Input: Eq + Hash,
+{
     let n = ops.len();
     if n == 0 {
         return Outcome::Linearizable;
+    }
+    // Symmetry: two unknown-outcome operations with the same input are
+    // interchangeable once both have been called (neither ever returns), so
+    // the search only linearizes them in call order. Without this, k such
+    // operations in flight make 2^k equivalent configurations (every
+    // timed-out `setData(-1)` of one znode is the same operation).
+    let mut prev_same = vec![NONE; n];
+    {
+        let mut order: Vec<usize> = (0..n).filter(|i| ops[*i].output.is_none()).collect();
+        order.sort_by_key(|i| (ops[*i].call, *i));
+        let mut last: HashMap<&M::Input, usize> = HashMap::new();
+        for i in order {
+            if let Some(p) = last.insert(&ops[i].input, i) {
+                prev_same[i] = p;
+            }
+        }
     }
     // Events sorted by time; at equal times calls go first, so touching
     // operations count as concurrent (porcupine does the same).
@@ -183,8 +205,14 @@ pub fn check<M: Model>(model: &M, ops: &[Op<M::Input, M::Output>], budget: u64) 
         }
         if entry != NONE && nodes[entry].matching != NONE {
             // A call: try to linearize it here.
-            let op = &ops[nodes[entry].op];
-            if let Some(next) = model.step(&state, &op.input, op.output.as_ref()) {
+            let i = nodes[entry].op;
+            let op = &ops[i];
+            let p = prev_same[i];
+            let allowed = p == NONE || linearized.get(p);
+            if let Some(next) = allowed
+                .then(|| model.step(&state, &op.input, op.output.as_ref()))
+                .flatten()
+            {
                 let mut bits = linearized.clone();
                 bits.set(nodes[entry].op);
                 let h = hash_of(&(&bits, &next));
@@ -231,7 +259,7 @@ pub fn check_partitioned<M: Model, K: Ord + Clone>(
     budget: u64,
 ) -> (usize, Vec<(K, Vec<usize>, Outcome)>)
 where
-    M::Input: Clone,
+    M::Input: Clone + Eq + Hash,
     M::Output: Clone,
 {
     let mut parts: std::collections::BTreeMap<K, Vec<usize>> = Default::default();

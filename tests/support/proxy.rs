@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,6 +41,9 @@ pub struct Links {
     tx: Arc<watch::Sender<Vec<Fault>>>,
     /// Member pids (0: not running), to name a connection's source.
     pids: Arc<Mutex<Vec<u32>>>,
+    /// Connections accepted, and those whose source is a member.
+    pub accepted: Arc<AtomicU64>,
+    pub from_members: Arc<AtomicU64>,
 }
 
 impl Links {
@@ -98,6 +102,8 @@ impl Proxies {
             n,
             tx: Arc::new(tx),
             pids: Arc::new(Mutex::new(vec![0; n])),
+            accepted: Arc::default(),
+            from_members: Arc::default(),
         };
         let mut addrs = Vec::new();
         for (to, target) in targets.iter().enumerate() {
@@ -116,6 +122,10 @@ impl Proxies {
                     tokio::spawn(async move {
                         let pids = links.pids.lock().map(|p| p.clone()).unwrap_or_default();
                         let from = source_member(peer, local, &pids);
+                        links.accepted.fetch_add(1, Ordering::Relaxed);
+                        if from.is_some() {
+                            links.from_members.fetch_add(1, Ordering::Relaxed);
+                        }
                         serve(sock, from, to, target, links).await;
                     });
                 }
