@@ -1034,6 +1034,8 @@ struct ZkHistory {
     ops: Vec<ZkOp>,
     sessions: usize,
     expired: usize,
+    /// Handshakes that resumed the session (on another member or the same).
+    resumed: usize,
 }
 
 fn create_body(path: &str) -> Vec<u8> {
@@ -1057,6 +1059,7 @@ fn zk_client(
     let mut rng = Rng(0x51_7cc1_b727_220a ^ (c as u64 + 1));
     let mut sessions = 1;
     let mut expired = 0;
+    let mut resumed = 0;
     let mut s = ZkSession::new(addrs.clone(), c % addrs.len(), logical_base);
     let mut ops = Vec::new();
     let mut seq = 0u64;
@@ -1064,8 +1067,9 @@ fn zk_client(
     let mut last: HashMap<&str, i32> = HashMap::new();
     while !stop.load(Ordering::Relaxed) {
         if s.conn.is_none() {
+            let had_session = s.id != 0;
             match s.handshake() {
-                Handshake::Ok => {}
+                Handshake::Ok => resumed += usize::from(had_session),
                 Handshake::Expired => {
                     // The session is gone (it should not be: its timeout
                     // outlasts every fault); go on with a new one.
@@ -1168,6 +1172,7 @@ fn zk_client(
         ops,
         sessions,
         expired,
+        resumed,
     }
 }
 
@@ -1182,6 +1187,8 @@ enum Nemesis {
     StopFollower,
     IsolateLeader(Fault),
     IsolateFollower(Fault),
+    /// Only the leader's own connections to the others are cut.
+    LeaderOutboundCut,
     SlowLinks,
     /// kill -9 of every member at once, then all restart: nothing
     /// acknowledged may be lost (fsync before acknowledging).
@@ -1215,10 +1222,15 @@ fn inject(c: &mut Cluster, n: Nemesis) -> String {
             c.signal(i, libc::SIGCONT);
             format!("{n:?}: SIGSTOP member {} for {hold:?}, SIGCONT", i + 1)
         }
-        Nemesis::IsolateLeader(f) | Nemesis::IsolateFollower(f) => {
-            let was_leader = matches!(n, Nemesis::IsolateLeader(_));
+        Nemesis::IsolateLeader(_) | Nemesis::IsolateFollower(_) | Nemesis::LeaderOutboundCut => {
+            let was_leader = !matches!(n, Nemesis::IsolateFollower(_));
             let i = pick(was_leader);
-            c.proxies.links.isolate(i, f);
+            match n {
+                Nemesis::IsolateLeader(f) | Nemesis::IsolateFollower(f) => {
+                    c.proxies.links.isolate(i, f)
+                }
+                _ => c.proxies.links.cut_outbound(i, Fault::Blackhole),
+            }
             let cut = Instant::now();
             std::thread::sleep(hold);
             let mut note = String::new();
@@ -1578,6 +1590,7 @@ fn cluster_under_faults_stays_linearizable() {
         Nemesis::IsolateFollower(Fault::Blackhole),
         Nemesis::KillAll,
         Nemesis::StopLeader,
+        Nemesis::LeaderOutboundCut,
         Nemesis::IsolateLeader(Fault::Blackhole),
         Nemesis::KillFollower,
     ];
@@ -1607,12 +1620,13 @@ fn cluster_under_faults_stays_linearizable() {
         etcd.failed_reads += h.failed_reads;
     }
     let mut zk_ops = Vec::new();
-    let (mut zk_sessions, mut zk_expired) = (0, 0);
+    let (mut zk_sessions, mut zk_expired, mut zk_resumed) = (0, 0, 0);
     for t in zk_threads {
         let h = t.join().expect("zk client");
         zk_ops.extend(h.ops);
         zk_sessions += h.sessions;
         zk_expired += h.expired;
+        zk_resumed += h.resumed;
     }
     eprintln!(
         "fault suite: workload stopped (t = {:?})",
@@ -1709,7 +1723,7 @@ fn cluster_under_faults_stays_linearizable() {
         .filter(|o| matches!(o.res, ZkRes::Created))
         .count();
     eprintln!(
-        "fault suite: operations: etcd {} recorded ({} of unknown outcome, {} failed reads left out) + {} unique puts ({} acknowledged); ZooKeeper {} ({} of unknown outcome, error answers by code {:?}) incl. {} creates acknowledged; {} ZooKeeper sessions ({} expired)",
+        "fault suite: operations: etcd {} recorded ({} of unknown outcome, {} failed reads left out) + {} unique puts ({} acknowledged); ZooKeeper {} ({} of unknown outcome, error answers by code {:?}) incl. {} creates acknowledged; {} ZooKeeper sessions ({} expired, resumed {} times by id and password)",
         kv_ops.len(),
         kv_unknown,
         etcd.failed_reads,
@@ -1721,6 +1735,7 @@ fn cluster_under_faults_stays_linearizable() {
         creates_acked,
         zk_sessions,
         zk_expired,
+        zk_resumed,
     );
     eprintln!("fault suite: faults injected: {}", faults.len());
     eprintln!(

@@ -60,6 +60,15 @@ impl Links {
         }
     }
 
+    /// Cut only the connections member `m` opens to the others: what it
+    /// sends as a client (Raft requests as leader, forwarded writes) is
+    /// lost, while the others' connections to it still work.
+    pub fn cut_outbound(&self, m: usize, f: Fault) {
+        for o in (0..self.n).filter(|o| *o != m) {
+            self.set(m, o, f);
+        }
+    }
+
     pub fn heal(&self) {
         let n = self.n;
         self.tx.send_modify(|v| *v = vec![Fault::Pass; n * n]);
