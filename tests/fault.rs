@@ -302,6 +302,17 @@ fn checker_handles_many_unknown_outcomes() {
 }
 
 #[test]
+fn revision_clock_check() {
+    assert!(check_revision_clock(vec![(0, 10, 5), (20, 30, 7), (5, 25, 6)]).is_empty());
+    // Overlapping writes may take revisions in either order.
+    assert!(check_revision_clock(vec![(0, 30, 8), (10, 20, 7)]).is_empty());
+    // Acknowledged before the other began, yet a higher revision.
+    assert_eq!(check_revision_clock(vec![(0, 10, 9), (20, 30, 7)]).len(), 1);
+    // One revision twice.
+    assert_eq!(check_revision_clock(vec![(0, 10, 7), (20, 30, 7)]).len(), 1);
+}
+
+#[test]
 fn session_check_rejects_going_back() {
     let w = |client, session, version, mzxid, data, call, ret| ZkOp {
         client,
@@ -700,6 +711,8 @@ struct EtcdHistory {
     /// Unique keys put: (key, acknowledged).
     unique: Vec<(String, bool)>,
     failed_reads: usize,
+    /// Acknowledged writes that changed something: (call, ret, revision).
+    revisions: Vec<(u64, u64, i64)>,
 }
 
 async fn etcd_client(
@@ -734,6 +747,10 @@ async fn etcd_client(
             )
             .await;
             ok = matches!(r, Ok(Ok(_)));
+            if let Ok(Ok(resp)) = &r {
+                let rev = resp.get_ref().header.as_ref().map_or(0, |h| h.revision);
+                h.revisions.push((call, now(t0), rev));
+            }
             h.unique.push((k, ok));
         } else {
             let (input, out) = if roll < 50 {
@@ -771,6 +788,10 @@ async fn etcd_client(
                     }),
                 )
                 .await;
+                if let Ok(Ok(resp)) = &r {
+                    let rev = resp.get_ref().header.as_ref().map_or(0, |h| h.revision);
+                    h.revisions.push((call, now(t0), rev));
+                }
                 let out = matches!(r, Ok(Ok(_))).then_some(kv::Output::Ok);
                 if out.is_some() {
                     last.insert(key, Some(v));
@@ -814,7 +835,14 @@ async fn etcd_client(
                 };
                 let r = tokio::time::timeout(OP_TIMEOUT, client.txn(txn)).await;
                 let out = match r {
-                    Ok(Ok(resp)) => Some(kv::Output::Succeeded(resp.into_inner().succeeded)),
+                    Ok(Ok(resp)) => {
+                        let resp = resp.into_inner();
+                        if resp.succeeded {
+                            let rev = resp.header.as_ref().map_or(0, |h| h.revision);
+                            h.revisions.push((call, now(t0), rev));
+                        }
+                        Some(kv::Output::Succeeded(resp.succeeded))
+                    }
                     _ => None,
                 };
                 if out == Some(kv::Output::Succeeded(true)) {
@@ -838,7 +866,14 @@ async fn etcd_client(
                 )
                 .await;
                 let out = match r {
-                    Ok(Ok(resp)) => Some(kv::Output::Deleted(resp.into_inner().deleted)),
+                    Ok(Ok(resp)) => {
+                        let resp = resp.into_inner();
+                        if resp.deleted > 0 {
+                            let rev = resp.header.as_ref().map_or(0, |h| h.revision);
+                            h.revisions.push((call, now(t0), rev));
+                        }
+                        Some(kv::Output::Deleted(resp.deleted))
+                    }
                     _ => None,
                 };
                 if out.is_some() {
@@ -1261,8 +1296,13 @@ fn inject(c: &mut Cluster, n: Nemesis) -> String {
                 note = format!(", member {} took over", new + 1);
             }
             c.proxies.links.heal();
+            let what = if matches!(n, Nemesis::LeaderOutboundCut) {
+                "has its outbound peer links cut"
+            } else {
+                "cut off"
+            };
             format!(
-                "{n:?}: member {} cut off for {:?}{note}, healed",
+                "{n:?}: member {} {what} for {:?}{note}, healed",
                 i + 1,
                 cut.elapsed()
             )
@@ -1464,6 +1504,38 @@ fn final_zk_reads(
     anomalies
 }
 
+/// Acknowledged writes of both personalities, as (call, ret, revision):
+/// every revision is taken once, and a write that completed before another
+/// began has the smaller revision (the one clock is linearizable).
+fn check_revision_clock(mut w: Vec<(u64, u64, i64)>) -> Vec<String> {
+    let mut anomalies = Vec::new();
+    w.sort_by_key(|x| x.2);
+    for p in w.windows(2) {
+        if p[0].2 == p[1].2 || p[0].2 <= 0 {
+            anomalies.push(format!(
+                "revision {} taken twice or missing: {:?} {:?}",
+                p[0].2, p[0], p[1]
+            ));
+        }
+    }
+    // From the highest revision down: the earliest return among the higher
+    // revisions must not precede this write's call.
+    let mut min_ret_above: Option<(u64, i64)> = None;
+    for &(call, ret, rev) in w.iter().rev() {
+        if let Some((r, above)) = min_ret_above {
+            if r < call {
+                anomalies.push(format!(
+                    "revision {above} was acknowledged before the write that got revision {rev} began"
+                ));
+            }
+        }
+        if min_ret_above.is_none_or(|(r, _)| ret < r) {
+            min_ret_above = Some((ret, rev));
+        }
+    }
+    anomalies
+}
+
 /// Add to `ops` a read, after an acknowledged put of a key completed, of
 /// the value an earlier put (finished before that one began) wrote, and
 /// check it is rejected.
@@ -1618,6 +1690,7 @@ fn cluster_under_faults_stays_linearizable() {
         etcd.ops.extend(h.ops);
         etcd.unique.extend(h.unique);
         etcd.failed_reads += h.failed_reads;
+        etcd.revisions.extend(h.revisions);
     }
     let mut zk_ops = Vec::new();
     let (mut zk_sessions, mut zk_expired, mut zk_resumed) = (0, 0, 0);
@@ -1691,6 +1764,14 @@ fn cluster_under_faults_stays_linearizable() {
         anomalies.push(format!("znode {p}: {out:?} ({} ops)", idx.len()));
     }
     let zk_check_time = check_started.elapsed() - kv_check_time;
+    // One revision clock for both personalities.
+    let mut clock: Vec<(u64, u64, i64)> = etcd.revisions.clone();
+    clock.extend(zk_ops.iter().filter_map(|o| match o.res {
+        ZkRes::Written { mzxid, .. } => Some((o.call, o.ret, mzxid)),
+        _ => None,
+    }));
+    let clock_writes = clock.len();
+    anomalies.extend(check_revision_clock(clock));
     let session_anomalies = check_zk_sessions(&zk_ops);
     let zk_logical: BTreeSet<usize> = zk_ops.iter().map(|o| o.session).collect();
     anomalies.extend(session_anomalies);
@@ -1739,10 +1820,11 @@ fn cluster_under_faults_stays_linearizable() {
     );
     eprintln!("fault suite: faults injected: {}", faults.len());
     eprintln!(
-        "fault suite: histories checked: {} etcd keys (linearizable), {} znodes (linearizable writes), {} ZooKeeper sessions (ordered reads); checks took {:?} (etcd {:?}, znodes {:?})",
+        "fault suite: histories checked: {} etcd keys (linearizable), {} znodes (linearizable writes), {} ZooKeeper sessions (ordered reads), {} acknowledged writes of both on one revision clock; checks took {:?} (etcd {:?}, znodes {:?})",
         kv_parts,
         zk_parts,
         zk_logical.len(),
+        clock_writes,
         check_started.elapsed(),
         kv_check_time,
         zk_check_time,
