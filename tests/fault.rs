@@ -25,6 +25,7 @@ use janus_etcd::pb::etcdserverpb as pb;
 use janus_etcd::pb::etcdserverpb::kv_client::KvClient;
 use janus_tests::linearizability::{self as lin, kv, znode, Op, Outcome};
 use janus_tests::proxy::{Fault, Proxies};
+use janus_tests::slowdisk::SlowDisk;
 use janus_tests::{free_port, Janus};
 use tonic::transport::{Channel, Endpoint};
 
@@ -102,6 +103,27 @@ fn checker_accepts_linearizable_kv_histories() {
     // ... or never.
     let h = vec![op(0, put(1), None, 0, 0), op(1, get(), val(None), 10, 20)];
     assert_eq!(lin::check(&kv::Register, &h, BUDGET), Outcome::Linearizable);
+    // An unknown CAS that cannot apply when called but can later, after
+    // another write, and a read that needs it to have applied then.
+    let h = vec![
+        op(0, put(1), Some(Ok), 0, 5),
+        op(1, cas(Some(2), 3), None, 6, 0),
+        op(0, put(2), Some(Ok), 10, 20),
+        op(2, get(), val(Some(3)), 30, 40),
+        op(3, cas(Some(9), 4), None, 31, 0),
+    ];
+    assert_eq!(lin::check(&kv::Register, &h, BUDGET), Outcome::Linearizable);
+    // ... but not before its call.
+    let h = vec![
+        op(0, put(1), Some(Ok), 0, 5),
+        op(0, put(2), Some(Ok), 10, 20),
+        op(2, get(), val(Some(3)), 30, 40),
+        op(1, cas(Some(2), 3), None, 45, 0),
+    ];
+    assert!(matches!(
+        lin::check(&kv::Register, &h, BUDGET),
+        Outcome::Illegal { .. }
+    ));
 }
 
 #[test]
@@ -553,6 +575,7 @@ const ZK_CLIENTS: usize = 3;
 struct Cluster {
     members: Vec<Janus>,
     proxies: Proxies,
+    slow_disk: SlowDisk,
     /// SIGSTOPped members.
     stopped: Vec<bool>,
 }
@@ -571,6 +594,8 @@ impl Cluster {
             .map(|(i, p)| format!("{}={p}", i + 1))
             .collect::<Vec<_>>()
             .join(",");
+        let slow_disk = SlowDisk::build(&tmp.join("slowdisk")).expect("the slow-disk shim");
+        let env = slow_disk.env();
         let cfg = tmp.join("janus.toml");
         // Small snapshots so restarted members also catch up from them; a
         // session timeout longer than any fault.
@@ -591,12 +616,13 @@ impl Cluster {
                     "--initial-cluster",
                     &initial,
                 ];
-                Janus::start_with_peer(&tmp.join(format!("m{id}")), &real[i], &args)
+                Janus::start_with_peer_env(&tmp.join(format!("m{id}")), &real[i], &args, &env)
             })
             .collect();
         let c = Cluster {
             members,
             proxies,
+            slow_disk,
             stopped: vec![false; 3],
         };
         for i in 0..3 {
@@ -625,6 +651,14 @@ impl Cluster {
             .find_map(|l| l.strip_prefix("janus_raft_leader_id "))
             .and_then(|v| v.trim().parse().ok())?;
         id.checked_sub(1)
+    }
+
+    /// Seconds member `i` has spent in Raft log fsyncs.
+    fn fsync_seconds(&self, i: usize) -> Option<f64> {
+        let body = quick_get(&self.members[i].etcd, "/metrics")?;
+        body.lines()
+            .find_map(|l| l.strip_prefix("janus_wal_fsync_duration_seconds_sum "))
+            .and_then(|v| v.trim().parse().ok())
     }
 
     /// The leader as the running members' /metrics name it, if they agree.
@@ -1225,6 +1259,10 @@ enum Nemesis {
     /// Only the leader's own connections to the others are cut.
     LeaderOutboundCut,
     SlowLinks,
+    /// Every fsync of a member takes 100 ms longer.
+    SlowDisk {
+        leader: bool,
+    },
     /// kill -9 of every member at once, then all restart: nothing
     /// acknowledged may be lost (fsync before acknowledging).
     KillAll,
@@ -1305,6 +1343,28 @@ fn inject(c: &mut Cluster, n: Nemesis) -> String {
                 "{n:?}: member {} {what} for {:?}{note}, healed",
                 i + 1,
                 cut.elapsed()
+            )
+        }
+        Nemesis::SlowDisk { leader: l } => {
+            let i = pick(l);
+            let pid = c.members[i].child.as_ref().map_or(0, |p| p.id());
+            let before = c.fsync_seconds(i);
+            c.slow_disk.set(pid, 100);
+            std::thread::sleep(hold);
+            c.slow_disk.set(pid, 0);
+            // The shim did slow it down: its fsyncs took at least ~100 ms
+            // each while the fault lasted (at least one did).
+            let after = c.fsync_seconds(i);
+            let spent = after.zip(before).map(|(a, b)| a - b);
+            assert!(
+                spent.is_some_and(|s| s >= 0.09),
+                "member {}'s fsyncs were not slowed: {spent:?} s spent",
+                i + 1
+            );
+            format!(
+                "{n:?}: every fsync of member {} 100 ms slower for {hold:?} ({:.1} s spent in fsync)",
+                i + 1,
+                spent.unwrap_or(0.0)
             )
         }
         Nemesis::KillAll => {
@@ -1663,7 +1723,9 @@ fn cluster_under_faults_stays_linearizable() {
         Nemesis::KillAll,
         Nemesis::StopLeader,
         Nemesis::LeaderOutboundCut,
+        Nemesis::SlowDisk { leader: true },
         Nemesis::IsolateLeader(Fault::Blackhole),
+        Nemesis::SlowDisk { leader: false },
         Nemesis::KillFollower,
     ];
     let mut faults = Vec::new();

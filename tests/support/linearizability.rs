@@ -9,7 +9,11 @@
 //!
 //! An operation whose outcome is unknown (a timeout, a lost connection)
 //! has no return time: it may take effect at any point after its call, or
-//! never; its output is not checked.
+//! never; its output is not checked. Two reductions keep such operations
+//! from multiplying the search (each is exact, see `check`): an unknown
+//! operation is never linearized where it would change nothing (it can
+//! always go last instead), and unknown operations with equal inputs are
+//! linearized in call order only.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -21,8 +25,9 @@ pub trait Model {
     type Output;
     fn init(&self) -> Self::State;
     /// The state after `input` in `state` if `output` is what it returns
-    /// there (`None`: the output is unknown, any is accepted); `None` when
-    /// the operation cannot return `output` in `state`.
+    /// there (`None`: the output is unknown, any is accepted, and the step
+    /// must then always succeed); `None` when the operation cannot return
+    /// `output` in `state`.
     fn step(
         &self,
         state: &Self::State,
@@ -198,7 +203,11 @@ where
     let mut state = model.init();
     let mut entry = nodes[0].next;
     let mut steps = 0u64;
-    while nodes[0].next != NONE {
+    // Operations with a known outcome still to linearize. Once none is
+    // left, the unknown ones that remain all go at the end, where nothing
+    // observes them (the model accepts any unknown-outcome step).
+    let mut known_left = ops.iter().filter(|o| o.output.is_some()).count();
+    while known_left > 0 {
         steps += 1;
         if steps > budget {
             return Outcome::Unknown;
@@ -209,9 +218,13 @@ where
             let op = &ops[i];
             let p = prev_same[i];
             let allowed = p == NONE || linearized.get(p);
+            // An unknown-outcome operation that changes nothing here is
+            // never linearized here: leaving it for the end is as good and
+            // keeps 2^k equivalent choices out of the search.
             if let Some(next) = allowed
                 .then(|| model.step(&state, &op.input, op.output.as_ref()))
                 .flatten()
+                .filter(|next| op.output.is_some() || *next != state)
             {
                 let mut bits = linearized.clone();
                 bits.set(nodes[entry].op);
@@ -222,6 +235,7 @@ where
                 if !seen {
                     cache.entry(h).or_default().push((bits, next.clone()));
                     calls.push((entry, state));
+                    known_left -= usize::from(op.output.is_some());
                     state = next;
                     linearized.set(nodes[entry].op);
                     lift(&mut nodes, entry);
@@ -241,6 +255,7 @@ where
                     longest_prefix: longest,
                 };
             };
+            known_left += usize::from(ops[nodes[e].op].output.is_some());
             state = s;
             linearized.clear(nodes[e].op);
             unlift(&mut nodes, e);
