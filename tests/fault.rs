@@ -195,7 +195,8 @@ fn checker_rejects_lost_writes_and_bad_cas() {
         0,
         10,
     ));
-    let (parts, bad) = lin::check_partitioned(&kv::Register, &h, |i| i.key().to_string(), BUDGET);
+    let (parts, bad, _) =
+        lin::check_partitioned(&kv::Register, &h, |i| i.key().to_string(), BUDGET);
     assert_eq!(parts, 2);
     assert_eq!(bad.len(), 1);
     assert_eq!(bad[0].0, "k");
@@ -594,7 +595,12 @@ impl Cluster {
             .map(|(i, p)| format!("{}={p}", i + 1))
             .collect::<Vec<_>>()
             .join(",");
-        let slow_disk = SlowDisk::build(&tmp.join("slowdisk")).expect("the slow-disk shim");
+        // Under target/, not the temporary directory: /tmp may be noexec,
+        // and the loader would then silently refuse to preload the shim.
+        let shim_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/fault-slowdisk")
+            .join(std::process::id().to_string());
+        let slow_disk = SlowDisk::build(&shim_dir).expect("the slow-disk shim");
         let env = slow_disk.env();
         let cfg = tmp.join("janus.toml");
         // Small snapshots so restarted members also catch up from them; a
@@ -1800,7 +1806,7 @@ fn cluster_under_faults_stays_linearizable() {
 
     // The checks.
     let check_started = Instant::now();
-    let (kv_parts, kv_bad) =
+    let (kv_parts, kv_bad, kv_steps) =
         lin::check_partitioned(&kv::Register, &kv_ops, |i| i.key().to_string(), BUDGET);
     for (k, idx, out) in &kv_bad {
         anomalies.push(format!(
@@ -1816,7 +1822,7 @@ fn cluster_under_faults_stays_linearizable() {
         ));
     }
     let kv_check_time = check_started.elapsed();
-    let (zk_parts, zk_bad) = lin::check_partitioned(
+    let (zk_parts, zk_bad, zk_steps) = lin::check_partitioned(
         &znode::Versions,
         &versions,
         |i| i.path().to_string(),
@@ -1882,14 +1888,17 @@ fn cluster_under_faults_stays_linearizable() {
     );
     eprintln!("fault suite: faults injected: {}", faults.len());
     eprintln!(
-        "fault suite: histories checked: {} etcd keys (linearizable), {} znodes (linearizable writes), {} ZooKeeper sessions (ordered reads), {} acknowledged writes of both on one revision clock; checks took {:?} (etcd {:?}, znodes {:?})",
+        "fault suite: histories checked: {} etcd keys (linearizable), {} znodes (linearizable writes), {} ZooKeeper sessions (ordered reads), {} acknowledged writes of both on one revision clock; checks took {:?} (etcd {:?}, at most {} search steps a key; znodes {:?}, at most {} a znode; budget {})",
         kv_parts,
         zk_parts,
         zk_logical.len(),
         clock_writes,
         check_started.elapsed(),
         kv_check_time,
+        kv_steps,
         zk_check_time,
+        zk_steps,
+        BUDGET,
     );
     eprintln!(
         "fault suite: proxied peer connections: {} ({} attributed to a member)",

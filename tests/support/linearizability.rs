@@ -114,9 +114,21 @@ pub fn check<M: Model>(model: &M, ops: &[Op<M::Input, M::Output>], budget: u64) 
 where
     M::Input: Eq + Hash,
 {
+    check_counting(model, ops, budget).0
+}
+
+/// `check`, also returning the search steps taken.
+pub fn check_counting<M: Model>(
+    model: &M,
+    ops: &[Op<M::Input, M::Output>],
+    budget: u64,
+) -> (Outcome, u64)
+where
+    M::Input: Eq + Hash,
+{
     let n = ops.len();
     if n == 0 {
-        return Outcome::Linearizable;
+        return (Outcome::Linearizable, 0);
     }
     // Symmetry: two unknown-outcome operations with the same input are
     // interchangeable once both have been called (neither ever returns), so
@@ -207,12 +219,25 @@ where
     // left, the unknown ones that remain all go at the end, where nothing
     // observes them (the model accepts any unknown-outcome step).
     let mut known_left = ops.iter().filter(|o| o.output.is_some()).count();
+    // The calls that may go next are tried known-outcome ones first, then
+    // unknown ones (the same candidates as porcupine, in another order), so
+    // an unknown operation is only linearized when the known ones are stuck
+    // without it; tried first, every pending unknown write would be consumed
+    // early as an overwritten write, and the search would then backtrack
+    // across all the ways of doing so when one was needed later.
+    let mut unknown_phase = false;
     while known_left > 0 {
         steps += 1;
         if steps > budget {
-            return Outcome::Unknown;
+            return (Outcome::Unknown, steps);
         }
-        if entry != NONE && nodes[entry].matching != NONE {
+        if entry != NONE
+            && nodes[entry].matching != NONE
+            && ops[nodes[entry].op].output.is_none() != unknown_phase
+        {
+            // A candidate of the other phase.
+            entry = nodes[entry].next;
+        } else if entry != NONE && nodes[entry].matching != NONE {
             // A call: try to linearize it here.
             let i = nodes[entry].op;
             let op = &ops[i];
@@ -240,10 +265,15 @@ where
                     linearized.set(nodes[entry].op);
                     lift(&mut nodes, entry);
                     entry = nodes[0].next;
+                    unknown_phase = false;
                     continue;
                 }
             }
             entry = nodes[entry].next;
+        } else if !unknown_phase {
+            // No known-outcome candidate fits here: try the unknown ones.
+            unknown_phase = true;
+            entry = nodes[0].next;
         } else {
             // A return (or the end): the call it closes could not go before
             // it, so backtrack.
@@ -251,28 +281,33 @@ where
                 longest = calls.iter().map(|(e, _)| nodes[*e].op).collect();
             }
             let Some((e, s)) = calls.pop() else {
-                return Outcome::Illegal {
-                    longest_prefix: longest,
-                };
+                return (
+                    Outcome::Illegal {
+                        longest_prefix: longest,
+                    },
+                    steps,
+                );
             };
             known_left += usize::from(ops[nodes[e].op].output.is_some());
             state = s;
             linearized.clear(nodes[e].op);
             unlift(&mut nodes, e);
             entry = nodes[e].next;
+            // Go on with the candidates after it, in its phase.
+            unknown_phase = ops[nodes[e].op].output.is_none();
         }
     }
-    Outcome::Linearizable
+    (Outcome::Linearizable, steps)
 }
 
 /// Check a history partitioned by `key`: (partitions checked, anomalies as
-/// (key, outcome)).
+/// (key, operation indices, outcome), most search steps one partition took).
 pub fn check_partitioned<M: Model, K: Ord + Clone>(
     model: &M,
     ops: &[Op<M::Input, M::Output>],
     key: impl Fn(&M::Input) -> K,
     budget: u64,
-) -> (usize, Vec<(K, Vec<usize>, Outcome)>)
+) -> (usize, Vec<(K, Vec<usize>, Outcome)>, u64)
 where
     M::Input: Clone + Eq + Hash,
     M::Output: Clone,
@@ -282,15 +317,17 @@ where
         parts.entry(key(&op.input)).or_default().push(i);
     }
     let mut bad = Vec::new();
+    let mut most = 0;
     let count = parts.len();
     for (k, idx) in parts {
         let sub: Vec<Op<M::Input, M::Output>> = idx.iter().map(|&i| ops[i].clone()).collect();
-        let out = check(model, &sub, budget);
+        let (out, steps) = check_counting(model, &sub, budget);
+        most = most.max(steps);
         if out != Outcome::Linearizable {
             bad.push((k, idx, out));
         }
     }
-    (count, bad)
+    (count, bad, most)
 }
 
 /// etcd's key-value API on one key as a register: put, get, delete, and a

@@ -94,3 +94,9 @@ impl SlowDisk {
         }
     }
 }
+
+impl Drop for SlowDisk {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
