@@ -219,25 +219,12 @@ where
     // left, the unknown ones that remain all go at the end, where nothing
     // observes them (the model accepts any unknown-outcome step).
     let mut known_left = ops.iter().filter(|o| o.output.is_some()).count();
-    // The calls that may go next are tried known-outcome ones first, then
-    // unknown ones (the same candidates as porcupine, in another order), so
-    // an unknown operation is only linearized when the known ones are stuck
-    // without it; tried first, every pending unknown write would be consumed
-    // early as an overwritten write, and the search would then backtrack
-    // across all the ways of doing so when one was needed later.
-    let mut unknown_phase = false;
     while known_left > 0 {
         steps += 1;
         if steps > budget {
             return (Outcome::Unknown, steps);
         }
-        if entry != NONE
-            && nodes[entry].matching != NONE
-            && ops[nodes[entry].op].output.is_none() != unknown_phase
-        {
-            // A candidate of the other phase.
-            entry = nodes[entry].next;
-        } else if entry != NONE && nodes[entry].matching != NONE {
+        if entry != NONE && nodes[entry].matching != NONE {
             // A call: try to linearize it here.
             let i = nodes[entry].op;
             let op = &ops[i];
@@ -265,15 +252,10 @@ where
                     linearized.set(nodes[entry].op);
                     lift(&mut nodes, entry);
                     entry = nodes[0].next;
-                    unknown_phase = false;
                     continue;
                 }
             }
             entry = nodes[entry].next;
-        } else if !unknown_phase {
-            // No known-outcome candidate fits here: try the unknown ones.
-            unknown_phase = true;
-            entry = nodes[0].next;
         } else {
             // A return (or the end): the call it closes could not go before
             // it, so backtrack.
@@ -293,8 +275,6 @@ where
             linearized.clear(nodes[e].op);
             unlift(&mut nodes, e);
             entry = nodes[e].next;
-            // Go on with the candidates after it, in its phase.
-            unknown_phase = ops[nodes[e].op].output.is_none();
         }
     }
     (Outcome::Linearizable, steps)
