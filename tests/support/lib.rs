@@ -1,5 +1,9 @@
 //! Helpers for tests that run the real `janus` binary.
 
+pub mod linearizability;
+pub mod proxy;
+pub mod slowdisk;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -45,6 +49,8 @@ pub struct Janus {
     pub peer: String,
     pub extra_args: Vec<String>,
     pub log: PathBuf,
+    /// Extra environment variables for the process.
+    pub env: Vec<(String, String)>,
 }
 
 impl Janus {
@@ -55,6 +61,16 @@ impl Janus {
 
     /// Start a member whose peer address is fixed (for `--initial-cluster`).
     pub fn start_with_peer(data_dir: &Path, peer: &str, extra_args: &[&str]) -> Janus {
+        Janus::start_with_peer_env(data_dir, peer, extra_args, &[])
+    }
+
+    /// Like `start_with_peer`, with extra environment variables.
+    pub fn start_with_peer_env(
+        data_dir: &Path,
+        peer: &str,
+        extra_args: &[&str],
+        env: &[(String, String)],
+    ) -> Janus {
         let mut j = Janus {
             child: None,
             data_dir: data_dir.to_path_buf(),
@@ -63,6 +79,7 @@ impl Janus {
             peer: peer.to_string(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             log: data_dir.with_extension("log"),
+            env: env.to_vec(),
         };
         j.spawn();
         j
@@ -78,6 +95,7 @@ impl Janus {
             peer: self.peer.clone(),
             extra_args: self.extra_args.clone(),
             log: self.log.clone(),
+            env: self.env.clone(),
         }
     }
 
@@ -100,6 +118,7 @@ impl Janus {
                 &self.peer,
             ])
             .args(&self.extra_args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::from(log.try_clone().expect("log")))
             .stderr(Stdio::from(log))
             .spawn()
