@@ -33,6 +33,8 @@ pub enum RpcError {
     AuthNotEnabled,
     #[error("etcdserver: root user does not exist")]
     RootUserNotExist,
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace,
     #[error("etcdserver: {0}")]
     Internal(String),
 }
@@ -51,6 +53,7 @@ impl RpcError {
             MemberNotLearner | BadLeaderTransferee | AuthNotEnabled | RootUserNotExist => {
                 Code::FailedPrecondition
             }
+            NoSpace => Code::ResourceExhausted,
             Internal(_) => Code::Internal,
         }
     }

@@ -18,10 +18,14 @@ mod error;
 mod gateway;
 mod kv;
 mod lease;
+pub mod metrics;
+mod quota;
 mod recipes;
+pub mod tls;
 mod watch;
 
 pub use error::RpcError;
+pub use tls::ClientCertCn;
 
 /// Types generated from `proto/etcd` (etcd's own package names).
 pub mod pb {
@@ -77,6 +81,20 @@ pub struct Config {
     /// number is hours) for periodic, a revision count for revision; empty
     /// or "0" turns auto-compaction off.
     pub auto_compaction_retention: String,
+    /// `--cert-file`: the client port's TLS certificate (PEM); with
+    /// `key_file` it turns TLS on (the port then speaks only TLS).
+    pub cert_file: Option<std::path::PathBuf>,
+    /// `--key-file`: its private key (PEM).
+    pub key_file: Option<std::path::PathBuf>,
+    /// `--trusted-ca-file`: CA bundle client certificates are checked
+    /// against.
+    pub trusted_ca_file: Option<std::path::PathBuf>,
+    /// `--client-cert-auth`: refuse clients without a certificate the
+    /// trusted CA signed.
+    pub client_cert_auth: bool,
+    /// `--quota-backend-bytes`: the size (see docs/etcd.md) past which
+    /// writes raise the NOSPACE alarm; 0 = etcd's default, 2 GiB.
+    pub quota_backend_bytes: u64,
 }
 
 impl Default for Config {
@@ -91,6 +109,11 @@ impl Default for Config {
             version: "3.5.17".into(),
             auto_compaction_mode: "periodic".into(),
             auto_compaction_retention: "0".into(),
+            cert_file: None,
+            key_file: None,
+            trusted_ca_file: None,
+            client_cert_auth: false,
+            quota_backend_bytes: 0,
         }
     }
 }
@@ -106,6 +129,8 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
     #[error("etcd config: {0}")]
     Config(String),
+    #[error("etcd TLS: {0}")]
+    Tls(#[from] tls::TlsError),
 }
 
 /// How many watch streams fell behind the shared event buffer and caught
@@ -182,6 +207,25 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let compaction = compactor::policy(&cfg.auto_compaction_mode, &cfg.auto_compaction_retention)
         .map_err(ServeError::Config)?;
+    let tls = match (&cfg.cert_file, &cfg.key_file) {
+        (Some(cert), Some(key)) => Some(tls::server_config(
+            cert,
+            key,
+            cfg.trusted_ca_file.as_deref(),
+            cfg.client_cert_auth,
+        )?),
+        (None, None) if cfg.client_cert_auth => {
+            return Err(ServeError::Config(
+                "client_cert_auth needs cert_file and key_file".into(),
+            ))
+        }
+        (None, None) => None,
+        _ => {
+            return Err(ServeError::Config(
+                "cert_file and key_file go together".into(),
+            ))
+        }
+    };
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -194,20 +238,27 @@ pub async fn serve(
         .unwrap_or(listen);
     let (recent, recent_task) = watch::Recent::spawn(node.clone());
     let _recent = AbortOnDrop(recent_task);
+    quota::set_quota(cfg.quota_backend_bytes);
+    let _leader_changes = AbortOnDrop(tokio::spawn(metrics::watch_leader(node.clone())));
     let ctx = Arc::new(Ctx {
         node,
         recent,
         cluster_id: mix64(hash_str(&cfg.cluster_token)).max(1),
-        client_url: format!("http://{local}"),
+        client_url: format!("{}://{local}", if tls.is_some() { "https" } else { "http" }),
         cfg,
     });
     // The compactor lives as long as the server does.
     let _compactor =
         compaction.map(|policy| AbortOnDrop(tokio::spawn(compactor::run(ctx.clone(), policy))));
     let app = router(ctx.clone()).merge(gateway::router(ctx)).merge(http);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    match tls {
+        Some(tls) => tls::serve(listener, tls, app, shutdown).await?,
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await?
+        }
+    }
     Ok(())
 }
 
@@ -257,6 +308,7 @@ fn router(ctx: Arc<Ctx>) -> axum::Router {
     routes
         .into_axum_router()
         .layer(axum::middleware::map_response(grpc_go_limit_status))
+        .layer(axum::middleware::from_fn(metrics::grpc_layer))
 }
 
 /// tonic reports a message over the size limit as OutOfRange; grpc-go (and
