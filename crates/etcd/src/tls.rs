@@ -77,10 +77,10 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 }
 
 /// A rustls server configuration: `cert`/`key` is the server identity;
-/// with `trusted_ca` client certificates are verified against it —
-/// required when `client_cert_auth`, else checked only when a client sends
-/// one. `client_cert_auth` without a CA is refused (etcd would have no way
-/// to verify).
+/// with `trusted_ca` every client must present a certificate it signed
+/// (etcd's `TLSInfo.ServerConfig` requires one whenever a trusted CA or
+/// client-cert-auth is set). `client_cert_auth` without a CA is refused:
+/// etcd would verify against the system roots, which Janus does not load.
 pub fn server_config(
     cert: &Path,
     key: &Path,
@@ -100,11 +100,6 @@ pub fn server_config(
                 Arc::new(roots),
                 provider,
             );
-            let v = if client_cert_auth {
-                v
-            } else {
-                v.allow_unauthenticated()
-            };
             builder.with_client_cert_verifier(
                 v.build().map_err(|e| TlsError::Verifier(e.to_string()))?,
             )

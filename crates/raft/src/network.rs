@@ -35,7 +35,9 @@ pub struct PeerTls {
     pub cert_pem: Vec<u8>,
     pub key_pem: Vec<u8>,
     pub ca_pem: Vec<u8>,
-    /// Refuse peer connections without a certificate the CA signed.
+    /// etcd's `--peer-client-cert-auth`. With the (required) CA a peer
+    /// certificate is always required, as in etcd, so this only records
+    /// the setting.
     pub client_cert_auth: bool,
 }
 
@@ -68,7 +70,9 @@ impl PeerTls {
         ServerTlsConfig::new()
             .identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
             .client_ca_root(Certificate::from_pem(&self.ca_pem))
-            .client_auth_optional(!self.client_cert_auth)
+            // etcd's TLSInfo.ServerConfig requires a client certificate
+            // whenever a trusted CA is set, and peer TLS always has one.
+            .client_auth_optional(false)
     }
 
     fn client_config(&self) -> ClientTlsConfig {
