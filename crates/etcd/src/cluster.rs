@@ -218,7 +218,8 @@ impl maintenance_server::Maintenance for Maintenance {
             db_size_in_use: size,
             is_learner: false,
             storage_version: String::new(),
-            db_size_quota: crate::quota::effective_quota(self.0.cfg.quota_backend_bytes) as i64,
+            // etcd 3.6's field; 3.5 (the version Janus reports) leaves it 0.
+            db_size_quota: 0,
             downgrade_info: None,
         }))
     }
