@@ -1,7 +1,7 @@
 # etcd personality tests: real etcd (the differential oracle) and etcdctl,
-# and curl (JSON gateway tests), from Debian packages. Sourced by scripts/test.sh as root or via sudo.
+# curl (JSON gateway tests) and openssl (test certificates), from Debian packages. Sourced by scripts/test.sh as root or via sudo.
 etcd_missing=()
-for pkg in etcd-server etcd-client curl; do
+for pkg in etcd-server etcd-client curl openssl; do
     dpkg -s "$pkg" >/dev/null 2>&1 || etcd_missing+=("$pkg")
 done
 if [ "${#etcd_missing[@]}" -gt 0 ]; then

@@ -86,6 +86,14 @@ pub enum Command {
         auth_revision: u64,
         command: Box<Command>,
     },
+    /// etcd's Maintenance.Alarm ACTIVATE/DEACTIVATE: raise or clear alarm
+    /// `kind` (etcd's AlarmType number: 1 NOSPACE, 2 CORRUPT) for
+    /// `member` (an etcd member id). Takes no revision, as in etcd.
+    Alarm {
+        activate: bool,
+        member: u64,
+        kind: i32,
+    },
 }
 
 impl Command {
@@ -324,6 +332,8 @@ pub enum Response {
     Etcd(Result<EtcdResponse, EtcdError>),
     /// `LeaseExpire`: whether the lease still existed.
     Expired(bool),
+    /// `Alarm`: the alarm activated, or deactivated if it was raised.
+    Alarm(Option<(u64, i32)>),
 }
 
 /// What applying one proposal produced.

@@ -48,6 +48,15 @@ pub(crate) enum Rev {
 }
 
 impl Rev {
+    /// What this version adds to the backend size estimate (the quota):
+    /// key and value bytes; a tombstone counts its key.
+    pub(crate) fn cost(&self, key: &[u8]) -> u64 {
+        match self {
+            Rev::Put { value, .. } => (key.len() + value.len()) as u64,
+            Rev::Del { .. } => key.len() as u64,
+        }
+    }
+
     fn mod_revision(&self) -> i64 {
         match self {
             Rev::Put { mod_revision, .. } | Rev::Del { mod_revision } => *mod_revision,
@@ -265,7 +274,9 @@ impl State {
             match u {
                 KvUndo::Pushed(key) => {
                     if let Some(h) = self.kv.get_mut(&key) {
-                        h.pop();
+                        if let Some(r) = h.pop() {
+                            self.kv_bytes = self.kv_bytes.saturating_sub(r.cost(&key));
+                        }
                         if h.is_empty() {
                             self.kv.remove(&key);
                         }
@@ -273,6 +284,8 @@ impl State {
                 }
                 KvUndo::Replaced(key, old) => {
                     if let Some(last) = self.kv.get_mut(&key).and_then(|h| h.last_mut()) {
+                        self.kv_bytes =
+                            (self.kv_bytes + old.cost(&key)).saturating_sub(last.cost(&key));
                         *last = old;
                     }
                 }
@@ -292,14 +305,17 @@ impl State {
 
     /// Record a new version of `key` at the txn's revision.
     fn push_rev(&mut self, tx: &mut KvTxn, key: &[u8], rev: Rev) {
+        let added = rev.cost(key);
         let h = self.kv.entry(key.to_vec()).or_default();
         match h.last_mut() {
             Some(last) if last.mod_revision() == tx.rev => {
                 let old = std::mem::replace(last, rev);
+                self.kv_bytes = (self.kv_bytes + added).saturating_sub(old.cost(key));
                 tx.undo.push(KvUndo::Replaced(key.to_vec(), old));
             }
             _ => {
                 h.push(rev);
+                self.kv_bytes += added;
                 tx.undo.push(KvUndo::Pushed(key.to_vec()));
             }
         }
@@ -471,16 +487,18 @@ impl State {
         if revision > self.revision {
             return Err(EtcdError::FutureRev);
         }
-        self.kv.retain(|_, h| {
+        let mut freed = 0u64;
+        self.kv.retain(|k, h| {
             // Keep the version visible at `revision` and everything after.
             let n = h.partition_point(|r| r.mod_revision() <= revision);
             let mut drop = n.saturating_sub(1);
             if n > 0 && matches!(h[n - 1], Rev::Del { .. }) {
                 drop = n;
             }
-            h.drain(..drop);
+            freed += h.drain(..drop).map(|r| r.cost(k)).sum::<u64>();
             !h.is_empty()
         });
+        self.kv_bytes = self.kv_bytes.saturating_sub(freed);
         self.compacted = revision;
         Ok(())
     }
@@ -496,6 +514,7 @@ impl State {
                 continue;
             };
             h.push(Rev::Del { mod_revision: rev });
+            self.kv_bytes += key.len() as u64;
             let kv = KeyValue {
                 key: key.clone(),
                 mod_revision: rev,
@@ -506,6 +525,20 @@ impl State {
                 prev: Some(prev),
             });
         }
+    }
+
+    /// The backend size estimate the quota compares: key and value bytes
+    /// of every retained version (tombstones count their key).
+    pub fn kv_size_bytes(&self) -> u64 {
+        self.kv_bytes
+    }
+
+    /// `kv_size_bytes` recomputed from the key space (invariant checks).
+    pub(crate) fn kv_size_recount(&self) -> u64 {
+        self.kv
+            .iter()
+            .map(|(k, h)| h.iter().map(|r| r.cost(k)).sum::<u64>())
+            .sum()
     }
 
     /// Every key with its whole retained history (for invariant checks).

@@ -1,7 +1,7 @@
 //! The replicated state: the ZNode tree, the MVCC key space and the leases,
 //! under one revision clock.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +26,10 @@ pub struct State {
     pub(crate) leases: BTreeMap<i64, Lease>,
     /// etcd's auth store (users, roles, permissions, auth revision).
     pub(crate) auth: AuthState,
+    /// `kv_size_bytes`: kept up to date by every MVCC change.
+    pub(crate) kv_bytes: u64,
+    /// etcd's raised alarms: (member id, alarm type number).
+    pub(crate) alarms: BTreeSet<(u64, i32)>,
     /// Events of the command being applied; drained by `apply`.
     #[serde(skip)]
     pub(crate) events: Vec<Event>,
@@ -46,6 +50,8 @@ impl State {
             kv: KeySpace::new(),
             leases: BTreeMap::new(),
             auth: AuthState::default(),
+            kv_bytes: 0,
+            alarms: BTreeSet::new(),
             events: Vec::new(),
         }
     }
@@ -129,7 +135,30 @@ impl State {
                     (Ok(()), inner) => self.respond(t, inner),
                 }
             }
+            Command::Alarm {
+                activate,
+                member,
+                kind,
+            } => Response::Alarm(self.alarm(*activate, *member, *kind)),
         }
+    }
+
+    /// etcd's alarm store: activating returns the alarm (new or already
+    /// raised); deactivating returns it if it was raised. No revision.
+    fn alarm(&mut self, activate: bool, member: u64, kind: i32) -> Option<(u64, i32)> {
+        if activate {
+            self.alarms.insert((member, kind));
+            Some((member, kind))
+        } else {
+            self.alarms
+                .remove(&(member, kind))
+                .then_some((member, kind))
+        }
+    }
+
+    /// Raised etcd alarms as (member id, alarm type number), in order.
+    pub fn alarms(&self) -> impl Iterator<Item = (u64, i32)> + '_ {
+        self.alarms.iter().copied()
     }
 
     /// Check every structural invariant; `Err` names the first broken one.
@@ -235,6 +264,10 @@ impl State {
                 }
             }
         }
+        let recount = self.kv_size_recount();
+        if recount != self.kv_bytes {
+            return Err(format!("kv size {} != recount {recount}", self.kv_bytes));
+        }
         for (k, h) in &self.kv {
             if h.is_empty() {
                 return Err(format!("key {k:?}: empty history"));
@@ -317,6 +350,33 @@ mod tests {
             .into_iter()
             .map(|kv| (kv.key, kv.value))
             .collect()
+    }
+
+    #[test]
+    fn alarms_and_kv_size() {
+        let mut s = State::new();
+        run(&mut s, put("ab", "xyz", 0));
+        run(&mut s, put("ab", "x", 0));
+        assert_eq!(s.kv_size_bytes(), 5 + 3);
+        let alarm = |activate| Command::Alarm {
+            activate,
+            member: 7,
+            kind: 1,
+        };
+        let rev = s.revision();
+        assert_eq!(
+            run(&mut s, alarm(true)).response,
+            Response::Alarm(Some((7, 1)))
+        );
+        assert_eq!(s.revision(), rev, "alarms take no revision");
+        assert_eq!(s.alarms().collect::<Vec<_>>(), vec![(7, 1)]);
+        assert_eq!(
+            run(&mut s, alarm(false)).response,
+            Response::Alarm(Some((7, 1)))
+        );
+        assert_eq!(run(&mut s, alarm(false)).response, Response::Alarm(None));
+        run(&mut s, Command::Compact { revision: rev });
+        assert_eq!(s.kv_size_bytes(), 3);
     }
 
     #[test]

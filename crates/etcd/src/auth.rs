@@ -24,13 +24,7 @@ use crate::Ctx;
 
 pub struct Auth(pub Arc<Ctx>);
 
-/// The verified client certificate's common name, put into a request's
-/// extensions by the TLS layer when client-certificate auth is on
-/// (`client_cert_auth`). etcd uses it as the user name when a request
-/// carries no token. The JSON gateway never passes it on (as etcd ignores
-/// the common name of its gateway's requests).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientCertCn(pub String);
+pub use crate::tls::ClientCertCn;
 
 /// The credentials one request (or one stream) came with.
 #[derive(Debug, Clone, Default)]

@@ -37,7 +37,7 @@ impl Ctx {
                 } else {
                     format!("janus-{id}")
                 },
-                peer_ur_ls: vec![format!("http://{}", node.addr)],
+                peer_ur_ls: vec![janus_raft::network::peer_url(&node.addr)],
                 // Only this member's client address is known here.
                 client_ur_ls: if *id == self.node.id {
                     vec![self.client_url.clone()]
@@ -196,12 +196,7 @@ impl maintenance_server::Maintenance for Maintenance {
         } else {
             self.0.require_admin(&c)?;
         }
-        // No quota alarm is raised yet: GET lists none, and deactivating
-        // nothing is fine.
-        Ok(Response::new(pb::AlarmResponse {
-            header: Some(self.0.header_now()),
-            alarms: Vec::new(),
-        }))
+        Ok(Response::new(self.0.alarm(req.into_inner()).await?))
     }
 
     async fn status(
@@ -213,26 +208,15 @@ impl maintenance_server::Maintenance for Maintenance {
         let leader = m.current_leader.map_or(0, |l| self.0.member_id_of(l));
         let applied = m.last_applied.map_or(0, |l| l.index);
         let committed = self.0.node.committed.load(Ordering::Relaxed).max(applied);
-        // A cheap estimate (counting, not copying, under the state lock):
-        // Status is polled (Kubernetes reads dbSize from it). RocksDB holds
-        // both personalities, so no file size would be etcd's alone.
-        let keys = {
-            let st = self.0.node.sm.state();
-            let req = RangeRequest {
-                key: vec![0],
-                range_end: vec![0],
-                count_only: true,
-                ..RangeRequest::default()
-            };
-            st.kv_range(&req).map_or(0, |r| r.count)
-        };
-        // Never 0, as an etcd database file never is (its empty size).
-        let size = 20_480 + keys.saturating_mul(256);
-        let errors = if m.current_leader.is_none() {
+        // The quota's estimate (crate::quota): RocksDB holds both
+        // personalities, so no file size would be etcd's alone.
+        let size = crate::quota::db_size(&self.0.node.sm.state()) as i64;
+        let mut errors = if m.current_leader.is_none() {
             vec!["etcdserver: no leader".to_string()]
         } else {
             Vec::new()
         };
+        errors.extend(self.0.alarm_errors());
         Ok(Response::new(pb::StatusResponse {
             header: Some(self.0.header_now()),
             version: self.0.cfg.version.clone(),
@@ -245,6 +229,7 @@ impl maintenance_server::Maintenance for Maintenance {
             db_size_in_use: size,
             is_learner: false,
             storage_version: String::new(),
+            // etcd 3.6's field; 3.5 (the version Janus reports) leaves it 0.
             db_size_quota: 0,
             downgrade_info: None,
         }))

@@ -29,6 +29,8 @@ pub enum RpcError {
     MemberNotLearner,
     #[error("etcdserver: bad leader transferee")]
     BadLeaderTransferee,
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace,
     #[error("etcdserver: {0}")]
     Internal(String),
 }
@@ -45,6 +47,7 @@ impl RpcError {
             NoLeader | Timeout | Unhealthy => Code::Unavailable,
             MemberNotFound => Code::NotFound,
             MemberNotLearner | BadLeaderTransferee => Code::FailedPrecondition,
+            NoSpace => Code::ResourceExhausted,
             Internal(_) => Code::Internal,
         }
     }

@@ -17,6 +17,8 @@ pub struct Kv(pub Arc<Ctx>);
 impl Ctx {
     /// Commit `cmd` and return the etcd result with the header revision.
     pub(crate) async fn write(&self, cmd: Command) -> Result<(EtcdResponse, i64), RpcError> {
+        self.check_quota(&cmd).await?;
+        let _pending = crate::metrics::Pending::start();
         let applied = self.node.propose(cmd).await?;
         match applied.response {
             CoreResponse::Etcd(Ok(r)) => Ok((r, applied.revision)),

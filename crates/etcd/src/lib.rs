@@ -19,11 +19,14 @@ mod error;
 mod gateway;
 mod kv;
 mod lease;
+pub mod metrics;
+mod quota;
 mod recipes;
+pub mod tls;
 mod watch;
 
-pub use auth::ClientCertCn;
 pub use error::RpcError;
+pub use tls::ClientCertCn;
 
 /// Types generated from `proto/etcd` (etcd's own package names).
 pub mod pb {
@@ -83,6 +86,20 @@ pub struct Config {
     pub auth_token_ttl_secs: u64,
     /// `--bcrypt-cost`: the cost of users' password hashes.
     pub bcrypt_cost: u32,
+    /// `--cert-file`: the client port's TLS certificate (PEM); with
+    /// `key_file` it turns TLS on (the port then speaks only TLS).
+    pub cert_file: Option<std::path::PathBuf>,
+    /// `--key-file`: its private key (PEM).
+    pub key_file: Option<std::path::PathBuf>,
+    /// `--trusted-ca-file`: CA bundle client certificates are checked
+    /// against.
+    pub trusted_ca_file: Option<std::path::PathBuf>,
+    /// `--client-cert-auth`: refuse clients without a certificate the
+    /// trusted CA signed.
+    pub client_cert_auth: bool,
+    /// `--quota-backend-bytes`: the size (see docs/etcd.md) past which
+    /// writes raise the NOSPACE alarm; 0 = etcd's default, 2 GiB.
+    pub quota_backend_bytes: u64,
 }
 
 impl Default for Config {
@@ -99,6 +116,11 @@ impl Default for Config {
             auto_compaction_retention: "0".into(),
             auth_token_ttl_secs: 300,
             bcrypt_cost: 10,
+            cert_file: None,
+            key_file: None,
+            trusted_ca_file: None,
+            client_cert_auth: false,
+            quota_backend_bytes: 0,
         }
     }
 }
@@ -114,6 +136,8 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
     #[error("etcd config: {0}")]
     Config(String),
+    #[error("etcd TLS: {0}")]
+    Tls(#[from] tls::TlsError),
 }
 
 /// How many watch streams fell behind the shared event buffer and caught
@@ -192,6 +216,25 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let compaction = compactor::policy(&cfg.auto_compaction_mode, &cfg.auto_compaction_retention)
         .map_err(ServeError::Config)?;
+    let tls = match (&cfg.cert_file, &cfg.key_file) {
+        (Some(cert), Some(key)) => Some(tls::server_config(
+            cert,
+            key,
+            cfg.trusted_ca_file.as_deref(),
+            cfg.client_cert_auth,
+        )?),
+        (None, None) if cfg.client_cert_auth => {
+            return Err(ServeError::Config(
+                "client_cert_auth needs cert_file and key_file".into(),
+            ))
+        }
+        (None, None) => None,
+        _ => {
+            return Err(ServeError::Config(
+                "cert_file and key_file go together".into(),
+            ))
+        }
+    };
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -204,11 +247,13 @@ pub async fn serve(
         .unwrap_or(listen);
     let (recent, recent_task) = watch::Recent::spawn(node.clone());
     let _recent = AbortOnDrop(recent_task);
+    quota::set_quota(cfg.quota_backend_bytes);
+    let _leader_changes = AbortOnDrop(tokio::spawn(metrics::watch_leader(node.clone())));
     let ctx = Arc::new(Ctx {
         node,
         recent,
         cluster_id: mix64(hash_str(&cfg.cluster_token)).max(1),
-        client_url: format!("http://{local}"),
+        client_url: format!("{}://{local}", if tls.is_some() { "https" } else { "http" }),
         tokens: auth::Tokens::new(std::time::Duration::from_secs(cfg.auth_token_ttl_secs)),
         cfg,
     });
@@ -216,9 +261,14 @@ pub async fn serve(
     let _compactor =
         compaction.map(|policy| AbortOnDrop(tokio::spawn(compactor::run(ctx.clone(), policy))));
     let app = router(ctx.clone()).merge(gateway::router(ctx)).merge(http);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    match tls {
+        Some(tls) => tls::serve(listener, tls, app, shutdown).await?,
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await?
+        }
+    }
     Ok(())
 }
 
@@ -268,6 +318,7 @@ fn router(ctx: Arc<Ctx>) -> axum::Router {
     routes
         .into_axum_router()
         .layer(axum::middleware::map_response(grpc_go_limit_status))
+        .layer(axum::middleware::from_fn(metrics::grpc_layer))
 }
 
 /// tonic reports a message over the size limit as OutOfRange; grpc-go (and

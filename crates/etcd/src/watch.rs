@@ -242,6 +242,7 @@ impl Recent {
                             continue;
                         }
                         g.covered = b.revision;
+                        crate::metrics::count_events(&b.events);
                         g.events += b.events.len();
                         g.batches.push_back(b);
                         // Every applied command publishes a batch, most

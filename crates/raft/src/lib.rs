@@ -18,6 +18,7 @@ pub mod proto {
 }
 
 pub use janus_store::{NodeId, TypeConfig};
+pub use network::{peer_tls, set_peer_tls, PeerTls};
 pub use node::{NodeConfig, NodeError, NodeStats, RaftNode};
 pub use query::{Query, QueryResult};
 pub use service::PeerService;

@@ -1,7 +1,7 @@
 //! openraft's network over the tonic peer service.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use janus_store::{NodeId, TypeConfig};
@@ -16,13 +16,83 @@ use openraft::raft::{
 use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{
+    Certificate, Channel, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig,
+};
 
 use crate::proto::peer_client::PeerClient;
 use crate::proto::RaftMessage;
 
 /// Largest gRPC message between peers (snapshot chunks and log batches).
 pub const MAX_PEER_MESSAGE: usize = 64 << 20;
+
+/// TLS between members (etcd's `--peer-cert-file`, `--peer-key-file`,
+/// `--peer-trusted-ca-file`, `--peer-client-cert-auth`): the member's
+/// certificate serves the peer port and identifies it to other members;
+/// the CA checks the other side in both directions.
+#[derive(Clone)]
+pub struct PeerTls {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+    pub ca_pem: Vec<u8>,
+    /// etcd's `--peer-client-cert-auth`. With the (required) CA a peer
+    /// certificate is always required, as in etcd, so this only records
+    /// the setting.
+    pub client_cert_auth: bool,
+}
+
+impl std::fmt::Debug for PeerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_struct("PeerTls")
+            .field("client_cert_auth", &self.client_cert_auth)
+            .finish_non_exhaustive()
+    }
+}
+
+static PEER_TLS: OnceLock<PeerTls> = OnceLock::new();
+
+/// Turn peer TLS on for this process, before the node starts: every peer
+/// connection (Raft, forwarding, reads) then uses https. Set once; a
+/// second call is refused.
+pub fn set_peer_tls(tls: PeerTls) -> Result<(), PeerTls> {
+    PEER_TLS.set(tls)
+}
+
+/// The process's peer TLS settings, if on.
+pub fn peer_tls() -> Option<&'static PeerTls> {
+    PEER_TLS.get()
+}
+
+impl PeerTls {
+    /// For the peer port's tonic server.
+    pub fn server_config(&self) -> ServerTlsConfig {
+        ServerTlsConfig::new()
+            .identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
+            .client_ca_root(Certificate::from_pem(&self.ca_pem))
+            // etcd's TLSInfo.ServerConfig requires a client certificate
+            // whenever a trusted CA is set, and peer TLS always has one.
+            .client_auth_optional(false)
+    }
+
+    fn client_config(&self) -> ClientTlsConfig {
+        ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&self.ca_pem))
+            .identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
+    }
+}
+
+/// The URL of a peer address: an explicit `http://` or `https://` is kept;
+/// a bare `host:port` gets https when peer TLS is on.
+pub fn peer_url(addr: &str) -> String {
+    if addr.starts_with("http://") || addr.starts_with("https://") {
+        addr.to_string()
+    } else if peer_tls().is_some() {
+        format!("https://{addr}")
+    } else {
+        format!("http://{addr}")
+    }
+}
 
 /// Connections to peers, one lazily-connected HTTP/2 channel per address.
 #[derive(Clone, Default)]
@@ -37,7 +107,15 @@ impl Channels {
         let ch = match map.get(addr) {
             Some(ch) => ch.clone(),
             None => {
-                let ch = Endpoint::from_shared(format!("http://{addr}"))?
+                let url = peer_url(addr);
+                let mut ep = Endpoint::from_shared(url.clone())?;
+                if url.starts_with("https://") {
+                    // https without peer TLS configured: rustls with no
+                    // roots fails every handshake, which says why in the log.
+                    let tls = peer_tls().map_or_else(ClientTlsConfig::new, PeerTls::client_config);
+                    ep = ep.tls_config(tls)?;
+                }
+                let ch = ep
                     .connect_timeout(Duration::from_secs(1))
                     .tcp_nodelay(true)
                     .http2_keep_alive_interval(Duration::from_secs(5))

@@ -42,6 +42,61 @@ pub struct Cli {
     #[arg(long, value_name = "ID=ADDR,...")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub initial_cluster: Option<String>,
+    /// Peer TLS certificate (PEM); with --peer-key-file turns peer TLS on.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_cert_file: Option<PathBuf>,
+    /// Peer TLS private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_key_file: Option<PathBuf>,
+    /// CA bundle peers' certificates are checked against (both directions).
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_trusted_ca_file: Option<PathBuf>,
+    /// Refuse peers without a certificate the peer CA signed.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub peer_client_cert_auth: bool,
+    /// etcd's own flags for the `[etcd]` section.
+    #[command(flatten)]
+    #[serde(skip_serializing_if = "EtcdFlags::is_empty")]
+    pub etcd: EtcdFlags,
+}
+
+/// etcd's flags of the same names, layered onto `[etcd]`.
+#[derive(Debug, Default, clap::Args, Serialize)]
+pub struct EtcdFlags {
+    /// etcd client port TLS certificate (PEM); with --key-file turns TLS on.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    /// etcd client port TLS private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    /// CA bundle etcd clients' certificates are checked against.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trusted_ca_file: Option<PathBuf>,
+    /// Refuse etcd clients without a certificate the trusted CA signed.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub client_cert_auth: bool,
+    /// etcd backend quota in bytes (0: 2 GiB).
+    #[arg(long, value_name = "BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota_backend_bytes: Option<u64>,
+}
+
+impl EtcdFlags {
+    fn is_empty(&self) -> bool {
+        self.cert_file.is_none()
+            && self.key_file.is_none()
+            && self.trusted_ca_file.is_none()
+            && !self.client_cert_auth
+            && self.quota_backend_bytes.is_none()
+    }
 }
 
 /// The effective configuration.
@@ -57,6 +112,16 @@ pub struct Config {
     pub advertise_peer: Option<String>,
     /// ID=ADDR,... ; empty: a one-member cluster of this node.
     pub initial_cluster: String,
+    /// Peer TLS (etcd's `--peer-cert-file`, ...): certificate and key
+    /// (PEM) of this member, used as server and as client; both turn TLS
+    /// on for the peer port and for connections to other members.
+    pub peer_cert_file: Option<PathBuf>,
+    pub peer_key_file: Option<PathBuf>,
+    /// CA bundle members' certificates are checked against (required with
+    /// peer TLS).
+    pub peer_trusted_ca_file: Option<PathBuf>,
+    /// Refuse peer connections without a certificate the peer CA signed.
+    pub peer_client_cert_auth: bool,
     /// Raft heartbeat interval.
     pub heartbeat_ms: u64,
     /// Raft election timeout (randomized between this and twice this).
@@ -88,6 +153,10 @@ impl Default for Config {
             peer_listen: "127.0.0.1:2380".into(),
             advertise_peer: None,
             initial_cluster: String::new(),
+            peer_cert_file: None,
+            peer_key_file: None,
+            peer_trusted_ca_file: None,
+            peer_client_cert_auth: false,
             heartbeat_ms: 100,
             election_timeout_ms: 1000,
             snapshot_entries: 10_000,
@@ -154,6 +223,17 @@ impl Config {
         if self.heartbeat_ms == 0 || self.election_timeout_ms <= self.heartbeat_ms {
             bail!("election_timeout_ms must be greater than heartbeat_ms (> 0)");
         }
+        match (&self.peer_cert_file, &self.peer_key_file) {
+            (Some(_), Some(_)) if self.peer_trusted_ca_file.is_none() => {
+                bail!("peer TLS needs peer_trusted_ca_file")
+            }
+            (Some(_), Some(_)) => {}
+            (None, None) if self.peer_client_cert_auth => {
+                bail!("peer_client_cert_auth needs peer_cert_file and peer_key_file")
+            }
+            (None, None) => {}
+            _ => bail!("peer_cert_file and peer_key_file go together"),
+        }
         let members = self.members()?;
         if !members.contains_key(&self.node_id) {
             bail!(
@@ -162,6 +242,25 @@ impl Config {
             );
         }
         Ok(())
+    }
+
+    /// The peer TLS files, read; `None` when peer TLS is off.
+    pub fn peer_tls(&self) -> anyhow::Result<Option<janus_raft::PeerTls>> {
+        let (Some(cert), Some(key)) = (&self.peer_cert_file, &self.peer_key_file) else {
+            return Ok(None);
+        };
+        let read =
+            |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+        let ca = self
+            .peer_trusted_ca_file
+            .as_ref()
+            .context("peer TLS needs peer_trusted_ca_file")?;
+        Ok(Some(janus_raft::PeerTls {
+            cert_pem: read(cert)?,
+            key_pem: read(key)?,
+            ca_pem: read(ca)?,
+            client_cert_auth: self.peer_client_cert_auth,
+        }))
     }
 
     pub fn advertise_peer(&self) -> String {
@@ -251,6 +350,45 @@ mod tests {
         assert_eq!(c.zookeeper.tick_ms, 500, "nested section from the file");
         assert_eq!(c.etcd.max_txn_ops, 7, "nested key from the environment");
         assert_eq!(c.etcd_listen, "127.0.0.1:2379");
+    }
+
+    #[test]
+    fn etcd_and_peer_tls_flags() {
+        let c = Config::load(
+            &cli(&[
+                "--cert-file",
+                "/c.pem",
+                "--key-file",
+                "/k.pem",
+                "--trusted-ca-file",
+                "/ca.pem",
+                "--client-cert-auth",
+                "--quota-backend-bytes",
+                "4096",
+                "--peer-cert-file",
+                "/pc.pem",
+                "--peer-key-file",
+                "/pk.pem",
+                "--peer-trusted-ca-file",
+                "/pca.pem",
+                "--peer-client-cert-auth",
+            ]),
+            vec![("JANUS_ETCD__MAX_TXN_OPS".to_string(), "7".to_string())],
+        )
+        .unwrap();
+        assert_eq!(c.etcd.cert_file, Some(PathBuf::from("/c.pem")));
+        assert_eq!(c.etcd.trusted_ca_file, Some(PathBuf::from("/ca.pem")));
+        assert!(c.etcd.client_cert_auth);
+        assert_eq!(c.etcd.quota_backend_bytes, 4096);
+        assert_eq!(c.etcd.max_txn_ops, 7, "flags merge into [etcd]");
+        assert_eq!(c.peer_key_file, Some(PathBuf::from("/pk.pem")));
+        assert!(c.peer_client_cert_auth);
+        let c = Config::load(&cli(&[]), Vec::new()).unwrap();
+        assert!(!c.etcd.client_cert_auth && c.etcd.cert_file.is_none());
+        assert!(
+            Config::load(&cli(&["--peer-cert-file", "/pc.pem"]), Vec::new()).is_err(),
+            "a certificate without its key"
+        );
     }
 
     #[test]

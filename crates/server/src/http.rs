@@ -58,7 +58,8 @@ async fn metrics(State(s): State<Http>) -> impl IntoResponse {
     let mut body = s.metrics.render(&s.node);
     // prometheus-client ends its text with `# EOF`; the ZooKeeper
     // personality's metrics go before it.
-    let zk = janus_zk::metrics_text();
+    let mut zk = janus_zk::metrics_text();
+    zk.push_str(&janus_etcd::metrics::text(&s.node));
     if !zk.is_empty() {
         match body.rfind("# EOF") {
             Some(i) => body.insert_str(i, &zk),

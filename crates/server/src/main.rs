@@ -27,6 +27,9 @@ async fn main() -> anyhow::Result<()> {
 async fn run(cfg: Config) -> anyhow::Result<()> {
     tracing::info!(?cfg, "starting janus {}", env!("CARGO_PKG_VERSION"));
     let metrics = metrics::Metrics::default();
+    if let Some(tls) = cfg.peer_tls()? {
+        janus_raft::set_peer_tls(tls).map_err(|_| anyhow::anyhow!("peer TLS configured twice"))?;
+    }
     let node_cfg = NodeConfig {
         id: cfg.node_id,
         advertise_peer: cfg.advertise_peer(),
@@ -47,8 +50,11 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     };
 
     let peer_addr: SocketAddr = cfg.peer_listen.parse().context("peer_listen")?;
-    let peer = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
+    let mut peer = tonic::transport::Server::builder().tcp_nodelay(true);
+    if let Some(tls) = janus_raft::peer_tls() {
+        peer = peer.tls_config(tls.server_config()).context("peer TLS")?;
+    }
+    let peer = peer
         .add_service(PeerService::server(node.clone()))
         .serve_with_shutdown(peer_addr, stopped(stop_rx.clone()));
     let peer = tokio::spawn(peer);

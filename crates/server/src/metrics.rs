@@ -93,9 +93,24 @@ impl Metrics {
             "Latency of Raft log fsyncs",
             self.fsync.clone(),
         );
+        // etcd's own names for what etcd also measures (the rest are in
+        // janus_etcd::metrics::text).
+        let mut etcd = Registry::default();
+        etcd.register(
+            "etcd_disk_wal_fsync_duration_seconds",
+            "The latency distributions of fsync called by WAL.",
+            self.fsync.clone(),
+        );
         let mut out = String::new();
-        if let Err(e) = encode(&mut out, &reg) {
+        let mut etcd_out = String::new();
+        if let Err(e) = encode(&mut out, &reg).and_then(|()| encode(&mut etcd_out, &etcd)) {
             tracing::warn!("encoding metrics: {e}");
+        }
+        // One text, one `# EOF` at its end.
+        let etcd_out = etcd_out.trim_end_matches("# EOF\n");
+        match out.rfind("# EOF") {
+            Some(i) => out.insert_str(i, etcd_out),
+            None => out.push_str(etcd_out),
         }
         out
     }
