@@ -9,6 +9,7 @@
 //! clock or draws a random number: time arrives stamped in the proposal.
 
 pub mod command;
+mod config_node;
 pub mod error;
 pub mod event;
 pub mod lease;
@@ -17,6 +18,7 @@ pub mod state;
 pub mod zk;
 
 pub use command::*;
+pub use config_node::CONFIG_NODE;
 pub use error::{EtcdError, ZkError};
 pub use event::{Event, EventBatch};
 pub use lease::{Lease, Session};

@@ -183,7 +183,17 @@ pub(crate) fn initial_tree() -> Tree {
     t.insert("/".into(), mk(&["zookeeper"]));
     t.insert("/zookeeper".into(), mk(&["config", "quota"]));
     t.insert("/zookeeper/quota".into(), mk(&[]));
-    t.insert("/zookeeper/config".into(), mk(&[]));
+    // ZooKeeper guards the config node (ZOOKEEPER-2014): world may only
+    // read it, so reconfig (WRITE on it) takes a super user.
+    let mut config = mk(&[]);
+    config.acl = vec![Acl {
+        perms: perms::READ,
+        id: Id {
+            scheme: "world".into(),
+            id: "anyone".into(),
+        },
+    }];
+    t.insert("/zookeeper/config".into(), config);
     t
 }
 

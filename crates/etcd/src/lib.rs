@@ -77,6 +77,8 @@ pub struct Config {
     /// number is hours) for periodic, a revision count for revision; empty
     /// or "0" turns auto-compaction off.
     pub auto_compaction_retention: String,
+    /// `--experimental-max-learners`: most learners in the cluster.
+    pub max_learners: usize,
 }
 
 impl Default for Config {
@@ -91,6 +93,7 @@ impl Default for Config {
             version: "3.5.17".into(),
             auto_compaction_mode: "periodic".into(),
             auto_compaction_retention: "0".into(),
+            max_learners: 1,
         }
     }
 }
@@ -119,8 +122,6 @@ pub(crate) struct Ctx {
     pub node: Arc<RaftNode>,
     pub cfg: Config,
     pub cluster_id: u64,
-    /// The address clients reach this member at (for MemberList).
-    pub client_url: String,
     /// Recent change events, for watchers catching up.
     pub recent: Arc<watch::Recent>,
 }
@@ -141,7 +142,9 @@ fn hash_str(s: &str) -> u64 {
 
 impl Ctx {
     /// etcd member ids are 64-bit hashes; ours derive from the Raft node id
-    /// and the cluster token so every member computes the same ones.
+    /// and the cluster token so every member computes the same ones
+    /// (a bijection but for `max(1)`: the node behind an id is found by
+    /// comparing against the members' ids).
     pub fn member_id_of(&self, node: u64) -> u64 {
         mix64(node ^ self.cluster_id).max(1)
     }
@@ -185,20 +188,15 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .map_err(|source| ServeError::Bind {
-            addr: listen.clone(),
+            addr: listen,
             source,
         })?;
-    let local = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or(listen);
     let (recent, recent_task) = watch::Recent::spawn(node.clone());
     let _recent = AbortOnDrop(recent_task);
     let ctx = Arc::new(Ctx {
         node,
         recent,
         cluster_id: mix64(hash_str(&cfg.cluster_token)).max(1),
-        client_url: format!("http://{local}"),
         cfg,
     });
     // The compactor lives as long as the server does.

@@ -42,6 +42,11 @@ pub struct Cli {
     #[arg(long, value_name = "ID=ADDR,...")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub initial_cluster: Option<String>,
+    /// `new` (form a cluster of initial_cluster) or `existing` (join one:
+    /// wait to be added by etcd MemberAdd or ZooKeeper reconfig).
+    #[arg(long, value_name = "new|existing")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub initial_cluster_state: Option<String>,
 }
 
 /// The effective configuration.
@@ -57,6 +62,8 @@ pub struct Config {
     pub advertise_peer: Option<String>,
     /// ID=ADDR,... ; empty: a one-member cluster of this node.
     pub initial_cluster: String,
+    /// `new` or `existing` (etcd's `--initial-cluster-state`).
+    pub initial_cluster_state: String,
     /// Raft heartbeat interval.
     pub heartbeat_ms: u64,
     /// Raft election timeout (randomized between this and twice this).
@@ -88,6 +95,7 @@ impl Default for Config {
             peer_listen: "127.0.0.1:2380".into(),
             advertise_peer: None,
             initial_cluster: String::new(),
+            initial_cluster_state: "new".into(),
             heartbeat_ms: 100,
             election_timeout_ms: 1000,
             snapshot_entries: 10_000,
@@ -154,14 +162,26 @@ impl Config {
         if self.heartbeat_ms == 0 || self.election_timeout_ms <= self.heartbeat_ms {
             bail!("election_timeout_ms must be greater than heartbeat_ms (> 0)");
         }
+        if !matches!(self.initial_cluster_state.as_str(), "new" | "existing") {
+            bail!(
+                "initial_cluster_state must be \"new\" or \"existing\", not {:?}",
+                self.initial_cluster_state
+            );
+        }
         let members = self.members()?;
-        if !members.contains_key(&self.node_id) {
+        // A joining member's initial_cluster only names peers to ask.
+        if !self.join_existing() && !members.contains_key(&self.node_id) {
             bail!(
                 "initial_cluster does not contain this node's id {}",
                 self.node_id
             );
         }
         Ok(())
+    }
+
+    /// Whether this member joins an existing cluster.
+    pub fn join_existing(&self) -> bool {
+        self.initial_cluster_state == "existing"
     }
 
     pub fn advertise_peer(&self) -> String {

@@ -48,6 +48,9 @@ enum Step {
     Close,
 }
 
+#[path = "reconfig.rs"]
+mod reconfig;
+
 struct Conn {
     srv: Arc<Server>,
     wr: OwnedWriteHalf,
@@ -837,11 +840,9 @@ impl Conn {
                     body: vec![],
                 }
             }
-            // Dynamic reconfiguration is not offered: ZooKeeper's answer
-            // when `reconfigEnabled` is false.
             op::RECONFIG => {
-                self.done(xid, ZkError::ReconfigDisabled.code(), vec![])
-                    .await
+                let q = decode!(ReconfigRequest);
+                self.reconfig(xid, q).await
             }
             op::SASL => self.done(xid, ZkError::Unimplemented.code(), vec![]).await,
             other => {

@@ -52,6 +52,10 @@ pub struct Config {
     /// ZooKeeper's AdminServer (`/commands/<name>`, JSON) on this address;
     /// off when unset (ZooKeeper's default is 8080).
     pub admin_listen: Option<String>,
+    /// `reconfigEnabled`: the `reconfig` op changes the membership. Off by
+    /// default, as in ZooKeeper 3.5+ (RECONFIGDISABLED); even on, it needs
+    /// WRITE on `/zookeeper/config`, which only a super user has.
+    pub reconfig_enabled: bool,
 }
 
 impl Default for Config {
@@ -66,6 +70,7 @@ impl Default for Config {
             super_digest: None,
             session_secret: None,
             admin_listen: None,
+            reconfig_enabled: false,
         }
     }
 }
