@@ -147,7 +147,7 @@ fn ready_to_add_voter(m: &Membership<NodeId, Member>) -> bool {
     if started == 1 && members == 2 {
         return true;
     }
-    started >= members / 2 + 1
+    started > members / 2
 }
 
 /// etcd's `IsReadyToRemoveVotingMember`.
@@ -160,7 +160,7 @@ fn ready_to_remove_voter(m: &Membership<NodeId, Member>, id: NodeId) -> bool {
         }
         members += 1;
     }
-    started >= members / 2 + 1
+    started > members / 2
 }
 
 /// etcd's `IsReadyToPromoteMember`.
@@ -173,7 +173,7 @@ fn ready_to_promote(m: &Membership<NodeId, Member>) -> bool {
         }
         members += 1;
     }
-    started >= members / 2 + 1
+    started > members / 2
 }
 
 impl RaftNode {
