@@ -251,6 +251,20 @@ async fn etcdctl_member_add_promote_remove() {
         "{err}"
     );
 
+    // Not started, so not in sync: etcd refuses to promote it.
+    let (code, _, err) = ctl(&ep, &["member", "promote", &id4]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("etcdserver: can only promote a learner member which is in sync with leader"),
+        "{err}"
+    );
+    // MemberUpdate of its peer URLs (to the same address: it keeps them).
+    let (code, out, err) = ctl(
+        &ep,
+        &["member", "update", &id4, &format!("--peer-urls={url4}")],
+    );
+    assert_eq!(code, 0, "member update: {err}");
+    assert!(out.contains(&format!("Member {id4} updated")), "{out}");
     // Start it: it learns its id from the cluster, catches up from a
     // snapshot, and serves reads at the cluster's revision.
     let cfg4 = member_config(tmp.path(), "m4");
