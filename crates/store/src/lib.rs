@@ -229,6 +229,39 @@ mod tests {
         assert!(matches!(reopen(dir.path()), Err(OpenError::Format(_))));
     }
 
+    #[test]
+    fn zookeeper_config_lines_follow_the_membership() {
+        use std::collections::BTreeMap;
+        let m = openraft::Membership::new(
+            vec![[1, 2].into()],
+            BTreeMap::from([
+                (
+                    1,
+                    Member {
+                        addr: "10.0.0.1:2380".into(),
+                        zk_client: "10.0.0.1:2181".into(),
+                        ..Member::default()
+                    },
+                ),
+                (
+                    2,
+                    Member {
+                        addr: "10.0.0.2:2888".into(),
+                        zk_election_port: 3888,
+                        ..Member::default()
+                    },
+                ),
+                (3, Member::new("10.0.0.3:2380")),
+            ]),
+        );
+        assert_eq!(
+            zk_config_servers(&m),
+            "server.1=10.0.0.1:2380:2380:participant;10.0.0.1:2181\n\
+             server.2=10.0.0.2:2888:3888:participant\n\
+             server.3=10.0.0.3:2380:2380:observer\n"
+        );
+    }
+
     /// openraft's own storage conformance suite.
     #[test]
     fn openraft_suite() -> Result<(), StorageError> {
