@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod command;
+mod config_node;
 pub mod error;
 pub mod event;
 pub mod lease;
@@ -19,6 +20,7 @@ pub mod zk;
 
 pub use auth::{AuthInfo, AuthOp, AuthState, PermType, Permission, Role, User};
 pub use command::*;
+pub use config_node::CONFIG_NODE;
 pub use error::{EtcdError, ZkError};
 pub use event::{Event, EventBatch};
 pub use lease::{Lease, Session};

@@ -1,7 +1,7 @@
 //! etcdserverpb.Cluster and Maintenance, and grpc.health.v1.Health.
 //!
-//! Membership is read from Raft's metrics; member changes are answered as a
-//! one-member etcd answers them until Janus's cluster work makes them real.
+//! The Cluster service maps etcd's Member* RPCs onto the one Raft
+//! membership (`janus_raft::MembershipOp`), with etcd's checks and errors.
 
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -23,35 +23,57 @@ pub struct Health(pub Arc<Ctx>);
 type Boxed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 impl Ctx {
-    /// etcd's Cluster service answers with headers without a revision.
+    /// The applied membership as etcd members. Member ids are derived from
+    /// Raft node ids (see `member_id_of`); a member added but not yet
+    /// started has no name and no client URLs, as in etcd.
     fn members(&self) -> Vec<pb::Member> {
-        let m = self.node.metrics();
-        let membership = m.membership_config.membership();
-        let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
-        membership
-            .nodes()
-            .map(|(id, node)| pb::Member {
-                id: self.member_id_of(*id),
-                name: if *id == self.node.id {
-                    self.cfg.name.clone()
-                } else {
-                    format!("janus-{id}")
-                },
-                peer_ur_ls: vec![janus_raft::network::peer_url(&node.addr)],
-                // Only this member's client address is known here.
-                client_ur_ls: if *id == self.node.id {
-                    vec![self.client_url.clone()]
-                } else {
-                    Vec::new()
-                },
-                is_learner: !voters.contains(id),
+        self.node
+            .members()
+            .into_iter()
+            .map(|(id, node, voter)| pb::Member {
+                id: self.member_id_of(id),
+                name: node.name.clone(),
+                peer_ur_ls: node.peer_urls(),
+                client_ur_ls: node.client_urls.clone(),
+                is_learner: !voter,
             })
             .collect()
     }
 
-    fn has_member(&self, id: u64) -> bool {
-        self.members().iter().any(|m| m.id == id)
+    /// The Raft node id behind an etcd member id.
+    fn node_of(&self, member: u64) -> Option<u64> {
+        self.node
+            .members()
+            .into_iter()
+            .map(|(id, _, _)| id)
+            .find(|id| self.member_id_of(*id) == member)
     }
+
+    fn node_of_or_not_found(&self, member: u64) -> Result<u64, RpcError> {
+        self.node_of(member).ok_or(RpcError::MemberNotFound)
+    }
+}
+
+/// etcd's `types.NewURLs` check (http/https with host:port and no path),
+/// sorted as etcd sorts them.
+fn peer_urls(urls: &[String]) -> Result<Vec<String>, RpcError> {
+    if urls.is_empty() {
+        return Err(RpcError::MemberBadUrls);
+    }
+    let mut out = Vec::with_capacity(urls.len());
+    for u in urls {
+        let u = u.trim();
+        let ok = match u.split_once("://") {
+            Some(("http" | "https", rest)) => janus_raft::url_addr(rest).is_some(),
+            _ => false,
+        };
+        if !ok {
+            return Err(RpcError::MemberBadUrls);
+        }
+        out.push(u.to_string());
+    }
+    out.sort();
+    Ok(out)
 }
 
 #[tonic::async_trait]
@@ -61,9 +83,35 @@ impl cluster_server::Cluster for Cluster {
         req: Request<pb::MemberAddRequest>,
     ) -> Result<Response<pb::MemberAddResponse>, Status> {
         self.0.require_admin(&crate::auth::Creds::of(&req))?;
-        Err(Status::unimplemented(
-            "janus: membership changes are not supported yet",
-        ))
+        let req = req.into_inner();
+        let urls = peer_urls(&req.peer_ur_ls)?;
+        let addr = janus_raft::url_addr(&urls[0]).ok_or(RpcError::MemberBadUrls)?;
+        let node = janus_raft::Member {
+            addr,
+            peer_urls: urls.clone(),
+            ..Default::default()
+        };
+        let done = self
+            .0
+            .node
+            .change_membership(janus_raft::MembershipOp::Add {
+                node,
+                learner: req.is_learner,
+                max_learners: self.0.cfg.max_learners,
+            })
+            .await
+            .map_err(RpcError::from)?;
+        Ok(Response::new(pb::MemberAddResponse {
+            header: Some(self.0.header(0)),
+            member: Some(pb::Member {
+                id: self.0.member_id_of(done.id),
+                name: String::new(),
+                peer_ur_ls: urls,
+                client_ur_ls: Vec::new(),
+                is_learner: req.is_learner,
+            }),
+            members: self.0.members(),
+        }))
     }
 
     async fn member_remove(
@@ -71,12 +119,16 @@ impl cluster_server::Cluster for Cluster {
         req: Request<pb::MemberRemoveRequest>,
     ) -> Result<Response<pb::MemberRemoveResponse>, Status> {
         self.0.require_admin(&crate::auth::Creds::of(&req))?;
-        if !self.0.has_member(req.get_ref().id) {
-            return Err(RpcError::MemberNotFound.into());
-        }
-        Err(Status::unimplemented(
-            "janus: membership changes are not supported yet",
-        ))
+        let id = self.0.node_of_or_not_found(req.get_ref().id)?;
+        self.0
+            .node
+            .change_membership(janus_raft::MembershipOp::Remove { id })
+            .await
+            .map_err(RpcError::from)?;
+        Ok(Response::new(pb::MemberRemoveResponse {
+            header: Some(self.0.header(0)),
+            members: self.0.members(),
+        }))
     }
 
     async fn member_update(
@@ -84,12 +136,21 @@ impl cluster_server::Cluster for Cluster {
         req: Request<pb::MemberUpdateRequest>,
     ) -> Result<Response<pb::MemberUpdateResponse>, Status> {
         self.0.require_admin(&crate::auth::Creds::of(&req))?;
-        if !self.0.has_member(req.get_ref().id) {
-            return Err(RpcError::MemberNotFound.into());
-        }
-        Err(Status::unimplemented(
-            "janus: changing peer URLs is not supported yet",
-        ))
+        let req = req.into_inner();
+        let id = self.0.node_of_or_not_found(req.id)?;
+        let urls = peer_urls(&req.peer_ur_ls)?;
+        self.0
+            .node
+            .change_membership(janus_raft::MembershipOp::Update {
+                id,
+                peer_urls: urls,
+            })
+            .await
+            .map_err(RpcError::from)?;
+        Ok(Response::new(pb::MemberUpdateResponse {
+            header: Some(self.0.header(0)),
+            members: self.0.members(),
+        }))
     }
 
     async fn member_list(
@@ -110,14 +171,16 @@ impl cluster_server::Cluster for Cluster {
         req: Request<pb::MemberPromoteRequest>,
     ) -> Result<Response<pb::MemberPromoteResponse>, Status> {
         self.0.require_admin(&crate::auth::Creds::of(&req))?;
-        let id = req.get_ref().id;
-        match self.0.members().iter().find(|m| m.id == id) {
-            None => Err(RpcError::MemberNotFound.into()),
-            Some(m) if !m.is_learner => Err(RpcError::MemberNotLearner.into()),
-            Some(_) => Err(Status::unimplemented(
-                "janus: promoting learners is not supported yet",
-            )),
-        }
+        let id = self.0.node_of_or_not_found(req.get_ref().id)?;
+        self.0
+            .node
+            .change_membership(janus_raft::MembershipOp::Promote { id })
+            .await
+            .map_err(RpcError::from)?;
+        Ok(Response::new(pb::MemberPromoteResponse {
+            header: Some(self.0.header(0)),
+            members: self.0.members(),
+        }))
     }
 }
 
@@ -227,7 +290,12 @@ impl maintenance_server::Maintenance for Maintenance {
             raft_applied_index: applied,
             errors,
             db_size_in_use: size,
-            is_learner: false,
+            is_learner: self
+                .0
+                .node
+                .members()
+                .iter()
+                .any(|(id, _, voter)| *id == self.0.node.id && !voter),
             storage_version: String::new(),
             // etcd 3.6's field; 3.5 (the version Janus reports) leaves it 0.
             db_size_quota: 0,
@@ -324,12 +392,30 @@ impl maintenance_server::Maintenance for Maintenance {
         req: Request<pb::MoveLeaderRequest>,
     ) -> Result<Response<pb::MoveLeaderResponse>, Status> {
         self.0.require_admin(&crate::auth::Creds::of(&req))?;
-        if req.get_ref().target_id == self.0.member_id() {
+        // etcd: only the leader transfers; the transferee must be a voter.
+        if self.0.node.leader().map(|(l, _)| l) != Some(self.0.node.id) {
+            return Err(RpcError::NotLeader.into());
+        }
+        let target = req.get_ref().target_id;
+        let voter = self
+            .0
+            .node
+            .members()
+            .into_iter()
+            .find(|(id, _, _)| self.0.member_id_of(*id) == target)
+            .is_some_and(|(_, _, voter)| voter);
+        if !voter {
+            return Err(RpcError::BadLeaderTransferee.into());
+        }
+        if target == self.0.member_id() {
             return Ok(Response::new(pb::MoveLeaderResponse {
                 header: Some(self.0.header_now()),
             }));
         }
-        Err(RpcError::BadLeaderTransferee.into())
+        // openraft 0.9 has no leadership transfer (its followers refuse
+        // votes while the leader's lease holds): etcd's answer when a
+        // transfer does not complete.
+        Err(RpcError::TimeoutLeaderTransfer.into())
     }
 
     async fn downgrade(

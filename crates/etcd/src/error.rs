@@ -2,7 +2,7 @@
 //! etcd answers with (clients compare the strings).
 
 use janus_core::EtcdError;
-use janus_raft::NodeError;
+use janus_raft::{MembershipError, NodeError};
 use tonic::{Code, Status};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,6 +31,22 @@ pub enum RpcError {
     BadLeaderTransferee,
     #[error("etcdserver: mvcc: database space exceeded")]
     NoSpace,
+    #[error("etcdserver: member ID already exist")]
+    MemberExist,
+    #[error("etcdserver: Peer URLs already exists")]
+    PeerUrlExist,
+    #[error("etcdserver: re-configuration failed due to not enough started members")]
+    MemberNotEnoughStarted,
+    #[error("etcdserver: given member URLs are invalid")]
+    MemberBadUrls,
+    #[error("etcdserver: can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
+    #[error("etcdserver: too many learner members in cluster")]
+    TooManyLearners,
+    #[error("etcdserver: not leader")]
+    NotLeader,
+    #[error("etcdserver: request timed out, leader transfer took too long")]
+    TimeoutLeaderTransfer,
     #[error("etcdserver: {0}")]
     Internal(String),
 }
@@ -45,8 +61,18 @@ impl RpcError {
                 Code::InvalidArgument
             }
             NoLeader | Timeout | Unhealthy => Code::Unavailable,
+            // Not one of rpctypes' errors: etcd's togRPCError gives Unknown.
+            TimeoutLeaderTransfer => Code::Unknown,
             MemberNotFound => Code::NotFound,
-            MemberNotLearner | BadLeaderTransferee => Code::FailedPrecondition,
+            MemberBadUrls => Code::InvalidArgument,
+            MemberNotLearner
+            | BadLeaderTransferee
+            | MemberExist
+            | PeerUrlExist
+            | MemberNotEnoughStarted
+            | LearnerNotReady
+            | TooManyLearners
+            | NotLeader => Code::FailedPrecondition,
             NoSpace => Code::ResourceExhausted,
             Internal(_) => Code::Internal,
         }
@@ -65,6 +91,25 @@ impl From<NodeError> for RpcError {
             NodeError::NoLeader => RpcError::NoLeader,
             NodeError::Timeout | NodeError::Unavailable(_) => RpcError::Timeout,
             other => RpcError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<MembershipError> for RpcError {
+    fn from(e: MembershipError) -> RpcError {
+        use MembershipError as M;
+        match e {
+            M::NotFound => RpcError::MemberNotFound,
+            M::IdExists => RpcError::MemberExist,
+            M::PeerUrlExists => RpcError::PeerUrlExist,
+            M::BadUrls => RpcError::MemberBadUrls,
+            M::NotLearner => RpcError::MemberNotLearner,
+            M::LearnerNotReady => RpcError::LearnerNotReady,
+            M::NotEnoughStarted | M::NoQuorum => RpcError::MemberNotEnoughStarted,
+            M::TooManyLearners => RpcError::TooManyLearners,
+            M::NoLeader | M::NotLeader => RpcError::NoLeader,
+            M::Timeout | M::InProgress => RpcError::Timeout,
+            M::BadArguments(m) | M::Raft(m) => RpcError::Internal(m),
         }
     }
 }

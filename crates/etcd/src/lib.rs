@@ -100,6 +100,8 @@ pub struct Config {
     /// `--quota-backend-bytes`: the size (see docs/etcd.md) past which
     /// writes raise the NOSPACE alarm; 0 = etcd's default, 2 GiB.
     pub quota_backend_bytes: u64,
+    /// `--experimental-max-learners`: most learners in the cluster.
+    pub max_learners: usize,
 }
 
 impl Default for Config {
@@ -121,6 +123,7 @@ impl Default for Config {
             trusted_ca_file: None,
             client_cert_auth: false,
             quota_backend_bytes: 0,
+            max_learners: 1,
         }
     }
 }
@@ -151,8 +154,6 @@ pub(crate) struct Ctx {
     pub node: Arc<RaftNode>,
     pub cfg: Config,
     pub cluster_id: u64,
-    /// The address clients reach this member at (for MemberList).
-    pub client_url: String,
     /// Recent change events, for watchers catching up.
     pub recent: Arc<watch::Recent>,
     /// This member's simple auth tokens.
@@ -175,7 +176,9 @@ fn hash_str(s: &str) -> u64 {
 
 impl Ctx {
     /// etcd member ids are 64-bit hashes; ours derive from the Raft node id
-    /// and the cluster token so every member computes the same ones.
+    /// and the cluster token so every member computes the same ones
+    /// (a bijection but for `max(1)`: the node behind an id is found by
+    /// comparing against the members' ids).
     pub fn member_id_of(&self, node: u64) -> u64 {
         mix64(node ^ self.cluster_id).max(1)
     }
@@ -238,13 +241,9 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .map_err(|source| ServeError::Bind {
-            addr: listen.clone(),
+            addr: listen,
             source,
         })?;
-    let local = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or(listen);
     let (recent, recent_task) = watch::Recent::spawn(node.clone());
     let _recent = AbortOnDrop(recent_task);
     quota::set_quota(cfg.quota_backend_bytes);
@@ -253,7 +252,6 @@ pub async fn serve(
         node,
         recent,
         cluster_id: mix64(hash_str(&cfg.cluster_token)).max(1),
-        client_url: format!("{}://{local}", if tls.is_some() { "https" } else { "http" }),
         tokens: auth::Tokens::new(std::time::Duration::from_secs(cfg.auth_token_ttl_secs)),
         cfg,
     });

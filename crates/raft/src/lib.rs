@@ -7,6 +7,7 @@
 //! - [`PeerService`] is the peer port's gRPC service (`proto/janus/peer.proto`).
 
 pub mod lessor;
+pub mod membership;
 pub mod network;
 pub mod node;
 pub mod query;
@@ -17,7 +18,8 @@ pub mod proto {
     tonic::include_proto!("janus.peer.v1");
 }
 
-pub use janus_store::{NodeId, TypeConfig};
+pub use janus_store::{Member, NodeId, TypeConfig};
+pub use membership::{url_addr, MembershipDone, MembershipError, MembershipOp};
 pub use network::{peer_tls, set_peer_tls, PeerTls};
 pub use node::{NodeConfig, NodeError, NodeStats, RaftNode};
 pub use query::{Query, QueryResult};

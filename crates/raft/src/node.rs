@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use janus_core::{Applied, Command, ProposalBatch};
-use janus_store::{FsyncObserver, LogStore, NodeId, StateMachineStore, TypeConfig};
+use janus_store::{FsyncObserver, LogStore, Member, NodeId, StateMachineStore, TypeConfig};
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::{BasicNode, Raft, RaftMetrics, SnapshotPolicy};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use openraft::{Raft, RaftMetrics, SnapshotPolicy};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 use crate::lessor::Lessor;
 use crate::network::{decode, encode, Channels, Network};
@@ -39,6 +39,13 @@ pub struct NodeConfig {
     pub container_check_ms: u64,
     /// At most this many such deletions a minute (`znode.container.maxPerMinute`).
     pub container_max_per_minute: usize,
+    /// Join an existing cluster (etcd's `--initial-cluster-state existing`):
+    /// never initialize one; wait to be added and replicated to.
+    pub join_existing: bool,
+    /// What this member publishes about itself (name, client addresses);
+    /// `addr` is ignored (`advertise_peer` is). An empty name publishes
+    /// nothing.
+    pub me: Member,
 }
 
 impl NodeConfig {
@@ -56,6 +63,8 @@ impl NodeConfig {
             log_keep_entries: 1000,
             container_check_ms: 60_000,
             container_max_per_minute: 10_000,
+            join_existing: false,
+            me: Member::default(),
         }
     }
 }
@@ -106,7 +115,11 @@ pub struct RaftNode {
     /// Proposals waiting to join the next log entry.
     batcher: mpsc::UnboundedSender<Queued>,
     /// How long a proposal waits for a leader to appear.
-    leader_wait: Duration,
+    pub(crate) leader_wait: Duration,
+    /// Membership changes go one at a time.
+    pub(crate) membership_lock: tokio::sync::Mutex<()>,
+    /// Set once this member knows it was removed from the cluster.
+    pub(crate) removed: watch::Sender<bool>,
 }
 
 fn now_ms() -> i64 {
@@ -201,9 +214,26 @@ impl RaftNode {
     /// Open storage, start Raft, and initialize the cluster on first start
     /// (the member with the lowest id in `initial_cluster` does it).
     pub async fn start(
-        cfg: NodeConfig,
+        mut cfg: NodeConfig,
         on_fsync: Option<FsyncObserver>,
     ) -> Result<Arc<RaftNode>, NodeError> {
+        if cfg.join_existing {
+            let peers: Vec<String> = cfg.initial_cluster.values().cloned().collect();
+            match crate::membership::id_from_peers(&peers, &cfg.advertise_peer).await {
+                Some(id) if id != cfg.id => {
+                    tracing::info!(
+                        id,
+                        "the cluster knows this member's peer address under this id"
+                    );
+                    cfg.id = id;
+                }
+                Some(_) => {}
+                None => tracing::info!(
+                    id = cfg.id,
+                    "joining an existing cluster; waiting to be added"
+                ),
+            }
+        }
         std::fs::create_dir_all(&cfg.data_dir)
             .map_err(|e| NodeError::Raft(format!("{}: {e}", cfg.data_dir.display())))?;
         let (log, sm): (LogStore, StateMachineStore) =
@@ -231,11 +261,23 @@ impl RaftNode {
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
         let first = cfg.initial_cluster.keys().next().copied();
-        if !initialized && first == Some(cfg.id) {
-            let members: BTreeMap<NodeId, BasicNode> = cfg
+        if !initialized && first == Some(cfg.id) && !cfg.join_existing {
+            // The others publish their names and client addresses once
+            // they run; this member's are known now.
+            let members: BTreeMap<NodeId, Member> = cfg
                 .initial_cluster
                 .iter()
-                .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
+                .map(|(id, addr)| {
+                    let node = if *id == cfg.id {
+                        Member {
+                            addr: addr.clone(),
+                            ..cfg.me.clone()
+                        }
+                    } else {
+                        Member::new(addr.clone())
+                    };
+                    (*id, node)
+                })
                 .collect();
             tracing::info!(?members, "initializing a new cluster");
             if let Err(e) = raft.initialize(members).await {
@@ -257,8 +299,15 @@ impl RaftNode {
                 cfg.container_max_per_minute,
             ),
             leader_wait: Duration::from_millis(cfg.election_timeout_ms * 5),
+            membership_lock: tokio::sync::Mutex::new(()),
+            removed: watch::channel(false).0,
         });
         Lessor::spawn(Arc::downgrade(&node));
+        crate::membership::spawn_member_tasks(
+            Arc::downgrade(&node),
+            cfg.me.clone(),
+            Duration::from_millis(cfg.election_timeout_ms.max(200)),
+        );
         Ok(node)
     }
 
@@ -267,7 +316,7 @@ impl RaftNode {
         self.lessor.touch(self, id);
     }
 
-    pub fn metrics(&self) -> RaftMetrics<NodeId, BasicNode> {
+    pub fn metrics(&self) -> RaftMetrics<NodeId, Member> {
         self.raft.metrics().borrow().clone()
     }
 
@@ -432,7 +481,11 @@ impl RaftNode {
         }
     }
 
-    async fn wait_applied(&self, index: u64, deadline: Instant) -> Result<(), NodeError> {
+    pub(crate) async fn wait_applied(
+        &self,
+        index: u64,
+        deadline: Instant,
+    ) -> Result<(), NodeError> {
         let mut rx = self.sm.applied();
         loop {
             if rx.borrow_and_update().index >= index {

@@ -10,8 +10,9 @@ use crate::network::{decode, encode, MAX_PEER_MESSAGE};
 use crate::node::RaftNode;
 use crate::proto::peer_server::{Peer, PeerServer};
 use crate::proto::{
-    ForwardRequest, ForwardResponse, KeepAliveRequest, KeepAliveResponse, QueryRequest,
-    QueryResponse, RaftMessage, ReadIndexRequest, ReadIndexResponse,
+    ForwardRequest, ForwardResponse, KeepAliveRequest, KeepAliveResponse, MemberStatusRequest,
+    MemberStatusResponse, MembershipRequest, MembershipResponse, QueryRequest, QueryResponse,
+    RaftMessage, ReadIndexRequest, ReadIndexResponse,
 };
 use crate::query::Query;
 
@@ -111,5 +112,37 @@ impl Peer for PeerService {
             Some(remaining_ms) => Ok(Response::new(KeepAliveResponse { remaining_ms })),
             None => Err(Status::failed_precondition("not leader")),
         }
+    }
+
+    async fn change_membership(
+        &self,
+        req: Request<MembershipRequest>,
+    ) -> Result<Response<MembershipResponse>, Status> {
+        let op = decode(&req.into_inner().op)?;
+        let result = self.node.membership_as_leader(op).await;
+        Ok(Response::new(MembershipResponse {
+            result: encode(&result)?,
+        }))
+    }
+
+    async fn member_status(
+        &self,
+        req: Request<MemberStatusRequest>,
+    ) -> Result<Response<MemberStatusResponse>, Status> {
+        let req = req.into_inner();
+        let removed = req.id != 0 && self.node.sm.is_removed(req.id);
+        let id_of_addr = if req.addr.is_empty() {
+            0
+        } else {
+            self.node
+                .members()
+                .into_iter()
+                .find(|(_, n, _)| n.addr == req.addr)
+                .map_or(0, |(id, _, _)| id)
+        };
+        Ok(Response::new(MemberStatusResponse {
+            removed,
+            id_of_addr,
+        }))
     }
 }

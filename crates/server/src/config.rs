@@ -58,6 +58,11 @@ pub struct Cli {
     #[arg(long)]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub peer_client_cert_auth: bool,
+    /// `new` (form a cluster of initial_cluster) or `existing` (join one:
+    /// wait to be added by etcd MemberAdd or ZooKeeper reconfig).
+    #[arg(long, value_name = "new|existing")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub initial_cluster_state: Option<String>,
     /// etcd's own flags for the `[etcd]` section.
     #[command(flatten)]
     #[serde(skip_serializing_if = "EtcdFlags::is_empty")]
@@ -122,6 +127,8 @@ pub struct Config {
     pub peer_trusted_ca_file: Option<PathBuf>,
     /// Refuse peer connections without a certificate the peer CA signed.
     pub peer_client_cert_auth: bool,
+    /// `new` or `existing` (etcd's `--initial-cluster-state`).
+    pub initial_cluster_state: String,
     /// Raft heartbeat interval.
     pub heartbeat_ms: u64,
     /// Raft election timeout (randomized between this and twice this).
@@ -157,6 +164,7 @@ impl Default for Config {
             peer_key_file: None,
             peer_trusted_ca_file: None,
             peer_client_cert_auth: false,
+            initial_cluster_state: "new".into(),
             heartbeat_ms: 100,
             election_timeout_ms: 1000,
             snapshot_entries: 10_000,
@@ -234,8 +242,15 @@ impl Config {
             (None, None) => {}
             _ => bail!("peer_cert_file and peer_key_file go together"),
         }
+        if !matches!(self.initial_cluster_state.as_str(), "new" | "existing") {
+            bail!(
+                "initial_cluster_state must be \"new\" or \"existing\", not {:?}",
+                self.initial_cluster_state
+            );
+        }
         let members = self.members()?;
-        if !members.contains_key(&self.node_id) {
+        // A joining member's initial_cluster only names peers to ask.
+        if !self.join_existing() && !members.contains_key(&self.node_id) {
             bail!(
                 "initial_cluster does not contain this node's id {}",
                 self.node_id
@@ -261,6 +276,11 @@ impl Config {
             ca_pem: read(ca)?,
             client_cert_auth: self.peer_client_cert_auth,
         }))
+    }
+
+    /// Whether this member joins an existing cluster.
+    pub fn join_existing(&self) -> bool {
+        self.initial_cluster_state == "existing"
     }
 
     pub fn advertise_peer(&self) -> String {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use janus_raft::{NodeConfig, PeerService, RaftNode};
+use janus_raft::{Member, NodeConfig, PeerService, RaftNode};
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
@@ -41,6 +41,13 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         log_keep_entries: cfg.log_keep_entries,
         container_check_ms: cfg.container_check_ms,
         container_max_per_minute: cfg.container_max_per_minute,
+        join_existing: cfg.join_existing(),
+        me: Member {
+            name: cfg.etcd.name.clone(),
+            client_urls: vec![format!("http://{}", cfg.etcd_listen)],
+            zk_client: cfg.zk_listen.clone(),
+            ..Member::default()
+        },
     };
     let node = RaftNode::start(node_cfg, Some(metrics.fsync_observer())).await?;
 
@@ -97,6 +104,8 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     };
     tokio::select! {
         _ = shutdown_signal() => tracing::info!("shutting down"),
+        // etcd's behaviour: a removed member stops serving and exits.
+        _ = node.removed() => tracing::warn!("removed from the cluster; shutting down"),
         why = failed => {
             let _ = stop_tx.send(true);
             node.shutdown().await;

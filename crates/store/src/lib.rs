@@ -19,9 +19,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rocksdb::{ColumnFamilyDescriptor, Options, DB};
+use serde::{Deserialize, Serialize};
 
 pub use log::LogStore;
-pub use sm::{Applied, StateMachineStore, StateView};
+pub use sm::{zk_config_servers, Applied, StateMachineStore, StateView};
 
 openraft::declare_raft_types!(
     /// Janus's openraft type configuration.
@@ -29,13 +30,68 @@ openraft::declare_raft_types!(
         D = janus_core::ProposalBatch,
         R = Vec<janus_core::Applied>,
         NodeId = u64,
-        Node = openraft::BasicNode,
+        Node = crate::Member,
         Entry = openraft::Entry<TypeConfig>,
         SnapshotData = std::io::Cursor<Vec<u8>>,
         AsyncRuntime = openraft::TokioRuntime,
 );
 
 pub type NodeId = u64;
+
+/// One member as the Raft membership records it: the peer address Raft
+/// dials, plus what both personalities report about the member (etcd's
+/// MemberList, ZooKeeper's `/zookeeper/config`). A member added by
+/// MemberAdd or reconfig has only the peer address (and, from reconfig,
+/// its ZooKeeper client address) until it starts and publishes the rest,
+/// as an etcd member does (`publishV3`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// `host:port` of the peer port.
+    pub addr: String,
+    /// etcd's member name; empty until the member has started.
+    pub name: String,
+    /// etcd client URLs (`http://host:port`); empty until started.
+    pub client_urls: Vec<String>,
+    /// etcd peer URLs as given to MemberAdd/MemberUpdate; when empty,
+    /// `http://{addr}`.
+    pub peer_urls: Vec<String>,
+    /// ZooKeeper client address (`host:port`); empty if unknown.
+    pub zk_client: String,
+    /// The election port a ZooKeeper reconfig named (Janus has one peer
+    /// port; kept so `/zookeeper/config` shows what was configured). 0:
+    /// the peer port.
+    pub zk_election_port: u16,
+}
+
+impl Member {
+    /// A member known only by its peer address.
+    pub fn new(addr: impl Into<String>) -> Member {
+        Member {
+            addr: addr.into(),
+            ..Member::default()
+        }
+    }
+
+    /// The peer URLs etcd reports.
+    pub fn peer_urls(&self) -> Vec<String> {
+        if self.peer_urls.is_empty() {
+            vec![format!("http://{}", self.addr)]
+        } else {
+            self.peer_urls.clone()
+        }
+    }
+
+    /// Started as etcd means it: the member has published its name.
+    pub fn is_started(&self) -> bool {
+        !self.name.is_empty()
+    }
+}
+
+impl std::fmt::Display for Member {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.addr)
+    }
+}
 pub type StorageError = openraft::StorageError<NodeId>;
 
 pub(crate) const CF_LOG: &str = "log";
@@ -45,7 +101,7 @@ pub(crate) const CF_SM: &str = "sm";
 /// The on-disk format of the log entries, snapshots and metadata. Bump it
 /// whenever `janus_core`'s commands or state, or this crate's records,
 /// change shape: a data dir of another format is refused, not misread.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 const KEY_FORMAT: &[u8] = b"format";
 
 /// Stamp a new database with `FORMAT_VERSION`; refuse one of another format.
@@ -171,6 +227,39 @@ mod tests {
                 .unwrap();
         }
         assert!(matches!(reopen(dir.path()), Err(OpenError::Format(_))));
+    }
+
+    #[test]
+    fn zookeeper_config_lines_follow_the_membership() {
+        use std::collections::BTreeMap;
+        let m = openraft::Membership::new(
+            vec![[1, 2].into()],
+            BTreeMap::from([
+                (
+                    1,
+                    Member {
+                        addr: "10.0.0.1:2380".into(),
+                        zk_client: "10.0.0.1:2181".into(),
+                        ..Member::default()
+                    },
+                ),
+                (
+                    2,
+                    Member {
+                        addr: "10.0.0.2:2888".into(),
+                        zk_election_port: 3888,
+                        ..Member::default()
+                    },
+                ),
+                (3, Member::new("10.0.0.3:2380")),
+            ]),
+        );
+        assert_eq!(
+            zk_config_servers(&m),
+            "server.1=10.0.0.1:2380:2380:participant;10.0.0.1:2181\n\
+             server.2=10.0.0.2:2888:3888:participant\n\
+             server.3=10.0.0.3:2380:2380:observer\n"
+        );
     }
 
     /// openraft's own storage conformance suite.

@@ -1,5 +1,6 @@
 //! The state machine: `janus_core::State` in memory, persisted by snapshots.
 
+use std::collections::BTreeSet;
 use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
@@ -7,14 +8,14 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 use janus_core::{EventBatch, State};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
-    BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta,
+    Entry, EntryPayload, LogId, Membership, OptionalSend, RaftSnapshotBuilder, SnapshotMeta,
     StorageIOError, StoredMembership,
 };
 use rocksdb::{WriteOptions, DB};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
-use crate::{NodeId, OpenError, StorageError, TypeConfig, CF_SM};
+use crate::{Member, NodeId, OpenError, StorageError, TypeConfig, CF_SM};
 
 const KEY_SNAPSHOT: &[u8] = b"snapshot";
 /// Event batches buffered for slow subscribers before they see `Lagged`.
@@ -33,20 +34,29 @@ pub struct Applied {
 #[derive(Serialize, Deserialize)]
 struct SnapshotBody {
     last_applied: Option<LogId<NodeId>>,
-    membership: StoredMembership<NodeId, BasicNode>,
+    membership: StoredMembership<NodeId, Member>,
     state: State,
+    removed: BTreeSet<NodeId>,
+    time_ms: i64,
 }
 
 #[derive(Serialize, Deserialize)]
 struct StoredSnapshot {
-    meta: SnapshotMeta<NodeId, BasicNode>,
+    meta: SnapshotMeta<NodeId, Member>,
     data: Vec<u8>,
 }
 
 struct Inner {
     state: State,
     last_applied: Option<LogId<NodeId>>,
-    membership: StoredMembership<NodeId, BasicNode>,
+    membership: StoredMembership<NodeId, Member>,
+    /// Members that were in an applied membership and are no longer: a
+    /// removed member asks its peers about itself, and etcd refuses to
+    /// reuse their ids.
+    removed: BTreeSet<NodeId>,
+    /// The leader's clock of the last applied batch: membership entries
+    /// carry none, and `/zookeeper/config`'s mtime needs one.
+    time_ms: i64,
 }
 
 struct Shared {
@@ -86,6 +96,8 @@ impl StateMachineStore {
             state: State::new(),
             last_applied: None,
             membership: StoredMembership::default(),
+            removed: BTreeSet::new(),
+            time_ms: 0,
         };
         if let Some(raw) = db.get_cf(cf, KEY_SNAPSHOT)? {
             let stored: StoredSnapshot =
@@ -97,6 +109,8 @@ impl StateMachineStore {
                 state: body.state,
                 last_applied: body.last_applied,
                 membership: body.membership,
+                removed: body.removed,
+                time_ms: body.time_ms,
             };
         }
         let applied = Applied {
@@ -158,6 +172,94 @@ impl StateMachineStore {
     }
 }
 
+/// The `server.N=...` lines of ZooKeeper's config for a membership: voters
+/// are participants, learners observers. Janus has one peer port, shown as
+/// both the quorum and the election port unless a reconfig named another
+/// election port; the client address follows the `;`.
+pub fn zk_config_servers(m: &Membership<NodeId, Member>) -> String {
+    let voters: BTreeSet<NodeId> = m.voter_ids().collect();
+    let mut out = String::new();
+    for (id, node) in m.nodes() {
+        let (host, port) = match node.addr.rsplit_once(':') {
+            Some((h, p)) => (h, p.to_string()),
+            None => (node.addr.as_str(), String::new()),
+        };
+        let election = if node.zk_election_port != 0 {
+            node.zk_election_port.to_string()
+        } else {
+            port.clone()
+        };
+        let role = if voters.contains(id) {
+            "participant"
+        } else {
+            "observer"
+        };
+        out.push_str(&format!("server.{id}={host}:{port}:{election}:{role}"));
+        if !node.zk_client.is_empty() {
+            out.push(';');
+            out.push_str(&node.zk_client);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Apply a membership entry: record it, note members that left, and keep
+/// `/zookeeper/config` true once the change is final (a joint config is
+/// only a step on the way).
+fn apply_membership(
+    inner: &mut Inner,
+    log_id: LogId<NodeId>,
+    m: Membership<NodeId, Member>,
+) -> Option<EventBatch> {
+    let first = inner.membership.log_id().is_none();
+    let before: BTreeSet<NodeId> = inner
+        .membership
+        .membership()
+        .nodes()
+        .map(|(id, _)| *id)
+        .collect();
+    let after: BTreeSet<NodeId> = m.nodes().map(|(id, _)| *id).collect();
+    inner.removed.extend(before.difference(&after).copied());
+    inner.removed.retain(|id| !after.contains(id));
+    let uniform = m.get_joint_config().len() == 1;
+    let servers = zk_config_servers(&m);
+    inner.membership = StoredMembership::new(Some(log_id), m);
+    if !uniform || (!first && servers == inner.state.zk_config_servers()) {
+        return None;
+    }
+    Some(inner.state.zk_set_config(inner.time_ms, &servers, !first))
+}
+
+impl StateMachineStore {
+    /// The membership as last applied (committed), with its log id.
+    pub fn membership(&self) -> StoredMembership<NodeId, Member> {
+        self.state_inner().membership.clone()
+    }
+
+    /// Whether `id` was a member and has been removed.
+    pub fn is_removed(&self, id: NodeId) -> bool {
+        self.state_inner().removed.contains(&id)
+    }
+
+    /// The largest node id ever in an applied membership.
+    pub fn max_node_id(&self) -> NodeId {
+        let inner = self.state_inner();
+        let current = inner
+            .membership
+            .membership()
+            .nodes()
+            .map(|(id, _)| *id)
+            .max();
+        let removed = inner.removed.iter().max().copied();
+        current.max(removed).unwrap_or(0)
+    }
+
+    fn state_inner(&self) -> RwLockReadGuard<'_, Inner> {
+        self.shared.inner.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let (meta, data) = {
@@ -166,6 +268,8 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
                 last_applied: inner.last_applied,
                 membership: inner.membership.clone(),
                 state: inner.state.clone(),
+                removed: inner.removed.clone(),
+                time_ms: inner.time_ms,
             };
             drop(inner);
             let data =
@@ -199,7 +303,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn applied_state(
         &mut self,
-    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>), StorageError> {
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, Member>), StorageError> {
         let inner = self.shared.inner.read().unwrap_or_else(|p| p.into_inner());
         Ok((inner.last_applied, inner.membership.clone()))
     }
@@ -218,6 +322,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 match entry.payload {
                     EntryPayload::Blank => out.push(Vec::new()),
                     EntryPayload::Normal(batch) => {
+                        inner.time_ms = batch.time_ms;
                         let mut results = Vec::with_capacity(batch.commands.len());
                         for c in &batch.commands {
                             let (applied, events) = inner.state.apply_command(batch.time_ms, c);
@@ -229,7 +334,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                         out.push(results);
                     }
                     EntryPayload::Membership(m) => {
-                        inner.membership = StoredMembership::new(Some(entry.log_id), m);
+                        if let Some(b) = apply_membership(&mut inner, entry.log_id, m) {
+                            batches.push(Arc::new(b));
+                        }
                         out.push(Vec::new());
                     }
                 }
@@ -256,7 +363,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn install_snapshot(
         &mut self,
-        meta: &SnapshotMeta<NodeId, BasicNode>,
+        meta: &SnapshotMeta<NodeId, Member>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
@@ -274,6 +381,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         inner.state = body.state;
         inner.last_applied = meta.last_log_id;
         inner.membership = meta.last_membership.clone();
+        inner.removed = body.removed;
+        inner.time_ms = body.time_ms;
         self.publish(&inner);
         tracing::info!(snapshot = %meta.snapshot_id, revision = inner.state.revision(), "installed snapshot");
         Ok(())

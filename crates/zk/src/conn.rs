@@ -51,6 +51,8 @@ enum Step {
 pub(crate) type Rd = Box<dyn AsyncRead + Send + Sync + Unpin>;
 /// A connection's write side.
 pub(crate) type Wr = Box<dyn AsyncWrite + Send + Sync + Unpin>;
+#[path = "reconfig.rs"]
+mod reconfig;
 
 struct Conn {
     srv: Arc<Server>,
@@ -870,11 +872,9 @@ impl Conn {
                     body: vec![],
                 }
             }
-            // Dynamic reconfiguration is not offered: ZooKeeper's answer
-            // when `reconfigEnabled` is false.
             op::RECONFIG => {
-                self.done(xid, ZkError::ReconfigDisabled.code(), vec![])
-                    .await
+                let q = decode!(ReconfigRequest);
+                self.reconfig(xid, q).await
             }
             op::SASL => {
                 let q = decode!(GetSASLRequest);

@@ -72,6 +72,10 @@ pub struct Config {
     pub x509_super_user: Option<String>,
     /// SASL DIGEST-MD5 (`[zookeeper.sasl]`).
     pub sasl: SaslConfig,
+    /// `reconfigEnabled`: the `reconfig` op changes the membership. Off by
+    /// default, as in ZooKeeper 3.5+ (RECONFIGDISABLED); even on, it needs
+    /// WRITE on `/zookeeper/config`, which only a super user has.
+    pub reconfig_enabled: bool,
 }
 
 /// `[zookeeper.sasl]`: the DIGEST-MD5 users (ZooKeeper's JAAS `Server`
@@ -114,6 +118,7 @@ impl Default for Config {
             tls_client_auth: None,
             x509_super_user: None,
             sasl: SaslConfig::default(),
+            reconfig_enabled: false,
         }
     }
 }
