@@ -34,6 +34,7 @@ impl State {
                 n.stat.mtime = time_ms;
                 events.push(Event::ZkDataChanged {
                     path: CONFIG_NODE.to_string(),
+                    acl: n.acl.clone(),
                 });
             }
         }

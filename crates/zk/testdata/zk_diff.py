@@ -198,6 +198,10 @@ class MultiRead(namedtuple("MultiRead", "ops")):
                 out.append(["error", h.type, err])
 
 
+def NOOP(_event):
+    pass
+
+
 def call(zk, req):
     a = zk.handler.async_result()
     zk._call(req, a)
@@ -313,6 +317,12 @@ class Ctx:
 
     def finish(self):
         self.settle()
+        # Take the events before closing: kazoo tells every watcher still
+        # set a NONE event on close, on its callback thread, racing us.
+        with self.lock:
+            self.events = list(self.events)
+            taken = self.events
+            self.events = []
         for zk in self.clients:
             try:
                 zk.stop()
@@ -320,6 +330,7 @@ class Ctx:
             except Exception:
                 pass
         with self.lock:
+            self.events = taken
             # One notification can run several kazoo callbacks on the same
             # path (kept in a set, so in no fixed order): sort those.
             events, i = [], 0
@@ -658,19 +669,21 @@ def watches_from_other_client(c):
 
 @scenario
 def watch_then_read_sees_event_first(c):
-    # The watch event must precede the reply reflecting the change.
+    # The watch event must precede the reply reflecting the change. kazoo
+    # runs watch callbacks on another thread, so look at what the reader
+    # thread had received (raw events) when the reply came back.
     zk = c.zk
     other = c.client("other")
-    order = []
-    def w(ev):
-        order.append("event")
+    c.raw_events(zk, "w")
     c.step("create", lambda: zk.create(c.p(), b"a"))
-    c.step("watch", lambda: zk.get(c.p(), watch=w))
+    c.step("watch", lambda: zk.get(c.p(), watch=NOOP))
     c.step("other_set", lambda: other.set(c.p(), b"b"))
+
     def read():
         data, _ = zk.get(c.p())
-        order.append("read:" + data.decode())
-        return list(order)
+        with c.lock:
+            seen = [e[2:] for e in c.events if e[0] == "w"]
+        return [seen, "read:" + data.decode()]
     c.step("read", read)
 
 
@@ -1088,10 +1101,6 @@ def multi_core_error_before_acl_error(c):
 # ---- persistent watches, watch management, multiRead, whoAmI, setWatches ----
 # These record raw notifications (Ctx.raw_events) on the reader thread; kazoo
 # callbacks run on another thread, so their watches get NOOP callbacks.
-
-
-def NOOP(_event):
-    pass
 
 
 @scenario
