@@ -84,6 +84,12 @@ fn unknown(msg: &str) -> Status {
     Status::unknown(msg)
 }
 
+/// etcd's recipes run over an internal client, which turns every server
+/// error into a plain Go error: clients see code Unknown, the same text.
+fn plain(e: RpcError) -> Status {
+    Status::unknown(e.to_string())
+}
+
 impl Ctx {
     async fn txn(&self, t: TxnRequest) -> Result<(TxnResponse, i64), RpcError> {
         match self.write(Command::Txn(t)).await? {
@@ -172,20 +178,22 @@ impl lock_server::Lock for Lock {
         let mut prefix = r.name.clone();
         prefix.push(b'/');
         let key = [prefix.clone(), format!("{:x}", r.lease).into_bytes()].concat();
-        let (my_rev, rev, _) = self.0.acquire(&key, r.lease, b"").await?;
+        let (my_rev, rev, _) = self.0.acquire(&key, r.lease, b"").await.map_err(plain)?;
         // Read the owner under a short guard, never across the wait.
         let owner = {
             let st = self.0.node.sm.state();
             st.kv_range(&by_create(&prefix, false, 0))
-                .map_err(RpcError::from)?
+                .map_err(|e| plain(e.into()))?
                 .kvs
                 .into_iter()
                 .next()
         };
         let rev = match owner {
-            Some(owner) if owner.create_revision != my_rev => {
-                self.0.wait_deletes(&prefix, my_rev - 1).await?
-            }
+            Some(owner) if owner.create_revision != my_rev => self
+                .0
+                .wait_deletes(&prefix, my_rev - 1)
+                .await
+                .map_err(plain)?,
             _ => rev,
         };
         Ok(Response::new(lk::LockResponse {
@@ -204,7 +212,7 @@ impl lock_server::Lock for Lock {
             range_end: Vec::new(),
             prev_kv: false,
         };
-        let (_, rev) = self.0.write(Command::DeleteRange(d)).await?;
+        let (_, rev) = self.0.write(Command::DeleteRange(d)).await.map_err(plain)?;
         Ok(Response::new(lk::UnlockResponse {
             header: Some(self.0.header(rev)),
         }))
@@ -222,7 +230,7 @@ impl Election {
         let st = self.0.node.sm.state();
         let kv = st
             .kv_range(&by_create(&prefix, false, 0))
-            .map_err(RpcError::from)?
+            .map_err(|e| plain(e.into()))?
             .kvs
             .into_iter()
             .next();
@@ -242,7 +250,11 @@ impl election_server::Election for Election {
         let mut prefix = r.name.clone();
         prefix.push(b'/');
         let key = [prefix.clone(), format!("{:x}", r.lease).into_bytes()].concat();
-        let (my_rev, rev, kv) = self.0.acquire(&key, r.lease, &r.value).await?;
+        let (my_rev, rev, kv) = self
+            .0
+            .acquire(&key, r.lease, &r.value)
+            .await
+            .map_err(plain)?;
         if kv.value != r.value {
             // Re-campaigning with a new value proclaims it.
             let put = PutRequest {
@@ -251,9 +263,12 @@ impl election_server::Election for Election {
                 lease: r.lease,
                 ..PutRequest::default()
             };
-            self.0.write(Command::Put(put)).await?;
+            self.0.write(Command::Put(put)).await.map_err(plain)?;
         }
-        self.0.wait_deletes(&prefix, my_rev - 1).await?;
+        self.0
+            .wait_deletes(&prefix, my_rev - 1)
+            .await
+            .map_err(plain)?;
         let leader = el::LeaderKey {
             name: r.name,
             key,
@@ -283,7 +298,7 @@ impl election_server::Election for Election {
             success: vec![RequestOp::Put(put)],
             failure: vec![],
         };
-        let (res, rev) = self.0.txn(t).await?;
+        let (res, rev) = self.0.txn(t).await.map_err(plain)?;
         if !res.succeeded {
             return Err(unknown("election: not leader"));
         }
@@ -374,7 +389,7 @@ impl election_server::Election for Election {
             success: vec![RequestOp::DeleteRange(del)],
             failure: vec![],
         };
-        let (_, rev) = self.0.txn(t).await?;
+        let (_, rev) = self.0.txn(t).await.map_err(plain)?;
         Ok(Response::new(el::ResignResponse {
             header: Some(self.0.header(rev)),
         }))
