@@ -461,9 +461,17 @@ impl Session {
                     return Ok(false);
                 }
                 Ok(revs) => {
-                    for (_, evs) in revs {
+                    for (r, evs) in revs {
                         let before = pending.len();
-                        pending.extend(evs.iter().filter_map(|e| w.event(e)));
+                        // etcd reads prev_kv at r - 1 when it sends: gone
+                        // if that revision is compacted away.
+                        let prev_gone = r - 1 < compacted;
+                        pending.extend(evs.iter().filter_map(|e| w.event(e)).map(|mut e| {
+                            if prev_gone {
+                                e.prev_kv = None;
+                            }
+                            e
+                        }));
                         pending_revs += usize::from(pending.len() > before);
                     }
                     if pending_revs >= SYNC_BATCH_REVS {
