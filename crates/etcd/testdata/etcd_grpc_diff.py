@@ -1444,6 +1444,36 @@ def compact_then_hashkv(c):
     c.call("hashkv at r3", MAINT.HashKV, pb.HashKVRequest(revision=r2 + 1))
 
 
+@sc
+def watch_prev_kv_compacted_away(c):
+    c.put("a", b"1")
+    r2 = c.put("a", b"2").header.revision
+    c.put("a", b"3")
+    c.call("compact r2", KV.Compact, pb.CompactionRequest(revision=r2))
+    w = c.watch(key="a", start_revision=r2, prev_kv=True)
+    w.next("created")
+    w.events("r2 without prev_kv, r3 with", 2)
+
+
+@sc
+def lease_regrant_same_id_and_ttl_without_keys(c):
+    c.call("grant 777", LEASE.LeaseGrant, pb.LeaseGrantRequest(TTL=60, ID=777))
+    c.put("a", b"1", lease=777)
+    c.call("ttl no keys", LEASE.LeaseTimeToLive, pb.LeaseTimeToLiveRequest(ID=777))
+    c.call("revoke", LEASE.LeaseRevoke, pb.LeaseRevokeRequest(ID=777))
+    c.call("grant 777 again", LEASE.LeaseGrant, pb.LeaseGrantRequest(TTL=60, ID=777))
+    c.call("ttl keys", LEASE.LeaseTimeToLive, pb.LeaseTimeToLiveRequest(ID=777, keys=True))
+    c.call("revoke again", LEASE.LeaseRevoke, pb.LeaseRevokeRequest(ID=777))
+
+
+@sc
+def put_prev_kv_after_delete(c):
+    c.put("a", b"1")
+    c.call("del", KV.DeleteRange, pb.DeleteRangeRequest(key=c.k("a")))
+    c.put("a", b"2", prev_kv=True)
+    c.get("a", label="at the deletion", revision=c.base + 2)
+
+
 def main():
     only = set(sys.argv[3:])
     for f in SCENARIOS:
