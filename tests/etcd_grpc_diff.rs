@@ -72,29 +72,35 @@ fn stubs(out: &Path) {
 }
 
 /// Run every scenario against `endpoint`: name → observations, in order.
+/// Output goes to files (`log`.out, `log`): a pipe nobody reads while the
+/// script runs would fill and stall it.
 fn run(stubs: &Path, endpoint: &str, log: &Path) -> Vec<(String, Value)> {
     let err = std::fs::File::create(log).expect("script log");
+    let out_path = log.with_extension("out");
+    let out = std::fs::File::create(&out_path).expect("script output");
     let mut child = Command::new(VENV_PYTHON)
         .arg(script())
         .arg(stubs)
         .arg(endpoint)
-        .stdout(Stdio::piped())
+        .stdout(Stdio::from(out))
         .stderr(Stdio::from(err))
         .spawn()
         .expect("python");
     // Bounded: the whole script takes about 20 s against either server.
     let deadline = Instant::now() + Duration::from_secs(240);
-    while child.try_wait().expect("wait").is_none() {
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
         if Instant::now() > deadline {
             let _ = child.kill();
         }
         std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().expect("output");
-    let text = String::from_utf8_lossy(&out.stdout);
+    };
+    let text = std::fs::read_to_string(&out_path).unwrap_or_default();
     assert!(
-        out.status.success(),
-        "the script failed against {endpoint}:\n{text}\n{}",
+        status.success(),
+        "the script failed against {endpoint} ({status}):\n{text}\n{}",
         std::fs::read_to_string(log).unwrap_or_default()
     );
     text.lines()
