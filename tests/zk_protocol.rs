@@ -320,3 +320,43 @@ fn pipelining_and_watches() {
     assert!(w.recv().is_none());
     let _ = Duration::from_secs(0);
 }
+
+/// A watcher only hears about nodes it may READ (ZooKeeper 3.8.4+,
+/// CVE-2024-23944): a persistent recursive watch above a node whose ACL
+/// shuts the watcher out stays silent about it.
+#[test]
+fn watch_events_need_read_permission() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let j = start_janus(tmp.path(), "");
+    let mut w = Raw::connect(&j.zk);
+    let mut c = Raw::connect(&j.zk);
+    let mut b = string("/acl");
+    b.extend_from_slice(&be_i32(1));
+    assert_eq!(w.call(106, &b).0, 0, "addWatch recursive");
+    assert_eq!(c.create("/acl", 0), 0);
+    assert_eq!(c.create("/acl/open", 0), 0);
+    let mut b = string("/acl/secret");
+    b.extend_from_slice(&be_i32(1));
+    b.push(b'x');
+    b.extend_from_slice(&be_i32(1));
+    b.extend_from_slice(&be_i32(31));
+    b.extend_from_slice(&string("digest"));
+    b.extend_from_slice(&string("someone:AAAAAAAAAAAAAAAAAAAAAAAAAAA="));
+    b.extend_from_slice(&be_i32(0));
+    assert_eq!(c.call(1, &b).0, 0, "create with a digest ACL");
+    let (err, _, events) = w.call(9, &string("/"));
+    assert_eq!(err, 0);
+    assert_eq!(
+        events,
+        vec![(1, "/acl".to_string()), (1, "/acl/open".to_string())]
+    );
+    // Deleting it is not told either; a readable sibling still is.
+    let mut b = string("/acl/secret");
+    b.extend_from_slice(&be_i32(-1));
+    assert_eq!(c.call(2, &b).0, 0);
+    let mut b = string("/acl/open");
+    b.extend_from_slice(&be_i32(-1));
+    assert_eq!(c.call(2, &b).0, 0);
+    let (_, _, events) = w.call(9, &string("/"));
+    assert_eq!(events, vec![(2, "/acl/open".to_string())]);
+}

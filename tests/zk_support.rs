@@ -101,6 +101,16 @@ impl Drop for RealZk {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failing test shows the oracle's log: its own errors explain
+        // many differences.
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self._dir.path().join("zk.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!("--- real ZooKeeper log (last lines) ---");
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::auth::AuthOp;
 use crate::error::{EtcdError, ZkError};
 use crate::mvcc::KeyValue;
 use crate::zk::{Acl, CreateMode, Stat};
@@ -73,6 +74,17 @@ pub enum Command {
     /// The leader saw a lease's (or session's) deadline pass.
     LeaseExpire {
         id: i64,
+    },
+    /// An etcd auth-store change; outside `AsUser` it is checked as a
+    /// request without credentials.
+    Auth(AuthOp),
+    /// `command` on behalf of an etcd user: applied only if etcd's auth
+    /// applier would let `user` (credentials checked at auth revision
+    /// `auth_revision`; empty user = none) do it while auth is enabled.
+    AsUser {
+        user: String,
+        auth_revision: u64,
+        command: Box<Command>,
     },
 }
 
@@ -296,8 +308,13 @@ pub enum EtcdResponse {
     DeleteRange(DeleteRangeResponse),
     Txn(TxnResponse),
     Compact,
-    LeaseGrant { id: i64, ttl_secs: i64 },
+    LeaseGrant {
+        id: i64,
+        ttl_secs: i64,
+    },
     LeaseRevoke,
+    /// An auth-store change went through.
+    Auth,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

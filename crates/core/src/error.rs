@@ -106,6 +106,44 @@ pub enum EtcdError {
     DuplicateKey,
     #[error("etcdserver: too many operations in txn request")]
     TooManyOps,
+    #[error("etcdserver: root user does not exist")]
+    RootUserNotExist,
+    #[error("etcdserver: root user does not have root role")]
+    RootRoleNotExist,
+    #[error("etcdserver: user name already exists")]
+    UserAlreadyExist,
+    #[error("etcdserver: user name is empty")]
+    UserEmpty,
+    #[error("etcdserver: user name not found")]
+    UserNotFound,
+    #[error("etcdserver: role name already exists")]
+    RoleAlreadyExist,
+    #[error("etcdserver: role name not found")]
+    RoleNotFound,
+    #[error("etcdserver: role name is empty")]
+    RoleEmpty,
+    #[error("etcdserver: authentication failed, invalid user ID or password")]
+    AuthFailed,
+    #[error("etcdserver: permission not given")]
+    PermissionNotGiven,
+    #[error("etcdserver: permission denied")]
+    PermissionDenied,
+    #[error("etcdserver: role is not granted to the user")]
+    RoleNotGranted,
+    #[error("etcdserver: permission is not granted to the role")]
+    PermissionNotGranted,
+    #[error("etcdserver: authentication is not enabled")]
+    AuthNotEnabled,
+    #[error("etcdserver: invalid auth token")]
+    InvalidAuthToken,
+    #[error("etcdserver: invalid auth management")]
+    InvalidAuthMgmt,
+    #[error("etcdserver: revision of auth store is old")]
+    AuthOldRevision,
+    /// etcd has no gRPC mapping for this one: clients see code Unknown and
+    /// the auth package's own text.
+    #[error("auth: authentication failed, password was given for no password user")]
+    NoPasswordUser,
 }
 
 impl EtcdError {
@@ -117,10 +155,21 @@ impl EtcdError {
             Compacted | FutureRev | LeaseTtlTooLarge => 11,
             // codes.InvalidArgument
             KeyNotFound | EmptyKey | DuplicateKey | TooManyOps => 3,
+            UserEmpty | RoleEmpty | AuthFailed | PermissionNotGiven | InvalidAuthMgmt
+            | AuthOldRevision => 3,
             // codes.NotFound
             LeaseNotFound => 5,
             // codes.FailedPrecondition
             LeaseExists => 9,
+            RootUserNotExist | RootRoleNotExist | UserAlreadyExist | UserNotFound
+            | RoleAlreadyExist | RoleNotFound | RoleNotGranted | PermissionNotGranted
+            | AuthNotEnabled => 9,
+            // codes.PermissionDenied
+            PermissionDenied => 7,
+            // codes.Unauthenticated
+            InvalidAuthToken => 16,
+            // codes.Unknown
+            NoPasswordUser => 2,
         }
     }
 }

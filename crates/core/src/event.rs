@@ -4,17 +4,22 @@
 use serde::{Deserialize, Serialize};
 
 use crate::mvcc::KeyValue;
+use crate::zk::Acl;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
+    // Each ZooKeeper event carries the ACL of the node it is about (the
+    // parent's for NodeChildrenChanged), as ZooKeeper's `triggerWatch`
+    // does: a watcher without READ on it is not told (ZooKeeper 3.8.4+,
+    // CVE-2024-23944), and for a deleted node nothing else knows it.
     /// A znode was created (ZooKeeper `NodeCreated`).
-    ZkCreated { path: String },
+    ZkCreated { path: String, acl: Vec<Acl> },
     /// A znode was deleted (`NodeDeleted`).
-    ZkDeleted { path: String },
+    ZkDeleted { path: String, acl: Vec<Acl> },
     /// A znode's data was set (`NodeDataChanged`).
-    ZkDataChanged { path: String },
+    ZkDataChanged { path: String, acl: Vec<Acl> },
     /// A znode's child list changed (`NodeChildrenChanged`).
-    ZkChildrenChanged { path: String },
+    ZkChildrenChanged { path: String, acl: Vec<Acl> },
     /// An etcd key was put; `prev` is the key's previous live version.
     KvPut {
         kv: KeyValue,
@@ -25,6 +30,19 @@ pub enum Event {
         kv: KeyValue,
         prev: Option<KeyValue>,
     },
+}
+
+impl Event {
+    /// The ACL a ZooKeeper event is checked against; `None` for etcd events.
+    pub fn zk_acl(&self) -> Option<&[Acl]> {
+        match self {
+            Event::ZkCreated { acl, .. }
+            | Event::ZkDeleted { acl, .. }
+            | Event::ZkDataChanged { acl, .. }
+            | Event::ZkChildrenChanged { acl, .. } => Some(acl),
+            _ => None,
+        }
+    }
 }
 
 /// The events of one applied command.

@@ -8,6 +8,7 @@
 //! [`EventBatch`] for the adapters' watches. Nothing here does I/O, reads a
 //! clock or draws a random number: time arrives stamped in the proposal.
 
+pub mod auth;
 pub mod command;
 pub mod error;
 pub mod event;
@@ -16,6 +17,7 @@ pub mod mvcc;
 pub mod state;
 pub mod zk;
 
+pub use auth::{AuthInfo, AuthOp, AuthState, PermType, Permission, Role, User};
 pub use command::*;
 pub use error::{EtcdError, ZkError};
 pub use event::{Event, EventBatch};

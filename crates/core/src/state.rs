@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::auth::{AuthInfo, AuthState};
 use crate::command::{Applied, Command, EtcdResponse, Proposal, Response};
 use crate::event::{Event, EventBatch};
 use crate::lease::Lease;
@@ -23,6 +24,8 @@ pub struct State {
     pub(crate) tree: Tree,
     pub(crate) kv: KeySpace,
     pub(crate) leases: BTreeMap<i64, Lease>,
+    /// etcd's auth store (users, roles, permissions, auth revision).
+    pub(crate) auth: AuthState,
     /// Events of the command being applied; drained by `apply`.
     #[serde(skip)]
     pub(crate) events: Vec<Event>,
@@ -42,6 +45,7 @@ impl State {
             tree: zk::initial_tree(),
             kv: KeySpace::new(),
             leases: BTreeMap::new(),
+            auth: AuthState::default(),
             events: Vec::new(),
         }
     }
@@ -65,8 +69,22 @@ impl State {
 
     /// `apply` for a command stamped `time_ms` (a batch shares one stamp).
     pub fn apply_command(&mut self, time_ms: i64, command: &Command) -> (Applied, EventBatch) {
-        let t = time_ms;
-        let response = match command {
+        let response = self.respond(time_ms, command);
+        let events = std::mem::take(&mut self.events);
+        (
+            Applied {
+                revision: self.revision,
+                response,
+            },
+            EventBatch {
+                revision: self.revision,
+                events,
+            },
+        )
+    }
+
+    fn respond(&mut self, t: i64, command: &Command) -> Response {
+        match command {
             Command::Noop => Response::Noop,
             Command::ZkCreateSession {
                 session,
@@ -95,23 +113,29 @@ impl State {
             Command::LeaseGrant { id, ttl_secs } => self.lease_grant(*id, *ttl_secs),
             Command::LeaseRevoke { id } => self.lease_revoke(t, *id),
             Command::LeaseExpire { id } => self.lease_expire(t, *id),
-        };
-        let events = std::mem::take(&mut self.events);
-        (
-            Applied {
-                revision: self.revision,
-                response,
-            },
-            EventBatch {
-                revision: self.revision,
-                events,
-            },
-        )
+            Command::Auth(op) => Response::Etcd(self.auth_apply(&AuthInfo::default(), op)),
+            Command::AsUser {
+                user,
+                auth_revision,
+                command,
+            } => {
+                let ai = AuthInfo {
+                    user: user.clone(),
+                    revision: *auth_revision,
+                };
+                match (self.check_command_auth(&ai, command), &**command) {
+                    (Err(e), _) => Response::Etcd(Err(e)),
+                    (Ok(()), Command::Auth(op)) => Response::Etcd(self.auth_apply(&ai, op)),
+                    (Ok(()), inner) => self.respond(t, inner),
+                }
+            }
+        }
     }
 
     /// Check every structural invariant; `Err` names the first broken one.
     /// Used by property tests and after loading a snapshot.
     pub fn check_invariants(&self) -> Result<(), String> {
+        self.auth.check_invariants()?;
         if self.compacted > self.revision {
             return Err(format!(
                 "compacted {} > revision {}",
@@ -443,7 +467,10 @@ mod tests {
             time_ms: 0,
             command: Command::LeaseExpire { id: 7 },
         });
-        assert!(ev.events.contains(&Event::ZkDeleted { path: "/e".into() }));
+        assert!(ev
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::ZkDeleted { path, .. } if path == "/e")));
         assert!(s.zk_stat("/e").is_none());
         assert_eq!(
             zk(&mut s, 7, create("/f", CreateMode::Persistent)),

@@ -34,6 +34,17 @@ pub struct Acl {
 }
 
 impl Acl {
+    /// `ZooDefs.Ids.READ_ACL_UNSAFE`.
+    pub fn read_unsafe() -> Vec<Acl> {
+        vec![Acl {
+            perms: perms::READ,
+            id: Id {
+                scheme: "world".into(),
+                id: "anyone".into(),
+            },
+        }]
+    }
+
     /// `ZooDefs.Ids.OPEN_ACL_UNSAFE`.
     pub fn open_unsafe() -> Vec<Acl> {
         vec![Acl {
@@ -183,8 +194,22 @@ pub(crate) fn initial_tree() -> Tree {
     t.insert("/".into(), mk(&["zookeeper"]));
     t.insert("/zookeeper".into(), mk(&["config", "quota"]));
     t.insert("/zookeeper/quota".into(), mk(&[]));
-    t.insert("/zookeeper/config".into(), mk(&[]));
+    // `DataTree.addConfigNode`: readable by anyone, changed only by
+    // reconfig (ZOOKEEPER-2014); its ACL was set with version -1.
+    let mut config = mk(&[]);
+    config.acl = Acl::read_unsafe();
+    config.stat.aversion = -1;
+    t.insert("/zookeeper/config".into(), config);
     t
+}
+
+/// `DataTree.isSpecialPath`: nodes the server owns, which no client may
+/// delete.
+fn is_special_path(path: &str) -> bool {
+    matches!(
+        path,
+        "/" | "/zookeeper" | "/zookeeper/quota" | "/zookeeper/config"
+    )
 }
 
 /// `PathUtils.validatePath`: absolute, no empty or relative segments, no
@@ -513,7 +538,7 @@ impl State {
                 .map(|(path, stat)| ZkOpResult::Create { path, stat }),
             ZkOp::Delete { path, version } => {
                 validate_path(path)?;
-                if path == "/" {
+                if is_special_path(path) {
                     return Err(ZkError::BadArguments);
                 }
                 let (parent, _) = split_path(path);
@@ -547,7 +572,10 @@ impl State {
                 node.stat.mtime = cx.time;
                 node.stat.data_length = data.len() as i32;
                 let stat = node.stat;
-                cx.events.push(Event::ZkDataChanged { path: path.clone() });
+                cx.events.push(Event::ZkDataChanged {
+                    path: path.clone(),
+                    acl: node.acl.clone(),
+                });
                 Ok(ZkOpResult::SetData { stat })
             }
             ZkOp::SetAcl { path, acl, version } => {
@@ -660,9 +688,19 @@ impl State {
         if mode.is_ephemeral() {
             cx.ephemerals.push((owner, full.clone(), true));
         }
-        cx.events.push(Event::ZkCreated { path: full.clone() });
-        cx.events
-            .push(Event::ZkChildrenChanged { path: parent_path });
+        cx.events.push(Event::ZkCreated {
+            path: full.clone(),
+            acl: acl.to_vec(),
+        });
+        let parent_acl = self
+            .tree
+            .get(parent_path.as_str())
+            .map(|p| p.acl.clone())
+            .unwrap_or_default();
+        cx.events.push(Event::ZkChildrenChanged {
+            path: parent_path,
+            acl: parent_acl,
+        });
         Ok((full, stat))
     }
 
@@ -675,7 +713,9 @@ impl State {
             cx.ephemerals.push((owner, path.to_string(), false));
         }
         let (parent_path, name) = split_path(path);
+        let mut parent_acl = Vec::new();
         if let Some(parent) = self.tree.get_mut(parent_path) {
+            parent_acl = parent.acl.clone();
             Self::save_stat(cx, parent_path, parent);
             parent.children.remove(name);
             parent.stat.num_children = parent.children.len() as i32;
@@ -684,12 +724,14 @@ impl State {
                 parent.stat.pzxid = cx.zxid;
             }
         }
-        cx.undo.push(Undo::Deleted(path.to_string(), node));
         cx.events.push(Event::ZkDeleted {
             path: path.to_string(),
+            acl: node.acl.clone(),
         });
+        cx.undo.push(Undo::Deleted(path.to_string(), node));
         cx.events.push(Event::ZkChildrenChanged {
             path: parent_path.to_string(),
+            acl: parent_acl,
         });
     }
 }

@@ -1,4 +1,4 @@
-//! etcdserverpb.Cluster, Maintenance and Auth, and grpc.health.v1.Health.
+//! etcdserverpb.Cluster and Maintenance, and grpc.health.v1.Health.
 //!
 //! Membership is read from Raft's metrics; member changes are answered as a
 //! one-member etcd answers them until Janus's cluster work makes them real.
@@ -12,13 +12,12 @@ use janus_core::{RangeRequest, State};
 use tonic::{Request, Response, Status};
 
 use crate::error::RpcError;
-use crate::pb::etcdserverpb::{self as pb, auth_server, cluster_server, maintenance_server};
+use crate::pb::etcdserverpb::{self as pb, cluster_server, maintenance_server};
 use crate::pb::health::{self, health_server};
 use crate::Ctx;
 
 pub struct Cluster(pub Arc<Ctx>);
 pub struct Maintenance(pub Arc<Ctx>);
-pub struct Auth(pub Arc<Ctx>);
 pub struct Health(pub Arc<Ctx>);
 
 type Boxed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -59,8 +58,9 @@ impl Ctx {
 impl cluster_server::Cluster for Cluster {
     async fn member_add(
         &self,
-        _req: Request<pb::MemberAddRequest>,
+        req: Request<pb::MemberAddRequest>,
     ) -> Result<Response<pb::MemberAddResponse>, Status> {
+        self.0.require_admin(&crate::auth::Creds::of(&req))?;
         Err(Status::unimplemented(
             "janus: membership changes are not supported yet",
         ))
@@ -70,6 +70,7 @@ impl cluster_server::Cluster for Cluster {
         &self,
         req: Request<pb::MemberRemoveRequest>,
     ) -> Result<Response<pb::MemberRemoveResponse>, Status> {
+        self.0.require_admin(&crate::auth::Creds::of(&req))?;
         if !self.0.has_member(req.get_ref().id) {
             return Err(RpcError::MemberNotFound.into());
         }
@@ -82,6 +83,7 @@ impl cluster_server::Cluster for Cluster {
         &self,
         req: Request<pb::MemberUpdateRequest>,
     ) -> Result<Response<pb::MemberUpdateResponse>, Status> {
+        self.0.require_admin(&crate::auth::Creds::of(&req))?;
         if !self.0.has_member(req.get_ref().id) {
             return Err(RpcError::MemberNotFound.into());
         }
@@ -107,6 +109,7 @@ impl cluster_server::Cluster for Cluster {
         &self,
         req: Request<pb::MemberPromoteRequest>,
     ) -> Result<Response<pb::MemberPromoteResponse>, Status> {
+        self.0.require_admin(&crate::auth::Creds::of(&req))?;
         let id = req.get_ref().id;
         match self.0.members().iter().find(|m| m.id == id) {
             None => Err(RpcError::MemberNotFound.into()),
@@ -184,8 +187,15 @@ fn snapshot_blob(revision: i64, kvs: &[janus_core::KeyValue]) -> Vec<u8> {
 impl maintenance_server::Maintenance for Maintenance {
     async fn alarm(
         &self,
-        _req: Request<pb::AlarmRequest>,
+        req: Request<pb::AlarmRequest>,
     ) -> Result<Response<pb::AlarmResponse>, Status> {
+        // etcd: listing alarms needs a user, changing them needs root.
+        let c = crate::auth::Creds::of(&req);
+        if req.get_ref().action == pb::alarm_request::AlarmAction::Get as i32 {
+            self.0.require_auth_info(&c)?;
+        } else {
+            self.0.require_admin(&c)?;
+        }
         // No quota alarm is raised yet: GET lists none, and deactivating
         // nothing is fine.
         Ok(Response::new(pb::AlarmResponse {
@@ -196,8 +206,9 @@ impl maintenance_server::Maintenance for Maintenance {
 
     async fn status(
         &self,
-        _req: Request<pb::StatusRequest>,
+        req: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
+        self.0.require_auth_info(&crate::auth::Creds::of(&req))?;
         let m = self.0.node.metrics();
         let leader = m.current_leader.map_or(0, |l| self.0.member_id_of(l));
         let applied = m.last_applied.map_or(0, |l| l.index);
@@ -241,8 +252,9 @@ impl maintenance_server::Maintenance for Maintenance {
 
     async fn defragment(
         &self,
-        _req: Request<pb::DefragmentRequest>,
+        req: Request<pb::DefragmentRequest>,
     ) -> Result<Response<pb::DefragmentResponse>, Status> {
+        self.0.require_admin_raw(&crate::auth::Creds::of(&req))?;
         // RocksDB compacts in the background: nothing to do. etcd's answer
         // carries no header.
         Ok(Response::new(pb::DefragmentResponse { header: None }))
@@ -250,8 +262,9 @@ impl maintenance_server::Maintenance for Maintenance {
 
     async fn hash(
         &self,
-        _req: Request<pb::HashRequest>,
+        req: Request<pb::HashRequest>,
     ) -> Result<Response<pb::HashResponse>, Status> {
+        self.0.require_admin_raw(&crate::auth::Creds::of(&req))?;
         let (h, rev) = {
             let st = self.0.node.sm.state();
             (hash_kv(&st, 0), st.revision())
@@ -266,6 +279,7 @@ impl maintenance_server::Maintenance for Maintenance {
         &self,
         req: Request<pb::HashKvRequest>,
     ) -> Result<Response<pb::HashKvResponse>, Status> {
+        self.0.require_admin_raw(&crate::auth::Creds::of(&req))?;
         let want = req.get_ref().revision;
         let (h, rev, compacted) = {
             let st = self.0.node.sm.state();
@@ -285,8 +299,9 @@ impl maintenance_server::Maintenance for Maintenance {
 
     async fn snapshot(
         &self,
-        _req: Request<pb::SnapshotRequest>,
+        req: Request<pb::SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
+        self.0.require_admin_raw(&crate::auth::Creds::of(&req))?;
         // A consistent dump of the live keys at one revision, in Janus's own
         // format (etcd's is a bbolt file; `etcdctl snapshot save` stores
         // the stream as it comes, `snapshot restore` cannot read it).
@@ -330,6 +345,7 @@ impl maintenance_server::Maintenance for Maintenance {
         &self,
         req: Request<pb::MoveLeaderRequest>,
     ) -> Result<Response<pb::MoveLeaderResponse>, Status> {
+        self.0.require_admin(&crate::auth::Creds::of(&req))?;
         if req.get_ref().target_id == self.0.member_id() {
             // etcd's answer carries no header.
             return Ok(Response::new(pb::MoveLeaderResponse { header: None }));
@@ -339,144 +355,10 @@ impl maintenance_server::Maintenance for Maintenance {
 
     async fn downgrade(
         &self,
-        _req: Request<pb::DowngradeRequest>,
+        req: Request<pb::DowngradeRequest>,
     ) -> Result<Response<pb::DowngradeResponse>, Status> {
+        self.0.require_admin(&crate::auth::Creds::of(&req))?;
         Err(Status::unimplemented("janus: downgrade is not supported"))
-    }
-}
-
-fn auth_unsupported<T>() -> Result<Response<T>, Status> {
-    Err(Status::unimplemented(
-        "janus: etcd authentication is not supported yet",
-    ))
-}
-
-#[tonic::async_trait]
-impl auth_server::Auth for Auth {
-    async fn auth_enable(
-        &self,
-        _req: Request<pb::AuthEnableRequest>,
-    ) -> Result<Response<pb::AuthEnableResponse>, Status> {
-        // No users exist yet, so there is no root: etcd's answer.
-        Err(RpcError::RootUserNotExist.into())
-    }
-
-    async fn auth_disable(
-        &self,
-        _req: Request<pb::AuthDisableRequest>,
-    ) -> Result<Response<pb::AuthDisableResponse>, Status> {
-        Ok(Response::new(pb::AuthDisableResponse {
-            header: Some(self.0.header_now()),
-        }))
-    }
-
-    async fn auth_status(
-        &self,
-        _req: Request<pb::AuthStatusRequest>,
-    ) -> Result<Response<pb::AuthStatusResponse>, Status> {
-        Ok(Response::new(pb::AuthStatusResponse {
-            header: Some(self.0.header_now()),
-            enabled: false,
-            auth_revision: 0,
-        }))
-    }
-
-    async fn authenticate(
-        &self,
-        _req: Request<pb::AuthenticateRequest>,
-    ) -> Result<Response<pb::AuthenticateResponse>, Status> {
-        Err(RpcError::AuthNotEnabled.into())
-    }
-
-    async fn user_add(
-        &self,
-        _req: Request<pb::AuthUserAddRequest>,
-    ) -> Result<Response<pb::AuthUserAddResponse>, Status> {
-        auth_unsupported()
-    }
-
-    async fn user_get(
-        &self,
-        _req: Request<pb::AuthUserGetRequest>,
-    ) -> Result<Response<pb::AuthUserGetResponse>, Status> {
-        auth_unsupported()
-    }
-
-    async fn user_list(
-        &self,
-        _req: Request<pb::AuthUserListRequest>,
-    ) -> Result<Response<pb::AuthUserListResponse>, Status> {
-        auth_unsupported()
-    }
-
-    async fn user_delete(
-        &self,
-        _req: Request<pb::AuthUserDeleteRequest>,
-    ) -> Result<Response<pb::AuthUserDeleteResponse>, Status> {
-        auth_unsupported()
-    }
-
-    async fn user_change_password(
-        &self,
-        _req: Request<pb::AuthUserChangePasswordRequest>,
-    ) -> Result<Response<pb::AuthUserChangePasswordResponse>, Status> {
-        auth_unsupported()
-    }
-
-    async fn user_grant_role(
-        &self,
-        _req: Request<pb::AuthUserGrantRoleRequest>,
-    ) -> Result<Response<pb::AuthUserGrantRoleResponse>, Status> {
-        auth_unsupported()
-    }
-
-    async fn user_revoke_role(
-        &self,
-        _req: Request<pb::AuthUserRevokeRoleRequest>,
-    ) -> Result<Response<pb::AuthUserRevokeRoleResponse>, Status> {
-        auth_unsupported()
-    }
-
-    async fn role_add(
-        &self,
-        _req: Request<pb::AuthRoleAddRequest>,
-    ) -> Result<Response<pb::AuthRoleAddResponse>, Status> {
-        auth_unsupported()
-    }
-
-    async fn role_get(
-        &self,
-        _req: Request<pb::AuthRoleGetRequest>,
-    ) -> Result<Response<pb::AuthRoleGetResponse>, Status> {
-        auth_unsupported()
-    }
-
-    async fn role_list(
-        &self,
-        _req: Request<pb::AuthRoleListRequest>,
-    ) -> Result<Response<pb::AuthRoleListResponse>, Status> {
-        auth_unsupported()
-    }
-
-    async fn role_delete(
-        &self,
-        _req: Request<pb::AuthRoleDeleteRequest>,
-    ) -> Result<Response<pb::AuthRoleDeleteResponse>, Status> {
-        auth_unsupported()
-    }
-
-    async fn role_grant_permission(
-        &self,
-        _req: Request<pb::AuthRoleGrantPermissionRequest>,
-    ) -> Result<Response<pb::AuthRoleGrantPermissionResponse>, Status> {
-        auth_unsupported()
-    }
-
-    async fn role_revoke_permission(
-        &self,
-        _req: Request<pb::AuthRoleRevokePermissionRequest>,
-    ) -> Result<Response<pb::AuthRoleRevokePermissionResponse>, Status> {
-        auth_unsupported()
     }
 }
 

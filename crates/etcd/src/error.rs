@@ -29,10 +29,6 @@ pub enum RpcError {
     MemberNotLearner,
     #[error("etcdserver: bad leader transferee")]
     BadLeaderTransferee,
-    #[error("etcdserver: authentication is not enabled")]
-    AuthNotEnabled,
-    #[error("etcdserver: root user does not exist")]
-    RootUserNotExist,
     #[error("etcdserver: {0}")]
     Internal(String),
 }
@@ -48,9 +44,7 @@ impl RpcError {
             }
             NoLeader | Timeout | Unhealthy => Code::Unavailable,
             MemberNotFound => Code::NotFound,
-            MemberNotLearner | BadLeaderTransferee | AuthNotEnabled | RootUserNotExist => {
-                Code::FailedPrecondition
-            }
+            MemberNotLearner | BadLeaderTransferee => Code::FailedPrecondition,
             Internal(_) => Code::Internal,
         }
     }

@@ -8,7 +8,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -18,7 +18,8 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tonic::{Code, Request, Status};
 
-use crate::cluster::{Auth, Cluster, Maintenance};
+use crate::auth::Auth;
+use crate::cluster::{Cluster, Maintenance};
 use crate::kv::Kv;
 use crate::lease::Lease;
 use crate::pb::etcdserverpb::{self as pb, auth_server::Auth as _, cluster_server::Cluster as _};
@@ -67,7 +68,29 @@ fn parse<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, Status> {
     serde_json::from_slice(body).map_err(|e| Status::invalid_argument(e.to_string()))
 }
 
-async fn unary<Req, Resp, Fut>(body: Bytes, call: impl FnOnce(Request<Req>) -> Fut) -> Response
+/// grpc-gateway passes the `Authorization` header on as gRPC metadata
+/// (etcd reads a token from it).
+fn with_auth<T>(headers: &HeaderMap, msg: T) -> Request<T> {
+    let mut req = Request::new(msg);
+    if let Some(v) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+    {
+        req.metadata_mut().insert("authorization", v);
+    }
+    req
+}
+
+fn creds(headers: &HeaderMap) -> crate::auth::Creds {
+    crate::auth::Creds::of(&with_auth(headers, ()))
+}
+
+async fn unary<Req, Resp, Fut>(
+    headers: HeaderMap,
+    body: Bytes,
+    call: impl FnOnce(Request<Req>) -> Fut,
+) -> Response
 where
     Req: DeserializeOwned + Default,
     Resp: Serialize,
@@ -77,7 +100,7 @@ where
         Ok(r) => r,
         Err(s) => return error(&s),
     };
-    match call(Request::new(req)).await {
+    match call(with_auth(&headers, req)).await {
         Ok(resp) => match serde_json::to_string(resp.get_ref()) {
             Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
             Err(e) => error(&Status::internal(e.to_string())),
@@ -115,9 +138,9 @@ macro_rules! route {
         let ctx = $ctx.clone();
         $router = $router.route(
             $path,
-            post(move |body: Bytes| {
+            post(move |headers: HeaderMap, body: Bytes| {
                 let svc = $svc(ctx.clone());
-                async move { unary(body, |r| async move { svc.$method(r).await }).await }
+                async move { unary(headers, body, |r| async move { svc.$method(r).await }).await }
             }),
         );
     }};
@@ -193,12 +216,12 @@ pub(crate) fn router(ctx: Arc<Ctx>) -> Router {
     let c = ctx.clone();
     r = r.route(
         "/v3/watch",
-        post(move |body: Bytes| {
+        post(move |headers: HeaderMap, body: Bytes| {
             let ctx = c.clone();
             async move {
                 let (tx, rx) = mpsc::channel(64);
                 let input = futures::stream::iter(requests::<pb::WatchRequest>(&body));
-                tokio::spawn(crate::watch::run(ctx, input, tx));
+                tokio::spawn(crate::watch::run(ctx, creds(&headers), input, tx));
                 stream(rx)
             }
         }),
@@ -206,15 +229,19 @@ pub(crate) fn router(ctx: Arc<Ctx>) -> Router {
     let c = ctx.clone();
     r = r.route(
         "/v3/lease/keepalive",
-        post(move |body: Bytes| {
+        post(move |headers: HeaderMap, body: Bytes| {
             let ctx = c.clone();
             async move {
                 let (tx, rx) = mpsc::channel(16);
                 let reqs = requests::<pb::LeaseKeepAliveRequest>(&body);
+                let creds = creds(&headers);
                 tokio::spawn(async move {
                     for req in reqs {
                         let resp = match req {
-                            Ok(r) => ctx.keepalive_one(r.id).await,
+                            Ok(r) => match ctx.check_lease_renew(&creds, r.id) {
+                                Ok(()) => ctx.keepalive_one(r.id).await,
+                                Err(e) => Err(e.into()),
+                            },
                             Err(s) => Err(s),
                         };
                         if tx.send(resp).await.is_err() {
@@ -229,13 +256,13 @@ pub(crate) fn router(ctx: Arc<Ctx>) -> Router {
     let c = ctx.clone();
     r = r.route(
         "/v3/maintenance/snapshot",
-        post(move |_body: Bytes| {
+        post(move |headers: HeaderMap, _body: Bytes| {
             let ctx = c.clone();
             async move {
                 let (tx, rx) = mpsc::channel(4);
                 tokio::spawn(async move {
                     match Maintenance(ctx)
-                        .snapshot(Request::new(pb::SnapshotRequest {}))
+                        .snapshot(with_auth(&headers, pb::SnapshotRequest {}))
                         .await
                     {
                         Ok(s) => {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use janus_core::{Command, EtcdResponse, Response as CoreResponse};
 use tonic::{Request, Response, Status};
 
+use crate::auth::Creds;
 use crate::check;
 use crate::error::RpcError;
 use crate::pb::etcdserverpb::{self as pb, kv_server};
@@ -27,13 +28,21 @@ impl Ctx {
     }
 
     /// etcd's Range: linearizable reads wait for the read index first.
-    pub(crate) async fn range(&self, r: &pb::RangeRequest) -> Result<pb::RangeResponse, RpcError> {
+    pub(crate) async fn range(
+        &self,
+        r: &pb::RangeRequest,
+        creds: &Creds,
+    ) -> Result<pb::RangeResponse, RpcError> {
         let req = check::range(r)?;
         if !r.serializable {
             self.node.read_index().await?;
         }
+        let ai = self.caller(creds)?;
         let (res, rev) = {
             let st = self.node.sm.state();
+            // etcd's doSerialize: the permission check and the read see
+            // one auth store.
+            st.auth().is_range_permitted(&ai, &r.key, &r.range_end)?;
             (st.kv_range(&req), st.revision())
         };
         let res = res?;
@@ -54,14 +63,17 @@ impl kv_server::Kv for Kv {
         &self,
         req: Request<pb::RangeRequest>,
     ) -> Result<Response<pb::RangeResponse>, Status> {
-        Ok(Response::new(self.0.range(req.get_ref()).await?))
+        Ok(Response::new(
+            self.0.range(req.get_ref(), &Creds::of(&req)).await?,
+        ))
     }
 
     async fn put(&self, req: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
         let r = req.get_ref();
         let p = check::put(r)?;
         check::check_size(r, self.0.cfg.max_request_bytes)?;
-        match self.0.write(Command::Put(p)).await? {
+        let cmd = self.0.as_caller(&Creds::of(&req), Command::Put(p))?;
+        match self.0.write(cmd).await? {
             (EtcdResponse::Put(res), rev) => Ok(Response::new(pb::PutResponse {
                 header: Some(self.0.header(rev)),
                 ..check::put_response(res)
@@ -77,7 +89,10 @@ impl kv_server::Kv for Kv {
         let r = req.get_ref();
         let d = check::delete(r)?;
         check::check_size(r, self.0.cfg.max_request_bytes)?;
-        match self.0.write(Command::DeleteRange(d)).await? {
+        let cmd = self
+            .0
+            .as_caller(&Creds::of(&req), Command::DeleteRange(d))?;
+        match self.0.write(cmd).await? {
             (EtcdResponse::DeleteRange(res), rev) => Ok(Response::new(pb::DeleteRangeResponse {
                 header: Some(self.0.header(rev)),
                 ..check::delete_response(res)
@@ -90,7 +105,8 @@ impl kv_server::Kv for Kv {
         let r = req.get_ref();
         let t = check::txn(r, self.0.cfg.max_txn_ops)?;
         check::check_size(r, self.0.cfg.max_request_bytes)?;
-        match self.0.write(Command::Txn(t)).await? {
+        let cmd = self.0.as_caller(&Creds::of(&req), Command::Txn(t))?;
+        match self.0.write(cmd).await? {
             (EtcdResponse::Txn(res), rev) => {
                 Ok(Response::new(check::txn_response(res, &self.0.header(rev))))
             }
@@ -102,6 +118,7 @@ impl kv_server::Kv for Kv {
         &self,
         req: Request<pb::CompactionRequest>,
     ) -> Result<Response<pb::CompactionResponse>, Status> {
+        self.0.require_admin(&Creds::of(&req))?;
         let revision = req.get_ref().revision;
         let (_, rev) = self.0.write(Command::Compact { revision }).await?;
         Ok(Response::new(pb::CompactionResponse {

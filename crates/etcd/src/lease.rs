@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth::Creds;
 use crate::error::RpcError;
 use crate::pb::etcdserverpb::{self as pb, lease_server};
 use crate::Ctx;
@@ -129,6 +130,7 @@ impl lease_server::Lease for Lease {
         &self,
         req: Request<pb::LeaseGrantRequest>,
     ) -> Result<Response<pb::LeaseGrantResponse>, Status> {
+        self.0.require_auth_info(&Creds::of(&req))?;
         let r = req.get_ref();
         Ok(Response::new(self.0.lease_grant(r.ttl, r.id).await?))
     }
@@ -137,6 +139,8 @@ impl lease_server::Lease for Lease {
         &self,
         req: Request<pb::LeaseRevokeRequest>,
     ) -> Result<Response<pb::LeaseRevokeResponse>, Status> {
+        let creds = Creds::of(&req);
+        self.0.require_auth_info(&creds)?;
         let id = req.get_ref().id;
         // A ZooKeeper session is not an etcd lease.
         if self
@@ -149,7 +153,8 @@ impl lease_server::Lease for Lease {
         {
             return Err(RpcError::Core(EtcdError::LeaseNotFound).into());
         }
-        let (_, rev) = self.0.write(Command::LeaseRevoke { id }).await?;
+        let cmd = self.0.as_caller(&creds, Command::LeaseRevoke { id })?;
+        let (_, rev) = self.0.write(cmd).await?;
         Ok(Response::new(pb::LeaseRevokeResponse {
             header: Some(self.0.header(rev)),
         }))
@@ -161,12 +166,16 @@ impl lease_server::Lease for Lease {
         &self,
         req: Request<Streaming<pb::LeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        let creds = Creds::of(&req);
         let mut input = req.into_inner();
         let (tx, rx) = mpsc::channel(16);
         let ctx = self.0.clone();
         tokio::spawn(async move {
             while let Ok(Some(r)) = input.message().await {
-                let msg = ctx.keepalive_one(r.id).await;
+                let msg = match ctx.check_lease_renew(&creds, r.id) {
+                    Ok(()) => ctx.keepalive_one(r.id).await,
+                    Err(e) => Err(e.into()),
+                };
                 let failed = msg.is_err();
                 if tx.send(msg).await.is_err() || failed {
                     break;
@@ -181,6 +190,11 @@ impl lease_server::Lease for Lease {
         req: Request<pb::LeaseTimeToLiveRequest>,
     ) -> Result<Response<pb::LeaseTimeToLiveResponse>, Status> {
         let r = req.get_ref();
+        let creds = Creds::of(&req);
+        self.0.require_auth_info(&creds)?;
+        if r.keys {
+            self.0.check_lease_keys_readable(&creds, Some(r.id))?;
+        }
         let found = {
             let st = self.0.node.sm.state();
             st.lease(r.id).filter(|l| l.session.is_none()).map(|l| {
@@ -228,8 +242,9 @@ impl lease_server::Lease for Lease {
 
     async fn lease_leases(
         &self,
-        _req: Request<pb::LeaseLeasesRequest>,
+        req: Request<pb::LeaseLeasesRequest>,
     ) -> Result<Response<pb::LeaseLeasesResponse>, Status> {
+        self.0.check_lease_keys_readable(&Creds::of(&req), None)?;
         let leases = {
             let st = self.0.node.sm.state();
             st.leases()

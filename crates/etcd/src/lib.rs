@@ -11,6 +11,7 @@ use std::sync::Arc;
 use janus_raft::RaftNode;
 use serde::{Deserialize, Serialize};
 
+mod auth;
 mod check;
 mod cluster;
 mod compactor;
@@ -21,6 +22,7 @@ mod lease;
 mod recipes;
 mod watch;
 
+pub use auth::ClientCertCn;
 pub use error::RpcError;
 
 /// Types generated from `proto/etcd` (etcd's own package names).
@@ -77,6 +79,10 @@ pub struct Config {
     /// number is hours) for periodic, a revision count for revision; empty
     /// or "0" turns auto-compaction off.
     pub auto_compaction_retention: String,
+    /// `--auth-token-ttl`: seconds a simple auth token lives past its last use.
+    pub auth_token_ttl_secs: u64,
+    /// `--bcrypt-cost`: the cost of users' password hashes.
+    pub bcrypt_cost: u32,
 }
 
 impl Default for Config {
@@ -91,6 +97,8 @@ impl Default for Config {
             version: "3.5.17".into(),
             auto_compaction_mode: "periodic".into(),
             auto_compaction_retention: "0".into(),
+            auth_token_ttl_secs: 300,
+            bcrypt_cost: 10,
         }
     }
 }
@@ -123,6 +131,8 @@ pub(crate) struct Ctx {
     pub client_url: String,
     /// Recent change events, for watchers catching up.
     pub recent: Arc<watch::Recent>,
+    /// This member's simple auth tokens.
+    pub tokens: auth::Tokens,
 }
 
 /// A stable 64-bit mix (splitmix64's finalizer): ids derived from names.
@@ -199,6 +209,7 @@ pub async fn serve(
         recent,
         cluster_id: mix64(hash_str(&cfg.cluster_token)).max(1),
         client_url: format!("http://{local}"),
+        tokens: auth::Tokens::new(std::time::Duration::from_secs(cfg.auth_token_ttl_secs)),
         cfg,
     });
     // The compactor lives as long as the server does.
@@ -243,7 +254,7 @@ fn router(ctx: Arc<Ctx>) -> axum::Router {
             .max_decoding_message_size(limit),
     )
     .add_service(
-        auth_server::AuthServer::new(cluster::Auth(ctx.clone())).max_decoding_message_size(limit),
+        auth_server::AuthServer::new(auth::Auth(ctx.clone())).max_decoding_message_size(limit),
     )
     .add_service(pb::v3lockpb::lock_server::LockServer::new(recipes::Lock(
         ctx.clone(),

@@ -15,6 +15,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::auth::Creds;
 use crate::check::kv_to_pb;
 use crate::error::RpcError;
 use crate::pb::etcdserverpb::ResponseHeader;
@@ -91,6 +92,18 @@ fn plain(e: RpcError) -> Status {
 }
 
 impl Ctx {
+    /// What etcd's server-side recipes need when they run as the caller
+    /// (they are clients of the caller's own KV calls): a user when auth
+    /// is on, read access to `prefix`'s keys and write access to `key`.
+    fn check_recipe(&self, c: &Creds, prefix: &[u8], key: Option<&[u8]>) -> Result<(), RpcError> {
+        self.require_auth_info(c)?;
+        self.check_read(c, prefix, &prefix_end(prefix))?;
+        if let Some(k) = key {
+            self.check_write(c, k)?;
+        }
+        Ok(())
+    }
+
     async fn txn(&self, t: TxnRequest) -> Result<(TxnResponse, i64), RpcError> {
         match self.write(Command::Txn(t)).await? {
             (EtcdResponse::Txn(r), rev) => Ok((r, rev)),
@@ -174,10 +187,12 @@ impl lock_server::Lock for Lock {
         &self,
         req: Request<lk::LockRequest>,
     ) -> Result<Response<lk::LockResponse>, Status> {
+        let creds = Creds::of(&req);
         let r = req.into_inner();
         let mut prefix = r.name.clone();
         prefix.push(b'/');
         let key = [prefix.clone(), format!("{:x}", r.lease).into_bytes()].concat();
+        self.0.check_recipe(&creds, &prefix, Some(&key))?;
         let (my_rev, rev, _) = self.0.acquire(&key, r.lease, b"").await.map_err(plain)?;
         // Read the owner under a short guard, never across the wait.
         let owner = {
@@ -206,7 +221,9 @@ impl lock_server::Lock for Lock {
         &self,
         req: Request<lk::UnlockRequest>,
     ) -> Result<Response<lk::UnlockResponse>, Status> {
+        let creds = Creds::of(&req);
         let key = req.into_inner().key;
+        self.0.check_write(&creds, &key)?;
         let d = janus_core::DeleteRangeRequest {
             key,
             range_end: Vec::new(),
@@ -246,10 +263,12 @@ impl election_server::Election for Election {
         &self,
         req: Request<el::CampaignRequest>,
     ) -> Result<Response<el::CampaignResponse>, Status> {
+        let creds = Creds::of(&req);
         let r = req.into_inner();
         let mut prefix = r.name.clone();
         prefix.push(b'/');
         let key = [prefix.clone(), format!("{:x}", r.lease).into_bytes()].concat();
+        self.0.check_recipe(&creds, &prefix, Some(&key))?;
         let (my_rev, rev, kv) = self
             .0
             .acquire(&key, r.lease, &r.value)
@@ -285,8 +304,11 @@ impl election_server::Election for Election {
         &self,
         req: Request<el::ProclaimRequest>,
     ) -> Result<Response<el::ProclaimResponse>, Status> {
+        let creds = Creds::of(&req);
         let r = req.into_inner();
         let l = r.leader.ok_or_else(|| unknown(MISSING_LEADER))?;
+        self.0.check_read(&creds, &l.key, &[])?;
+        self.0.check_write(&creds, &l.key)?;
         let put = PutRequest {
             key: l.key.clone(),
             value: r.value,
@@ -311,6 +333,9 @@ impl election_server::Election for Election {
         &self,
         req: Request<el::LeaderRequest>,
     ) -> Result<Response<el::LeaderResponse>, Status> {
+        let mut prefix = req.get_ref().name.clone();
+        prefix.push(b'/');
+        self.0.check_recipe(&Creds::of(&req), &prefix, None)?;
         match self.leader_now(&req.get_ref().name)? {
             (Some(kv), header) => Ok(Response::new(el::LeaderResponse {
                 header: Some(header),
@@ -326,7 +351,11 @@ impl election_server::Election for Election {
         &self,
         req: Request<el::LeaderRequest>,
     ) -> Result<Response<Self::ObserveStream>, Status> {
+        let creds = Creds::of(&req);
         let name = req.into_inner().name;
+        let mut p = name.clone();
+        p.push(b'/');
+        self.0.check_recipe(&creds, &p, None)?;
         let (tx, rx) = mpsc::channel(16);
         let me = Election(self.0.clone());
         let mut prefix = name.clone();
@@ -375,10 +404,13 @@ impl election_server::Election for Election {
         &self,
         req: Request<el::ResignRequest>,
     ) -> Result<Response<el::ResignResponse>, Status> {
+        let creds = Creds::of(&req);
         let l = req
             .into_inner()
             .leader
             .ok_or_else(|| unknown(MISSING_LEADER))?;
+        self.0.check_read(&creds, &l.key, &[])?;
+        self.0.check_write(&creds, &l.key)?;
         let del = janus_core::DeleteRangeRequest {
             key: l.key.clone(),
             range_end: Vec::new(),

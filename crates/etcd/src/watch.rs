@@ -307,6 +307,8 @@ struct Session {
     next_id: i64,
     /// Every batch up to here has been delivered to every synced watcher.
     stream_rev: i64,
+    /// The credentials the stream was opened with.
+    creds: crate::auth::Creds,
 }
 
 /// The client went away.
@@ -494,7 +496,11 @@ impl Session {
         if end.len() == 1 && end[0] == 0 {
             end = vec![0];
         }
-        let error = if !end.is_empty() && end != [0] && c.key >= end {
+        // etcd checks read permission on the range for every new watcher.
+        let refusal = self.ctx.watch_refusal(&self.creds, &c.key, &c.range_end);
+        let error = if let Some(reason) = &refusal {
+            Some(reason.as_str())
+        } else if !end.is_empty() && end != [0] && c.key >= end {
             Some("mvcc: watcher range is empty")
         } else if c.watch_id != 0 && self.watchers.contains_key(&c.watch_id) {
             Some("mvcc: duplicate watch ID provided on the WatchStream")
@@ -635,6 +641,7 @@ impl Session {
 /// the JSON gateway), `out` the responses.
 pub(crate) async fn run(
     ctx: Arc<Ctx>,
+    creds: crate::auth::Creds,
     mut input: impl Stream<Item = Result<pb::WatchRequest, Status>> + Unpin + Send,
     out: mpsc::Sender<Result<pb::WatchResponse, Status>>,
 ) {
@@ -648,6 +655,7 @@ pub(crate) async fn run(
         watchers: BTreeMap::new(),
         next_id: 0,
         stream_rev,
+        creds,
     };
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     // A client that half-closes keeps its watches, as with etcd.
@@ -699,7 +707,8 @@ impl watch_server::Watch for Watch {
         req: Request<Streaming<pb::WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let (tx, rx) = mpsc::channel(OUT_QUEUE);
-        tokio::spawn(run(self.0.clone(), req.into_inner(), tx));
+        let creds = crate::auth::Creds::of(&req);
+        tokio::spawn(run(self.0.clone(), creds, req.into_inner(), tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }

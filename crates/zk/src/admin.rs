@@ -79,6 +79,16 @@ async fn command(State(srv): State<Arc<Server>>, Path(name): Path<String>) -> Js
     let text = fourlw::render(&srv, word);
     let mut out = match *word {
         "ruok" => Map::new(),
+        // Commands.ConsCommand: the plain and the secure factory's lists.
+        "cons" => {
+            let mut m = Map::new();
+            m.insert("output".into(), json!(text));
+            m.insert(
+                "secure_output".into(),
+                json!(fourlw::render_port(&srv, word, Some(true))),
+            );
+            m
+        }
         "mntr" => pairs(&text, '\t', "zk_"),
         "srvr" | "stat" => {
             let mut m = Map::new();

@@ -124,8 +124,8 @@ impl AuthInfo {
                     // Only providers that authenticate (not ip) count.
                     let mut any = false;
                     for mine in self
-                        .ids
-                        .iter()
+                        .java_order()
+                        .into_iter()
                         .filter(|i| i.scheme != "ip" && i.scheme != "super")
                     {
                         any = true;
@@ -146,6 +146,20 @@ impl AuthInfo {
                 }
                 "ip" => {
                     if parse_ip_acl(&a.id.id).is_none() {
+                        return Err(ZkError::InvalidAcl);
+                    }
+                    push(a.clone());
+                }
+                // Janus always has the providers ZooKeeper loads with
+                // `authProvider.x509` / `authProvider.sasl`.
+                "x509" => {
+                    if !crate::x509::valid_dn(&a.id.id) {
+                        return Err(ZkError::InvalidAcl);
+                    }
+                    push(a.clone());
+                }
+                "sasl" => {
+                    if !valid_kerberos_name(&a.id.id) {
                         return Err(ZkError::InvalidAcl);
                     }
                     push(a.clone());
@@ -181,8 +195,8 @@ impl AuthInfo {
 
     /// whoAmI: (scheme, user) per id; digest shows the user name only.
     pub fn client_info(&self) -> Vec<(String, String)> {
-        self.ids
-            .iter()
+        self.java_order()
+            .into_iter()
             .map(|i| {
                 let user = if i.scheme == "digest" {
                     i.id.split(':').next().unwrap_or("").to_string()
@@ -193,6 +207,39 @@ impl AuthInfo {
             })
             .collect()
     }
+}
+
+impl AuthInfo {
+    /// The ids in the order ZooKeeper iterates a connection's `authInfo`
+    /// (a `ConcurrentHashMap` key set): by hash bin, then insertion. whoAmI
+    /// and `auth` ACL expansion show that order, and clients see it.
+    fn java_order(&self) -> Vec<&Id> {
+        let mut n: usize = 16;
+        // The map doubles when it reaches 3/4 full.
+        while self.ids.len() >= n * 3 / 4 {
+            n *= 2;
+        }
+        let mut v: Vec<(usize, &Id)> = self
+            .ids
+            .iter()
+            .map(|i| {
+                // jute's Id.hashCode, then ConcurrentHashMap.spread.
+                let h = 37i32
+                    .wrapping_mul(37i32.wrapping_mul(17).wrapping_add(java_hash(&i.scheme)))
+                    .wrapping_add(java_hash(&i.id)) as u32;
+                let spread = (h ^ (h >> 16)) & 0x7fff_ffff;
+                (spread as usize & (n - 1), i)
+            })
+            .collect();
+        v.sort_by_key(|(bin, _)| *bin);
+        v.into_iter().map(|(_, i)| i).collect()
+    }
+}
+
+/// Java's `String.hashCode` (over UTF-16 code units).
+fn java_hash(s: &str) -> i32 {
+    s.encode_utf16()
+        .fold(0i32, |h, u| h.wrapping_mul(31).wrapping_add(i32::from(u)))
 }
 
 fn canonical_ip(a: IpAddr) -> String {
@@ -219,9 +266,21 @@ fn parse_ip_acl(expr: &str) -> Option<(IpAddr, u32)> {
     Some((ip, bits))
 }
 
+/// `SASLAuthenticationProvider.isValid`: `new KerberosName(id)` accepts
+/// `primary[/instance]@REALM` or anything without `@`.
+fn valid_kerberos_name(id: &str) -> bool {
+    match id.split_once('@') {
+        None => true,
+        Some((left, realm)) => !realm.contains(['/', '@']) && left.matches('/').count() <= 1,
+    }
+}
+
 /// A provider's `matches(id, aclExpr)`.
 fn matches(scheme: &str, mine: &str, acl_id: &str) -> bool {
     match scheme {
+        // SASLAuthenticationProvider: a user named "super" matches any
+        // sasl ACL (ZooKeeper's rule, kept as is).
+        "sasl" => mine == "super" || mine == acl_id,
         "ip" => {
             let (Some((net, bits)), Ok(me)) = (parse_ip_acl(acl_id), mine.parse::<IpAddr>()) else {
                 return false;
@@ -308,6 +367,49 @@ mod tests {
         )
         .unwrap();
         assert!(su.is_super());
+        // x509 and sasl ids and ACLs.
+        let mut tls = AuthInfo::default();
+        tls.add(Id {
+            scheme: "x509".into(),
+            id: "CN=client,O=Acme".into(),
+        });
+        let x = acl(perms::READ, "x509", "CN=client,O=Acme");
+        assert_eq!(tls.fixup(&[x.clone()]), Ok(vec![x.clone()]));
+        assert_eq!(tls.check(&[x.clone()], perms::READ), Ok(()));
+        assert_eq!(me.check(&[x], perms::READ), Err(ZkError::NoAuth));
+        assert_eq!(
+            tls.fixup(&[acl(31, "x509", "client")]),
+            Err(ZkError::InvalidAcl)
+        );
+        assert_eq!(
+            tls.fixup(&[acl(31, "auth", "")]),
+            Ok(vec![acl(31, "x509", "CN=client,O=Acme")])
+        );
+        let mut sasl = AuthInfo::default();
+        sasl.add(Id {
+            scheme: "sasl".into(),
+            id: "bob".into(),
+        });
+        let s = acl(perms::READ, "sasl", "bob");
+        assert_eq!(sasl.check(&[s.clone()], perms::READ), Ok(()));
+        assert_eq!(tls.check(&[s.clone()], perms::READ), Err(ZkError::NoAuth));
+        assert_eq!(
+            sasl.fixup(&[acl(31, "sasl", "a@B@C")]),
+            Err(ZkError::InvalidAcl)
+        );
+        assert!(sasl.fixup(&[acl(31, "sasl", "zk/host@REALM")]).is_ok());
+        // whoAmI order as real ZooKeeper 3.8 showed it for these ids.
+        let mut both = AuthInfo::for_peer(Some("127.0.0.1".parse().unwrap()));
+        both.add(Id {
+            scheme: "x509".into(),
+            id: "CN=client,OU=zk,O=Acme\\, Inc.,C=US".into(),
+        });
+        both.add(Id {
+            scheme: "sasl".into(),
+            id: "bob".into(),
+        });
+        let schemes: Vec<String> = both.client_info().into_iter().map(|(s, _)| s).collect();
+        assert_eq!(schemes, ["x509", "sasl", "ip"]);
         assert_eq!(su.check(&fixed, perms::ADMIN), Ok(()));
     }
 }

@@ -14,14 +14,13 @@ use janus_core::{
     Acl, Command, CreateMode, EventBatch, Response, ZkError, ZkOp, ZkOpResult, ZkResponse,
 };
 use janus_jute::{frame, Reader, Record, Writer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{broadcast, mpsc, Notify};
 
 use crate::auth::{AuthInfo, GET_ACL_PERMS};
 use crate::proto::{self, add_watch_mode, op, xid, *};
-use crate::watch::Watches;
+use crate::sasl::DigestMd5;
+use crate::watch::{Mode, Watches};
 use crate::{fourlw, ConnInfo, Server};
 
 enum Frame {
@@ -48,14 +47,21 @@ enum Step {
     Close,
 }
 
+/// A connection's read side: a plain TCP half or a TLS stream's.
+pub(crate) type Rd = Box<dyn AsyncRead + Send + Sync + Unpin>;
+/// A connection's write side.
+pub(crate) type Wr = Box<dyn AsyncWrite + Send + Sync + Unpin>;
+
 struct Conn {
     srv: Arc<Server>,
-    wr: OwnedWriteHalf,
+    wr: Wr,
     out: Vec<u8>,
     session: i64,
     /// Serving in read-only mode (no quorum when the client connected).
     read_only: bool,
     auth: AuthInfo,
+    /// The SASL DIGEST-MD5 exchange of this connection.
+    sasl: DigestMd5,
     watches: Watches,
     events: broadcast::Receiver<Arc<EventBatch>>,
     /// A batch received during a catch-up but beyond the reply's revision.
@@ -73,7 +79,7 @@ fn encode<R: Record>(r: &R) -> Vec<u8> {
     r.to_bytes()
 }
 
-async fn read_frame(rd: &mut OwnedReadHalf, max: usize) -> Frame {
+async fn read_frame(rd: &mut Rd, max: usize) -> Frame {
     let mut hdr = [0u8; 4];
     if rd.read_exact(&mut hdr).await.is_err() {
         return Frame::Eof;
@@ -88,15 +94,24 @@ async fn read_frame(rd: &mut OwnedReadHalf, max: usize) -> Frame {
     Frame::Packet(body)
 }
 
-pub(crate) async fn run(srv: Arc<Server>, stream: TcpStream, addr: SocketAddr) {
-    let (mut rd, mut wr) = stream.into_split();
+/// Serves one client connection. `tls_ids` is `Some` on the secure port:
+/// the ids its client certificate proved (`x509`, maybe `super`).
+pub(crate) async fn run(
+    srv: Arc<Server>,
+    mut rd: Rd,
+    mut wr: Wr,
+    addr: SocketAddr,
+    tls_ids: Option<Vec<janus_core::Id>>,
+) {
+    let secure = tls_ids.is_some();
     let mut hdr = [0u8; 4];
     if rd.read_exact(&mut hdr).await.is_err() {
         return;
     }
     if let Some(cmd) = fourlw::command(hdr) {
-        let text = fourlw::answer(&srv, cmd);
+        let text = fourlw::answer(&srv, cmd, secure);
         let _ = wr.write_all(text.as_bytes()).await;
+        let _ = wr.flush().await;
         let _ = wr.shutdown().await;
         return;
     }
@@ -113,19 +128,25 @@ pub(crate) async fn run(srv: Arc<Server>, stream: TcpStream, addr: SocketAddr) {
     let seen = srv.node.sm.state().revision();
     let info = Arc::new(ConnInfo {
         addr,
+        secure,
         session: AtomicI64::new(0),
         received: AtomicU64::new(1),
         sent: AtomicU64::new(0),
         watches: AtomicUsize::new(0),
         watch_paths: Mutex::new(Vec::new()),
     });
+    let mut auth = AuthInfo::for_peer(Some(addr.ip()));
+    for id in tls_ids.unwrap_or_default() {
+        auth.add(id);
+    }
     let mut c = Conn {
         srv: srv.clone(),
         wr,
         out: Vec::new(),
         session: 0,
         read_only: false,
-        auth: AuthInfo::for_peer(Some(addr.ip())),
+        auth,
+        sasl: DigestMd5::default(),
         watches: Watches::default(),
         events,
         peeked: None,
@@ -187,7 +208,8 @@ impl Conn {
             return true;
         }
         let buf = std::mem::take(&mut self.out);
-        self.wr.write_all(&buf).await.is_ok()
+        // TLS buffers records until flushed; TCP's flush is a no-op.
+        self.wr.write_all(&buf).await.is_ok() && self.wr.flush().await.is_ok()
     }
 
     fn state_rev(&self) -> i64 {
@@ -420,7 +442,14 @@ impl Conn {
         }
         for ev in &b.events {
             if let Some((ty, path)) = self.watches.trigger(ev) {
-                self.notify(b.revision, ty, path);
+                // The watch is spent either way; the event only reaches a
+                // connection allowed to READ the node (ZooKeeper 3.8.4+).
+                let readable = ev
+                    .zk_acl()
+                    .map_or(true, |acl| self.auth.check(acl, perms::READ).is_ok());
+                if readable {
+                    self.notify(b.revision, ty, path);
+                }
             }
         }
         self.seen = b.revision;
@@ -785,28 +814,27 @@ impl Conn {
                 } else {
                     decode!(SetWatches2)
                 };
-                self.set_watches(sw).await
+                self.set_watches(xid, sw).await
             }
             op::ADD_WATCH => {
                 let q = decode!(AddWatchRequest);
                 let rev = self.state_rev();
                 self.catch_up(rev).await;
-                match q.mode {
-                    add_watch_mode::PERSISTENT => {
-                        self.watches.persistent.insert(q.path);
-                    }
-                    add_watch_mode::PERSISTENT_RECURSIVE => {
-                        self.watches.recursive.insert(q.path);
-                    }
+                let mode = match q.mode {
+                    add_watch_mode::PERSISTENT => Mode::Persistent,
+                    add_watch_mode::PERSISTENT_RECURSIVE => Mode::Recursive,
+                    // `WatcherMode.fromZooDef` throws; FinalRequestProcessor
+                    // answers any such exception with MARSHALLINGERROR.
                     _ => {
                         return Step::Reply {
                             xid,
                             zxid: rev,
-                            err: ZkError::BadArguments.code(),
+                            err: ZkError::MarshallingError.code(),
                             body: vec![],
                         }
                     }
-                }
+                };
+                self.watches.add(q.path, mode);
                 self.update_watch_info();
                 Step::Reply {
                     xid,
@@ -829,7 +857,12 @@ impl Conn {
                     self.watches
                         .check_or_remove(&path, wtype, h.r#type == op::REMOVE_WATCHES);
                 self.update_watch_info();
-                let err = if hit { 0 } else { ZkError::NoWatcher.code() };
+                let err = match hit {
+                    Some(true) => 0,
+                    Some(false) => ZkError::NoWatcher.code(),
+                    // `WatcherType.fromInt` throws: MARSHALLINGERROR.
+                    None => ZkError::MarshallingError.code(),
+                };
                 Step::Reply {
                     xid,
                     zxid: rev,
@@ -843,7 +876,10 @@ impl Conn {
                 self.done(xid, ZkError::ReconfigDisabled.code(), vec![])
                     .await
             }
-            op::SASL => self.done(xid, ZkError::Unimplemented.code(), vec![]).await,
+            op::SASL => {
+                let q = decode!(GetSASLRequest);
+                self.sasl_step(xid, &q.token)
+            }
             other => {
                 // UnimplementedRequestProcessor: answer, then close.
                 tracing::info!(addr = %self.info.addr, op = other, "zookeeper: unknown op code; closing");
@@ -854,6 +890,61 @@ impl Conn {
                     err: ZkError::Unimplemented.code(),
                     body: vec![],
                 }
+            }
+        }
+    }
+
+    /// One SASL token (`processSasl`): answered with zxid 0 and the
+    /// server's next token; a failure answers AUTHFAILED with a null token
+    /// and closes the connection (the session lives on, as in ZooKeeper).
+    fn sasl_step(&mut self, xid: i32, token: &[u8]) -> Step {
+        let cfg = &self.srv.cfg.sasl;
+        let res = if cfg.users.is_empty() {
+            // No SASL users configured: nothing can succeed.
+            Err("SASL is not configured".to_string())
+        } else {
+            self.sasl
+                .step(token, &cfg.users, crate::tls::fill_random)
+                .map_err(|e| e.to_string())
+        };
+        match res {
+            Ok((reply, user)) => {
+                if let Some(user) = user {
+                    tracing::info!(addr = %self.info.addr, session = format!("0x{:x}", self.session), %user, "zookeeper: SASL authenticated");
+                    if cfg.super_user.as_deref() == Some(user.as_str()) {
+                        self.auth.add(janus_core::Id {
+                            scheme: "super".into(),
+                            id: String::new(),
+                        });
+                    }
+                    self.auth.add(janus_core::Id {
+                        scheme: "sasl".into(),
+                        id: user,
+                    });
+                }
+                Step::Reply {
+                    xid,
+                    zxid: 0,
+                    err: 0,
+                    body: encode(&SetSASLResponse { token: reply }),
+                }
+            }
+            Err(e) => {
+                self.srv.auth_failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(addr = %self.info.addr, "zookeeper: SASL authentication failed: {e}; closing");
+                let mut w = Writer::new();
+                ReplyHeader {
+                    xid,
+                    zxid: 0,
+                    err: ZkError::AuthFailed.code(),
+                }
+                .encode(&mut w);
+                // SetSASLResponse with a null token.
+                w.i32(-1);
+                self.queue_frame(&w.into_inner());
+                self.srv.packets_sent.fetch_add(1, Ordering::Relaxed);
+                self.info.sent.fetch_add(1, Ordering::Relaxed);
+                Step::Close
             }
         }
     }
@@ -1274,7 +1365,7 @@ impl Conn {
         self.catch_up(rev).await;
         // exists sets a watch whether or not the node is there.
         if watch && res != Err(ZkError::NoAuth) {
-            self.watches.data.insert(path);
+            self.watches.data.set(path, Mode::Standard);
             self.update_watch_info();
         }
         match res {
@@ -1309,7 +1400,7 @@ impl Conn {
         };
         self.catch_up(rev).await;
         if watch && res.is_ok() {
-            self.watches.data.insert(path);
+            self.watches.data.set(path, Mode::Standard);
             self.update_watch_info();
         }
         self.read_reply(xid, rev, res).await
@@ -1336,7 +1427,7 @@ impl Conn {
         };
         self.catch_up(rev).await;
         if watch && res.is_ok() {
-            self.watches.child.insert(path);
+            self.watches.child.set(path, Mode::Standard);
             self.update_watch_info();
         }
         self.read_reply(xid, rev, res).await
@@ -1344,7 +1435,7 @@ impl Conn {
 
     /// Re-registration after a reconnect (`DataTree.setWatches`): changes the
     /// client missed since `relativeZxid` are reported at once.
-    async fn set_watches(&mut self, sw: SetWatches2) -> Step {
+    async fn set_watches(&mut self, xid: i32, sw: SetWatches2) -> Step {
         use proto::event_type::*;
         let (rev, fire, keep) = {
             let st = self.srv.node.sm.state();
@@ -1377,15 +1468,23 @@ impl Conn {
         for (ty, p) in fire {
             self.notify(rev, ty, p);
         }
-        self.watches.data.extend(keep.0);
-        self.watches.child.extend(keep.1);
-        self.watches.persistent.extend(sw.persistent_watches);
-        self.watches
-            .recursive
-            .extend(sw.persistent_recursive_watches);
+        for p in keep.0 {
+            self.watches.data.set(p, Mode::Standard);
+        }
+        for p in keep.1 {
+            self.watches.child.set(p, Mode::Standard);
+        }
+        for p in sw.persistent_watches {
+            self.watches.add(p, Mode::Persistent);
+        }
+        for p in sw.persistent_recursive_watches {
+            self.watches.add(p, Mode::Recursive);
+        }
         self.update_watch_info();
+        // The reply carries the request's xid (the Java client sends
+        // SET_WATCHES_XID; other clients may not).
         Step::Reply {
-            xid: xid::SET_WATCHES,
+            xid,
             zxid: rev,
             err: 0,
             body: vec![],

@@ -37,16 +37,24 @@ fn mode(srv: &Server) -> &'static str {
     }
 }
 
-/// The text answer to `cmd`, subject to the whitelist.
-pub(crate) fn answer(srv: &Server, cmd: &str) -> String {
+/// The text answer to `cmd`, subject to the whitelist; `secure` says which
+/// port asked (`cons` and `stat` list that port's connections, as each of
+/// ZooKeeper's connection factories lists its own).
+pub(crate) fn answer(srv: &Server, cmd: &str, secure: bool) -> String {
     if !srv.cfg.allows(cmd) {
         return format!("{cmd} is not executed because it is not in the whitelist.\n");
     }
-    render(srv, cmd)
+    render_port(srv, cmd, Some(secure))
 }
 
-/// The text answer to `cmd` (also what the AdminServer builds on).
+/// The text answer to `cmd` (also what the AdminServer builds on), with
+/// the plain port's connections.
 pub(crate) fn render(srv: &Server, cmd: &str) -> String {
+    render_port(srv, cmd, Some(false))
+}
+
+/// `port`: list only that port's connections in `cons`/`stat` (`None`: all).
+pub(crate) fn render_port(srv: &Server, cmd: &str, port: Option<bool>) -> String {
     let (zxid, nodes, sessions, ephemerals) = {
         let st = srv.node.sm.state();
         let sessions = st.leases().filter(|l| l.session.is_some()).count();
@@ -58,6 +66,13 @@ pub(crate) fn render(srv: &Server, cmd: &str) -> String {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .values()
+        .cloned()
+        .collect();
+    // Counts cover both ports (`getNumAliveConnections`); the lists are per
+    // factory.
+    let listed: Vec<_> = conns
+        .iter()
+        .filter(|c| port.is_none_or(|p| c.secure == p))
         .cloned()
         .collect();
     let lat = *srv.latency.lock().unwrap_or_else(|p| p.into_inner());
@@ -98,7 +113,7 @@ pub(crate) fn render(srv: &Server, cmd: &str) -> String {
         "stat" => {
             let _ = writeln!(o, "Zookeeper version: {VERSION}");
             let _ = writeln!(o, "Clients:");
-            for c in &conns {
+            for c in &listed {
                 let _ = writeln!(
                     o,
                     " /{}[1](queued=0,recved={},sent={})",
@@ -111,7 +126,7 @@ pub(crate) fn render(srv: &Server, cmd: &str) -> String {
             srvr(&mut o);
         }
         "cons" => {
-            for c in &conns {
+            for c in &listed {
                 let _ = writeln!(
                     o,
                     " /{}[1](queued=0,recved={},sent={},sid=0x{:x})",
@@ -155,6 +170,12 @@ pub(crate) fn render(srv: &Server, cmd: &str) -> String {
             let _ = writeln!(o, "maxSessionTimeout={}", srv.cfg.max_timeout_ms());
             let _ = writeln!(o, "jute.maxbuffer={}", srv.cfg.max_buffer);
             let _ = writeln!(o, "extendedTypesEnabled={}", srv.cfg.extended_types);
+            if let Some(addr) = &srv.cfg.secure_listen {
+                if let Some((host, port)) = addr.rsplit_once(':') {
+                    let _ = writeln!(o, "secureClientPort={port}");
+                    let _ = writeln!(o, "secureClientPortAddress={host}");
+                }
+            }
             let _ = writeln!(o, "serverId={}", srv.node.id);
         }
         "envi" => {

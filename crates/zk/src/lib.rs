@@ -11,9 +11,12 @@ pub mod auth;
 mod conn;
 mod fourlw;
 pub mod proto;
+pub mod sasl;
+pub mod tls;
 pub mod watch;
+pub mod x509;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
@@ -52,6 +55,44 @@ pub struct Config {
     /// ZooKeeper's AdminServer (`/commands/<name>`, JSON) on this address;
     /// off when unset (ZooKeeper's default is 8080).
     pub admin_listen: Option<String>,
+    /// ZooKeeper's `secureClientPort`: the same protocol over TLS on this
+    /// address; off when unset.
+    pub secure_listen: Option<String>,
+    /// The server's certificate chain (PEM) for `secure_listen`.
+    pub tls_cert: Option<String>,
+    /// The server's private key (PEM, PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<String>,
+    /// CA certificates (PEM) that client certificates must chain to.
+    pub tls_client_ca: Option<String>,
+    /// `ssl.clientAuth`: `none`, `want` or `need` (default `need` with
+    /// `tls_client_ca`, `none` without).
+    pub tls_client_auth: Option<tls::ClientAuth>,
+    /// `zookeeper.X509AuthenticationProvider.superUser`: a client whose
+    /// certificate subject (RFC 2253) is this passes every ACL.
+    pub x509_super_user: Option<String>,
+    /// SASL DIGEST-MD5 (`[zookeeper.sasl]`).
+    pub sasl: SaslConfig,
+}
+
+/// `[zookeeper.sasl]`: the DIGEST-MD5 users (ZooKeeper's JAAS `Server`
+/// section with `DigestLoginModule`, `user_<name>="<password>"`).
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SaslConfig {
+    /// User name → password. Empty: SASL is refused (AUTHFAILED).
+    pub users: BTreeMap<String, String>,
+    /// `zookeeper.superUser`: this SASL user passes every ACL.
+    pub super_user: Option<String>,
+}
+
+impl std::fmt::Debug for SaslConfig {
+    // Passwords stay out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SaslConfig")
+            .field("users", &self.users.keys().collect::<Vec<_>>())
+            .field("super_user", &self.super_user)
+            .finish()
+    }
 }
 
 impl Default for Config {
@@ -66,6 +107,13 @@ impl Default for Config {
             super_digest: None,
             session_secret: None,
             admin_listen: None,
+            secure_listen: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            tls_client_auth: None,
+            x509_super_user: None,
+            sasl: SaslConfig::default(),
         }
     }
 }
@@ -98,12 +146,16 @@ pub enum ServeError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("zookeeper secure port: {0}")]
+    Tls(#[from] tls::TlsError),
 }
 
 /// What `cons`/`stat`/`wchs` report about one connection.
 #[derive(Debug)]
 pub(crate) struct ConnInfo {
     pub addr: SocketAddr,
+    /// Came in on the secure (TLS) port.
+    pub secure: bool,
     pub session: AtomicI64,
     pub received: AtomicU64,
     pub sent: AtomicU64,
@@ -128,6 +180,8 @@ pub(crate) struct Server {
     pub packets_sent: AtomicU64,
     pub outstanding: AtomicI64,
     pub auth_failed: AtomicU64,
+    /// TLS handshakes on the secure port that failed or timed out.
+    pub tls_failed: AtomicU64,
     pub latency: Mutex<Latency>,
     /// Requests by op code.
     pub ops: Mutex<std::collections::BTreeMap<i32, u64>>,
@@ -178,6 +232,7 @@ impl Server {
             packets_sent: AtomicU64::new(0),
             outstanding: AtomicI64::new(0),
             auth_failed: AtomicU64::new(0),
+            tls_failed: AtomicU64::new(0),
             latency: Mutex::new(Latency::default()),
             ops: Mutex::new(Default::default()),
             latency_buckets: Default::default(),
@@ -237,7 +292,8 @@ impl Server {
     }
 }
 
-/// Serve ZooKeeper clients on `listen` until `shutdown` resolves.
+/// Serve ZooKeeper clients on `listen` (and, if configured, TLS clients on
+/// `secure_listen`) until `shutdown` resolves.
 pub async fn serve(
     node: Arc<RaftNode>,
     listen: String,
@@ -250,6 +306,21 @@ pub async fn serve(
             addr: listen.clone(),
             source,
         })?;
+    // Certificates are read before anything is served, so a bad path or
+    // key stops the start with a clear error.
+    let secure = match cfg.secure_listen.clone() {
+        Some(addr) => {
+            let acceptor = tls::acceptor(&cfg)?;
+            let l = TcpListener::bind(&addr)
+                .await
+                .map_err(|source| ServeError::Bind {
+                    addr: addr.clone(),
+                    source,
+                })?;
+            Some((addr, l, acceptor))
+        }
+        None => None,
+    };
     let srv = Arc::new(Server::new(node, cfg));
     *CURRENT.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::downgrade(&srv));
     tracing::info!(addr = %listen, "zookeeper: listening");
@@ -266,6 +337,10 @@ pub async fn serve(
         }
         None => None,
     };
+    let secure = secure.map(|(addr, l, acceptor)| {
+        tracing::info!(%addr, client_auth = ?tls::client_auth(&srv.cfg), "zookeeper: secure client port listening");
+        tokio::spawn(serve_secure(srv.clone(), l, acceptor))
+    });
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -274,7 +349,10 @@ pub async fn serve(
                 Ok((stream, addr)) => {
                     let _ = stream.set_nodelay(true);
                     let srv = srv.clone();
-                    tokio::spawn(async move { conn::run(srv, stream, addr).await });
+                    tokio::spawn(async move {
+                        let (rd, wr) = stream.into_split();
+                        conn::run(srv, Box::new(rd), Box::new(wr), addr, None).await
+                    });
                 }
                 Err(e) => {
                     // Out of descriptors and the like: back off, keep serving.
@@ -287,7 +365,76 @@ pub async fn serve(
     if let Some(a) = admin {
         a.abort();
     }
+    if let Some(s) = secure {
+        s.abort();
+    }
     Ok(())
+}
+
+/// How long a client may take over its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The secure client port: a TLS handshake, then the same protocol. A
+/// client certificate (verified by rustls against `tls_client_ca`) gives
+/// the connection the `x509` id of its subject, as ZooKeeper's
+/// X509AuthenticationProvider does.
+async fn serve_secure(
+    srv: Arc<Server>,
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+) {
+    loop {
+        let (stream, addr) = match listener.accept().await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!("zookeeper: secure accept: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let srv = srv.clone();
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            let tls =
+                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(t)) => t,
+                    Ok(Err(e)) => {
+                        srv.tls_failed.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(%addr, "zookeeper: TLS handshake failed: {e}");
+                        return;
+                    }
+                    Err(_) => {
+                        srv.tls_failed.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(%addr, "zookeeper: TLS handshake timed out");
+                        return;
+                    }
+                };
+            let mut ids = Vec::new();
+            if let Some(cert) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+                let Some(subject) = x509::subject_rfc2253(cert) else {
+                    // ZooKeeper closes a connection whose certificate it
+                    // cannot authenticate.
+                    srv.auth_failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%addr, "zookeeper: unreadable client certificate subject; closing");
+                    return;
+                };
+                tracing::info!(%addr, id = %subject, "zookeeper: authenticated x509 id");
+                if srv.cfg.x509_super_user.as_deref() == Some(subject.as_str()) {
+                    ids.push(janus_core::Id {
+                        scheme: "super".into(),
+                        id: subject.clone(),
+                    });
+                }
+                ids.push(janus_core::Id {
+                    scheme: "x509".into(),
+                    id: subject,
+                });
+            }
+            let (rd, wr) = tokio::io::split(tls);
+            conn::run(srv, Box::new(rd), Box::new(wr), addr, Some(ids)).await
+        });
+    }
 }
 
 fn op_name(code: i32) -> String {
@@ -406,11 +553,26 @@ pub fn metrics_text() -> String {
         "counter",
         srv.packets_sent.load(Ordering::Relaxed),
     );
+    let secure = conns.iter().filter(|c| c.secure).count();
+    gauge(
+        &mut o,
+        "janus_zk_secure_connections",
+        "Open connections on the secure (TLS) client port.",
+        "gauge",
+        secure as u64,
+    );
+    gauge(
+        &mut o,
+        "janus_zk_tls_handshake_failures_total",
+        "TLS handshakes on the secure client port that failed or timed out.",
+        "counter",
+        srv.tls_failed.load(Ordering::Relaxed),
+    );
     let failed = srv.auth_failed.load(Ordering::Relaxed);
     gauge(
         &mut o,
         "janus_zk_auth_failures_total",
-        "Failed auth packets.",
+        "Failed authentications (auth packets, SASL, client certificates).",
         "counter",
         failed,
     );

@@ -19,11 +19,21 @@ from collections import namedtuple
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import KazooException
-from kazoo.protocol.serialization import Create2, int_struct, long_struct, write_string, read_string
+from kazoo.protocol.serialization import (Create2, CheckVersion, MultiHeader, int_struct, long_struct, read_buffer,
+                                          read_string, stat_struct, write_string)
 from kazoo.protocol.states import ZnodeStat
 from kazoo.security import ACL, Id, OPEN_ACL_UNSAFE, make_digest_acl, make_acl, READ_ACL_UNSAFE, CREATOR_ALL_ACL
 
 HOSTS = sys.argv[1]
+
+# Error codes kazoo has no exception for: without these its reader thread
+# raises, drops the connection and the request times out.
+from kazoo.exceptions import EXCEPTIONS
+for _code, _name in [(-121, "NoWatcherError"), (-122, "RequestTimeoutError"),
+                     (-123, "ReconfigDisabledError"), (-124, "SessionClosedRequireSaslError"),
+                     (-125, "QuotaExceededError"), (-127, "ThrottledOpError")]:
+    if _code not in EXCEPTIONS:
+        EXCEPTIONS[_code] = type(_name, (KazooException,), {})
 
 
 class CreateContainer(namedtuple("CreateContainer", "path data acl flags")):
@@ -71,6 +81,123 @@ class GetEphemerals(namedtuple("GetEphemerals", "path")):
         return sorted(out)
 
 
+
+def _empty(cls):
+    cls.deserialize = classmethod(lambda c, b, offset: "ok")
+    return cls
+
+
+@_empty
+class AddWatch(namedtuple("AddWatch", "path mode")):
+    type = 106
+
+    def serialize(self):
+        return bytearray(write_string(self.path) + int_struct.pack(self.mode))
+
+
+@_empty
+class CheckWatches(namedtuple("CheckWatches", "path wtype")):
+    type = 17
+
+    def serialize(self):
+        return bytearray(write_string(self.path) + int_struct.pack(self.wtype))
+
+
+@_empty
+class RemoveWatches(namedtuple("RemoveWatches", "path wtype")):
+    type = 18
+
+    def serialize(self):
+        return bytearray(write_string(self.path) + int_struct.pack(self.wtype))
+
+
+def _strings(items):
+    b = bytearray(int_struct.pack(len(items)))
+    for x in items:
+        b.extend(write_string(x))
+    return b
+
+
+@_empty
+class SetWatches(namedtuple("SetWatches", "zxid data exist child")):
+    type = 101
+
+    def serialize(self):
+        return bytearray(long_struct.pack(self.zxid)) + _strings(self.data) + _strings(self.exist) + _strings(self.child)
+
+
+@_empty
+class SetWatches2(namedtuple("SetWatches2", "zxid data exist child persistent recursive")):
+    type = 105
+
+    def serialize(self):
+        b = bytearray(long_struct.pack(self.zxid))
+        for v in (self.data, self.exist, self.child, self.persistent, self.recursive):
+            b.extend(_strings(v))
+        return b
+
+
+class WhoAmI(namedtuple("WhoAmI", "")):
+    type = 107
+
+    # kazoo only completes a request that is truthy; an empty tuple is not.
+    def __bool__(self):
+        return True
+
+    def serialize(self):
+        return bytearray()
+
+    @classmethod
+    def deserialize(cls, b, offset):
+        n = int_struct.unpack_from(b, offset)[0]
+        offset += 4
+        out = []
+        for _ in range(max(n, 0)):
+            scheme, offset = read_string(b, offset)
+            user, offset = read_string(b, offset)
+            out.append([scheme, user])
+        return sorted(out)
+
+
+class MultiRead(namedtuple("MultiRead", "ops")):
+    """ops: [("get", path) | ("children", path)]"""
+    type = 22
+
+    def serialize(self):
+        b = bytearray()
+        for kind, path in self.ops:
+            t = 4 if kind == "get" else 8
+            b.extend(MultiHeader(t, False, -1).serialize())
+            b.extend(write_string(path))
+            b.extend(b"\0")  # no watch
+        return b + MultiHeader(-1, True, -1).serialize()
+
+    @classmethod
+    def deserialize(cls, b, offset):
+        out = []
+        while True:
+            h, offset = MultiHeader.deserialize(b, offset)
+            if h.done:
+                return out
+            if h.type == 4:
+                data, offset = read_buffer(b, offset)
+                st = ZnodeStat._make(stat_struct.unpack_from(b, offset))
+                offset += stat_struct.size
+                out.append(["data", data, st])
+            elif h.type == 8:
+                n = int_struct.unpack_from(b, offset)[0]
+                offset += 4
+                kids = []
+                for _ in range(max(n, 0)):
+                    k, offset = read_string(b, offset)
+                    kids.append(k)
+                out.append(["children", sorted(kids)])
+            else:
+                err = int_struct.unpack_from(b, offset)[0]
+                offset += 4
+                out.append(["error", h.type, err])
+
+
 def call(zk, req):
     a = zk.handler.async_result()
     zk._call(req, a)
@@ -88,13 +215,39 @@ class Ctx:
         self.zk = self.client("main")
 
     def client(self, name, auth=None):
-        zk = KazooClient(hosts=HOSTS, timeout=10, connection_retry={"max_tries": 3, "delay": 0.1})
-        zk.start(timeout=15)
+        # A loaded CI machine can keep a JVM from answering its first
+        # connects in time: retry before calling the scenario crashed.
+        for attempt in range(3):
+            zk = KazooClient(hosts=HOSTS, timeout=10, connection_retry={"max_tries": 3, "delay": 0.1})
+            try:
+                zk.start(timeout=30)
+                break
+            except KazooException:
+                zk.stop()
+                zk.close()
+                if attempt == 2:
+                    raise
         if auth:
             zk.add_auth("digest", auth)
         self.sessions[zk.client_id[0]] = name
         self.clients.append(zk)
         return zk
+
+    def raw_events(self, zk, tag):
+        """Record every notification this client's connection reads, as
+        (type, state, path) in arrival order, whether or not kazoo has a
+        watcher for it (persistent watches, watch-removed events)."""
+        conn = zk._connection
+        orig = conn._read_watch_event
+
+        def rec(buffer, offset):
+            from kazoo.protocol.serialization import Watch
+            w, _ = Watch.deserialize(buffer, offset)
+            with self.lock:
+                self.events.append([tag, "raw", w.type, w.state, strip(self.base, w.path)])
+            return orig(buffer, offset)
+
+        conn._read_watch_event = rec
 
     def p(self, *parts):
         return "/".join([self.base] + [str(x) for x in parts])
@@ -931,6 +1084,232 @@ def multi_core_error_before_acl_error(c):
     c.step("multi2", tx2)
     c.step("children", lambda: sorted(zk.get_children(c.p())))
     c.step("stat", lambda: zk.exists(c.p()))
+
+# ---- persistent watches, watch management, multiRead, whoAmI, setWatches ----
+# These record raw notifications (Ctx.raw_events) on the reader thread; kazoo
+# callbacks run on another thread, so their watches get NOOP callbacks.
+
+
+def NOOP(_event):
+    pass
+
+
+@scenario
+def persistent_watch_fires_repeatedly(c):
+    zk = c.zk
+    w = c.client("watcher")
+    c.raw_events(w, "w")
+    c.step("create", lambda: zk.create(c.p(), b"a"))
+    c.step("add", lambda: call(w, AddWatch(c.p(), 0)))
+    c.step("set1", lambda: zk.set(c.p(), b"b"))
+    c.step("set2", lambda: zk.set(c.p(), b"c"))
+    c.step("child", lambda: zk.create(c.p("x")))
+    c.step("grandchild", lambda: zk.create(c.p("x", "y")))
+    c.step("del_grandchild", lambda: zk.delete(c.p("x", "y")))
+    c.step("del_child", lambda: zk.delete(c.p("x")))
+    c.step("delete", lambda: zk.delete(c.p()))
+    c.step("recreate", lambda: zk.create(c.p()))
+    c.step("sync", lambda: w.sync(c.p()))
+
+
+@scenario
+def persistent_recursive_watch(c):
+    zk = c.zk
+    w = c.client("watcher")
+    c.raw_events(w, "w")
+    c.step("create", lambda: zk.create(c.p()))
+    c.step("add", lambda: call(w, AddWatch(c.p(), 1)))
+    c.step("a", lambda: zk.create(c.p("a"), b"1"))
+    c.step("ab", lambda: zk.create(c.p("a", "b")))
+    c.step("set_ab", lambda: zk.set(c.p("a", "b"), b"2"))
+    c.step("acl_ab", lambda: zk.set_acls(c.p("a", "b"), READ_ACL_UNSAFE))
+    c.step("del_ab", lambda: zk.delete(c.p("a", "b")))
+    c.step("set_root", lambda: zk.set(c.p(), b"r"))
+    c.step("sibling", lambda: zk.create(c.p() + "-sibling"))
+    c.step("sync", lambda: w.sync(c.p()))
+
+
+@scenario
+def persistent_watch_on_missing_node(c):
+    zk = c.zk
+    w = c.client("watcher")
+    c.raw_events(w, "w")
+    c.step("add", lambda: call(w, AddWatch(c.p(), 0)))
+    c.step("add_rec", lambda: call(w, AddWatch(c.p("deep"), 1)))
+    c.step("create", lambda: zk.create(c.p()))
+    c.step("deep", lambda: zk.create(c.p("deep", "er"), makepath=True))
+    c.step("check_data", lambda: call(w, CheckWatches(c.p(), 2)))
+    c.step("check_child", lambda: call(w, CheckWatches(c.p(), 1)))
+    c.step("check_any", lambda: call(w, CheckWatches(c.p("deep"), 3)))
+    c.step("sync", lambda: w.sync(c.p()))
+
+
+@scenario
+def persistent_and_oneshot_on_one_path(c):
+    zk = c.zk
+    w = c.client("watcher")
+    c.raw_events(w, "w")
+    c.step("create", lambda: zk.create(c.p()))
+    c.step("add", lambda: call(w, AddWatch(c.p(), 0)))
+    c.step("get_watch", lambda: w.get(c.p(), watch=NOOP))
+    c.step("child_watch", lambda: w.get_children(c.p(), watch=NOOP))
+    c.step("set", lambda: zk.set(c.p(), b"x"))
+    c.step("child", lambda: zk.create(c.p("k")))
+    c.step("set_again", lambda: zk.set(c.p(), b"y"))
+    c.step("sync", lambda: w.sync(c.p()))
+
+
+@scenario
+def recursive_watch_with_child_watch(c):
+    zk = c.zk
+    w = c.client("watcher")
+    c.raw_events(w, "w")
+    c.step("create", lambda: zk.create(c.p()))
+    c.step("add_rec", lambda: call(w, AddWatch(c.p(), 1)))
+    c.step("child_watch", lambda: w.get_children(c.p(), watch=NOOP))
+    c.step("exists_watch", lambda: w.exists(c.p("n"), watch=NOOP))
+    c.step("create_n", lambda: zk.create(c.p("n")))
+    c.step("delete_n", lambda: zk.delete(c.p("n")))
+    c.step("sync", lambda: w.sync(c.p()))
+
+
+@scenario
+def remove_watches_by_type(c):
+    zk = c.zk
+    w = c.client("watcher")
+    c.raw_events(w, "w")
+    c.step("create", lambda: zk.create(c.p()))
+    c.step("get_watch", lambda: w.get(c.p(), watch=NOOP))
+    c.step("child_watch", lambda: w.get_children(c.p(), watch=NOOP))
+    c.step("check_data", lambda: call(w, CheckWatches(c.p(), 2)))
+    c.step("remove_data", lambda: call(w, RemoveWatches(c.p(), 2)))
+    c.step("remove_data_again", lambda: call(w, RemoveWatches(c.p(), 2)))
+    c.step("check_data_gone", lambda: call(w, CheckWatches(c.p(), 2)))
+    c.step("check_child", lambda: call(w, CheckWatches(c.p(), 1)))
+    c.step("set", lambda: zk.set(c.p(), b"x"))
+    c.step("remove_any", lambda: call(w, RemoveWatches(c.p(), 3)))
+    c.step("child", lambda: zk.create(c.p("c")))
+    c.step("remove_missing", lambda: call(w, RemoveWatches(c.p("nope"), 3)))
+    c.step("sync", lambda: w.sync(c.p()))
+
+
+@scenario
+def remove_persistent_watches(c):
+    zk = c.zk
+    w = c.client("watcher")
+    c.raw_events(w, "w")
+    c.step("create", lambda: zk.create(c.p()))
+    c.step("add", lambda: call(w, AddWatch(c.p(), 0)))
+    c.step("add_rec", lambda: call(w, AddWatch(c.p("r"), 1)))
+    c.step("check_data", lambda: call(w, CheckWatches(c.p(), 2)))
+    c.step("check_child", lambda: call(w, CheckWatches(c.p(), 1)))
+    c.step("remove_any", lambda: call(w, RemoveWatches(c.p(), 3)))
+    c.step("set", lambda: zk.set(c.p(), b"x"))
+    c.step("remove_rec_data", lambda: call(w, RemoveWatches(c.p("r"), 2)))
+    c.step("create_r", lambda: zk.create(c.p("r")))
+    c.step("remove_rec_any", lambda: call(w, RemoveWatches(c.p("r"), 3)))
+    c.step("set_r", lambda: zk.set(c.p("r"), b"y"))
+    c.step("sync", lambda: w.sync(c.p()))
+
+
+@scenario
+def watch_types_unknown(c):
+    zk = c.zk
+    c.step("create", lambda: zk.create(c.p()))
+    c.step("bad_mode", lambda: call(zk, AddWatch(c.p(), 7)))
+    c.step("still_works", lambda: zk.exists(c.p()))
+
+
+@scenario
+def multi_read_mixed(c):
+    zk = c.zk
+    c.step("create", lambda: zk.create(c.p(), b"root"))
+    c.step("a", lambda: zk.create(c.p("a"), b"A"))
+    c.step("b", lambda: zk.create(c.p("b")))
+    c.step("read", lambda: call(zk, MultiRead([("get", c.p()), ("children", c.p()), ("get", c.p("a")),
+                                               ("get", c.p("missing")), ("children", c.p("missing")),
+                                               ("children", c.p("b"))])))
+    c.step("empty", lambda: call(zk, MultiRead([])))
+
+
+@scenario
+def multi_read_acl(c):
+    zk = c.zk
+    c.step("create", lambda: zk.create(c.p()))
+    c.step("secret", lambda: zk.create(c.p("s"), b"x", acl=[make_digest_acl("u", "p", all=True)]))
+    c.step("open", lambda: zk.create(c.p("o"), b"y"))
+    c.step("read", lambda: call(zk, MultiRead([("get", c.p("o")), ("get", c.p("s")), ("children", c.p("s")),
+                                               ("get", c.p("o"))])))
+    u = c.client("u", auth="u:p")
+    c.step("read_auth", lambda: call(u, MultiRead([("get", c.p("s")), ("children", c.p("s"))])))
+
+
+@scenario
+def who_am_i(c):
+    c.step("anon", lambda: call(c.zk, WhoAmI()))
+    u = c.client("u", auth="alice:pw")
+    c.step("digest", lambda: call(u, WhoAmI()))
+    u.add_auth("digest", "bob:pw2")
+    c.step("two", lambda: call(u, WhoAmI()))
+    u.add_auth("digest", "alice:pw")
+    c.step("repeat", lambda: call(u, WhoAmI()))
+
+
+@scenario
+def set_watches_replays_missed_changes(c):
+    zk = c.zk
+    w = c.client("watcher")
+    c.raw_events(w, "w")
+    c.step("create", lambda: zk.create(c.p(), b"a"))
+    c.step("gone", lambda: zk.create(c.p("gone")))
+    c.step("kids", lambda: zk.create(c.p("kids")))
+    zxid = zk.exists(c.p("kids")).mzxid
+    c.step("set", lambda: zk.set(c.p(), b"b"))
+    c.step("del", lambda: zk.delete(c.p("gone")))
+    c.step("kid", lambda: zk.create(c.p("kids", "k")))
+    c.step("born", lambda: zk.create(c.p("born")))
+    c.step("setwatches", lambda: call(w, SetWatches(
+        zxid,
+        [c.p(), c.p("gone"), c.p("kids")],
+        [c.p("born"), c.p("never")],
+        [c.p("kids"), c.p("gone"), c.p()])))
+    c.step("sync", lambda: w.sync(c.p()))
+    c.step("later_set", lambda: zk.set(c.p("kids"), b"z"))
+    c.step("later_create", lambda: zk.create(c.p("never")))
+    c.step("sync2", lambda: w.sync(c.p()))
+
+
+@scenario
+def set_watches2_persistent(c):
+    zk = c.zk
+    w = c.client("watcher")
+    c.raw_events(w, "w")
+    c.step("create", lambda: zk.create(c.p()))
+    c.step("r", lambda: zk.create(c.p("r")))
+    zxid = zk.exists(c.p("r")).czxid
+    c.step("set", lambda: zk.set(c.p(), b"b"))
+    c.step("setwatches2", lambda: call(w, SetWatches2(zxid, [], [], [], [c.p()], [c.p("r")])))
+    c.step("sync", lambda: w.sync(c.p()))
+    c.step("set_again", lambda: zk.set(c.p(), b"c"))
+    c.step("child", lambda: zk.create(c.p("r", "x")))
+    c.step("set_child", lambda: zk.set(c.p("r", "x"), b"d"))
+    c.step("check", lambda: call(w, CheckWatches(c.p("r"), 3)))
+    c.step("sync2", lambda: w.sync(c.p()))
+
+
+@scenario
+def zookeeper_system_nodes(c):
+    zk = c.zk
+    c.step("children", lambda: sorted(zk.get_children("/zookeeper")))
+    c.step("config_acl", lambda: zk.get_acls("/zookeeper/config"))
+    c.step("quota_acl", lambda: zk.get_acls("/zookeeper/quota"))
+    c.step("create_under", lambda: zk.create("/zookeeper/mine"))
+    c.step("delete_quota", lambda: zk.delete("/zookeeper/quota"))
+    c.step("set_config", lambda: zk.set("/zookeeper/config", b"x"))
+    c.step("delete_root", lambda: zk.delete("/"))
+    c.step("create_root", lambda: zk.create("/"))
+    c.step("cleanup", lambda: zk.delete("/zookeeper/mine"))
+
 
 def main():
     wanted = set(sys.argv[2:])
