@@ -277,41 +277,86 @@ pub fn delete_response(r: core::DeleteRangeResponse) -> pb::DeleteRangeResponse 
     }
 }
 
-/// A txn result; nested responses carry a header holding only the
-/// revision, as etcd's do.
+/// A txn result. As etcd's: nested txn responses carry an empty header,
+/// and each op's header holds the revision the store had at its turn —
+/// the one before the txn until the txn's first change (a put, or a
+/// delete that removed something), the txn's own revision from then on.
 pub fn txn_response(r: core::TxnResponse, hdr: &pb::ResponseHeader) -> pb::TxnResponse {
+    let before = if txn_changes(&r) {
+        hdr.revision - 1
+    } else {
+        hdr.revision
+    };
+    let mut revs = OpRevisions {
+        before,
+        after: hdr.revision,
+        changed: false,
+    };
     pb::TxnResponse {
         header: Some(*hdr),
-        ..txn_nested(r, hdr.revision)
+        ..txn_nested(r, &mut revs)
     }
 }
 
-fn txn_nested(r: core::TxnResponse, revision: i64) -> pb::TxnResponse {
+/// Whether a txn changed anything (so its header revision is a new one).
+fn txn_changes(r: &core::TxnResponse) -> bool {
+    r.responses.iter().any(|op| match op {
+        core::ResponseOp::Range(_) => false,
+        core::ResponseOp::Put(_) => true,
+        core::ResponseOp::DeleteRange(d) => d.deleted > 0,
+        core::ResponseOp::Txn(t) => txn_changes(t),
+    })
+}
+
+/// The revisions ops report, in execution order (depth first).
+struct OpRevisions {
+    before: i64,
+    after: i64,
+    changed: bool,
+}
+
+impl OpRevisions {
+    fn header(&self) -> Option<pb::ResponseHeader> {
+        Some(pb::ResponseHeader {
+            revision: if self.changed {
+                self.after
+            } else {
+                self.before
+            },
+            ..Default::default()
+        })
+    }
+}
+
+fn txn_nested(r: core::TxnResponse, revs: &mut OpRevisions) -> pb::TxnResponse {
     use pb::response_op::Response;
-    let hdr = &pb::ResponseHeader {
-        revision,
-        ..Default::default()
-    };
     let responses = r
         .responses
         .into_iter()
         .map(|op| pb::ResponseOp {
             response: Some(match op {
                 core::ResponseOp::Range(r) => Response::ResponseRange(pb::RangeResponse {
-                    header: Some(*hdr),
+                    header: revs.header(),
                     ..range_response(r)
                 }),
-                core::ResponseOp::Put(r) => Response::ResponsePut(pb::PutResponse {
-                    header: Some(*hdr),
-                    ..put_response(r)
-                }),
+                core::ResponseOp::Put(r) => {
+                    revs.changed = true;
+                    Response::ResponsePut(pb::PutResponse {
+                        header: revs.header(),
+                        ..put_response(r)
+                    })
+                }
                 core::ResponseOp::DeleteRange(r) => {
+                    revs.changed |= r.deleted > 0;
                     Response::ResponseDeleteRange(pb::DeleteRangeResponse {
-                        header: Some(*hdr),
+                        header: revs.header(),
                         ..delete_response(r)
                     })
                 }
-                core::ResponseOp::Txn(t) => Response::ResponseTxn(txn_response(t, hdr)),
+                core::ResponseOp::Txn(t) => Response::ResponseTxn(pb::TxnResponse {
+                    header: Some(pb::ResponseHeader::default()),
+                    ..txn_nested(t, revs)
+                }),
             }),
         })
         .collect();

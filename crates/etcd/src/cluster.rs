@@ -308,10 +308,9 @@ impl maintenance_server::Maintenance for Maintenance {
         req: Request<pb::DefragmentRequest>,
     ) -> Result<Response<pb::DefragmentResponse>, Status> {
         self.0.require_admin_raw(&crate::auth::Creds::of(&req))?;
-        // RocksDB compacts in the background: nothing to do.
-        Ok(Response::new(pb::DefragmentResponse {
-            header: Some(self.0.header_now()),
-        }))
+        // RocksDB compacts in the background: nothing to do. etcd's answer
+        // carries no header.
+        Ok(Response::new(pb::DefragmentResponse { header: None }))
     }
 
     async fn hash(
@@ -359,7 +358,7 @@ impl maintenance_server::Maintenance for Maintenance {
         // A consistent dump of the live keys at one revision, in Janus's own
         // format (etcd's is a bbolt file; `etcdctl snapshot save` stores
         // the stream as it comes, `snapshot restore` cannot read it).
-        let (blob, rev) = {
+        let blob = {
             let st = self.0.node.sm.state();
             let req = RangeRequest {
                 key: vec![0],
@@ -367,23 +366,31 @@ impl maintenance_server::Maintenance for Maintenance {
                 ..RangeRequest::default()
             };
             let kvs = st.kv_range(&req).map(|r| r.kvs).unwrap_or_default();
-            (snapshot_blob(st.revision(), &kvs), st.revision())
+            snapshot_blob(st.revision(), &kvs)
         };
-        let header = self.0.header(rev);
-        let total = blob.len();
-        let chunks: Vec<Result<pb::SnapshotResponse, Status>> = blob
+        // Framed as etcd's: the data in chunks counting down the bytes
+        // still to come, then the SHA-256 alone (remaining 0); no headers.
+        let (data, sha) = blob.split_at(blob.len().saturating_sub(32));
+        let total = data.len();
+        let mut chunks: Vec<Result<pb::SnapshotResponse, Status>> = data
             .chunks(SNAPSHOT_CHUNK)
             .enumerate()
             .map(|(i, c)| {
                 let sent = (i * SNAPSHOT_CHUNK + c.len()) as u64;
                 Ok(pb::SnapshotResponse {
-                    header: Some(header),
+                    header: None,
                     remaining_bytes: total as u64 - sent,
                     blob: c.to_vec(),
                     version: String::new(),
                 })
             })
             .collect();
+        chunks.push(Ok(pb::SnapshotResponse {
+            header: None,
+            remaining_bytes: 0,
+            blob: sha.to_vec(),
+            version: String::new(),
+        }));
         Ok(Response::new(Box::pin(futures::stream::iter(chunks))))
     }
 
@@ -408,9 +415,8 @@ impl maintenance_server::Maintenance for Maintenance {
             return Err(RpcError::BadLeaderTransferee.into());
         }
         if target == self.0.member_id() {
-            return Ok(Response::new(pb::MoveLeaderResponse {
-                header: Some(self.0.header_now()),
-            }));
+            // etcd's answer carries no header.
+            return Ok(Response::new(pb::MoveLeaderResponse { header: None }));
         }
         // openraft 0.9 has no leadership transfer (its followers refuse
         // votes while the leader's lease holds): etcd's answer when a

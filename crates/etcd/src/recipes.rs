@@ -85,6 +85,12 @@ fn unknown(msg: &str) -> Status {
     Status::unknown(msg)
 }
 
+/// etcd's recipes run over an internal client, which turns every server
+/// error into a plain Go error: clients see code Unknown, the same text.
+fn plain(e: RpcError) -> Status {
+    Status::unknown(e.to_string())
+}
+
 impl Ctx {
     /// What etcd's server-side recipes need when they run as the caller
     /// (they are clients of the caller's own KV calls): a user when auth
@@ -187,20 +193,22 @@ impl lock_server::Lock for Lock {
         prefix.push(b'/');
         let key = [prefix.clone(), format!("{:x}", r.lease).into_bytes()].concat();
         self.0.check_recipe(&creds, &prefix, Some(&key))?;
-        let (my_rev, rev, _) = self.0.acquire(&key, r.lease, b"").await?;
+        let (my_rev, rev, _) = self.0.acquire(&key, r.lease, b"").await.map_err(plain)?;
         // Read the owner under a short guard, never across the wait.
         let owner = {
             let st = self.0.node.sm.state();
             st.kv_range(&by_create(&prefix, false, 0))
-                .map_err(RpcError::from)?
+                .map_err(|e| plain(e.into()))?
                 .kvs
                 .into_iter()
                 .next()
         };
         let rev = match owner {
-            Some(owner) if owner.create_revision != my_rev => {
-                self.0.wait_deletes(&prefix, my_rev - 1).await?
-            }
+            Some(owner) if owner.create_revision != my_rev => self
+                .0
+                .wait_deletes(&prefix, my_rev - 1)
+                .await
+                .map_err(plain)?,
             _ => rev,
         };
         Ok(Response::new(lk::LockResponse {
@@ -221,7 +229,7 @@ impl lock_server::Lock for Lock {
             range_end: Vec::new(),
             prev_kv: false,
         };
-        let (_, rev) = self.0.write(Command::DeleteRange(d)).await?;
+        let (_, rev) = self.0.write(Command::DeleteRange(d)).await.map_err(plain)?;
         Ok(Response::new(lk::UnlockResponse {
             header: Some(self.0.header(rev)),
         }))
@@ -239,7 +247,7 @@ impl Election {
         let st = self.0.node.sm.state();
         let kv = st
             .kv_range(&by_create(&prefix, false, 0))
-            .map_err(RpcError::from)?
+            .map_err(|e| plain(e.into()))?
             .kvs
             .into_iter()
             .next();
@@ -261,7 +269,11 @@ impl election_server::Election for Election {
         prefix.push(b'/');
         let key = [prefix.clone(), format!("{:x}", r.lease).into_bytes()].concat();
         self.0.check_recipe(&creds, &prefix, Some(&key))?;
-        let (my_rev, rev, kv) = self.0.acquire(&key, r.lease, &r.value).await?;
+        let (my_rev, rev, kv) = self
+            .0
+            .acquire(&key, r.lease, &r.value)
+            .await
+            .map_err(plain)?;
         if kv.value != r.value {
             // Re-campaigning with a new value proclaims it.
             let put = PutRequest {
@@ -270,9 +282,12 @@ impl election_server::Election for Election {
                 lease: r.lease,
                 ..PutRequest::default()
             };
-            self.0.write(Command::Put(put)).await?;
+            self.0.write(Command::Put(put)).await.map_err(plain)?;
         }
-        self.0.wait_deletes(&prefix, my_rev - 1).await?;
+        self.0
+            .wait_deletes(&prefix, my_rev - 1)
+            .await
+            .map_err(plain)?;
         let leader = el::LeaderKey {
             name: r.name,
             key,
@@ -305,7 +320,7 @@ impl election_server::Election for Election {
             success: vec![RequestOp::Put(put)],
             failure: vec![],
         };
-        let (res, rev) = self.0.txn(t).await?;
+        let (res, rev) = self.0.txn(t).await.map_err(plain)?;
         if !res.succeeded {
             return Err(unknown("election: not leader"));
         }
@@ -406,7 +421,7 @@ impl election_server::Election for Election {
             success: vec![RequestOp::DeleteRange(del)],
             failure: vec![],
         };
-        let (_, rev) = self.0.txn(t).await?;
+        let (_, rev) = self.0.txn(t).await.map_err(plain)?;
         Ok(Response::new(el::ResignResponse {
             header: Some(self.0.header(rev)),
         }))

@@ -335,40 +335,46 @@ impl Session {
             events,
             ..Default::default()
         };
-        let limit = self.ctx.cfg.max_request_bytes;
-        if !w.fragment || resp.encoded_len() <= limit || resp.events.len() < 2 {
+        // etcd's sendFragments, with its limit: max_request_bytes plus
+        // gRPC's 512 KiB allowance. Whole unless at least that large.
+        let limit = self.ctx.cfg.max_request_bytes.saturating_add(512 * 1024);
+        if !w.fragment || resp.encoded_len() < limit || resp.events.len() < 2 {
             return self.send(resp).await;
         }
-        let mut chunk = Vec::new();
-        let mut size = 0usize;
-        let all = resp.events;
-        let n = all.len();
-        for (i, ev) in all.into_iter().enumerate() {
-            let len = ev.encoded_len() + 8;
-            if !chunk.is_empty() && size + len > limit {
-                let part = std::mem::take(&mut chunk);
-                size = 0;
-                self.send(pb::WatchResponse {
-                    header,
-                    watch_id: w.id,
-                    events: part,
-                    fragment: true,
-                    ..Default::default()
-                })
-                .await?;
+        let empty = pb::WatchResponse {
+            header,
+            watch_id: w.id,
+            fragment: true,
+            ..Default::default()
+        };
+        let base = empty.encoded_len();
+        // An event's share of a response: its bytes, length and tag (field 11).
+        let share = |ev: &mvccpb::Event| {
+            let len = ev.encoded_len();
+            len + prost::encoding::encoded_len_varint(len as u64) + 1
+        };
+        let mut all = resp.events.into_iter().peekable();
+        while all.peek().is_some() {
+            let mut part = Vec::new();
+            let mut size = base;
+            while let Some(ev) = all.peek() {
+                let s = share(ev);
+                // A fragment holds at least one event; the event that
+                // brings it to the limit starts the next one.
+                if !part.is_empty() && size + s >= limit {
+                    break;
+                }
+                size += s;
+                if let Some(ev) = all.next() {
+                    part.push(ev);
+                }
             }
-            size += len;
-            chunk.push(ev);
-            if i + 1 == n {
-                self.send(pb::WatchResponse {
-                    header,
-                    watch_id: w.id,
-                    events: chunk,
-                    ..Default::default()
-                })
-                .await?;
-                break;
-            }
+            self.send(pb::WatchResponse {
+                events: part,
+                fragment: all.peek().is_some(),
+                ..empty.clone()
+            })
+            .await?;
         }
         Ok(())
     }
@@ -452,16 +458,23 @@ impl Session {
                         watch_id: id,
                         canceled: true,
                         compact_revision: compacted,
-                        cancel_reason: janus_core::EtcdError::Compacted.to_string(),
                         ..Default::default()
                     })
                     .await?;
                     return Ok(false);
                 }
                 Ok(revs) => {
-                    for (_, evs) in revs {
+                    for (r, evs) in revs {
                         let before = pending.len();
-                        pending.extend(evs.iter().filter_map(|e| w.event(e)));
+                        // etcd reads prev_kv at r - 1 when it sends: gone
+                        // if that revision is compacted away.
+                        let prev_gone = r - 1 < compacted;
+                        pending.extend(evs.iter().filter_map(|e| w.event(e)).map(|mut e| {
+                            if prev_gone {
+                                e.prev_kv = None;
+                            }
+                            e
+                        }));
                         pending_revs += usize::from(pending.len() > before);
                     }
                     if pending_revs >= SYNC_BATCH_REVS {

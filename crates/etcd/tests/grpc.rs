@@ -395,7 +395,10 @@ async fn fragments_split_a_large_revision() {
         }
     }
     assert_eq!(events, 8);
-    assert!(parts > 1, "a 800 KiB revision is split at 256 KiB");
+    assert!(
+        parts > 1,
+        "an 800 KiB revision is split at 256 KiB + 512 KiB, as etcd does"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
