@@ -92,6 +92,8 @@ pub(crate) fn cost(cmd: &Command) -> u64 {
         Command::Txn(t) => ops(&t.success).max(ops(&t.failure)),
         // etcd's leaseOverhead.
         Command::LeaseGrant { .. } => 64,
+        // With auth on, writes go to the state machine wrapped.
+        Command::AsUser { command, .. } => cost(command),
         _ => 0,
     }
 }
