@@ -278,7 +278,8 @@ async fn drive(
             let mut i = 0u64;
             while Instant::now() < deadline {
                 let t = Instant::now();
-                match one(&ctx, op, conn, w, i, &mut rng).await {
+                // Names created per worker must differ between concurrency levels.
+                match one(&ctx, op, conn, conc * 1_000_000 + w, i, &mut rng).await {
                     Ok(()) => record(&mut h, t.elapsed()),
                     Err(e) => {
                         errors += 1;
