@@ -243,3 +243,102 @@ fn read_only_mode_without_quorum() {
     let mut rw = Raw::connect(&members[2].zk);
     assert_eq!(rw.create("/after", 0), 0);
 }
+
+/// A client whose member is killed moves to another member with its
+/// session id and password: its ephemeral stays, setWatches re-registers its
+/// watches (a change it missed fires at once, later ones fire too).
+#[test]
+fn session_moves_after_its_member_is_killed() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut members = start_cluster(tmp.path());
+    let mode = |m: &Janus| four_letter(&m.zk, "srvr").contains("Mode: leader");
+    let leader = (0..3).find(|i| mode(&members[*i])).expect("a leader");
+    let (w, r) = match leader {
+        0 => (1, 2),
+        1 => (0, 2),
+        _ => (0, 1),
+    };
+    let mut other = Raw::connect(&members[leader].zk);
+    assert_eq!(other.create("/d", 0), 0);
+    assert_eq!(other.create("/later-gone", 0), 0);
+
+    let mut c = Raw::connect(&members[w].zk);
+    assert_eq!(
+        c.create("/eph", 1),
+        0,
+        "ephemeral through the doomed member"
+    );
+    let (err, _, _) = c.call(4, &get_data("/d", true));
+    assert_eq!(err, 0);
+    let (err, _, _) = c.call(3, &get_data("/later-gone", true));
+    assert_eq!(err, 0);
+    // The last zxid this client saw: a sync's reply header carries it.
+    c.send(9, &string("/"));
+    let (_, last_zxid, err, _) = c.recv().expect("sync reply");
+    assert_eq!(err, 0);
+    let (sid, pw) = (c.session, c.passwd.clone());
+
+    members[w].kill9();
+    // Missed while disconnected.
+    let (err, _, _) = other.call(5, &set_data("/d", b"missed"));
+    assert_eq!(err, 0);
+
+    let mut s = Raw::tcp(&members[r].zk);
+    let (t, sid2, _) = Raw::handshake(&mut s, last_zxid, 4000, sid, &pw).expect("re-establish");
+    assert!(t > 0, "session refused at the other member");
+    assert_eq!(sid2, sid);
+    let mut moved = Raw {
+        s,
+        session: sid,
+        passwd: pw,
+        timeout: t,
+        xid: 0,
+    };
+    // setWatches(relativeZxid, data, exist, child) as the Java client sends
+    // it after a reconnect.
+    let mut body = last_zxid.to_be_bytes().to_vec();
+    for list in [&["/d", "/later-gone"][..], &[][..], &[][..]] {
+        body.extend_from_slice(&be_i32(list.len() as i32));
+        for p in list {
+            body.extend_from_slice(&string(p));
+        }
+    }
+    let (err, _, events) = moved.call(101, &body);
+    assert_eq!(err, 0);
+    assert_eq!(
+        events,
+        vec![(3, "/d".to_string())],
+        "the missed change fires at once"
+    );
+
+    // Later changes reach the re-registered watch.
+    let mut b = string("/later-gone");
+    b.extend_from_slice(&be_i32(-1));
+    assert_eq!(other.call(2, &b).0, 0);
+    let (_, _, events) = moved.call(9, &string("/"));
+    assert_eq!(events, vec![(2, "/later-gone".to_string())]);
+
+    // Kept alive through the new member past its timeout, the ephemeral
+    // stays; closing the session removes it.
+    let until = std::time::Instant::now() + Duration::from_millis(t as u64 + 1000);
+    while std::time::Instant::now() < until {
+        for cl in [&mut moved, &mut other] {
+            cl.send(11, &[]);
+            let (xid, _, err, _) = cl.recv().expect("ping reply");
+            assert_eq!((xid, err), (-2, 0));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        other.call(3, &get_data("/eph", false)).0,
+        0,
+        "ephemeral kept"
+    );
+    assert_eq!(moved.call(-11, &[]).0, 0);
+    assert_eq!(other.call(9, &string("/")).0, 0);
+    assert_eq!(
+        other.call(3, &get_data("/eph", false)).0,
+        -101,
+        "ephemeral gone with the session"
+    );
+}
