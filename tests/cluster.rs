@@ -1,4 +1,4 @@
-//! Three members on loopback: writes proposed at any member are forwarded
+//! Three and five members on loopback: writes proposed at any member are forwarded
 //! to the leader, linearizable reads go through the read index, a killed
 //! leader is replaced, and a restarted member catches up.
 
@@ -152,4 +152,79 @@ async fn three_members_forward_read_index_failover_catch_up() {
         .await
         .unwrap());
     assert_eq!(a, b, "one revision clock on every member");
+}
+
+/// Five members: two of them (the leader and a follower) die, the other
+/// three elect a leader and keep committing; the two come back and catch up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_members_survive_two_failures() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let peers: Vec<String> = (0..5)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let initial = peers
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{}={p}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let cfg = tmp.path().join("janus.toml");
+    std::fs::write(&cfg, "heartbeat_ms = 50\nelection_timeout_ms = 300\n").expect("config");
+    let mut members: Vec<Janus> = (0..5)
+        .map(|i| {
+            let id = (i + 1).to_string();
+            let args = [
+                "--config",
+                cfg.to_str().expect("utf-8"),
+                "--node-id",
+                &id,
+                "--initial-cluster",
+                &initial,
+            ];
+            Janus::start_with_peer(&tmp.path().join(format!("m{id}")), &peers[i], &args)
+        })
+        .collect();
+    for m in &members {
+        m.wait_healthy(Duration::from_secs(30));
+    }
+    let leader = wait_leader(&members, None);
+    for (n, i) in (0..5).cycle().take(20).enumerate() {
+        let a = members[i]
+            .propose(&put(&format!("five{n}"), "x"))
+            .await
+            .expect("propose");
+        assert!(matches!(a.response, Response::Etcd(Ok(_))), "{a:?}");
+    }
+
+    // Lose the leader and one follower: three of five still make a quorum.
+    let follower = (0..5).find(|i| *i != leader).expect("a follower");
+    members[leader].kill9();
+    members[follower].kill9();
+    let new_leader = wait_leader(&members, Some(leader));
+    assert_ne!(new_leader, follower);
+    let alive: Vec<usize> = (0..5).filter(|i| *i != leader && *i != follower).collect();
+    for n in 0..30 {
+        let at = alive[n % alive.len()];
+        members[at]
+            .propose(&put(&format!("after{n}"), "y"))
+            .await
+            .expect("propose with two members down");
+    }
+    for &i in &alive {
+        assert_eq!(get(&members[i], "after29", true).await, Some(b"y".to_vec()));
+    }
+
+    // Both come back and catch up.
+    for i in [leader, follower] {
+        members[i].spawn();
+        members[i].wait_healthy(Duration::from_secs(30));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for i in [leader, follower] {
+        while get(&members[i], "after29", false).await.is_none() {
+            assert!(Instant::now() < deadline, "member {i} did not catch up");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(get(&members[i], "five19", false).await, Some(b"x".to_vec()));
+    }
 }
