@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use janus_core::{Command, PutRequest, RangeRequest, Response};
 use janus_raft::{Query, QueryResult};
-use janus_tests::{free_port, Janus};
+use janus_tests::{leader_index, start_cluster, Janus};
 
 fn put(key: &str, value: &str) -> Command {
     Command::Put(PutRequest {
@@ -27,27 +27,11 @@ async fn get(j: &Janus, key: &str, linearizable: bool) -> Option<Vec<u8>> {
     }
 }
 
-/// The member that the others' `/metrics` name as leader.
-fn leader_of(members: &[Janus]) -> Option<usize> {
-    for m in members.iter().filter(|m| m.child.is_some()) {
-        if let Ok((200, body)) = m.http_get("/metrics") {
-            let id = body
-                .lines()
-                .find_map(|l| l.strip_prefix("janus_raft_leader_id "))
-                .and_then(|v| v.parse().ok());
-            if let Some(id) = id.filter(|id: &usize| *id > 0) {
-                return Some(id - 1);
-            }
-        }
-    }
-    None
-}
-
 fn wait_leader(members: &[Janus], not: Option<usize>) -> usize {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Some(l) =
-            leader_of(members).filter(|l| Some(*l) != not && members[*l].child.is_some())
+            leader_index(members).filter(|l| Some(*l) != not && members[*l].child.is_some())
         {
             return l;
         }
@@ -59,34 +43,7 @@ fn wait_leader(members: &[Janus], not: Option<usize>) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_members_forward_read_index_failover_catch_up() {
     let tmp = tempfile::tempdir().unwrap();
-    let peers: Vec<String> = (0..3)
-        .map(|_| format!("127.0.0.1:{}", free_port()))
-        .collect();
-    let initial = peers
-        .iter()
-        .enumerate()
-        .map(|(i, p)| format!("{}={p}", i + 1))
-        .collect::<Vec<_>>()
-        .join(",");
-    let cfg = tmp.path().join("janus.toml");
-    std::fs::write(&cfg, "heartbeat_ms = 50\nelection_timeout_ms = 300\nsnapshot_entries = 50\nlog_keep_entries = 0\n").unwrap();
-    let mut members: Vec<Janus> = (0..3)
-        .map(|i| {
-            let id = (i + 1).to_string();
-            let args = [
-                "--config",
-                cfg.to_str().unwrap(),
-                "--node-id",
-                &id,
-                "--initial-cluster",
-                &initial,
-            ];
-            Janus::start_with_peer(&tmp.path().join(format!("m{id}")), &peers[i], &args)
-        })
-        .collect();
-    for m in &members {
-        m.wait_healthy(Duration::from_secs(30));
-    }
+    let mut members = start_cluster(tmp.path(), 3, "heartbeat_ms = 50\nelection_timeout_ms = 300\nsnapshot_entries = 50\nlog_keep_entries = 0\n");
     let leader = wait_leader(&members, None);
     let followers: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
 
@@ -159,34 +116,11 @@ async fn three_members_forward_read_index_failover_catch_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_members_survive_two_failures() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let peers: Vec<String> = (0..5)
-        .map(|_| format!("127.0.0.1:{}", free_port()))
-        .collect();
-    let initial = peers
-        .iter()
-        .enumerate()
-        .map(|(i, p)| format!("{}={p}", i + 1))
-        .collect::<Vec<_>>()
-        .join(",");
-    let cfg = tmp.path().join("janus.toml");
-    std::fs::write(&cfg, "heartbeat_ms = 50\nelection_timeout_ms = 300\n").expect("config");
-    let mut members: Vec<Janus> = (0..5)
-        .map(|i| {
-            let id = (i + 1).to_string();
-            let args = [
-                "--config",
-                cfg.to_str().expect("utf-8"),
-                "--node-id",
-                &id,
-                "--initial-cluster",
-                &initial,
-            ];
-            Janus::start_with_peer(&tmp.path().join(format!("m{id}")), &peers[i], &args)
-        })
-        .collect();
-    for m in &members {
-        m.wait_healthy(Duration::from_secs(30));
-    }
+    let mut members = start_cluster(
+        tmp.path(),
+        5,
+        "heartbeat_ms = 50\nelection_timeout_ms = 300\n",
+    );
     let leader = wait_leader(&members, None);
     for (n, i) in (0..5).cycle().take(20).enumerate() {
         let a = members[i]

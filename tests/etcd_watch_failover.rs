@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use janus_etcd::pb::etcdserverpb::{self as pb, kv_client::KvClient, watch_client::WatchClient};
-use janus_tests::{free_port, Janus};
+use janus_tests::{leader_index, start_cluster, Janus};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 
@@ -48,20 +48,11 @@ async fn open_watch(
     (tx, s)
 }
 
-/// The member the others' `/metrics` name as leader (janus_raft_leader_id).
 fn wait_leader(members: &[Janus]) -> usize {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        for m in members {
-            if let Ok((200, body)) = m.http_get("/metrics") {
-                let id: Option<usize> = body
-                    .lines()
-                    .find_map(|l| l.strip_prefix("janus_raft_leader_id "))
-                    .and_then(|v| v.trim().parse().ok());
-                if let Some(id) = id.filter(|id| (1..=members.len()).contains(id)) {
-                    return id - 1;
-                }
-            }
+        if let Some(l) = leader_index(members) {
+            return l;
         }
         assert!(Instant::now() < deadline, "no leader elected");
         std::thread::sleep(Duration::from_millis(100));
@@ -71,34 +62,11 @@ fn wait_leader(members: &[Janus]) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_resumed_on_another_member_sees_every_event_once() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let peers: Vec<String> = (0..3)
-        .map(|_| format!("127.0.0.1:{}", free_port()))
-        .collect();
-    let initial = peers
-        .iter()
-        .enumerate()
-        .map(|(i, p)| format!("{}={p}", i + 1))
-        .collect::<Vec<_>>()
-        .join(",");
-    let cfg = tmp.path().join("janus.toml");
-    std::fs::write(&cfg, "heartbeat_ms = 50\nelection_timeout_ms = 300\n").expect("config");
-    let mut members: Vec<Janus> = (0..3)
-        .map(|i| {
-            let id = (i + 1).to_string();
-            let args = [
-                "--config",
-                cfg.to_str().expect("utf-8"),
-                "--node-id",
-                &id,
-                "--initial-cluster",
-                &initial,
-            ];
-            Janus::start_with_peer(&tmp.path().join(format!("m{id}")), &peers[i], &args)
-        })
-        .collect();
-    for m in &members {
-        m.wait_healthy(Duration::from_secs(30));
-    }
+    let mut members = start_cluster(
+        tmp.path(),
+        3,
+        "heartbeat_ms = 50\nelection_timeout_ms = 300\n",
+    );
 
     // Write through the leader; watch at a follower, which is killed (the
     // other two keep the quorum), and resume at the other follower.

@@ -9,7 +9,7 @@ mod zk_support;
 
 use std::time::Duration;
 
-use janus_tests::{free_port, Janus};
+use janus_tests::Janus;
 use zk_support::{be_i32, connect_request, four_letter, string, Raw};
 
 fn get_data(path: &str, watch: bool) -> Vec<u8> {
@@ -32,39 +32,12 @@ fn data_of(body: &[u8]) -> Vec<u8> {
     body[4..4 + n.max(0) as usize].to_vec()
 }
 
-fn start_cluster(tmp: &std::path::Path) -> Vec<Janus> {
-    let peers: Vec<String> = (0..3)
-        .map(|_| format!("127.0.0.1:{}", free_port()))
-        .collect();
-    let initial = peers
-        .iter()
-        .enumerate()
-        .map(|(i, p)| format!("{}={p}", i + 1))
-        .collect::<Vec<_>>()
-        .join(",");
-    let cfg = tmp.join("janus.toml");
-    std::fs::write(
-        &cfg,
+fn start_zk_cluster(tmp: &std::path::Path) -> Vec<Janus> {
+    let members = janus_tests::start_cluster(
+        tmp,
+        3,
         "heartbeat_ms = 50\nelection_timeout_ms = 300\n[zookeeper]\ntick_ms = 100\nfour_letter_words = [\"*\"]\n",
-    )
-    .expect("config");
-    let members: Vec<Janus> = (0..3)
-        .map(|i| {
-            let id = (i + 1).to_string();
-            let args = [
-                "--config",
-                cfg.to_str().expect("utf-8"),
-                "--node-id",
-                &id,
-                "--initial-cluster",
-                &initial,
-            ];
-            Janus::start_with_peer(&tmp.join(format!("m{id}")), &peers[i], &args)
-        })
-        .collect();
-    for m in &members {
-        m.wait_healthy(Duration::from_secs(30));
-    }
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while members.iter().any(|m| four_letter(&m.zk, "ruok") != "imok") {
         assert!(
@@ -79,7 +52,7 @@ fn start_cluster(tmp: &std::path::Path) -> Vec<Janus> {
 #[test]
 fn sessions_and_watches_across_members() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let members = start_cluster(tmp.path());
+    let members = start_zk_cluster(tmp.path());
     let modes: Vec<String> = members
         .iter()
         .map(|m| {
@@ -184,7 +157,7 @@ fn connect_read_only(s: &mut std::net::TcpStream) -> Option<(i32, i64, u8)> {
 #[test]
 fn read_only_mode_without_quorum() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let mut members = start_cluster(tmp.path());
+    let mut members = start_zk_cluster(tmp.path());
     let mut w = Raw::connect(&members[0].zk);
     assert_eq!(w.create("/ro-data", 0), 0);
     let mut r = Raw::connect(&members[2].zk);
@@ -250,7 +223,7 @@ fn read_only_mode_without_quorum() {
 #[test]
 fn session_moves_after_its_member_is_killed() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let mut members = start_cluster(tmp.path());
+    let mut members = start_zk_cluster(tmp.path());
     let mode = |m: &Janus| four_letter(&m.zk, "srvr").contains("Mode: leader");
     let leader = (0..3).find(|i| mode(&members[*i])).expect("a leader");
     let (w, r) = match leader {

@@ -235,3 +235,55 @@ pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
         .unwrap_or_default();
     Ok((status, body))
 }
+
+/// `n` members on loopback with fresh ports, each started with `toml` as
+/// its config file and `--initial-cluster` naming all of them; returns once
+/// every member answers `/health`.
+pub fn start_cluster(dir: &Path, n: usize, toml: &str) -> Vec<Janus> {
+    let peers: Vec<String> = (0..n)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let initial = peers
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{}={p}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let cfg = dir.join("janus.toml");
+    std::fs::write(&cfg, toml).expect("config");
+    let members: Vec<Janus> = (0..n)
+        .map(|i| {
+            let id = (i + 1).to_string();
+            let args = [
+                "--config",
+                cfg.to_str().expect("utf-8 path"),
+                "--node-id",
+                &id,
+                "--initial-cluster",
+                &initial,
+            ];
+            Janus::start_with_peer(&dir.join(format!("m{id}")), &peers[i], &args)
+        })
+        .collect();
+    for m in &members {
+        m.wait_healthy(Duration::from_secs(30));
+    }
+    members
+}
+
+/// The index of the member that running members' `/metrics` name as
+/// leader (`janus_raft_leader_id`), if any.
+pub fn leader_index(members: &[Janus]) -> Option<usize> {
+    for m in members.iter().filter(|m| m.child.is_some()) {
+        if let Ok((200, body)) = m.http_get("/metrics") {
+            let id: Option<usize> = body
+                .lines()
+                .find_map(|l| l.strip_prefix("janus_raft_leader_id "))
+                .and_then(|v| v.trim().parse().ok());
+            if let Some(id) = id.filter(|id| (1..=members.len()).contains(id)) {
+                return Some(id - 1);
+            }
+        }
+    }
+    None
+}
