@@ -320,9 +320,7 @@ class Ctx:
         # Take the events before closing: kazoo tells every watcher still
         # set a NONE event on close, on its callback thread, racing us.
         with self.lock:
-            self.events = list(self.events)
-            taken = self.events
-            self.events = []
+            taken, self.events = self.events, []
         for zk in self.clients:
             try:
                 zk.stop()
