@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::AuthOp;
 use crate::error::{EtcdError, ZkError};
 use crate::mvcc::KeyValue;
-use crate::zk::{Acl, CreateMode, Stat};
+use crate::zk::{Acl, CreateMode, Id, Stat};
 
 /// A log entry's payload: a command and the leader's wall clock when it
 /// proposed it. `core` never reads a clock itself (design decision 3).
@@ -94,6 +94,16 @@ pub enum Command {
         member: u64,
         kind: i32,
     },
+    /// A `Zk` or `ZkMulti` from a client connection whose authenticated ids
+    /// are `ids`: ACLs are checked as the ops apply, where ZooKeeper's
+    /// PrepRequestProcessor checks them (against what every earlier txn
+    /// left, so pipelined writes of one session see each other), and a
+    /// write refused for an ACL still takes a zxid. Bare `Zk`/`ZkMulti` are
+    /// the server's own and are not checked.
+    ZkAs {
+        ids: Vec<Id>,
+        command: Box<Command>,
+    },
 }
 
 impl Command {
@@ -107,6 +117,7 @@ impl Command {
                 | Command::Zk { .. }
                 | Command::ZkMulti { .. }
                 | Command::ZkDeleteContainer { .. }
+                | Command::ZkAs { .. }
         )
     }
 }

@@ -17,6 +17,7 @@ pub mod lease;
 pub mod mvcc;
 pub mod state;
 pub mod zk;
+pub mod zk_acl;
 
 pub use auth::{AuthInfo, AuthOp, AuthState, PermType, Permission, Role, User};
 pub use command::*;

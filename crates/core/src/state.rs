@@ -98,8 +98,20 @@ impl State {
                 timeout_ms,
             } => self.session_create(*session, password, *timeout_ms),
             Command::ZkCloseSession { session } => self.session_close(t, *session),
-            Command::Zk { session, op } => Response::Zk(self.zk_single(t, *session, op)),
-            Command::ZkMulti { session, ops } => Response::Zk(self.zk_multi(t, *session, ops)),
+            Command::Zk { session, op } => Response::Zk(self.zk_single(t, *session, op, None)),
+            Command::ZkMulti { session, ops } => {
+                Response::Zk(self.zk_multi(t, *session, ops, None))
+            }
+            Command::ZkAs { ids, command } => Response::Zk(match &**command {
+                Command::Zk { session, op } => self.zk_single(t, *session, op, Some(ids)),
+                Command::ZkMulti { session, ops } => self.zk_multi(t, *session, ops, Some(ids)),
+                // Only client writes are wrapped; anything else is refused,
+                // with the zxid every ZooKeeper txn takes.
+                _ => {
+                    self.next_zxid();
+                    Err(crate::ZkError::BadArguments)
+                }
+            }),
             Command::ZkDeleteContainer { path } => Response::Zk(self.zk_delete_container(t, path)),
             Command::Put(req) => Response::Etcd(
                 self.kv_write(|s, tx| s.kv_put(tx, req))

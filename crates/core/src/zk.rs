@@ -262,8 +262,10 @@ enum Undo {
 }
 
 /// The context one ZooKeeper txn runs in.
-struct TxnCtx {
+struct TxnCtx<'a> {
     zxid: i64,
+    /// The caller's ids when ACLs are checked (`Command::ZkAs`).
+    ids: Option<&'a [Id]>,
     time: i64,
     session: i64,
     undo: Vec<Undo>,
@@ -354,6 +356,7 @@ impl State {
         time: i64,
         session: i64,
         op: &ZkOp,
+        ids: Option<&[Id]>,
     ) -> Result<ZkResponse, ZkError> {
         let zxid = self.next_zxid();
         if !self.zk_session_ok(session) {
@@ -361,6 +364,7 @@ impl State {
         }
         let mut cx = TxnCtx {
             zxid,
+            ids,
             time,
             session,
             undo: Vec::new(),
@@ -384,6 +388,7 @@ impl State {
         time: i64,
         session: i64,
         ops: &[ZkOp],
+        ids: Option<&[Id]>,
     ) -> Result<ZkResponse, ZkError> {
         let zxid = self.next_zxid();
         if !self.zk_session_ok(session) {
@@ -391,6 +396,7 @@ impl State {
         }
         let mut cx = TxnCtx {
             zxid,
+            ids,
             time,
             session,
             undo: Vec::new(),
@@ -434,6 +440,7 @@ impl State {
         }
         let mut cx = TxnCtx {
             zxid,
+            ids: None,
             time,
             session: 0,
             undo: Vec::new(),
@@ -455,6 +462,7 @@ impl State {
             .unwrap_or_default();
         let mut cx = TxnCtx {
             zxid,
+            ids: None,
             time,
             session,
             undo: Vec::new(),
@@ -521,7 +529,15 @@ impl State {
         }
     }
 
-    fn save_stat(cx: &mut TxnCtx, path: &str, n: &ZNode) {
+    /// PrepRequestProcessor's `checkACL` for a wrapped (client) txn.
+    fn check_perm(cx: &TxnCtx<'_>, acl: &[Acl], perm: i32) -> Result<(), ZkError> {
+        match cx.ids {
+            Some(ids) => crate::zk_acl::check_acl(ids, acl, perm),
+            None => Ok(()),
+        }
+    }
+
+    fn save_stat(cx: &mut TxnCtx<'_>, path: &str, n: &ZNode) {
         cx.undo.push(Undo::Stat(path.to_string(), n.stat));
     }
 
@@ -537,14 +553,17 @@ impl State {
                 .zk_create(cx, path, data, acl, *mode, *ttl_ms)
                 .map(|(path, stat)| ZkOpResult::Create { path, stat }),
             ZkOp::Delete { path, version } => {
-                validate_path(path)?;
-                if is_special_path(path) {
+                // `getParentPathAndValidate`: a '/', no NUL, not a system
+                // node; the path itself is only looked up.
+                let Some(last) = path.rfind('/') else {
+                    return Err(ZkError::BadArguments);
+                };
+                if path.contains('\0') || is_special_path(path) {
                     return Err(ZkError::BadArguments);
                 }
-                let (parent, _) = split_path(path);
-                if !self.tree.contains_key(parent) {
-                    return Err(ZkError::NoNode);
-                }
+                let parent = if last == 0 { "/" } else { &path[..last] };
+                let parent = self.tree.get(parent).ok_or(ZkError::NoNode)?;
+                Self::check_perm(cx, &parent.acl, perms::DELETE)?;
                 let node = self.tree.get(path.as_str()).ok_or(ZkError::NoNode)?;
                 check_version(node.stat.version, *version)?;
                 if !node.children.is_empty() {
@@ -560,6 +579,7 @@ impl State {
             } => {
                 validate_path(path)?;
                 let node = self.tree.get_mut(path.as_str()).ok_or(ZkError::NoNode)?;
+                Self::check_perm(cx, &node.acl, perms::WRITE)?;
                 check_version(node.stat.version, *version)?;
                 cx.undo.push(Undo::Data(
                     path.clone(),
@@ -584,6 +604,7 @@ impl State {
                     return Err(ZkError::InvalidAcl);
                 }
                 let node = self.tree.get_mut(path.as_str()).ok_or(ZkError::NoNode)?;
+                Self::check_perm(cx, &node.acl, perms::ADMIN)?;
                 check_version(node.stat.aversion, *version)?;
                 cx.undo.push(Undo::Acl(
                     path.clone(),
@@ -596,6 +617,7 @@ impl State {
             ZkOp::Check { path, version } => {
                 validate_path(path)?;
                 let node = self.tree.get(path.as_str()).ok_or(ZkError::NoNode)?;
+                Self::check_perm(cx, &node.acl, perms::READ)?;
                 check_version(node.stat.version, *version)?;
                 Ok(ZkOpResult::Check)
             }
@@ -618,23 +640,28 @@ impl State {
         } else if ttl_ms >= 0 {
             return Err(ZkError::BadArguments);
         }
-        // A sequential path may end in '/': the suffix completes it.
-        if mode.is_sequential() {
-            validate_path(&format!("{path}1"))?;
-        } else {
-            validate_path(path)?;
+        // PrepRequestProcessor's order: `validatePathForCreate` (a '/' and
+        // no NUL), the parent (NONODE), CREATE on it, and only then the
+        // full path (a sequential one with its suffix, which may complete
+        // a path ending in '/').
+        let Some(last) = path.rfind('/') else {
+            return Err(ZkError::BadArguments);
+        };
+        if path.contains('\0') {
+            return Err(ZkError::BadArguments);
         }
-        if path == "/" {
-            return Err(ZkError::NodeExists);
-        }
-        let (parent_path, _) = split_path(path);
+        let parent_path = if last == 0 { "/" } else { &path[..last] };
         let parent = self.tree.get(parent_path).ok_or(ZkError::NoNode)?;
+        Self::check_perm(cx, &parent.acl, perms::CREATE)?;
         let full = if mode.is_sequential() {
             format!("{path}{:010}", parent.stat.cversion)
         } else {
             path.to_string()
         };
         validate_path(&full)?;
+        if full == "/" {
+            return Err(ZkError::NodeExists);
+        }
         if acl.is_empty() {
             return Err(ZkError::InvalidAcl);
         }
@@ -783,5 +810,90 @@ mod tests {
             NodeKind::of_owner(0x0100_0000_0000_0001),
             NodeKind::Ephemeral(0x0100_0000_0000_0001)
         );
+    }
+
+    fn digest(user: &str) -> Id {
+        Id {
+            scheme: "digest".into(),
+            id: format!("{user}:h"),
+        }
+    }
+
+    /// A client write as `ids`; returns (response, revision after).
+    fn as_ids(s: &mut State, ids: &[Id], op: ZkOp) -> (Result<ZkResponse, ZkError>, i64) {
+        let r = s.zk_single(0, 0, &op, Some(ids));
+        (r, s.revision())
+    }
+
+    fn create(path: &str, acl: Vec<Acl>) -> ZkOp {
+        ZkOp::Create {
+            path: path.into(),
+            data: vec![],
+            acl,
+            mode: CreateMode::Persistent,
+            ttl_ms: -1,
+        }
+    }
+
+    #[test]
+    fn acls_checked_in_prep_request_order_with_a_zxid() {
+        let mut s = State::new();
+        let alice = vec![Acl {
+            perms: perms::ALL,
+            id: digest("alice"),
+        }];
+        let (r, _) = as_ids(&mut s, &[digest("alice")], create("/a", alice.clone()));
+        assert!(r.is_ok());
+        // A later txn sees the node an earlier one made: no need to wait
+        // for it to apply before checking.
+        let (r, _) = as_ids(&mut s, &[digest("alice")], create("/a/b", alice.clone()));
+        assert!(r.is_ok());
+        let before = s.revision();
+        let (r, after) = as_ids(&mut s, &[digest("bob")], create("/a/c", alice.clone()));
+        assert_eq!(r, Err(ZkError::NoAuth));
+        assert_eq!(after, before + 1, "a refused write takes a zxid");
+        // Delete: DELETE on the parent comes before the node's existence.
+        let del = |p: &str| ZkOp::Delete {
+            path: p.into(),
+            version: -1,
+        };
+        assert_eq!(as_ids(&mut s, &[], del("/a/none")).0, Err(ZkError::NoAuth));
+        assert_eq!(as_ids(&mut s, &[], del("/none/x")).0, Err(ZkError::NoNode));
+        // Create: the parent and CREATE on it before the full path.
+        assert_eq!(
+            as_ids(&mut s, &[], create("/a/x/", Acl::open_unsafe())).0,
+            Err(ZkError::NoNode)
+        );
+        assert_eq!(
+            as_ids(&mut s, &[], create("/a/.", Acl::open_unsafe())).0,
+            Err(ZkError::NoAuth)
+        );
+        assert_eq!(
+            as_ids(&mut s, &[], create("/.", Acl::open_unsafe())).0,
+            Err(ZkError::BadArguments)
+        );
+        // setData, setACL, check: the node, then the permission, then the version.
+        let set = ZkOp::SetData {
+            path: "/a/b".into(),
+            data: vec![1],
+            version: 7,
+        };
+        assert_eq!(as_ids(&mut s, &[], set.clone()).0, Err(ZkError::NoAuth));
+        assert_eq!(
+            as_ids(&mut s, &[digest("alice")], set).0,
+            Err(ZkError::BadVersion)
+        );
+        let check = ZkOp::Check {
+            path: "/a".into(),
+            version: -1,
+        };
+        assert_eq!(as_ids(&mut s, &[], check.clone()).0, Err(ZkError::NoAuth));
+        let sup = Id {
+            scheme: "super".into(),
+            id: "x".into(),
+        };
+        assert!(as_ids(&mut s, &[sup], check.clone()).0.is_ok());
+        // The server's own (bare) writes are not checked.
+        assert!(s.zk_single(0, 0, &check, None).is_ok());
     }
 }

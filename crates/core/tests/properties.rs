@@ -217,7 +217,33 @@ fn acl() -> BoxedStrategy<Vec<Acl>> {
             id: "anyone".into(),
         },
     }];
-    prop_oneof![8 => Just(Acl::open_unsafe()), 1 => Just(read_only), 1 => Just(vec![])].boxed()
+    let alice_only = vec![Acl {
+        perms: zk::perms::ALL,
+        id: alice(),
+    }];
+    prop_oneof![
+        8 => Just(Acl::open_unsafe()),
+        1 => Just(read_only),
+        1 => Just(alice_only),
+        1 => Just(vec![])
+    ]
+    .boxed()
+}
+
+fn alice() -> Id {
+    Id {
+        scheme: "digest".into(),
+        id: "alice:hash".into(),
+    }
+}
+
+/// A client connection's ids for `Command::ZkAs`: none, alice's, super.
+fn caller_ids() -> BoxedStrategy<Vec<Id>> {
+    let sup = Id {
+        scheme: "super".into(),
+        id: "admin".into(),
+    };
+    prop_oneof![Just(vec![]), Just(vec![alice()]), Just(vec![sup])].boxed()
 }
 
 fn zk_data() -> BoxedStrategy<Vec<u8>> {
@@ -517,6 +543,25 @@ fn gen(mix: Mix) -> BoxedStrategy<Gen> {
             mix.multi,
             cmd((zk_session(), vec(zk_op(), 1..=4))
                 .prop_map(|(session, ops)| Command::ZkMulti { session, ops })
+                .boxed()),
+        ),
+        // Client writes, ACLs checked as they apply.
+        (
+            mix.zk,
+            cmd((caller_ids(), zk_session(), zk_op())
+                .prop_map(|(ids, session, op)| Command::ZkAs {
+                    ids,
+                    command: Box::new(Command::Zk { session, op }),
+                })
+                .boxed()),
+        ),
+        (
+            mix.multi,
+            cmd((caller_ids(), zk_session(), vec(zk_op(), 1..=4))
+                .prop_map(|(ids, session, ops)| Command::ZkAs {
+                    ids,
+                    command: Box::new(Command::ZkMulti { session, ops }),
+                })
                 .boxed()),
         ),
         (
@@ -928,7 +973,11 @@ proptest! {
             let rev = s.revision();
             let (a, ev) = s.apply(p);
             let ctx = format!("step {i}: {:?} -> {:?}", p.command, a.response);
-            let zk_failed = match (&p.command, &a.response) {
+            let command = match &p.command {
+                Command::ZkAs { command, .. } => &**command,
+                c => c,
+            };
+            let zk_failed = match (command, &a.response) {
                 (Command::ZkMulti { .. }, r) if is_failed_multi(r) => true,
                 (Command::ZkMulti { ops, .. }, Response::Zk(Ok(ZkResponse::Multi(rs)))) => {
                     prop_assert_eq!(rs.len(), ops.len(), "{}", ctx);
