@@ -10,6 +10,7 @@ pub mod lessor;
 pub mod membership;
 pub mod network;
 pub mod node;
+pub mod pipeline;
 pub mod query;
 pub mod service;
 
@@ -22,5 +23,6 @@ pub use janus_store::{Member, NodeId, TypeConfig};
 pub use membership::{url_addr, MembershipDone, MembershipError, MembershipOp};
 pub use network::{peer_tls, set_peer_tls, PeerTls};
 pub use node::{NodeConfig, NodeError, NodeStats, RaftNode};
+pub use pipeline::Pipeline;
 pub use query::{Query, QueryResult};
 pub use service::PeerService;

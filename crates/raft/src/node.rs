@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 use crate::lessor::Lessor;
 use crate::network::{decode, encode, Channels, Network};
+use crate::pipeline::Pipeline;
 use crate::proto::{ForwardRequest, QueryRequest, ReadIndexRequest};
 use crate::query::{Query, QueryResult};
 
@@ -129,7 +130,7 @@ fn now_ms() -> i64 {
 }
 
 /// Outcome of one local attempt.
-enum Attempt {
+pub(crate) enum Attempt {
     Done(Applied),
     NotLeader,
 }
@@ -406,12 +407,83 @@ impl RaftNode {
     /// Propose on this member, which must be the leader; the leader's clock
     /// stamps the command (design decision 3).
     async fn propose_local(&self, command: Command) -> Result<Attempt, NodeError> {
+        self.enqueue_local(command)?
+            .await
+            .map_err(|_| NodeError::Raft("raft stopped".into()))?
+    }
+
+    /// Queue `command` for the next log entry now (the batcher keeps the
+    /// order of these calls); the receiver says how it went.
+    pub(crate) fn enqueue_local(
+        &self,
+        command: Command,
+    ) -> Result<oneshot::Receiver<Result<Attempt, NodeError>>, NodeError> {
         let (reply, rx) = oneshot::channel();
         self.batcher
             .send(Queued { command, reply })
             .map_err(|_| NodeError::Raft("raft stopped".into()))?;
-        rx.await
-            .map_err(|_| NodeError::Raft("raft stopped".into()))?
+        Ok(rx)
+    }
+
+    pub(crate) fn count_proposal(&self, ok: bool) {
+        let c = if ok {
+            &self.stats.proposals_committed
+        } else {
+            &self.stats.proposals_failed
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An ordered proposer for one client connection (see [`Pipeline`]).
+    pub fn pipeline(self: &Arc<Self>) -> Pipeline {
+        Pipeline::start(self.clone())
+    }
+
+    /// Forwarded batches land here (on the leader): every command is queued
+    /// before any is awaited, so they keep their order.
+    pub(crate) async fn propose_batch_as_leader(
+        &self,
+        commands: Vec<Command>,
+    ) -> Result<Vec<Result<Applied, String>>, tonic::Status> {
+        if !self.leader().is_some_and(|(l, _)| l == self.id) {
+            return Err(tonic::Status::failed_precondition("not leader"));
+        }
+        let mut waits = Vec::with_capacity(commands.len());
+        for c in commands {
+            waits.push(self.enqueue_local(c));
+        }
+        let mut out = Vec::with_capacity(waits.len());
+        let mut all_refused = true;
+        for w in waits {
+            let r = match w {
+                Ok(rx) => match rx.await {
+                    Ok(Ok(Attempt::Done(a))) => {
+                        all_refused = false;
+                        Ok(a)
+                    }
+                    Ok(Ok(Attempt::NotLeader)) => Err("not leader".to_string()),
+                    Ok(Err(e)) => {
+                        all_refused = false;
+                        Err(e.to_string())
+                    }
+                    Err(_) => {
+                        all_refused = false;
+                        Err("raft stopped".to_string())
+                    }
+                },
+                Err(e) => {
+                    all_refused = false;
+                    Err(e.to_string())
+                }
+            };
+            self.count_proposal(r.is_ok());
+            out.push(r);
+        }
+        if all_refused {
+            // Leadership went before any entry was taken: nothing proposed.
+            return Err(tonic::Status::failed_precondition("not leader"));
+        }
+        Ok(out)
     }
 
     /// Forwarded proposals land here; `FailedPrecondition` tells the sender

@@ -10,9 +10,10 @@ use crate::network::{decode, encode, MAX_PEER_MESSAGE};
 use crate::node::RaftNode;
 use crate::proto::peer_server::{Peer, PeerServer};
 use crate::proto::{
-    ForwardRequest, ForwardResponse, KeepAliveRequest, KeepAliveResponse, MemberStatusRequest,
-    MemberStatusResponse, MembershipRequest, MembershipResponse, QueryRequest, QueryResponse,
-    RaftMessage, ReadIndexRequest, ReadIndexResponse,
+    ForwardBatchRequest, ForwardBatchResponse, ForwardRequest, ForwardResponse, KeepAliveRequest,
+    KeepAliveResponse, MemberStatusRequest, MemberStatusResponse, MembershipRequest,
+    MembershipResponse, QueryRequest, QueryResponse, RaftMessage, ReadIndexRequest,
+    ReadIndexResponse,
 };
 use crate::query::Query;
 
@@ -77,6 +78,23 @@ impl Peer for PeerService {
             applied: encode(&applied)?,
             log_index,
         }))
+    }
+
+    async fn forward_batch(
+        &self,
+        req: Request<ForwardBatchRequest>,
+    ) -> Result<Response<ForwardBatchResponse>, Status> {
+        let req = req.into_inner();
+        let mut commands = Vec::with_capacity(req.commands.len());
+        for c in &req.commands {
+            commands.push(decode(c)?);
+        }
+        let results = self.node.propose_batch_as_leader(commands).await?;
+        let mut out = Vec::with_capacity(results.len());
+        for r in &results {
+            out.push(encode(r)?);
+        }
+        Ok(Response::new(ForwardBatchResponse { results: out }))
     }
 
     async fn read_index(
