@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use base64::Engine;
 use janus_core::zk::perms;
+use janus_core::zk_acl::parse_ip_acl;
 use janus_core::{Acl, Id, ZkError};
 use sha1::{Digest, Sha1};
 
@@ -81,23 +82,7 @@ impl AuthInfo {
 
     /// `checkACL`: `Ok` if the connection has `perm` on a node with `acl`.
     pub fn check(&self, acl: &[Acl], perm: i32) -> Result<(), ZkError> {
-        if acl.is_empty() || self.is_super() {
-            return Ok(());
-        }
-        for a in acl {
-            if a.perms & perm == 0 {
-                continue;
-            }
-            if a.id.scheme == "world" && a.id.id == "anyone" {
-                return Ok(());
-            }
-            for mine in &self.ids {
-                if mine.scheme == a.id.scheme && matches(&a.id.scheme, &mine.id, &a.id.id) {
-                    return Ok(());
-                }
-            }
-        }
-        Err(ZkError::NoAuth)
+        janus_core::zk_acl::check_acl(&self.ids, acl, perm)
     }
 
     /// `fixupACL`: validate an ACL list from a client and expand `auth`
@@ -252,20 +237,6 @@ fn canonical_ip(a: IpAddr) -> String {
     }
 }
 
-fn parse_ip_acl(expr: &str) -> Option<(IpAddr, u32)> {
-    let (addr, bits) = match expr.split_once('/') {
-        Some((a, b)) => (a, Some(b.parse::<u32>().ok()?)),
-        None => (expr, None),
-    };
-    let ip: IpAddr = addr.parse().ok()?;
-    let max = if ip.is_ipv4() { 32 } else { 128 };
-    let bits = bits.unwrap_or(max);
-    if bits > max {
-        return None;
-    }
-    Some((ip, bits))
-}
-
 /// `SASLAuthenticationProvider.isValid`: `new KerberosName(id)` accepts
 /// `primary[/instance]@REALM` or anything without `@`.
 fn valid_kerberos_name(id: &str) -> bool {
@@ -273,42 +244,6 @@ fn valid_kerberos_name(id: &str) -> bool {
         None => true,
         Some((left, realm)) => !realm.contains(['/', '@']) && left.matches('/').count() <= 1,
     }
-}
-
-/// A provider's `matches(id, aclExpr)`.
-fn matches(scheme: &str, mine: &str, acl_id: &str) -> bool {
-    match scheme {
-        // SASLAuthenticationProvider: a user named "super" matches any
-        // sasl ACL (ZooKeeper's rule, kept as is).
-        "sasl" => mine == "super" || mine == acl_id,
-        "ip" => {
-            let (Some((net, bits)), Ok(me)) = (parse_ip_acl(acl_id), mine.parse::<IpAddr>()) else {
-                return false;
-            };
-            match (net, me) {
-                (IpAddr::V4(n), IpAddr::V4(m)) => prefix_eq(&n.octets(), &m.octets(), bits),
-                (IpAddr::V6(n), IpAddr::V6(m)) => prefix_eq(&n.octets(), &m.octets(), bits),
-                _ => false,
-            }
-        }
-        _ => mine == acl_id,
-    }
-}
-
-fn prefix_eq(a: &[u8], b: &[u8], bits: u32) -> bool {
-    let mut left = bits as usize;
-    for (x, y) in a.iter().zip(b) {
-        if left == 0 {
-            return true;
-        }
-        let take = left.min(8);
-        let mask = if take == 8 { 0xff } else { !(0xffu8 >> take) };
-        if x & mask != y & mask {
-            return false;
-        }
-        left -= take;
-    }
-    true
 }
 
 /// Perms needed on a node's ACL for getACL (either).

@@ -2,18 +2,16 @@
 //! order, with watch notifications written before any reply that reflects
 //! the change that triggered them.
 
-use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use janus_core::zk::perms;
-use janus_core::zk::validate_path;
-use janus_core::{
-    Acl, Command, CreateMode, EventBatch, Response, ZkError, ZkOp, ZkOpResult, ZkResponse,
-};
+use janus_core::{Applied, Command, EventBatch, Response, ZkError, ZkOpResult};
 use janus_jute::{frame, Reader, Record, Writer};
+use janus_raft::NodeError;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{broadcast, mpsc, Notify};
 
@@ -45,6 +43,8 @@ enum Step {
         body: Vec<u8>,
     },
     Close,
+    /// A write is in flight; it is answered when it has applied, in order.
+    Write(writes::Pending),
 }
 
 /// A connection's read side: a plain TCP half or a TLS stream's.
@@ -53,6 +53,12 @@ pub(crate) type Rd = Box<dyn AsyncRead + Send + Sync + Unpin>;
 pub(crate) type Wr = Box<dyn AsyncWrite + Send + Sync + Unpin>;
 #[path = "reconfig.rs"]
 mod reconfig;
+#[path = "writes.rs"]
+mod writes;
+
+/// Writes one connection has in flight at most; past it the connection
+/// reads no more requests until some are answered.
+const MAX_PIPELINED: usize = 1000;
 
 struct Conn {
     srv: Arc<Server>,
@@ -65,6 +71,8 @@ struct Conn {
     /// The SASL DIGEST-MD5 exchange of this connection.
     sasl: DigestMd5,
     watches: Watches,
+    /// Proposes this connection's writes in request order.
+    pipeline: janus_raft::Pipeline,
     events: broadcast::Receiver<Arc<EventBatch>>,
     /// A batch received during a catch-up but beyond the reply's revision.
     peeked: Option<Arc<EventBatch>>,
@@ -150,6 +158,7 @@ pub(crate) async fn run(
         auth,
         sasl: DigestMd5::default(),
         watches: Watches::default(),
+        pipeline: srv.node.pipeline(),
         events,
         peeked: None,
         seen,
@@ -335,20 +344,57 @@ impl Conn {
 
     async fn serve(&mut self, rx: &mut mpsc::Receiver<Frame>, moved: &Notify) {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut pending: VecDeque<writes::Pending> = VecDeque::new();
         loop {
-            if let Some(b) = self.peeked.take() {
-                self.process_batch(&b);
+            if pending.is_empty() {
+                if let Some(b) = self.peeked.take() {
+                    self.process_batch(&b);
+                }
             }
             tokio::select! {
-                f = rx.recv() => match f {
+                // The oldest write's result; later ones wait their turn.
+                r = next_result(&mut pending), if !pending.is_empty() => {
+                    if !self.answer_write(&mut pending, r).await {
+                        return;
+                    }
+                    // Answer every write that is already done, then flush once.
+                    while let Some(r) = pending
+                        .front_mut()
+                        .and_then(|p| p.result.try_recv().ok())
+                    {
+                        if !self.answer_write(&mut pending, r).await {
+                            return;
+                        }
+                    }
+                    if !self.flush().await {
+                        return;
+                    }
+                }
+                f = rx.recv(), if pending.len() < MAX_PIPELINED => match f {
                     Some(Frame::Packet(body)) => {
                         let started = Instant::now();
                         self.srv.packets_received.fetch_add(1, Ordering::Relaxed);
                         self.info.received.fetch_add(1, Ordering::Relaxed);
                         self.srv.outstanding.fetch_add(1, Ordering::Relaxed);
-                        let step = self.handle(&body).await;
-                        self.srv.outstanding.fetch_sub(1, Ordering::Relaxed);
+                        let write = !self.read_only
+                            && writes::opcode_of(&body).is_some_and(writes::pipelined);
+                        if !write {
+                            // Everything but a write waits for this
+                            // connection's writes: answers go in request
+                            // order, and a read sees the session's writes.
+                            while let Some(p) = pending.front_mut() {
+                                let r = received((&mut p.result).await);
+                                if !self.answer_write(&mut pending, r).await {
+                                    return;
+                                }
+                            }
+                        }
+                        let step = self.handle(&body, started).await;
                         let close = match step {
+                            Step::Write(p) => {
+                                pending.push_back(p);
+                                continue;
+                            }
                             Step::Reply { xid, zxid, err, body } => {
                                 self.reply(xid, zxid, err, &body);
                                 false
@@ -359,18 +405,21 @@ impl Conn {
                             }
                             Step::Close => true,
                         };
+                        self.srv.outstanding.fetch_sub(1, Ordering::Relaxed);
                         self.srv.record_latency(started.elapsed().as_millis() as u64);
                         if !self.flush().await || close {
                             return;
                         }
                     }
-                    Some(Frame::TooBig(len)) => {
+                Some(Frame::TooBig(len)) => {
                         tracing::warn!(addr = %self.info.addr, len, max = self.srv.cfg.max_buffer, "zookeeper: frame over jute.maxbuffer; closing");
                         return;
                     }
                     Some(Frame::Eof) | None => return,
                 },
-                b = self.events.recv() => {
+                // With writes in flight, events go out as their answers do
+                // (in zxid order with them).
+                b = self.events.recv(), if pending.is_empty() => {
                     match b {
                         Ok(b) => self.process_batch(&b),
                         Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -404,6 +453,38 @@ impl Conn {
                         return;
                     }
                 }
+            }
+        }
+    }
+
+    /// Answer the oldest pending write with `r`, its proposal's result.
+    /// `false`: the connection closes (after what is queued is flushed).
+    async fn answer_write(
+        &mut self,
+        pending: &mut VecDeque<writes::Pending>,
+        r: Result<Applied, NodeError>,
+    ) -> bool {
+        let Some(p) = pending.pop_front() else {
+            return true;
+        };
+        let started = p.started;
+        let step = self.finish_write(p, r).await;
+        self.srv.outstanding.fetch_sub(1, Ordering::Relaxed);
+        self.srv
+            .record_latency(started.elapsed().as_millis() as u64);
+        match step {
+            Step::Reply {
+                xid,
+                zxid,
+                err,
+                body,
+            } => {
+                self.reply(xid, zxid, err, &body);
+                true
+            }
+            _ => {
+                let _ = self.flush().await;
+                false
             }
         }
     }
@@ -517,7 +598,7 @@ impl Conn {
         }
     }
 
-    async fn handle(&mut self, body: &[u8]) -> Step {
+    async fn handle(&mut self, body: &[u8], started: Instant) -> Step {
         let mut r = Reader::new(body);
         let Ok(h) = RequestHeader::decode(&mut r) else {
             tracing::info!(addr = %self.info.addr, "zookeeper: truncated request header; closing");
@@ -598,122 +679,7 @@ impl Conn {
                     }
                 }
             }
-            op::CREATE | op::CREATE2 | op::CREATE_CONTAINER | op::CREATE_TTL => {
-                let req = if h.r#type == op::CREATE_TTL {
-                    let q = decode!(CreateTTLRequest);
-                    (q.path, q.data, q.acl, q.flags, q.ttl)
-                } else {
-                    let q = decode!(CreateRequest);
-                    (q.path, q.data, q.acl, q.flags, -1)
-                };
-                let (path, data, acl, flags, ttl) = req;
-                let opv = match self.prepare_create(
-                    h.r#type,
-                    path,
-                    data,
-                    &acl,
-                    flags,
-                    ttl,
-                    &HashMap::new(),
-                ) {
-                    Ok(o) => o,
-                    Err(e) => return self.done(xid, e.code(), vec![]).await,
-                };
-                match self
-                    .write(Command::Zk {
-                        session: self.session,
-                        op: opv,
-                    })
-                    .await
-                {
-                    Some(Ok(ZkResponse::Op(ZkOpResult::Create { path, stat }))) => {
-                        let body = if h.r#type == op::CREATE {
-                            encode(&CreateResponse { path })
-                        } else {
-                            encode(&Create2Response {
-                                path,
-                                stat: stat.into(),
-                            })
-                        };
-                        self.done(xid, 0, body).await
-                    }
-                    Some(Ok(_)) => {
-                        self.done(xid, ZkError::RuntimeInconsistency.code(), vec![])
-                            .await
-                    }
-                    Some(Err(e)) => self.done(xid, e.code(), vec![]).await,
-                    None => Step::Close,
-                }
-            }
-            op::DELETE => {
-                let q = decode!(DeleteRequest);
-                if let Err(e) = self.check_delete(&q.path, &HashMap::new()) {
-                    return self.done(xid, e.code(), vec![]).await;
-                }
-                self.simple_write(
-                    xid,
-                    ZkOp::Delete {
-                        path: q.path,
-                        version: q.version,
-                    },
-                )
-                .await
-            }
-            op::SET_DATA => {
-                let q = decode!(SetDataRequest);
-                if let Err(e) = self.check_node(&q.path, perms::WRITE, &HashMap::new()) {
-                    return self.done(xid, e.code(), vec![]).await;
-                }
-                self.simple_write(
-                    xid,
-                    ZkOp::SetData {
-                        path: q.path,
-                        data: q.data,
-                        version: q.version,
-                    },
-                )
-                .await
-            }
-            op::SET_ACL => {
-                let q = decode!(SetACLRequest);
-                let acl: Vec<Acl> = q.acl.iter().map(Acl::from).collect();
-                let fixed = validate_path(&q.path)
-                    .and_then(|()| self.auth.fixup(&acl))
-                    .and_then(|f| {
-                        self.check_node(&q.path, perms::ADMIN, &HashMap::new())
-                            .map(|()| f)
-                    });
-                let fixed = match fixed {
-                    Ok(f) => f,
-                    Err(e) => return self.done(xid, e.code(), vec![]).await,
-                };
-                self.simple_write(
-                    xid,
-                    ZkOp::SetAcl {
-                        path: q.path,
-                        acl: fixed,
-                        version: q.version,
-                    },
-                )
-                .await
-            }
-            op::CHECK => {
-                // ZooKeeper only answers check inside a multi; Janus commits
-                // it as a txn of its own and answers it.
-                let q = decode!(CheckVersionRequest);
-                if let Err(e) = self.check_node(&q.path, perms::READ, &HashMap::new()) {
-                    return self.done(xid, e.code(), vec![]).await;
-                }
-                self.simple_write(
-                    xid,
-                    ZkOp::Check {
-                        path: q.path,
-                        version: q.version,
-                    },
-                )
-                .await
-            }
-            op::MULTI => self.multi(xid, &mut r).await,
+            op if writes::pipelined(op) => Step::Write(self.submit_write(op, xid, &mut r, started)),
             op::MULTI_READ => self.multi_read(xid, &mut r).await,
             op::EXISTS => {
                 let q = decode!(ExistsRequest);
@@ -967,27 +933,6 @@ impl Conn {
         }
     }
 
-    /// Propose a write; `None` if its outcome is unknown (the connection
-    /// then closes and the client retries, as after a lost connection).
-    async fn write(&mut self, cmd: Command) -> Option<Result<ZkResponse, ZkError>> {
-        match self.srv.node.propose(cmd).await {
-            Ok(a) => {
-                self.wait_applied(a.revision).await;
-                match a.response {
-                    Response::Zk(r) => Some(r),
-                    other => {
-                        tracing::error!(?other, "zookeeper: unexpected response");
-                        Some(Err(ZkError::RuntimeInconsistency))
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::warn!(session = self.session, "zookeeper: write failed: {e}");
-                None
-            }
-        }
-    }
-
     /// A write proposed through another member (the leader) is applied
     /// there first: wait until this member has applied it too, so the
     /// session reads its own writes.
@@ -998,272 +943,6 @@ impl Conn {
             rx.wait_for(|a| a.revision >= revision),
         )
         .await;
-    }
-
-    async fn simple_write(&mut self, xid: i32, opv: ZkOp) -> Step {
-        match self
-            .write(Command::Zk {
-                session: self.session,
-                op: opv,
-            })
-            .await
-        {
-            Some(Ok(ZkResponse::Op(r))) => {
-                let body = match r {
-                    ZkOpResult::SetData { stat } => encode(&SetDataResponse { stat: stat.into() }),
-                    ZkOpResult::SetAcl { stat } => encode(&SetACLResponse { stat: stat.into() }),
-                    _ => vec![],
-                };
-                self.done(xid, 0, body).await
-            }
-            Some(Ok(_)) => {
-                self.done(xid, ZkError::RuntimeInconsistency.code(), vec![])
-                    .await
-            }
-            Some(Err(e)) => self.done(xid, e.code(), vec![]).await,
-            None => Step::Close,
-        }
-    }
-
-    /// The ACL of `path` as this txn would see it: the applied state, or a
-    /// node created earlier in the same multi.
-    fn acl_of(&self, path: &str, pending: &HashMap<String, Vec<Acl>>) -> Option<Vec<Acl>> {
-        if let Some(a) = pending.get(path) {
-            return Some(a.clone());
-        }
-        self.srv.node.sm.state().znode(path).map(|n| n.acl.clone())
-    }
-
-    /// Checks ZooKeeper makes before the txn (PrepRequestProcessor) that the
-    /// core cannot: op code vs. mode, extended types, ACL fix-up and the
-    /// CREATE permission on the parent. Returns the op to commit.
-    #[allow(clippy::too_many_arguments)]
-    fn prepare_create(
-        &self,
-        opcode: i32,
-        path: String,
-        data: Vec<u8>,
-        acl: &[ACL],
-        flags: i32,
-        ttl: i64,
-        pending: &HashMap<String, Vec<Acl>>,
-    ) -> Result<ZkOp, ZkError> {
-        let mode = CreateMode::from_flag(flags).ok_or(ZkError::BadArguments)?;
-        let mode = if opcode == op::CREATE_CONTAINER {
-            CreateMode::Container
-        } else {
-            mode
-        };
-        if mode.is_ttl() && !self.srv.cfg.extended_types {
-            return Err(ZkError::Unimplemented);
-        }
-        let ttl_ok = if mode.is_ttl() {
-            ttl > 0 && ttl <= janus_core::zk::MAX_TTL_MS
-        } else {
-            ttl < 0
-        };
-        if !ttl_ok {
-            return Err(ZkError::BadArguments);
-        }
-        // PrepRequestProcessor's order: a '/' and no NUL, the ACL, the
-        // parent (NONODE) and CREATE on it; the full path is validated
-        // (by the core) only after that.
-        let Some(last) = path.rfind('/') else {
-            return Err(ZkError::BadArguments);
-        };
-        if path.contains('\0') {
-            return Err(ZkError::BadArguments);
-        }
-        let acl: Vec<Acl> = acl.iter().map(Acl::from).collect();
-        let fixed = self.auth.fixup(&acl)?;
-        let parent = if last == 0 { "/" } else { &path[..last] };
-        let pacl = self.acl_of(parent, pending).ok_or(ZkError::NoNode)?;
-        self.auth.check(&pacl, perms::CREATE)?;
-        Ok(ZkOp::Create {
-            path,
-            data,
-            acl: fixed,
-            mode,
-            ttl_ms: ttl,
-        })
-    }
-
-    /// DELETE on the parent, when both exist (else the core says NONODE).
-    fn check_delete(&self, path: &str, pending: &HashMap<String, Vec<Acl>>) -> Result<(), ZkError> {
-        validate_path(path)?;
-        if path == "/" {
-            return Ok(());
-        }
-        let (parent, _) = janus_core::zk::split_path(path);
-        if self.acl_of(path, pending).is_none() {
-            return Ok(());
-        }
-        if let Some(pacl) = self.acl_of(parent, pending) {
-            self.auth.check(&pacl, perms::DELETE)?;
-        }
-        Ok(())
-    }
-
-    /// `perm` on an existing node (else the core says NONODE).
-    fn check_node(
-        &self,
-        path: &str,
-        perm: i32,
-        pending: &HashMap<String, Vec<Acl>>,
-    ) -> Result<(), ZkError> {
-        validate_path(path)?;
-        match self.acl_of(path, pending) {
-            Some(acl) => self.auth.check(&acl, perm),
-            None => Ok(()),
-        }
-    }
-
-    async fn multi(&mut self, xid: i32, r: &mut Reader<'_>) -> Step {
-        // (op code, the op) in request order.
-        let mut ops: Vec<(i32, Result<ZkOp, ZkError>)> = Vec::new();
-        let mut pending: HashMap<String, Vec<Acl>> = HashMap::new();
-        loop {
-            let Ok(mh) = MultiHeader::decode(r) else {
-                return self
-                    .done(xid, ZkError::MarshallingError.code(), vec![])
-                    .await;
-            };
-            if mh.done {
-                break;
-            }
-            let parsed: Result<(i32, Result<ZkOp, ZkError>), ()> = (|| {
-                Ok(match mh.r#type {
-                    op::CREATE | op::CREATE2 | op::CREATE_CONTAINER => {
-                        let q = CreateRequest::decode(r).map_err(|_| ())?;
-                        let p = self.prepare_create(
-                            mh.r#type, q.path, q.data, &q.acl, q.flags, -1, &pending,
-                        );
-                        (mh.r#type, p)
-                    }
-                    op::CREATE_TTL => {
-                        let q = CreateTTLRequest::decode(r).map_err(|_| ())?;
-                        let p = self.prepare_create(
-                            mh.r#type, q.path, q.data, &q.acl, q.flags, q.ttl, &pending,
-                        );
-                        (mh.r#type, p)
-                    }
-                    op::DELETE => {
-                        let q = DeleteRequest::decode(r).map_err(|_| ())?;
-                        let p = self.check_delete(&q.path, &pending).map(|()| ZkOp::Delete {
-                            path: q.path,
-                            version: q.version,
-                        });
-                        (op::DELETE, p)
-                    }
-                    op::SET_DATA => {
-                        let q = SetDataRequest::decode(r).map_err(|_| ())?;
-                        let p = self.check_node(&q.path, perms::WRITE, &pending).map(|()| {
-                            ZkOp::SetData {
-                                path: q.path,
-                                data: q.data,
-                                version: q.version,
-                            }
-                        });
-                        (op::SET_DATA, p)
-                    }
-                    op::CHECK => {
-                        let q = CheckVersionRequest::decode(r).map_err(|_| ())?;
-                        let p =
-                            self.check_node(&q.path, perms::READ, &pending)
-                                .map(|()| ZkOp::Check {
-                                    path: q.path,
-                                    version: q.version,
-                                });
-                        (op::CHECK, p)
-                    }
-                    _ => return Err(()),
-                })
-            })();
-            let Ok((code, p)) = parsed else {
-                tracing::info!(addr = %self.info.addr, op = mh.r#type, "zookeeper: bad op in multi");
-                return self
-                    .done(xid, ZkError::MarshallingError.code(), vec![])
-                    .await;
-            };
-            if let Ok(ZkOp::Create {
-                path, acl, mode, ..
-            }) = &p
-            {
-                if !mode.is_sequential() {
-                    pending.insert(path.clone(), acl.clone());
-                }
-            }
-            ops.push((code, p));
-        }
-        // A check the core cannot make (ACL, flags...) failed at op `i`: the
-        // multi fails, but an earlier op's own error must still come first,
-        // and ZooKeeper logs the failed multi with a zxid. So commit the ops
-        // before `i` followed by an op that always fails (a check of an
-        // invalid path), then put op `i`'s real error in its place.
-        if let Some(i) = ops.iter().position(|(_, p)| p.is_err()) {
-            let codes: Vec<i32> = ops.iter().map(|(c, _)| *c).collect();
-            let local = ops[i]
-                .1
-                .clone()
-                .err()
-                .unwrap_or(ZkError::RuntimeInconsistency);
-            let mut zops: Vec<ZkOp> = ops[..i]
-                .iter()
-                .filter_map(|(_, p)| p.clone().ok())
-                .collect();
-            zops.push(ZkOp::Check {
-                path: String::new(),
-                version: -1,
-            });
-            return match self
-                .write(Command::ZkMulti {
-                    session: self.session,
-                    ops: zops,
-                })
-                .await
-            {
-                Some(Ok(ZkResponse::Multi(mut results))) => {
-                    if let Some(r) = results.get_mut(i) {
-                        if *r == ZkOpResult::Error(Some(ZkError::BadArguments)) {
-                            *r = ZkOpResult::Error(Some(local));
-                        }
-                    }
-                    results.resize(
-                        ops.len(),
-                        ZkOpResult::Error(Some(ZkError::RuntimeInconsistency)),
-                    );
-                    self.done(xid, 0, multi_body(&codes, &results)).await
-                }
-                Some(Ok(_)) => {
-                    self.done(xid, ZkError::RuntimeInconsistency.code(), vec![])
-                        .await
-                }
-                Some(Err(e)) => self.done(xid, e.code(), vec![]).await,
-                None => Step::Close,
-            };
-        }
-        let codes: Vec<i32> = ops.iter().map(|(c, _)| *c).collect();
-        let zops: Vec<ZkOp> = ops.into_iter().filter_map(|(_, p)| p.ok()).collect();
-        if zops.is_empty() {
-            return self.done(xid, 0, multi_body(&[], &[])).await;
-        }
-        match self
-            .write(Command::ZkMulti {
-                session: self.session,
-                ops: zops,
-            })
-            .await
-        {
-            Some(Ok(ZkResponse::Multi(results))) => {
-                self.done(xid, 0, multi_body(&codes, &results)).await
-            }
-            Some(Ok(_)) => {
-                self.done(xid, ZkError::RuntimeInconsistency.code(), vec![])
-                    .await
-            }
-            Some(Err(e)) => self.done(xid, e.code(), vec![]).await,
-            None => Step::Close,
-        }
     }
 
     async fn multi_read(&mut self, xid: i32, r: &mut Reader<'_>) -> Step {
@@ -1493,6 +1172,20 @@ impl Conn {
 }
 
 /// Ops a read-only member refuses.
+/// The oldest pending write's result; never ready when none is pending.
+async fn next_result(pending: &mut VecDeque<writes::Pending>) -> Result<Applied, NodeError> {
+    match pending.front_mut() {
+        Some(p) => received((&mut p.result).await),
+        None => std::future::pending().await,
+    }
+}
+
+fn received(
+    r: Result<Result<Applied, NodeError>, tokio::sync::oneshot::error::RecvError>,
+) -> Result<Applied, NodeError> {
+    r.unwrap_or_else(|_| Err(NodeError::Raft("pipeline stopped".into())))
+}
+
 fn is_write(opcode: i32) -> bool {
     matches!(
         opcode,

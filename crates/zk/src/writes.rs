@@ -1,0 +1,366 @@
+//! A connection's writes (create*, delete, setData, setACL, check, multi):
+//! decoded, given the checks only a connection can make, and proposed
+//! through its [`Pipeline`](janus_raft::Pipeline) without waiting for the
+//! writes before them; answered in request order once applied here.
+//!
+//! As in ZooKeeper's PrepRequestProcessor every write request takes a zxid,
+//! even one refused before it reaches the tree: a refused request commits a
+//! stand-in txn that fails, and its answer carries the real error.
+
+use std::time::Instant;
+
+use janus_core::zk::validate_path;
+use janus_core::{Acl, Applied, Command, CreateMode, Response, ZkError, ZkOp, ZkOpResult};
+use janus_jute::{Reader, Record};
+use janus_raft::NodeError;
+use tokio::sync::oneshot;
+
+use super::{encode, multi_body, Conn, Step};
+use crate::proto::{op, *};
+
+/// How a committed write's answer is made.
+pub(super) enum Kind {
+    Create {
+        opcode: i32,
+    },
+    SetData,
+    SetAcl,
+    /// delete and check: an empty body.
+    Empty,
+    /// Refused before the tree saw it: this error, whatever the stand-in
+    /// txn answered.
+    Refused(ZkError),
+    /// A multi: the request's op codes, and an op refused before the tree
+    /// saw it (its index and error), which the stand-in op replaces.
+    Multi {
+        codes: Vec<i32>,
+        local: Option<(usize, ZkError)>,
+    },
+}
+
+/// A write in flight.
+pub(super) struct Pending {
+    pub xid: i32,
+    pub started: Instant,
+    pub kind: Kind,
+    pub result: oneshot::Receiver<Result<Applied, NodeError>>,
+}
+
+/// The op code of a request body (its header's second field).
+pub(super) fn opcode_of(body: &[u8]) -> Option<i32> {
+    body.get(4..8)
+        .and_then(|b| b.try_into().ok())
+        .map(i32::from_be_bytes)
+}
+
+/// The writes a connection pipelines.
+pub(super) fn pipelined(opcode: i32) -> bool {
+    matches!(
+        opcode,
+        op::CREATE
+            | op::CREATE2
+            | op::CREATE_CONTAINER
+            | op::CREATE_TTL
+            | op::DELETE
+            | op::SET_DATA
+            | op::SET_ACL
+            | op::CHECK
+            | op::MULTI
+    )
+}
+
+/// An op that always fails in the tree (BADARGUMENTS), committed in the
+/// place of one refused before it.
+fn stand_in() -> ZkOp {
+    ZkOp::Check {
+        path: String::new(),
+        version: -1,
+    }
+}
+
+impl Conn {
+    /// Decode write `opcode`, make the connection's checks, and propose it.
+    pub(super) fn submit_write(
+        &mut self,
+        opcode: i32,
+        xid: i32,
+        r: &mut Reader<'_>,
+        started: Instant,
+    ) -> Pending {
+        let (kind, cmd) = match opcode {
+            op::MULTI => self.decode_multi(r),
+            _ => match self.decode_single(opcode, r) {
+                Ok((kind, op)) => (kind, self.zk(op)),
+                Err(e) => (Kind::Refused(e), self.zk(stand_in())),
+            },
+        };
+        Pending {
+            xid,
+            started,
+            kind,
+            result: self.pipeline.submit(cmd),
+        }
+    }
+
+    /// One op on this connection's behalf: the core checks ACLs against
+    /// the connection's ids as the op applies.
+    fn zk(&self, op: ZkOp) -> Command {
+        Command::ZkAs {
+            ids: self.auth.ids.clone(),
+            command: Box::new(Command::Zk {
+                session: self.session,
+                op,
+            }),
+        }
+    }
+
+    fn decode_single(&self, opcode: i32, r: &mut Reader<'_>) -> Result<(Kind, ZkOp), ZkError> {
+        // A record that does not decode: MARSHALLINGERROR, as ZooKeeper
+        // answers a request it cannot deserialize.
+        let bad = |e: janus_jute::DecodeError| {
+            tracing::info!(addr = %self.info.addr, op = opcode, "zookeeper: malformed request: {e}");
+            ZkError::MarshallingError
+        };
+        Ok(match opcode {
+            op::CREATE_TTL => {
+                let q = CreateTTLRequest::decode(r).map_err(bad)?;
+                let op = self.prepare_create(opcode, q.path, q.data, &q.acl, q.flags, q.ttl)?;
+                (Kind::Create { opcode }, op)
+            }
+            op::CREATE | op::CREATE2 | op::CREATE_CONTAINER => {
+                let q = CreateRequest::decode(r).map_err(bad)?;
+                let op = self.prepare_create(opcode, q.path, q.data, &q.acl, q.flags, -1)?;
+                (Kind::Create { opcode }, op)
+            }
+            op::DELETE => {
+                let q = DeleteRequest::decode(r).map_err(bad)?;
+                let op = ZkOp::Delete {
+                    path: q.path,
+                    version: q.version,
+                };
+                (Kind::Empty, op)
+            }
+            op::SET_DATA => {
+                let q = SetDataRequest::decode(r).map_err(bad)?;
+                let op = ZkOp::SetData {
+                    path: q.path,
+                    data: q.data,
+                    version: q.version,
+                };
+                (Kind::SetData, op)
+            }
+            op::SET_ACL => {
+                let q = SetACLRequest::decode(r).map_err(bad)?;
+                // validatePath, then fixupACL; the node and ADMIN on it
+                // are the core's.
+                validate_path(&q.path)?;
+                let acl: Vec<Acl> = q.acl.iter().map(Acl::from).collect();
+                let acl = self.auth.fixup(&acl)?;
+                let op = ZkOp::SetAcl {
+                    path: q.path,
+                    acl,
+                    version: q.version,
+                };
+                (Kind::SetAcl, op)
+            }
+            // ZooKeeper only answers check inside a multi; Janus commits it
+            // as a txn of its own and answers it.
+            op::CHECK => {
+                let q = CheckVersionRequest::decode(r).map_err(bad)?;
+                let op = ZkOp::Check {
+                    path: q.path,
+                    version: q.version,
+                };
+                (Kind::Empty, op)
+            }
+            _ => return Err(ZkError::Unimplemented),
+        })
+    }
+
+    /// A multi's ops in request order. One refused here (flags, ACL
+    /// fix-up) fails the multi, but an earlier op's own error must still
+    /// come first: the ops before it are committed with a stand-in after
+    /// them, whose error is then replaced by the real one.
+    fn decode_multi(&self, r: &mut Reader<'_>) -> (Kind, Command) {
+        let mut codes = Vec::new();
+        let mut ops = Vec::new();
+        let mut local = None;
+        loop {
+            let Ok(mh) = MultiHeader::decode(r) else {
+                tracing::info!(addr = %self.info.addr, "zookeeper: malformed multi");
+                return (
+                    Kind::Refused(ZkError::MarshallingError),
+                    self.zk(stand_in()),
+                );
+            };
+            if mh.done {
+                break;
+            }
+            if !matches!(
+                mh.r#type,
+                op::CREATE
+                    | op::CREATE2
+                    | op::CREATE_CONTAINER
+                    | op::CREATE_TTL
+                    | op::DELETE
+                    | op::SET_DATA
+                    | op::CHECK
+            ) {
+                tracing::info!(addr = %self.info.addr, op = mh.r#type, "zookeeper: bad op in multi");
+                return (
+                    Kind::Refused(ZkError::MarshallingError),
+                    self.zk(stand_in()),
+                );
+            }
+            match self.decode_single(mh.r#type, r) {
+                Ok((_, op)) => {
+                    if local.is_none() {
+                        ops.push(op);
+                    }
+                }
+                Err(ZkError::MarshallingError) => {
+                    return (
+                        Kind::Refused(ZkError::MarshallingError),
+                        self.zk(stand_in()),
+                    )
+                }
+                Err(e) => {
+                    if local.is_none() {
+                        local = Some((codes.len(), e));
+                        ops.push(stand_in());
+                    }
+                }
+            }
+            codes.push(mh.r#type);
+        }
+        let cmd = Command::ZkAs {
+            ids: self.auth.ids.clone(),
+            command: Box::new(Command::ZkMulti {
+                session: self.session,
+                ops,
+            }),
+        };
+        (Kind::Multi { codes, local }, cmd)
+    }
+
+    /// Checks ZooKeeper makes before the txn (PrepRequestProcessor) that
+    /// need the connection, not the tree: op code vs. mode, extended types,
+    /// a '/' and no NUL, and the ACL fix-up. The parent, CREATE on it and
+    /// the rest are the core's, in ZooKeeper's order.
+    fn prepare_create(
+        &self,
+        opcode: i32,
+        path: String,
+        data: Vec<u8>,
+        acl: &[ACL],
+        flags: i32,
+        ttl: i64,
+    ) -> Result<ZkOp, ZkError> {
+        let mode = CreateMode::from_flag(flags).ok_or(ZkError::BadArguments)?;
+        let mode = if opcode == op::CREATE_CONTAINER {
+            CreateMode::Container
+        } else {
+            mode
+        };
+        if mode.is_ttl() && !self.srv.cfg.extended_types {
+            return Err(ZkError::Unimplemented);
+        }
+        let ttl_ok = if mode.is_ttl() {
+            ttl > 0 && ttl <= janus_core::zk::MAX_TTL_MS
+        } else {
+            ttl < 0
+        };
+        if !ttl_ok || !path.contains('/') || path.contains('\0') {
+            return Err(ZkError::BadArguments);
+        }
+        let acl: Vec<Acl> = acl.iter().map(Acl::from).collect();
+        let fixed = self.auth.fixup(&acl)?;
+        Ok(ZkOp::Create {
+            path,
+            data,
+            acl: fixed,
+            mode,
+            ttl_ms: ttl,
+        })
+    }
+
+    /// The answer to a write whose proposal returned `result`: after every
+    /// event up to its zxid (a client sees the watch event before the
+    /// data that reflects it), with that zxid, as FinalRequestProcessor
+    /// answers right after applying the txn.
+    pub(super) async fn finish_write(
+        &mut self,
+        p: Pending,
+        result: Result<Applied, NodeError>,
+    ) -> Step {
+        let a = match result {
+            Ok(a) => a,
+            Err(e) => {
+                // Outcome unknown: close, as after a lost connection; the
+                // client retries.
+                tracing::warn!(session = self.session, "zookeeper: write failed: {e}");
+                return Step::Close;
+            }
+        };
+        self.wait_applied(a.revision).await;
+        let zxid = a.revision;
+        let upto = zxid.min(self.state_rev());
+        self.catch_up(upto).await;
+        let res = match a.response {
+            Response::Zk(r) => r,
+            other => {
+                tracing::error!(?other, "zookeeper: unexpected response");
+                Err(ZkError::RuntimeInconsistency)
+            }
+        };
+        let reply = |err: ZkError| Step::Reply {
+            xid: p.xid,
+            zxid,
+            err: err.code(),
+            body: vec![],
+        };
+        let ok = |body: Vec<u8>| Step::Reply {
+            xid: p.xid,
+            zxid,
+            err: 0,
+            body,
+        };
+        use janus_core::ZkResponse::{Multi, Op};
+        match (p.kind, res) {
+            (Kind::Refused(e), _) => reply(e),
+            (Kind::Multi { codes, local }, Ok(Multi(mut results))) => {
+                if let Some((i, e)) = local {
+                    if let Some(r) = results.get_mut(i) {
+                        if *r == ZkOpResult::Error(Some(ZkError::BadArguments)) {
+                            *r = ZkOpResult::Error(Some(e));
+                        }
+                    }
+                }
+                results.resize(
+                    codes.len(),
+                    ZkOpResult::Error(Some(ZkError::RuntimeInconsistency)),
+                );
+                ok(multi_body(&codes, &results))
+            }
+            (_, Err(e)) => reply(e),
+            (Kind::Create { opcode }, Ok(Op(ZkOpResult::Create { path, stat }))) => {
+                if opcode == op::CREATE {
+                    ok(encode(&CreateResponse { path }))
+                } else {
+                    ok(encode(&Create2Response {
+                        path,
+                        stat: stat.into(),
+                    }))
+                }
+            }
+            (Kind::SetData, Ok(Op(ZkOpResult::SetData { stat }))) => {
+                ok(encode(&SetDataResponse { stat: stat.into() }))
+            }
+            (Kind::SetAcl, Ok(Op(ZkOpResult::SetAcl { stat }))) => {
+                ok(encode(&SetACLResponse { stat: stat.into() }))
+            }
+            (Kind::Empty, Ok(Op(ZkOpResult::Delete | ZkOpResult::Check))) => ok(vec![]),
+            _ => reply(ZkError::RuntimeInconsistency),
+        }
+    }
+}
