@@ -89,7 +89,9 @@ impl RealZk {
             _dir: dir,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
-        while four_letter(&zk.addr, "ruok") != "imok" {
+        // `ruok` answers imok while the server is still loading; `srvr`
+        // says "not currently serving" until it takes sessions.
+        while !four_letter(&zk.addr, "srvr").starts_with("Zookeeper version") {
             assert!(Instant::now() < deadline, "real ZooKeeper did not start");
             std::thread::sleep(Duration::from_millis(200));
         }
