@@ -150,10 +150,14 @@ final class Conn implements Watcher {
 
     /** A new session, connected (Kafka retries creating the handle until it works). */
     static Conn open(Broker owner, String name) {
+        return open(owner, name, Sim.connect);
+    }
+
+    static Conn open(Broker owner, String name, String connect) {
         while (true) {
             Conn c = new Conn(owner, name);
             try {
-                c.zk = new ZooKeeper(Sim.connect, SESSION_TIMEOUT_MS, c);
+                c.zk = new ZooKeeper(connect, SESSION_TIMEOUT_MS, c);
             } catch (IOException e) {
                 Sim.log(name + ": cannot create a ZooKeeper handle: " + e);
                 Sim.sleep(500);

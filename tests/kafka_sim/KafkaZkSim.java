@@ -28,12 +28,14 @@ import org.apache.zookeeper.ZooKeeper;
  * configs, one broker's session expired midway; a fixed script (so runs are
  * comparable) checked by invariants as it runs.
  *
- * Usage: KafkaZkSim --connect host:port,... [--brokers 3] [--topics 4]
+ * Usage: KafkaZkSim --connect host:port,...[/chroot] [--brokers 3] [--topics 4]
  *        [--partitions 3] [--rounds 24] [--pace-ms 250] [--summary FILE]
  *
  * Prints `PROGRESS <done> <total>` per step, then one JSON object: a
  * "deterministic" part (equal between servers for the same arguments) and an
  * "observed" part (timing-dependent). Exit 0 iff no invariant was violated.
+ * The script expects an empty namespace: a fresh server, or a new chroot
+ * (as in Kafka's zookeeper.connect) per run.
  */
 public final class KafkaZkSim {
     static final long WAIT_MS = 90_000; // for a reaction that needs a watch notification
@@ -119,6 +121,13 @@ public final class KafkaZkSim {
             System.exit(2);
         }
         Sim.connect = connect;
+        int chroot = connect.indexOf('/');
+        if (chroot > 0) {
+            // KafkaServer.initZkClient: create the chroot through a session without it.
+            Conn c = Conn.open(null, "chroot", connect.substring(0, chroot));
+            c.makeSurePersistentPathExists(connect.substring(chroot));
+            c.close();
+        }
         KafkaZkSim sim = new KafkaZkSim(brokers, topics, partitions, rounds, pace);
         Map<String, Object> out = sim.run();
         String json = Json.encode(out);
@@ -618,8 +627,11 @@ public final class KafkaZkSim {
 
     static final Pattern SEQUENTIAL = Pattern.compile("^(.*_)\\d{10}$");
 
-    /** Every path under / but /zookeeper, sequential suffixes as `*` (a retried create may add one). */
-    void walk(Conn c, String path, Set<String> out, Map<String, Integer> seqCount) {
+    /**
+     * Every path under / but /zookeeper, sequential suffixes as `*` (a
+     * retried create may add one); `real` gets the actual paths.
+     */
+    void walk(Conn c, String path, Set<String> out, Map<String, Integer> seqCount, List<String> real) {
         Resp k = c.send(Req.children(path, false));
         if (!k.ok()) {
             return;
@@ -636,9 +648,50 @@ public final class KafkaZkSim {
                 seqCount.merge(norm, 1, Integer::sum);
             } else {
                 out.add(p);
+                real.add(p);
             }
-            walk(c, p, out, seqCount);
+            walk(c, p, out, seqCount, real);
         }
+    }
+
+    /** Parents of sequential nodes: their cversion counts retried creates too. */
+    static final Set<String> SEQUENTIAL_PARENTS = Set.of("/config/changes", "/isr_change_notification",
+            "/log_dir_event_notification");
+
+    /**
+     * The Stat fields of the final nodes that do not depend on timing:
+     * version, cversion, numChildren, dataLength, ephemeral or not (zxids
+     * and times differ between servers; a partition state's version and
+     * length count the writes of races and of the convergence).
+     */
+    Map<String, Object> stats(Conn c, List<String> paths) {
+        List<Req> reads = new ArrayList<>();
+        for (String p : paths) {
+            reads.add(Req.exists(p, false));
+        }
+        List<Resp> got = c.sendAll(reads);
+        Map<String, Object> out = new TreeMap<>();
+        for (int i = 0; i < paths.size(); i++) {
+            String p = paths.get(i);
+            Resp r = got.get(i);
+            if (!r.ok()) {
+                out.put(p, r.code.toString());
+                continue;
+            }
+            Map<String, Object> st = new TreeMap<>();
+            boolean state = p.endsWith("/state");
+            if (!state) {
+                st.put("version", r.stat.getVersion());
+                st.put("dataLength", r.stat.getDataLength());
+            }
+            if (!SEQUENTIAL_PARENTS.contains(p)) {
+                st.put("cversion", r.stat.getCversion());
+            }
+            st.put("numChildren", r.stat.getNumChildren());
+            st.put("ephemeral", r.stat.getEphemeralOwner() != 0);
+            out.put(p, st);
+        }
+        return out;
     }
 
     Map<String, Object> finalState() {
@@ -647,8 +700,10 @@ public final class KafkaZkSim {
         Map<String, Object> det = new TreeMap<>();
         Set<String> tree = new TreeSet<>();
         Map<String, Integer> seqCount = new TreeMap<>();
-        walk(c, "/", tree, seqCount);
+        List<String> real = new ArrayList<>();
+        walk(c, "/", tree, seqCount, real);
         det.put("tree", new ArrayList<>(tree));
+        det.put("stats", stats(c, real));
 
         Resp ids = c.send(Req.children("/brokers/ids", false));
         det.put("brokers", ids.children.size());
