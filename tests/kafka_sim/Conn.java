@@ -259,6 +259,47 @@ final class Conn implements Watcher {
         return sendAll(List.of(r)).get(0);
     }
 
+    /**
+     * One attempt: a request lost with the connection comes back as
+     * CONNECTIONLOSS (once connected again) for the caller to find out
+     * whether it was applied before sending it again.
+     */
+    Resp sendOnce(Req r) {
+        if (expired) {
+            throw new Expired(name + ": session expired");
+        }
+        Resp[] got = new Resp[1];
+        CountDownLatch latch = new CountDownLatch(1);
+        try {
+            inFlight.acquire();
+            Sim.count("ops");
+            submit(r, x -> {
+                got[0] = x;
+                inFlight.release();
+                latch.countDown();
+            });
+            if (!latch.await(CONNECT_WAIT_MS + SESSION_TIMEOUT_MS, TimeUnit.MILLISECONDS)) {
+                throw new IllegalStateException(name + ": no answer to " + r);
+            }
+        } catch (InterruptedException ie) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException("interrupted");
+        }
+        Code c = got[0].code;
+        if (c == Code.SESSIONEXPIRED) {
+            expired = true;
+            throw new Expired(name + ": session expired during " + r);
+        }
+        if (c == Code.CONNECTIONLOSS || c == Code.SESSIONMOVED) {
+            Sim.count(c == Code.CONNECTIONLOSS ? "connection_loss_retries" : "session_moved_retries");
+            Sim.count("retries");
+            Sim.sleep(50);
+            awaitConnected();
+            got[0].code = Code.CONNECTIONLOSS;
+        }
+        return got[0];
+    }
+
     /** Pipelined requests; those lost with the connection are sent again once connected. */
     List<Resp> sendAll(List<Req> reqs) {
         int n = reqs.size();
@@ -701,22 +742,31 @@ final class Conn implements Watcher {
         }
         String path = "/config/" + type + "/" + entity;
         Op check = Op.check("/controller", c.stat.getVersion());
-        Resp m = send(Req.multi(List.of(check, Op.setData(path, data, -1))));
-        if (m.results != null && m.results.get(0) instanceof OpResult.ErrorResult e && e.getErr() != 0) {
-            throw new ControllerMoved("/controller changed while setting configs: " + Code.get(e.getErr()));
-        }
-        if (m.ok()) {
-            return;
-        }
-        if (m.code != Code.NONODE) {
-            throw new IllegalStateException(name + ": set " + path + ": " + m.code);
-        }
-        if (createRecursive(path, data, true) != Code.OK) {
-            // Created meanwhile by someone else: set it.
-            Resp again = send(Req.multi(List.of(check, Op.setData(path, data, -1))));
-            if (!again.ok()) {
-                throw new ControllerMoved("set " + path + ": " + again.code);
+        while (true) {
+            // setData(-1) is not idempotent (each one bumps the version):
+            // after a lost attempt, look before sending it again.
+            Resp m = sendOnce(Req.multi(List.of(check, Op.setData(path, data, -1))));
+            if (m.code == Code.CONNECTIONLOSS) {
+                Resp g = send(Req.getData(path, false));
+                if (g.ok() && Arrays.equals(g.data, data)) {
+                    Sim.count("uncertain_writes_resolved");
+                    return;
+                }
+                continue;
             }
+            if (m.results != null && m.results.get(0) instanceof OpResult.ErrorResult e && e.getErr() != 0) {
+                throw new ControllerMoved("/controller changed while setting configs: " + Code.get(e.getErr()));
+            }
+            if (m.ok()) {
+                return;
+            }
+            if (m.code != Code.NONODE) {
+                throw new IllegalStateException(name + ": set " + path + ": " + m.code);
+            }
+            if (createRecursive(path, data, true) == Code.OK) {
+                return;
+            }
+            // Created meanwhile by someone else: set it (next turn).
         }
     }
 

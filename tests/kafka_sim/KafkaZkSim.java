@@ -164,7 +164,7 @@ public final class KafkaZkSim {
                 final int round = r;
                 step("ISR change (round " + r + ")", isrChange(r));
                 step("leader election (round " + r + ")", leaderElection(r));
-                step("config change (round " + r + ")", () -> configChange(round));
+                step("config change (round " + r + ")", configChange(r));
                 if (r % 4 == 3) {
                     step("delete a topic (round " + r + ")", () -> deleteTopic(round));
                     createTopic();
@@ -405,11 +405,18 @@ public final class KafkaZkSim {
         byte[] json = Json.bytes(Json.obj("partitions", parts, "topic_id", Sim.newId(), "adding_replicas",
                 Map.of(), "removing_replicas", Map.of(), "version", 3));
         byte[] config = Json.bytes(Json.obj("version", 1, "config", Map.of()));
+        boolean[] did = new boolean[2]; // config written, topic znode created: not again on a retry
         step("create " + t, () -> {
             Conn c = brokers[k % nBrokers].conn;
-            c.setOrCreateEntityConfigs("topics", t, config);
-            if (c.createRecursive("/brokers/topics/" + t, json, true) != Code.OK) {
-                Sim.violation("creating " + t + ": it exists with other data");
+            if (!did[0]) {
+                c.setOrCreateEntityConfigs("topics", t, config);
+                did[0] = true;
+            }
+            if (!did[1]) {
+                if (c.createRecursive("/brokers/topics/" + t, json, true) != Code.OK) {
+                    Sim.violation("creating " + t + ": it exists with other data");
+                }
+                did[1] = true;
             }
             waitFor("the controller's partitions of new topic " + t + " (child watch on /brokers/topics)", () -> {
                 Map<String, Object> v = view(controller());
@@ -504,24 +511,40 @@ public final class KafkaZkSim {
         };
     }
 
-    /** AdminZkClient.changeTopicConfig through a broker; every broker's config listener applies it. */
-    void configChange(int r) {
+    /**
+     * AdminZkClient.changeTopicConfig through a broker; every broker's
+     * config listener applies it. What is done is not done again on a retry.
+     */
+    Runnable configChange(int r) {
         String t = live.get(r % live.size());
         Map<String, Object> config = Json.obj("cleanup.policy", "delete", "retention.ms", Long.toString(1000L * (r + 1)));
         String want = Json.encode(config);
-        Conn c = brokers[r % nBrokers].conn;
-        c.setOrCreateEntityConfigs("topics", t, Json.bytes(Json.obj("version", 1, "config", config)));
-        String name = c.createConfigChangeNotification("topics/" + t);
-        long seq = Long.parseLong(name.substring(name.lastIndexOf('_') + 1));
-        waitFor("every broker applying " + name + " (child watch on /config/changes)", () -> {
-            for (Broker b : brokers) {
-                if (b.lastExecutedChange() < seq || !want.equals(b.appliedConfig(t))) {
-                    return null;
+        return new Runnable() {
+            boolean set;
+            String name;
+
+            @Override
+            public void run() {
+                Conn c = brokers[r % nBrokers].conn;
+                if (!set) {
+                    c.setOrCreateEntityConfigs("topics", t, Json.bytes(Json.obj("version", 1, "config", config)));
+                    set = true;
                 }
+                if (name == null) {
+                    name = c.createConfigChangeNotification("topics/" + t);
+                }
+                long seq = Long.parseLong(name.substring(name.lastIndexOf('_') + 1));
+                waitFor("every broker applying " + name + " (child watch on /config/changes)", () -> {
+                    for (Broker b : brokers) {
+                        if (b.lastExecutedChange() < seq || !want.equals(b.appliedConfig(t))) {
+                            return null;
+                        }
+                    }
+                    return true;
+                });
+                configChanges++;
             }
-            return true;
-        });
-        configChanges++;
+        };
     }
 
     /** AdminZkClient.deleteTopic: the controller deletes the topic's znodes, then the marker. */
