@@ -34,6 +34,21 @@ final class ControllerMoved extends RuntimeException {
     }
 }
 
+/**
+ * The client's handle, opened up for one number: the zxid of the last reply
+ * header (ClientCnxn.getLastZxid), which the client also sends when it
+ * reconnects so that no server behind it takes the session.
+ */
+final class ZkHandle extends ZooKeeper {
+    ZkHandle(String connect, int timeout, Watcher w) throws IOException {
+        super(connect, timeout, w);
+    }
+
+    long lastZxid() {
+        return cnxn.getLastZxid();
+    }
+}
+
 /** One request, as Kafka's ZooKeeperClient models them (AsyncRequest). */
 final class Req {
     enum Kind { GET_DATA, EXISTS, GET_CHILDREN, CREATE, SET_DATA, DELETE, MULTI }
@@ -134,7 +149,7 @@ final class Conn implements Watcher {
 
     final Broker owner; // null for the helper sessions
     final String name;
-    volatile ZooKeeper zk;
+    volatile ZkHandle zk;
     volatile boolean expired;
     private final Semaphore inFlight = new Semaphore(MAX_IN_FLIGHT);
 
@@ -142,6 +157,7 @@ final class Conn implements Watcher {
     private final Map<String, long[]> seen = new HashMap<>(); // path -> {czxid, mzxid, pzxid}
     private final Map<String, Long> childArm = new HashMap<>(); // armed child watch -> pzxid read
     private final Map<String, List<Long>> dataArm = new HashMap<>(); // armed data watch -> {exists, czxid, mzxid}
+    private long lastZxidSeen; // the session's reply-header zxid, sampled in answer order
 
     private Conn(Broker owner, String name) {
         this.owner = owner;
@@ -157,7 +173,7 @@ final class Conn implements Watcher {
         while (true) {
             Conn c = new Conn(owner, name);
             try {
-                c.zk = new ZooKeeper(connect, SESSION_TIMEOUT_MS, c);
+                c.zk = new ZkHandle(connect, SESSION_TIMEOUT_MS, c);
             } catch (IOException e) {
                 Sim.log(name + ": cannot create a ZooKeeper handle: " + e);
                 Sim.sleep(500);
@@ -399,6 +415,7 @@ final class Conn implements Watcher {
         if (out.code == Code.CONNECTIONLOSS || out.code == Code.SESSIONMOVED || out.code == Code.SESSIONEXPIRED) {
             return out;
         }
+        checkSessionZxid(r, out);
         if (out.stat != null) {
             checkZxids(r.path, out.stat);
         }
@@ -407,6 +424,22 @@ final class Conn implements Watcher {
         }
         checkWatchOrder(r, out);
         return out;
+    }
+
+    /**
+     * The session's zxid (of the last reply header, taken as each answer is
+     * delivered) never goes back, over reconnections to other servers too,
+     * and covers the zxid of each of its own writes.
+     */
+    private void checkSessionZxid(Req r, Resp out) {
+        long z = zk.lastZxid();
+        if (z < lastZxidSeen) {
+            Sim.violation(name + ": the session's zxid went back from " + lastZxidSeen + " to " + z + " (" + r + ")");
+        }
+        lastZxidSeen = Math.max(lastZxidSeen, z);
+        if (r.kind == Req.Kind.SET_DATA && out.ok() && z < out.stat.getMzxid()) {
+            Sim.violation(name + ": " + r + " wrote at zxid " + out.stat.getMzxid() + " but the reply's zxid is " + z);
+        }
     }
 
     /** A session never sees a node's czxid, mzxid or pzxid go back. */
