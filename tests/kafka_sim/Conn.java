@@ -51,7 +51,7 @@ final class ZkHandle extends ZooKeeper {
 
 /** One request, as Kafka's ZooKeeperClient models them (AsyncRequest). */
 final class Req {
-    enum Kind { GET_DATA, EXISTS, GET_CHILDREN, CREATE, SET_DATA, DELETE, MULTI }
+    enum Kind { GET_DATA, EXISTS, GET_CHILDREN, CREATE, SET_DATA, DELETE, MULTI, SYNC }
 
     final Kind kind;
     final String path;
@@ -93,6 +93,10 @@ final class Req {
 
     static Req delete(String p, int version) {
         return new Req(Kind.DELETE, p, null, version, null, false, null);
+    }
+
+    static Req sync(String p) {
+        return new Req(Kind.SYNC, p, null, -1, null, false, null);
     }
 
     static Req multi(List<Op> ops) {
@@ -276,6 +280,18 @@ final class Conn implements Watcher {
     }
 
     /**
+     * ZooKeeper's sync: reads of this session after it see every write
+     * committed before it, whichever session made it (without it a
+     * follower may still be behind another session's write).
+     */
+    void sync() {
+        Resp r = send(Req.sync("/"));
+        if (!r.ok()) {
+            throw new IllegalStateException(name + ": sync: " + r.code);
+        }
+    }
+
+    /**
      * One attempt: a request lost with the connection comes back as
      * CONNECTIONLOSS (once connected again) for the caller to find out
      * whether it was applied before sending it again.
@@ -396,6 +412,8 @@ final class Conn implements Watcher {
             case SET_DATA -> z.setData(r.path, r.data, r.version,
                     (AsyncCallback.StatCallback) (rc, p, ctx, stat) -> done.accept(finish(r, rc, null, stat, null, null, null)), null);
             case DELETE -> z.delete(r.path, r.version,
+                    (AsyncCallback.VoidCallback) (rc, p, ctx) -> done.accept(finish(r, rc, null, null, null, null, null)), null);
+            case SYNC -> z.sync(r.path,
                     (AsyncCallback.VoidCallback) (rc, p, ctx) -> done.accept(finish(r, rc, null, null, null, null, null)), null);
             case MULTI -> z.multi(r.ops,
                     (AsyncCallback.MultiCallback) (rc, p, ctx, res) -> done.accept(finish(r, rc, null, null, null, null, res)), null);

@@ -367,8 +367,11 @@ public final class KafkaZkSim {
         throw new Broker.NotNow("no live session");
     }
 
+    /** A partition's state as last written by anyone (the driver is not the writer: sync first). */
     PState readState(String key) {
-        Resp r = anyConn().send(Req.getData(PState.path(key), false));
+        Conn c = anyConn();
+        c.sync();
+        Resp r = c.send(Req.getData(PState.path(key), false));
         if (!r.ok()) {
             throw new Broker.NotNow("no state for " + key + ": " + r.code);
         }
@@ -556,6 +559,7 @@ public final class KafkaZkSim {
         }
         waitFor("the controller deleting " + t + " (child watch on /admin/delete_topics)", () -> {
             Conn q = anyConn();
+            q.sync();
             boolean gone = q.send(Req.exists("/brokers/topics/" + t, false)).code == Code.NONODE
                     && q.send(Req.exists("/admin/delete_topics/" + t, false)).code == Code.NONODE
                     && q.send(Req.exists("/config/topics/" + t, false)).code == Code.NONODE;
@@ -719,6 +723,7 @@ public final class KafkaZkSim {
 
     Map<String, Object> finalState() {
         Conn c = anyConn();
+        c.sync(); // the driver reads what other sessions wrote
         Broker ctrl = settleController("the end");
         Map<String, Object> det = new TreeMap<>();
         Set<String> tree = new TreeSet<>();
