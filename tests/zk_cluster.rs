@@ -318,3 +318,25 @@ fn session_moves_after_its_member_is_killed() {
         "ephemeral gone with the session"
     );
 }
+
+/// A session made through one member and re-established at once through
+/// another (before that member may have applied its creation, and with no
+/// zxid seen yet) is valid there: ZooKeeper validates a re-established
+/// session with the leader, never answering "expired" for a live one.
+#[test]
+fn a_new_session_is_valid_at_once_on_every_member() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let members = start_zk_cluster(tmp.path());
+    for i in 0..60 {
+        let mut s = Raw::tcp(&members[i % 3].zk);
+        let (_, sid, pw) = Raw::handshake(&mut s, 0, 2000, 0, &[0; 16]).expect("new session");
+        let mut s2 = Raw::tcp(&members[(i + 1) % 3].zk);
+        let (t, sid2, _) = Raw::handshake(&mut s2, 0, 2000, sid, &pw).expect("re-establish");
+        assert!(
+            t > 0 && sid2 == sid,
+            "attempt {i}: session {sid:#x} made at member {} answered expired at member {}",
+            i % 3,
+            (i + 1) % 3
+        );
+    }
+}
