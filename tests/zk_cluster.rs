@@ -318,3 +318,71 @@ fn session_moves_after_its_member_is_killed() {
         "ephemeral gone with the session"
     );
 }
+
+/// A session closed through another member: a write on its first
+/// connection, sent after the close, is not answered; the connection is
+/// closed, as ZooKeeper closes a closed session's connections on every
+/// server (a client never gets SESSIONEXPIRED on a live connection; it
+/// learns `Expired` when it reconnects).
+#[test]
+fn write_after_the_session_closed_elsewhere_closes_the_connection() {
+    use std::io::Read;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let members = start_zk_cluster(tmp.path());
+    let mut a = Raw::connect(&members[0].zk);
+    assert_eq!(a.create("/closed-elsewhere", 0), 0);
+    let (sid, pw) = (a.session, a.passwd.clone());
+    let mut s = Raw::tcp(&members[1].zk);
+    let (t, sid2, _) = Raw::handshake(&mut s, 0, 2000, sid, &pw).expect("re-establish");
+    assert_eq!(sid2, sid);
+    let mut b = Raw {
+        s,
+        session: sid,
+        passwd: pw.clone(),
+        timeout: t,
+        xid: 0,
+    };
+    assert_eq!(b.call(-11, &[]).0, 0, "closeSession through member 1");
+    // Proposed after the close, so member 0 applies the close first.
+    a.send(5, &set_data("/closed-elsewhere", b"late"));
+    let mut buf = [0u8; 4];
+    match a.s.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Ok(_) => {
+            let n = i32::from_be_bytes(buf);
+            let mut body = vec![0u8; n.max(0) as usize];
+            let _ = a.s.read_exact(&mut body);
+            let err = body
+                .get(12..16)
+                .map(|e| i32::from_be_bytes(e.try_into().expect("4")));
+            panic!("the closed session's connection answered the write (err {err:?})");
+        }
+        Err(e) => panic!("the connection was neither answered nor closed: {e}"),
+    }
+    let mut s = Raw::tcp(&members[0].zk);
+    let (t, _, _) = Raw::handshake(&mut s, 0, 2000, sid, &pw).expect("answer");
+    assert_eq!(t, 0, "the session is expired everywhere");
+}
+
+/// A session made through one member and re-established at once through
+/// another (before that member may have applied its creation, and with no
+/// zxid seen yet) is valid there: ZooKeeper validates a re-established
+/// session with the leader, never answering "expired" for a live one.
+#[test]
+fn a_new_session_is_valid_at_once_on_every_member() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let members = start_zk_cluster(tmp.path());
+    for i in 0..60 {
+        let mut s = Raw::tcp(&members[i % 3].zk);
+        let (_, sid, pw) = Raw::handshake(&mut s, 0, 2000, 0, &[0; 16]).expect("new session");
+        let mut s2 = Raw::tcp(&members[(i + 1) % 3].zk);
+        let (t, sid2, _) = Raw::handshake(&mut s2, 0, 2000, sid, &pw).expect("re-establish");
+        assert!(
+            t > 0 && sid2 == sid,
+            "attempt {i}: session {sid:#x} made at member {} answered expired at member {}",
+            i % 3,
+            (i + 1) % 3
+        );
+    }
+}

@@ -319,12 +319,29 @@ impl Conn {
             self.session = id;
             respond(self, timeout, id, password);
         } else {
-            let ok = {
-                let st = self.srv.node.sm.state();
+            let known = |c: &Conn| {
+                let st = c.srv.node.sm.state();
                 st.lease(req.session_id)
                     .and_then(|l| l.session.as_ref())
                     .is_some_and(|s| s.password == req.passwd)
             };
+            let mut ok = known(self);
+            if !ok {
+                // This member may not have applied the session's creation
+                // yet (made through another member a moment ago; a client
+                // that has done nothing yet sends no zxid to wait for).
+                // ZooKeeper validates a re-established session with the
+                // leader, so catch up with the leader's commit first.
+                if let Err(e) = self.srv.node.read_index().await {
+                    tracing::info!(
+                        addr = %self.info.addr,
+                        "zookeeper: cannot validate session {:#x}: {e}; closing",
+                        req.session_id
+                    );
+                    return None;
+                }
+                ok = known(self);
+            }
             if !ok {
                 // Expired, unknown or wrong password: ZooKeeper's answer.
                 respond(self, 0, 0, vec![0; 16]);

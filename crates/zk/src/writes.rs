@@ -307,6 +307,19 @@ impl Conn {
         let upto = zxid.min(self.state_rev());
         self.catch_up(upto).await;
         let res = match a.response {
+            // The session was closed (through another member's connection)
+            // or expired while this connection is still open. ZooKeeper
+            // closes a session's connections as the close applies, on every
+            // server, and drops requests of a dead session unanswered: the
+            // client sees a lost connection, then `Expired` when it
+            // reconnects, never a SESSIONEXPIRED answer on a live connection.
+            Response::Zk(Err(ZkError::SessionExpired)) => {
+                tracing::debug!(
+                    session = self.session,
+                    "zookeeper: write of a closed session; closing"
+                );
+                return Step::Close;
+            }
             Response::Zk(r) => r,
             other => {
                 tracing::error!(?other, "zookeeper: unexpected response");
