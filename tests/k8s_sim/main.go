@@ -410,7 +410,7 @@ type counters struct {
 	listPages, listRestarts, counts, gets                                atomic.Int64
 	cacheReads, cacheCompared, cacheTimeouts, cacheCompacted             atomic.Int64
 	progressRequests, progressNotifies, eventsChecked, replaysDropped    atomic.Int64
-	progressMemberSwitch, knownBug15220                                  atomic.Int64
+	progressMemberSwitch, knownBug15220, watchMemberMoves                atomic.Int64
 	compactions, compactErrors, watchRestarts, compactedRelists, relists atomic.Int64
 	prevKVCompacted, eventKeysExpired, reflectorPauses                   atomic.Int64
 }
@@ -626,12 +626,21 @@ func (as *apiserver) create(ctx context.Context, op planOp) outcome {
 	}
 	val, _ := json.Marshal(obj)
 	deadline := time.Now().Add(opDeadline)
+	unknown := false
 	for attempt := 0; ; attempt++ {
 		resp, err := as.txn(ctx,
 			[]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(o.key), "=", 0)},
 			[]clientv3.Op{clientv3.OpPut(o.key, string(val))}, nil)
 		if err == nil {
 			if !resp.Succeeded {
+				if unknown {
+					// An earlier attempt may have committed after we
+					// looked: the object says who created it.
+					if cur, rerr := as.read(ctx, o.key); rerr == nil && cur.exists && cur.obj.Creator == op.id {
+						as.s.recordWrite(cur.create, o.key, evSum{'c', hashOf(val)})
+						return outOK
+					}
+				}
 				return outExists
 			}
 			as.s.recordWrite(resp.Header.Revision, o.key, evSum{'c', hashOf(val)})
@@ -643,6 +652,7 @@ func (as *apiserver) create(ctx context.Context, op planOp) outcome {
 		}
 		backoff(attempt)
 		// Outcome unknown: the object says who created it.
+		unknown = true
 		cur, rerr := as.read(ctx, o.key)
 		if rerr != nil {
 			as.s.violate("%s: create %s: re-read: %v", as.name, o.key, rerr)
@@ -721,6 +731,12 @@ func (as *apiserver) update(ctx context.Context, op planOp) outcome {
 				as.s.violate("%s: update %s: compare mod_revision == %d failed but the object has mod_revision %d", as.name, o.key, cur.mod, fresh.mod)
 				return outFailed
 			}
+			if contains(fresh.obj.Recent, op.id) {
+				// An attempt whose outcome was unknown committed after
+				// we looked.
+				as.s.c.unknownResolved.Add(1)
+				return outOK
+			}
 			cur = fresh
 			continue
 		}
@@ -760,9 +776,12 @@ func (as *apiserver) del(ctx context.Context, op planOp) outcome {
 		}
 	}
 	deadline := time.Now().Add(opDeadline)
+	// After an unknown outcome, "not found" may be our own delete that
+	// committed late: decided per batch.
+	notFound := outNotFound
 	for attempt := 0; ; attempt++ {
 		if !cur.exists {
-			return outNotFound
+			return notFound
 		}
 		if cur.obj.UID != uid {
 			as.s.violate("%s: delete %s: precondition: uid %s, want %s", as.name, o.key, cur.obj.UID, uid)
@@ -784,7 +803,7 @@ func (as *apiserver) del(ctx context.Context, op planOp) outcome {
 			as.s.c.conflicts.Add(1)
 			rr := resp.Responses[0].GetResponseRange()
 			if rr == nil || len(rr.Kvs) == 0 {
-				return outNotFound
+				return notFound
 			}
 			fresh, derr := decode(rr.Kvs[0])
 			if derr != nil {
@@ -803,6 +822,7 @@ func (as *apiserver) del(ctx context.Context, op planOp) outcome {
 			return outFailed
 		}
 		backoff(attempt)
+		notFound = outAmbiguous
 		fresh, rerr := as.read(ctx, o.key)
 		if rerr != nil {
 			as.s.violate("%s: delete %s: re-read: %v", as.name, o.key, rerr)
@@ -876,6 +896,7 @@ func (as *apiserver) event(ctx context.Context, op planOp) outcome {
 		"kind": "Event", "involvedObject": o.key, "reason": "Simulated", "id": op.id,
 	})
 	deadline := time.Now().Add(opDeadline)
+	unknown := false
 	for attempt := 0; ; attempt++ {
 		lease, err := as.lease(ctx, *flagEventTTL)
 		if err != nil {
@@ -887,6 +908,11 @@ func (as *apiserver) event(ctx context.Context, op planOp) outcome {
 			[]clientv3.Op{clientv3.OpPut(key, string(val), clientv3.WithLease(lease))}, nil)
 		if err == nil {
 			if !resp.Succeeded {
+				if unknown {
+					// An earlier attempt committed after we looked.
+					as.s.c.unknownResolved.Add(1)
+					return outOK
+				}
 				as.s.violate("%s: event %s already exists", as.name, key)
 				return outFailed
 			}
@@ -899,6 +925,10 @@ func (as *apiserver) event(ctx context.Context, op planOp) outcome {
 			as.s.noteErr(err)
 			as.s.c.leaseNotFound.Add(1)
 			as.forgetLease()
+			if time.Now().After(deadline) {
+				as.s.violate("%s: event %s: %v", as.name, key, err)
+				return outFailed
+			}
 			continue
 		}
 		if !as.s.retryable(err) || time.Now().After(deadline) {
@@ -906,6 +936,7 @@ func (as *apiserver) event(ctx context.Context, op planOp) outcome {
 			return outFailed
 		}
 		backoff(attempt)
+		unknown = true
 		cur, rerr := as.get(ctx, "get", key)
 		if rerr != nil {
 			as.s.violate("%s: event %s: re-read: %v", as.name, key, rerr)
@@ -1246,6 +1277,7 @@ type watcher struct {
 	evFrom   uint64 // member that sent it
 	lastNote int64  // last progress notification since the list
 	noteFrom uint64 // member that sent it
+	member   uint64 // member the last response came from
 	segs     []segment
 	events   map[evKey]evSum
 	evSeq    map[evKey]int64
@@ -1379,11 +1411,21 @@ func (w *watcher) watchOnce(ctx context.Context, pause <-chan time.Time) (compac
 
 func (w *watcher) inRange(key string) bool { return strings.HasPrefix(key, w.prefix) }
 
+// fromLocked notes which member a response came from: the client moves a
+// broken stream to another endpoint without telling.
+func (w *watcher) fromLocked(h *pb.ResponseHeader) {
+	if w.member != 0 && h.MemberId != w.member {
+		w.as.s.c.watchMemberMoves.Add(1)
+	}
+	w.member = h.MemberId
+}
+
 func (w *watcher) onEvents(resp *clientv3.WatchResponse) {
 	s := w.as.s
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.seq++
+	w.fromLocked(&resp.Header)
 	for _, ev := range resp.Events {
 		if ev.Kv == nil {
 			s.violate("%s: event without kv", w.name)
@@ -1517,6 +1559,7 @@ func (w *watcher) onProgress(resp *clientv3.WatchResponse) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.seq++
+	w.fromLocked(&resp.Header)
 	w.notes = append(w.notes, notify{rev, w.seq})
 	if rev < w.lastNote {
 		if member == w.noteFrom {
@@ -1985,6 +2028,7 @@ func finish(s *sim, ass []*apiserver, watchers []*watcher, lists map[string]list
 			"watch_events_checked":      c.eventsChecked.Load(),
 			"watch_replays_dropped":     c.replaysDropped.Load(),
 			"watch_restarts":            c.watchRestarts.Load(),
+			"watch_member_moves":        c.watchMemberMoves.Load(),
 			"watch_compacted_relists":   c.compactedRelists.Load(),
 			"relists":                   c.relists.Load(),
 			"reflector_pauses":          c.reflectorPauses.Load(),
