@@ -413,6 +413,7 @@ type counters struct {
 	progressMemberSwitch, knownBug15220, watchMemberMoves                atomic.Int64
 	compactions, compactErrors, watchRestarts, compactedRelists, relists atomic.Int64
 	prevKVCompacted, eventKeysExpired, reflectorPauses                   atomic.Int64
+	healthChecks, healthErrors, statusCalls, statusErrors                atomic.Int64
 }
 
 func (s *sim) violate(format string, args ...interface{}) {
@@ -1233,6 +1234,53 @@ func (as *apiserver) compactOnce(ctx context.Context, t, rev int64) (int64, int6
 	return curTime, curRev, nil
 }
 
+// monitor does what the apiserver's etcd health check and storage metrics
+// do: read /registry/health (normally absent; any answer is healthy) with a
+// short timeout and no retries, and ask every endpoint for its Status (the
+// database size behind apiserver_storage_size_bytes).
+func (as *apiserver) monitor(ctx context.Context, eps []string, every time.Duration) {
+	for {
+		select {
+		case <-time.After(every):
+		case <-ctx.Done():
+			return
+		}
+		floor := as.maxRev.Load()
+		hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		resp, err := as.cli.Get(hctx, registry+"health")
+		cancel()
+		as.s.c.healthChecks.Add(1)
+		if err != nil {
+			if ctx.Err() == nil {
+				as.s.noteErr(err)
+				as.s.c.healthErrors.Add(1)
+			}
+		} else {
+			as.observe("health", resp.Header, floor)
+			if len(resp.Kvs) != 0 {
+				as.s.violate("%s: %shealth exists, nothing wrote it", as.name, registry)
+			}
+		}
+		for _, ep := range eps {
+			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			st, err := as.cli.Status(sctx, ep)
+			cancel()
+			as.s.c.statusCalls.Add(1)
+			if err != nil {
+				// A member that is down or restarting.
+				if ctx.Err() == nil {
+					as.s.noteErr(err)
+					as.s.c.statusErrors.Add(1)
+				}
+				continue
+			}
+			if st.DbSize <= 0 || st.Version == "" || st.Header == nil || st.Header.MemberId == 0 {
+				as.s.violate("%s: Status of %s: db size %d, version %q, header %v", as.name, ep, st.DbSize, st.Version, st.Header)
+			}
+		}
+	}
+}
+
 // ---------------------------------------------------------------------------
 // Watchers: the watch cache of one resource, or a reflector over all of
 // /registry/. Each keeps the state its list and events give, and a log of
@@ -1765,10 +1813,14 @@ func main() {
 	cctx, stopCompactors := context.WithCancel(ctx)
 	var cwg sync.WaitGroup
 	for _, as := range ass {
-		cwg.Add(1)
+		cwg.Add(2)
 		go func(as *apiserver) {
 			defer cwg.Done()
 			as.compactor(cctx, *flagCompact)
+		}(as)
+		go func(as *apiserver) {
+			defer cwg.Done()
+			as.monitor(cctx, eps, 2*time.Second)
 		}(as)
 	}
 
@@ -1839,7 +1891,7 @@ func main() {
 		fmt.Printf("PROGRESS %d %d\n", done, total)
 	}
 
-	// The end: no more compaction or disconnecting clients; wait for the
+	// The end: no more compaction, monitoring or disconnecting clients; wait for the
 	// leased events to expire, then for every watcher to reach the final
 	// revision, and compare everything with etcd.
 	stopCompactors()
@@ -2043,6 +2095,10 @@ func finish(s *sim, ass []*apiserver, watchers []*watcher, lists map[string]list
 			"compactions":               c.compactions.Load(),
 			"compacted_revision":        s.compactedRev.Load(),
 			"compact_errors":            c.compactErrors.Load(),
+			"health_checks":             c.healthChecks.Load(),
+			"health_errors":             c.healthErrors.Load(),
+			"status_calls":              c.statusCalls.Load(),
+			"status_errors":             c.statusErrors.Load(),
 			"prev_kv_compacted":         c.prevKVCompacted.Load(),
 			"list_pages":                c.listPages.Load(),
 			"list_restarts_compacted":   c.listRestarts.Load(),
