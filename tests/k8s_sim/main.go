@@ -1423,6 +1423,7 @@ func (w *watcher) run(ctx context.Context, ready chan<- struct{}) {
 func (w *watcher) watchOnce(ctx context.Context, pause <-chan time.Time) (compacted, paused bool) {
 	w.mu.Lock()
 	from := w.progress + 1
+	w.member = 0 // a new watch may go to any member
 	w.mu.Unlock()
 	wctx, cancel := context.WithCancel(w.streamCtx)
 	defer cancel()
