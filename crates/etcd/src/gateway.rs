@@ -221,7 +221,7 @@ pub(crate) fn router(ctx: Arc<Ctx>) -> Router {
             async move {
                 let (tx, rx) = mpsc::channel(64);
                 let input = futures::stream::iter(requests::<pb::WatchRequest>(&body));
-                tokio::spawn(crate::watch::run(ctx, creds(&headers), input, tx));
+                tokio::spawn(crate::watch::run(ctx, creds(&headers), input, tx, false));
                 stream(rx)
             }
         }),

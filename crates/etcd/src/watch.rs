@@ -22,7 +22,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::check::kv_to_pb;
 use crate::pb::etcdserverpb::{self as pb, watch_server};
 use crate::pb::mvccpb;
-use crate::Ctx;
+use crate::{Ctx, RpcError};
 
 pub struct Watch(pub Arc<Ctx>);
 
@@ -33,6 +33,17 @@ const CATCH_UP_CHUNK: i64 = 64;
 const SYNC_BATCH_REVS: usize = 1000;
 /// Responses queued for the client before the stream task waits.
 const OUT_QUEUE: usize = 64;
+/// A stream that asked for a leader (gRPC metadata `hasleader: true`, the Go
+/// client's `WithRequireLeader`, which Kubernetes uses for every watch) is
+/// refused while this member knows no leader, and ended with the same error
+/// once it has known none at this many checks in a row, one check per
+/// election timeout (etcd's v3rpc `monitorLeader`, `maxNoLeaderCnt`).
+const NO_LEADER_CHECKS: u32 = 3;
+
+/// Does the request carry etcd's `hasleader: true` metadata?
+fn requires_leader(md: &tonic::metadata::MetadataMap) -> bool {
+    md.get("hasleader").and_then(|v| v.to_str().ok()) == Some("true")
+}
 
 #[derive(Debug, Clone)]
 struct Watcher {
@@ -639,12 +650,14 @@ impl Session {
 }
 
 /// Serve one watch stream: `input` carries the client's requests (gRPC or
-/// the JSON gateway), `out` the responses.
+/// the JSON gateway), `out` the responses. With `require_leader` the stream
+/// ends with "etcdserver: no leader" when the member loses its leader.
 pub(crate) async fn run(
     ctx: Arc<Ctx>,
     creds: crate::auth::Creds,
     mut input: impl Stream<Item = Result<pb::WatchRequest, Status>> + Unpin + Send,
     out: mpsc::Sender<Result<pb::WatchResponse, Status>>,
+    require_leader: bool,
 ) {
     let mut events = ctx.node.sm.subscribe();
     // Batches at or below this revision are already in the state.
@@ -659,6 +672,10 @@ pub(crate) async fn run(
         creds,
     };
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let election = Duration::from_millis(s.ctx.node.raft.config().election_timeout_min.max(1));
+    let mut leader_check =
+        tokio::time::interval_at(tokio::time::Instant::now() + election, election);
+    let mut no_leader = 0u32;
     // A client that half-closes keeps its watches, as with etcd.
     let mut input_open = true;
     use pb::watch_request::RequestUnion;
@@ -689,6 +706,20 @@ pub(crate) async fn run(
                 Err(broadcast::error::RecvError::Closed) => Err(Gone),
             },
             _ = ticker.tick() => s.tick().await,
+            _ = leader_check.tick(), if require_leader => {
+                if s.ctx.node.leader().is_some() {
+                    no_leader = 0;
+                    Ok(())
+                } else {
+                    no_leader += 1;
+                    if no_leader >= NO_LEADER_CHECKS {
+                        let _ = s.out.send(Err(RpcError::NoLeader.into())).await;
+                        Err(Gone)
+                    } else {
+                        Ok(())
+                    }
+                }
+            }
             _ = out.closed() => Err(Gone),
         };
         if step.is_err() {
@@ -707,9 +738,19 @@ impl watch_server::Watch for Watch {
         &self,
         req: Request<Streaming<pb::WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        let require_leader = requires_leader(req.metadata());
+        if require_leader && self.0.node.leader().is_none() {
+            return Err(RpcError::NoLeader.into());
+        }
         let (tx, rx) = mpsc::channel(OUT_QUEUE);
         let creds = crate::auth::Creds::of(&req);
-        tokio::spawn(run(self.0.clone(), creds, req.into_inner(), tx));
+        tokio::spawn(run(
+            self.0.clone(),
+            creds,
+            req.into_inner(),
+            tx,
+            require_leader,
+        ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }

@@ -794,3 +794,131 @@ async fn lagged_watcher_resyncs_from_history() {
         "the stream did fall behind"
     );
 }
+
+/// clientv3.WithRequireLeader (gRPC metadata `hasleader: true`, set by
+/// Kubernetes on every watch): as etcd does, a member without a leader
+/// refuses such a watch stream, and ends an open one with "etcdserver: no
+/// leader" after three election timeouts without a leader; streams without
+/// the metadata go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn require_leader_watch_streams_end_without_a_leader() {
+    // Two members, so that the survivor of the leader cannot elect one.
+    let dirs = [
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    ];
+    let peers: Vec<String> = (0..2)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let initial: std::collections::BTreeMap<u64, String> =
+        [(1, peers[0].clone()), (2, peers[1].clone())].into();
+    let mut nodes = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        let id = i as u64 + 1;
+        let cfg = NodeConfig {
+            initial_cluster: initial.clone(),
+            heartbeat_ms: 50,
+            election_timeout_ms: 300,
+            ..NodeConfig::single(id, peers[i].clone(), dir.path().to_path_buf())
+        };
+        let node = RaftNode::start(cfg, None).await.expect("node");
+        let addr: std::net::SocketAddr = peers[i].parse().expect("addr");
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(janus_raft::PeerService::server(node.clone()))
+                .serve(addr),
+        );
+        nodes.push(node);
+    }
+    let leader = nodes[0]
+        .wait_for_leader(Duration::from_secs(20))
+        .await
+        .expect("leader");
+    let (leader, follower) = if leader == 1 {
+        (nodes[0].clone(), nodes[1].clone())
+    } else {
+        (nodes[1].clone(), nodes[0].clone())
+    };
+    follower
+        .wait_for_leader(Duration::from_secs(20))
+        .await
+        .expect("the follower knows the leader");
+    let addr = format!("127.0.0.1:{}", free_port());
+    tokio::spawn(janus_etcd::serve(
+        follower.clone(),
+        addr.clone(),
+        janus_etcd::Config::default(),
+        axum::Router::new(),
+        std::future::pending(),
+    ));
+    let channel = loop {
+        if let Ok(c) = Channel::from_shared(format!("http://{addr}"))
+            .expect("uri")
+            .connect()
+            .await
+        {
+            break c;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let open = |require_leader: bool| {
+        let channel = channel.clone();
+        async move {
+            let (tx, rx) = mpsc::channel(16);
+            let mut req = tonic::Request::new(ReceiverStream::new(rx));
+            if require_leader {
+                req.metadata_mut()
+                    .insert("hasleader", "true".parse().expect("metadata"));
+            }
+            tx.send(create("k", "", |_| {})).await.expect("send");
+            WatchClient::new(channel)
+                .watch(req)
+                .await
+                .map(|r| WatchStream {
+                    tx,
+                    rx: r.into_inner(),
+                })
+        }
+    };
+    let mut with = open(true).await.expect("a leader is known: watch opens");
+    let mut without = open(false).await.expect("watch opens");
+    assert!(with.next().await.created);
+    assert!(without.next().await.created);
+
+    leader.shutdown().await;
+    // Noticing the loss takes an election timeout or two; then three
+    // checks, one per election timeout.
+    let started = std::time::Instant::now();
+    let end = tokio::time::timeout(Duration::from_secs(30), with.rx.message())
+        .await
+        .expect("the stream ends in time");
+    let st = end.expect_err("the stream ends with an error");
+    assert_eq!(
+        (st.code(), st.message()),
+        (Code::Unavailable, "etcdserver: no leader")
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "not at once, after several checks ({:?})",
+        started.elapsed()
+    );
+    let st = open(true)
+        .await
+        .err()
+        .expect("no leader: a new stream is refused");
+    assert_eq!(
+        (st.code(), st.message()),
+        (Code::Unavailable, "etcdserver: no leader")
+    );
+    // Without the metadata the stream is served as before.
+    without
+        .send(pb::WatchRequest {
+            request_union: Some(pb::watch_request::RequestUnion::ProgressRequest(
+                pb::WatchProgressRequest {},
+            )),
+        })
+        .await;
+    let r = without.next().await;
+    assert_eq!(r.watch_id, -1, "a progress response: {r:?}");
+    assert!(open(false).await.is_ok());
+}
