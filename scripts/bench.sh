@@ -45,10 +45,9 @@ fi
 if ! command -v etcd >/dev/null 2>&1; then source scripts/deps/etcd.sh; fi
 if [ ! -e /usr/share/java/zookeeper.jar ] || ! command -v java >/dev/null 2>&1; then source scripts/deps/zk.sh; fi
 
-# Two builds, not one: building both packages together unifies their
-# dependencies' features differently and rebuilds the whole tree.
-cargo build --release --locked -p janus-server
-cargo build --release --locked -p janus-bench
+# One build of the whole workspace: the same feature set as the test
+# suite's (scripts/test.sh), so neither rebuilds the tree for the other.
+cargo build --release --locked --workspace
 bench="$root/target/release/janus-bench"
 janus_bin="$root/target/release/janus"
 

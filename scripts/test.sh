@@ -30,6 +30,8 @@ for dep in scripts/deps/*.sh; do
     . "$dep"
 done
 
-# The integration tests start the real `janus` binary.
-cargo build --release --locked -p janus-server
+# The integration tests start the real `janus` binary. Built with the
+# whole workspace, as the tests are: `-p janus-server` alone unifies the
+# dependencies' features differently and would build RocksDB a second time.
+cargo build --release --locked --workspace
 cargo test --release --locked --workspace "$@"
