@@ -386,3 +386,41 @@ fn a_new_session_is_valid_at_once_on_every_member() {
         );
     }
 }
+
+/// A session re-established on another member fences its old connection:
+/// the old connection's next write is not applied and the connection
+/// closes without an answer (ZooKeeper's leader refuses it with
+/// SESSIONMOVED and the old server drops the connection), while the new
+/// connection goes on writing.
+#[test]
+fn a_moved_session_fences_its_old_connection() {
+    use std::io::Read;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let members = start_zk_cluster(tmp.path());
+    let mut a = Raw::connect(&members[0].zk);
+    assert_eq!(a.create("/moved", 0), 0);
+    assert_eq!(a.call(5, &set_data("/moved", b"from a")).0, 0);
+    let (sid, pw) = (a.session, a.passwd.clone());
+    let mut s = Raw::tcp(&members[1].zk);
+    let (t, sid2, _) = Raw::handshake(&mut s, 0, 10_000, sid, &pw).expect("re-establish");
+    assert_eq!(sid2, sid);
+    let mut b = Raw {
+        s,
+        session: sid,
+        passwd: pw.clone(),
+        timeout: t,
+        xid: 0,
+    };
+    a.send(5, &set_data("/moved", b"stale"));
+    let mut buf = [0u8; 4];
+    match a.s.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Ok(_) => panic!("the old connection answered a write after the session moved"),
+        Err(e) => panic!("the old connection was neither answered nor closed: {e}"),
+    }
+    assert_eq!(b.call(5, &set_data("/moved", b"from b")).0, 0);
+    let (err, body, _) = b.call(4, &get_data("/moved", false));
+    assert_eq!(err, 0);
+    assert_eq!(data_of(&body), b"from b");
+}

@@ -94,15 +94,26 @@ pub enum Command {
         member: u64,
         kind: i32,
     },
-    /// A `Zk` or `ZkMulti` from a client connection whose authenticated ids
-    /// are `ids`: ACLs are checked as the ops apply, where ZooKeeper's
+    /// A `Zk` or `ZkMulti` from client connection `owner` whose
+    /// authenticated ids are `ids`: ACLs are checked as the ops apply, where ZooKeeper's
     /// PrepRequestProcessor checks them (against what every earlier txn
     /// left, so pipelined writes of one session see each other), and a
     /// write refused for an ACL still takes a zxid. Bare `Zk`/`ZkMulti` are
     /// the server's own and are not checked.
     ZkAs {
         ids: Vec<Id>,
+        /// The connection the write came from; if the session has since
+        /// been re-established on another one, the write fails with
+        /// SESSIONMOVED (ZooKeeper's `checkSession(id, owner)`).
+        owner: u64,
         command: Box<Command>,
+    },
+    /// ZooKeeper session `session` was re-established on connection
+    /// `owner`: from now on only that connection's writes are its writes.
+    /// Takes no zxid.
+    ZkAttach {
+        session: i64,
+        owner: u64,
     },
 }
 

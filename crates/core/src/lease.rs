@@ -21,6 +21,10 @@ pub const MAX_LEASE_TTL_SECS: i64 = 9_000_000_000;
 pub struct Session {
     pub password: Vec<u8>,
     pub timeout_ms: i64,
+    /// The client connection the session was last re-established on
+    /// (`Command::ZkAttach`); 0 until it moves from the one that made it.
+    /// Writes from any other connection fail with SESSIONMOVED.
+    pub owner: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +82,7 @@ impl State {
         let session = Session {
             password: password.to_vec(),
             timeout_ms,
+            owner: 0,
         };
         self.leases.insert(
             id,
@@ -90,6 +95,18 @@ impl State {
             },
         );
         Response::Zk(Ok(ZkResponse::Session))
+    }
+
+    /// A client re-established session `id` on connection `owner`. Takes
+    /// no zxid: ZooKeeper's session tracker changes the owner outside the log.
+    pub(crate) fn session_attach(&mut self, id: i64, owner: u64) -> Response {
+        match self.leases.get_mut(&id).and_then(|l| l.session.as_mut()) {
+            Some(s) => {
+                s.owner = owner;
+                Response::Zk(Ok(ZkResponse::Session))
+            }
+            None => Response::Zk(Err(ZkError::SessionExpired)),
+        }
     }
 
     pub(crate) fn session_close(&mut self, time: i64, id: i64) -> Response {

@@ -10,6 +10,7 @@ use crate::command::{Applied, Command, EtcdResponse, Proposal, Response};
 use crate::event::{Event, EventBatch};
 use crate::lease::Lease;
 use crate::mvcc::KeySpace;
+use crate::zk::Caller;
 use crate::zk::{self, NodeKind, Tree};
 
 /// The deterministic state machine. Same proposals in the same order give
@@ -98,13 +99,22 @@ impl State {
                 timeout_ms,
             } => self.session_create(*session, password, *timeout_ms),
             Command::ZkCloseSession { session } => self.session_close(t, *session),
+            Command::ZkAttach { session, owner } => self.session_attach(*session, *owner),
             Command::Zk { session, op } => Response::Zk(self.zk_single(t, *session, op, None)),
             Command::ZkMulti { session, ops } => {
                 Response::Zk(self.zk_multi(t, *session, ops, None))
             }
-            Command::ZkAs { ids, command } => Response::Zk(match &**command {
-                Command::Zk { session, op } => self.zk_single(t, *session, op, Some(ids)),
-                Command::ZkMulti { session, ops } => self.zk_multi(t, *session, ops, Some(ids)),
+            Command::ZkAs {
+                ids,
+                owner,
+                command,
+            } => Response::Zk(match &**command {
+                Command::Zk { session, op } => {
+                    self.zk_single(t, *session, op, Some(Caller { ids, owner: *owner }))
+                }
+                Command::ZkMulti { session, ops } => {
+                    self.zk_multi(t, *session, ops, Some(Caller { ids, owner: *owner }))
+                }
                 // Only client writes are wrapped; anything else is refused,
                 // with the zxid every ZooKeeper txn takes.
                 _ => {

@@ -262,6 +262,13 @@ enum Undo {
 }
 
 /// The context one ZooKeeper txn runs in.
+/// Who sent a client write (`Command::ZkAs`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Caller<'a> {
+    pub ids: &'a [Id],
+    pub owner: u64,
+}
+
 struct TxnCtx<'a> {
     zxid: i64,
     /// The caller's ids when ACLs are checked (`Command::ZkAs`).
@@ -343,6 +350,18 @@ impl State {
     }
 
     /// A ZooKeeper session is valid if its lease exists and is a session.
+    /// A wrapped write's connection still owns `session` (or the session
+    /// has not moved since it was made).
+    fn zk_owner_ok(&self, session: i64, caller: Option<Caller<'_>>) -> bool {
+        let Some(c) = caller else { return true };
+        session == 0
+            || self
+                .leases
+                .get(&session)
+                .and_then(|l| l.session.as_ref())
+                .is_none_or(|s| s.owner == 0 || s.owner == c.owner)
+    }
+
     fn zk_session_ok(&self, session: i64) -> bool {
         session == 0
             || self
@@ -356,12 +375,16 @@ impl State {
         time: i64,
         session: i64,
         op: &ZkOp,
-        ids: Option<&[Id]>,
+        caller: Option<Caller<'_>>,
     ) -> Result<ZkResponse, ZkError> {
         let zxid = self.next_zxid();
         if !self.zk_session_ok(session) {
             return Err(ZkError::SessionExpired);
         }
+        if !self.zk_owner_ok(session, caller) {
+            return Err(ZkError::SessionMoved);
+        }
+        let ids = caller.map(|c| c.ids);
         let mut cx = TxnCtx {
             zxid,
             ids,
@@ -388,12 +411,16 @@ impl State {
         time: i64,
         session: i64,
         ops: &[ZkOp],
-        ids: Option<&[Id]>,
+        caller: Option<Caller<'_>>,
     ) -> Result<ZkResponse, ZkError> {
         let zxid = self.next_zxid();
         if !self.zk_session_ok(session) {
             return Err(ZkError::SessionExpired);
         }
+        if !self.zk_owner_ok(session, caller) {
+            return Err(ZkError::SessionMoved);
+        }
+        let ids = caller.map(|c| c.ids);
         let mut cx = TxnCtx {
             zxid,
             ids,
@@ -821,7 +848,7 @@ mod tests {
 
     /// A client write as `ids`; returns (response, revision after).
     fn as_ids(s: &mut State, ids: &[Id], op: ZkOp) -> (Result<ZkResponse, ZkError>, i64) {
-        let r = s.zk_single(0, 0, &op, Some(ids));
+        let r = s.zk_single(0, 0, &op, Some(Caller { ids, owner: 0 }));
         (r, s.revision())
     }
 
@@ -895,5 +922,32 @@ mod tests {
         assert!(as_ids(&mut s, &[sup], check.clone()).0.is_ok());
         // The server's own (bare) writes are not checked.
         assert!(s.zk_single(0, 0, &check, None).is_ok());
+    }
+
+    #[test]
+    fn writes_from_a_connection_the_session_moved_away_from_fail() {
+        let mut s = State::new();
+        assert!(matches!(
+            s.session_create(7, b"pw", 10_000),
+            crate::Response::Zk(Ok(_))
+        ));
+        let write = |s: &mut State, owner: u64| {
+            let op = create(&format!("/n{owner}-{}", s.revision()), Acl::open_unsafe());
+            let r = s.zk_single(0, 7, &op, Some(Caller { ids: &[], owner }));
+            (r, s.revision())
+        };
+        // Not moved yet: the connection that made it writes.
+        assert!(write(&mut s, 1).0.is_ok());
+        let before = s.revision();
+        assert!(matches!(s.session_attach(7, 2), crate::Response::Zk(Ok(_))));
+        assert_eq!(s.revision(), before, "re-establishing takes no zxid");
+        let (r, after) = write(&mut s, 1);
+        assert_eq!(r, Err(ZkError::SessionMoved));
+        assert_eq!(after, before + 1, "the refused write takes its zxid");
+        assert!(write(&mut s, 2).0.is_ok());
+        assert!(matches!(
+            s.session_attach(99, 2),
+            crate::Response::Zk(Err(ZkError::SessionExpired))
+        ));
     }
 }

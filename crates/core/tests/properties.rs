@@ -548,20 +548,29 @@ fn gen(mix: Mix) -> BoxedStrategy<Gen> {
         // Client writes, ACLs checked as they apply.
         (
             mix.zk,
-            cmd((caller_ids(), zk_session(), zk_op())
-                .prop_map(|(ids, session, op)| Command::ZkAs {
+            cmd((caller_ids(), 0..3u64, zk_session(), zk_op())
+                .prop_map(|(ids, owner, session, op)| Command::ZkAs {
                     ids,
+                    owner,
                     command: Box::new(Command::Zk { session, op }),
                 })
                 .boxed()),
         ),
         (
             mix.multi,
-            cmd((caller_ids(), zk_session(), vec(zk_op(), 1..=4))
-                .prop_map(|(ids, session, ops)| Command::ZkAs {
+            cmd((caller_ids(), 0..3u64, zk_session(), vec(zk_op(), 1..=4))
+                .prop_map(|(ids, owner, session, ops)| Command::ZkAs {
                     ids,
+                    owner,
                     command: Box::new(Command::ZkMulti { session, ops }),
                 })
+                .boxed()),
+        ),
+        // A session re-established on connection 1 or 2.
+        (
+            mix.sessions,
+            cmd((lease_id(), 1..3u64)
+                .prop_map(|(session, owner)| Command::ZkAttach { session, owner })
                 .boxed()),
         ),
         (
@@ -875,7 +884,7 @@ proptest! {
             let changed = i64::from(!ev.events.is_empty());
             match (&p.command, &a.response) {
                 (c, _) if c.is_zk() => prop_assert_eq!(delta, 1, "{}: a ZooKeeper txn takes one zxid", ctx),
-                (Command::Noop | Command::LeaseGrant { .. } | Command::Compact { .. }, _) => {
+                (Command::Noop | Command::LeaseGrant { .. } | Command::Compact { .. } | Command::ZkAttach { .. }, _) => {
                     prop_assert_eq!(delta, 0, "{}", ctx)
                 }
                 (Command::Put(_) | Command::DeleteRange(_) | Command::Txn(_), Response::Etcd(Err(_))) => {

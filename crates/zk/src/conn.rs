@@ -73,6 +73,9 @@ struct Conn {
     watches: Watches,
     /// Proposes this connection's writes in request order.
     pipeline: janus_raft::Pipeline,
+    /// This connection's owner token, unique in the cluster: a session's
+    /// writes count only from the connection it was last established on.
+    owner: u64,
     events: broadcast::Receiver<Arc<EventBatch>>,
     /// A batch received during a catch-up but beyond the reply's revision.
     peeked: Option<Arc<EventBatch>>,
@@ -149,7 +152,9 @@ pub(crate) async fn run(
     for id in tls_ids.unwrap_or_default() {
         auth.add(id);
     }
+    let conn_id = srv.next_conn.fetch_add(1, Ordering::Relaxed);
     let mut c = Conn {
+        owner: srv.owner_base.wrapping_add(conn_id),
         srv: srv.clone(),
         wr,
         out: Vec::new(),
@@ -167,7 +172,6 @@ pub(crate) async fn run(
     let Some(notify) = c.handshake(&body).await else {
         return;
     };
-    let conn_id = srv.next_conn.fetch_add(1, Ordering::Relaxed);
     srv.conns
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -347,6 +351,28 @@ impl Conn {
                 respond(self, 0, 0, vec![0; 16]);
                 let _ = self.flush().await;
                 return None;
+            }
+            // The session is this connection's now: writes still coming
+            // from its previous connection (on any member) fail with
+            // SESSIONMOVED, as ZooKeeper's leader refuses them.
+            let attach = Command::ZkAttach {
+                session: req.session_id,
+                owner: self.owner,
+            };
+            match self.srv.node.propose(attach).await {
+                Ok(a) if matches!(a.response, Response::Zk(Ok(_))) => {
+                    self.wait_applied(a.revision).await
+                }
+                Ok(_) => {
+                    // Expired in the meantime.
+                    respond(self, 0, 0, vec![0; 16]);
+                    let _ = self.flush().await;
+                    return None;
+                }
+                Err(e) => {
+                    tracing::info!(addr = %self.info.addr, "zookeeper: re-establishing session {:#x}: {e}; closing", req.session_id);
+                    return None;
+                }
             }
             self.session = req.session_id;
             self.srv.node.touch(self.session);

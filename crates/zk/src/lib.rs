@@ -180,6 +180,10 @@ pub(crate) struct Server {
     pub sessions: Mutex<HashMap<i64, (u64, Arc<Notify>)>>,
     pub conns: Mutex<HashMap<u64, Arc<ConnInfo>>>,
     pub next_conn: AtomicU64,
+    /// Owner tokens of this member's connections start here: the member id
+    /// and the start time, so no two connections in the cluster (across
+    /// restarts too) share one.
+    pub owner_base: u64,
     pub started: Instant,
     pub packets_received: AtomicU64,
     pub packets_sent: AtomicU64,
@@ -224,6 +228,7 @@ impl Server {
         let ms = (now / 1_000_000) as u64;
         // ZooKeeper's initializeNextSessionId: time in the middle bits.
         let seed = ((ms << 24) >> 8) & 0x00FF_FFFF_FFFF_FFFF;
+        let owner_base = (node.id << 48) | ((ms & 0xFFFF_FFFF) << 16);
         Server {
             node,
             cfg,
@@ -232,6 +237,7 @@ impl Server {
             sessions: Mutex::new(HashMap::new()),
             conns: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
+            owner_base,
             started: Instant::now(),
             packets_received: AtomicU64::new(0),
             packets_sent: AtomicU64::new(0),

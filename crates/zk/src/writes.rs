@@ -107,6 +107,7 @@ impl Conn {
     fn zk(&self, op: ZkOp) -> Command {
         Command::ZkAs {
             ids: self.auth.ids.clone(),
+            owner: self.owner,
             command: Box::new(Command::Zk {
                 session: self.session,
                 op,
@@ -235,6 +236,7 @@ impl Conn {
         }
         let cmd = Command::ZkAs {
             ids: self.auth.ids.clone(),
+            owner: self.owner,
             command: Box::new(Command::ZkMulti {
                 session: self.session,
                 ops,
@@ -317,6 +319,15 @@ impl Conn {
                 tracing::debug!(
                     session = self.session,
                     "zookeeper: write of a closed session; closing"
+                );
+                return Step::Close;
+            }
+            // Re-established on another connection since: ZooKeeper's
+            // FinalRequestProcessor closes this one without an answer.
+            Response::Zk(Err(ZkError::SessionMoved)) => {
+                tracing::debug!(
+                    session = self.session,
+                    "zookeeper: session moved to another connection; closing"
                 );
                 return Step::Close;
             }
