@@ -1230,21 +1230,7 @@ fn received(
 }
 
 fn is_write(opcode: i32) -> bool {
-    matches!(
-        opcode,
-        op::CREATE
-            | op::CREATE2
-            | op::CREATE_CONTAINER
-            | op::CREATE_TTL
-            | op::DELETE
-            | op::SET_DATA
-            | op::SET_ACL
-            | op::CHECK
-            | op::MULTI
-            | op::SYNC
-            | op::RECONFIG
-            | op::CLOSE_SESSION
-    )
+    writes::pipelined(opcode) || matches!(opcode, op::SYNC | op::RECONFIG | op::CLOSE_SESSION)
 }
 
 /// A MultiResponse: per op a MultiHeader and its result record, then the
