@@ -19,17 +19,7 @@ use janus_tests::{leader_index, start_cluster, Janus};
 use kafka_sim_support::{SimOutcome, SimRun};
 use zk_support::{four_letter, RealZk};
 
-/// A fixed amount of work (about 90 steps, 2000 requests, 30-60 s).
-const ARGS: &[&str] = &[
-    "--brokers",
-    "3",
-    "--topics",
-    "4",
-    "--partitions",
-    "3",
-    "--rounds",
-    "24",
-];
+use kafka_sim_support::ARGS;
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(170);
 

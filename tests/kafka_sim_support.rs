@@ -30,6 +30,19 @@ pub const CLASSPATH_JARS: &[&str] = &[
     "/usr/share/java/slf4j-simple.jar",
 ];
 
+/// The fixed amount of work the tests give the program (about 90 steps,
+/// 2000 requests, 30-60 s), so runs against different servers compare.
+pub const ARGS: &[&str] = &[
+    "--brokers",
+    "3",
+    "--topics",
+    "4",
+    "--partitions",
+    "3",
+    "--rounds",
+    "24",
+];
+
 fn sources_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("kafka_sim")
 }

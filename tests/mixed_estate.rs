@@ -20,17 +20,7 @@ use std::time::{Duration, Instant};
 use janus_tests::{leader_index, start_cluster, Janus};
 use serde_json::Value;
 
-/// The Kafka program's fixed amount of work (as tests/kafka_sim.rs).
-const KAFKA_ARGS: &[&str] = &[
-    "--brokers",
-    "3",
-    "--topics",
-    "4",
-    "--partitions",
-    "3",
-    "--rounds",
-    "24",
-];
+use kafka_sim_support::ARGS as KAFKA_ARGS;
 /// The Kubernetes program's (its defaults: 3 apiservers, 2400 ops).
 const K8S_ARGS: &[&str] = &["--apiservers", "3"];
 const RUN_TIMEOUT: Duration = Duration::from_secs(300);

@@ -326,40 +326,16 @@ fn session_moves_after_its_member_is_killed() {
 /// learns `Expired` when it reconnects).
 #[test]
 fn write_after_the_session_closed_elsewhere_closes_the_connection() {
-    use std::io::Read;
     let tmp = tempfile::tempdir().expect("tempdir");
     let members = start_zk_cluster(tmp.path());
     let mut a = Raw::connect(&members[0].zk);
     assert_eq!(a.create("/closed-elsewhere", 0), 0);
     let (sid, pw) = (a.session, a.passwd.clone());
-    let mut s = Raw::tcp(&members[1].zk);
-    let (t, sid2, _) = Raw::handshake(&mut s, 0, 2000, sid, &pw).expect("re-establish");
-    assert_eq!(sid2, sid);
-    let mut b = Raw {
-        s,
-        session: sid,
-        passwd: pw.clone(),
-        timeout: t,
-        xid: 0,
-    };
+    let mut b = Raw::reattach(&members[1].zk, sid, &pw);
     assert_eq!(b.call(-11, &[]).0, 0, "closeSession through member 1");
     // Proposed after the close, so member 0 applies the close first.
     a.send(5, &set_data("/closed-elsewhere", b"late"));
-    let mut buf = [0u8; 4];
-    match a.s.read(&mut buf) {
-        Ok(0) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
-        Ok(_) => {
-            let n = i32::from_be_bytes(buf);
-            let mut body = vec![0u8; n.max(0) as usize];
-            let _ = a.s.read_exact(&mut body);
-            let err = body
-                .get(12..16)
-                .map(|e| i32::from_be_bytes(e.try_into().expect("4")));
-            panic!("the closed session's connection answered the write (err {err:?})");
-        }
-        Err(e) => panic!("the connection was neither answered nor closed: {e}"),
-    }
+    a.assert_closed_unanswered("a write of the closed session");
     let mut s = Raw::tcp(&members[0].zk);
     let (t, _, _) = Raw::handshake(&mut s, 0, 2000, sid, &pw).expect("answer");
     assert_eq!(t, 0, "the session is expired everywhere");
@@ -394,31 +370,15 @@ fn a_new_session_is_valid_at_once_on_every_member() {
 /// connection goes on writing.
 #[test]
 fn a_moved_session_fences_its_old_connection() {
-    use std::io::Read;
     let tmp = tempfile::tempdir().expect("tempdir");
     let members = start_zk_cluster(tmp.path());
     let mut a = Raw::connect(&members[0].zk);
     assert_eq!(a.create("/moved", 0), 0);
     assert_eq!(a.call(5, &set_data("/moved", b"from a")).0, 0);
     let (sid, pw) = (a.session, a.passwd.clone());
-    let mut s = Raw::tcp(&members[1].zk);
-    let (t, sid2, _) = Raw::handshake(&mut s, 0, 10_000, sid, &pw).expect("re-establish");
-    assert_eq!(sid2, sid);
-    let mut b = Raw {
-        s,
-        session: sid,
-        passwd: pw.clone(),
-        timeout: t,
-        xid: 0,
-    };
+    let mut b = Raw::reattach(&members[1].zk, sid, &pw);
     a.send(5, &set_data("/moved", b"stale"));
-    let mut buf = [0u8; 4];
-    match a.s.read(&mut buf) {
-        Ok(0) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
-        Ok(_) => panic!("the old connection answered a write after the session moved"),
-        Err(e) => panic!("the old connection was neither answered nor closed: {e}"),
-    }
+    a.assert_closed_unanswered("a write from the connection the session moved away from");
     assert_eq!(b.call(5, &set_data("/moved", b"from b")).0, 0);
     let (err, body, _) = b.call(4, &get_data("/moved", false));
     assert_eq!(err, 0);

@@ -273,6 +273,40 @@ impl Raw {
         }
     }
 
+    /// Re-establish `session` on `addr` (a new connection).
+    pub fn reattach(addr: &str, session: i64, passwd: &[u8]) -> Raw {
+        let mut s = Self::tcp(addr);
+        let (timeout, sid, _) =
+            Self::handshake(&mut s, 0, 10_000, session, passwd).expect("re-establish");
+        assert_eq!(sid, session, "the session was re-established");
+        Raw {
+            s,
+            session,
+            passwd: passwd.to_vec(),
+            timeout,
+            xid: 0,
+        }
+    }
+
+    /// The server closes this connection without answering what was sent.
+    pub fn assert_closed_unanswered(&mut self, what: &str) {
+        let mut buf = [0u8; 4];
+        match self.s.read(&mut buf) {
+            Ok(0) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Ok(_) => {
+                let n = i32::from_be_bytes(buf);
+                let mut body = vec![0u8; n.max(0) as usize];
+                let _ = self.s.read_exact(&mut body);
+                let err = body
+                    .get(12..16)
+                    .map(|e| i32::from_be_bytes(e.try_into().expect("4")));
+                panic!("{what}: the connection answered (err {err:?})");
+            }
+            Err(e) => panic!("{what}: the connection was neither answered nor closed: {e}"),
+        }
+    }
+
     /// Send a request; returns its xid.
     pub fn send(&mut self, op: i32, body: &[u8]) -> i32 {
         self.xid += 1;

@@ -183,16 +183,17 @@ impl Conn {
     /// come first: the ops before it are committed with a stand-in after
     /// them, whose error is then replaced by the real one.
     fn decode_multi(&self, r: &mut Reader<'_>) -> (Kind, Command) {
+        let malformed = (
+            Kind::Refused(ZkError::MarshallingError),
+            self.zk(stand_in()),
+        );
         let mut codes = Vec::new();
         let mut ops = Vec::new();
         let mut local = None;
         loop {
             let Ok(mh) = MultiHeader::decode(r) else {
                 tracing::info!(addr = %self.info.addr, "zookeeper: malformed multi");
-                return (
-                    Kind::Refused(ZkError::MarshallingError),
-                    self.zk(stand_in()),
-                );
+                return malformed;
             };
             if mh.done {
                 break;
@@ -208,10 +209,7 @@ impl Conn {
                     | op::CHECK
             ) {
                 tracing::info!(addr = %self.info.addr, op = mh.r#type, "zookeeper: bad op in multi");
-                return (
-                    Kind::Refused(ZkError::MarshallingError),
-                    self.zk(stand_in()),
-                );
+                return malformed;
             }
             match self.decode_single(mh.r#type, r) {
                 Ok((_, op)) => {
@@ -219,12 +217,7 @@ impl Conn {
                         ops.push(op);
                     }
                 }
-                Err(ZkError::MarshallingError) => {
-                    return (
-                        Kind::Refused(ZkError::MarshallingError),
-                        self.zk(stand_in()),
-                    )
-                }
+                Err(ZkError::MarshallingError) => return malformed,
                 Err(e) => {
                     if local.is_none() {
                         local = Some((codes.len(), e));
