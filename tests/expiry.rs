@@ -11,7 +11,7 @@ use janus_tests::Janus;
 fn create(path: &str, mode: CreateMode, ttl_ms: i64) -> ZkOp {
     ZkOp::Create {
         path: path.into(),
-        data: vec![],
+        data: Some(vec![]),
         acl: Acl::open_unsafe(),
         mode,
         ttl_ms,

@@ -92,7 +92,7 @@ fn put(key: String, value: String, lease: i64) -> Command {
 fn create(path: &str, mode: CreateMode) -> ZkOp {
     ZkOp::Create {
         path: path.into(),
-        data: b"x".to_vec(),
+        data: Some(b"x".to_vec()),
         acl: Acl::open_unsafe(),
         mode,
         ttl_ms: -1,
@@ -152,7 +152,7 @@ async fn sigkill_restart_keeps_state_revision_sessions_and_leases() {
                 session: SESSION,
                 op: ZkOp::SetData {
                     path: format!("/n{}", i % 20),
-                    data: format!("d{i}").into_bytes(),
+                    data: Some(format!("d{i}").into_bytes()),
                     version: -1,
                 },
             },

@@ -32,6 +32,10 @@ stat /cli
 stat /cli/nope
 ls -w /cli
 create /cli/new n
+create /cli/nodata
+get -s /cli/nodata
+set /cli/nodata ""
+get /cli/nodata
 addWatch -m PERSISTENT_RECURSIVE /cli
 create /cli/new/deep d
 delete /cli/new/deep

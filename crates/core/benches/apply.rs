@@ -60,7 +60,7 @@ fn zk(time_ms: i64, op: ZkOp) -> Proposal {
 fn create(path: String) -> ZkOp {
     ZkOp::Create {
         path,
-        data: b"data".to_vec(),
+        data: Some(b"data".to_vec()),
         acl: Acl::open_unsafe(),
         mode: CreateMode::Persistent,
         ttl_ms: -1,
@@ -133,7 +133,7 @@ fn main() {
                 t0 + i as i64,
                 ZkOp::SetData {
                     path: p.clone(),
-                    data: vec![7u8; 16],
+                    data: Some(vec![7u8; 16]),
                     version: -1,
                 },
             )

@@ -139,7 +139,8 @@ pub enum ZkOp {
     /// `ttl_ms` is -1 unless `mode` is a TTL mode.
     Create {
         path: String,
-        data: Vec<u8>,
+        /// `None` is the client's null data (ZooKeeper keeps it apart from empty).
+        data: Option<Vec<u8>>,
         acl: Vec<Acl>,
         mode: CreateMode,
         ttl_ms: i64,
@@ -150,7 +151,7 @@ pub enum ZkOp {
     },
     SetData {
         path: String,
-        data: Vec<u8>,
+        data: Option<Vec<u8>>,
         version: i32,
     },
     SetAcl {

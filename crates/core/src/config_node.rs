@@ -27,7 +27,7 @@ impl State {
         let mut events = Vec::new();
         if let Some(n) = self.tree.get_mut(CONFIG_NODE) {
             n.stat.data_length = data.len() as i32;
-            n.data = data;
+            n.data = Some(data);
             n.stat.version = -1;
             if new_zxid {
                 n.stat.mzxid = zxid;
@@ -54,7 +54,7 @@ impl State {
         let Some(n) = self.tree.get(CONFIG_NODE) else {
             return String::new();
         };
-        let text = String::from_utf8_lossy(&n.data);
+        let text = String::from_utf8_lossy(n.bytes());
         text.lines()
             .filter(|l| l.starts_with("server."))
             .map(|l| format!("{l}\n"))
@@ -73,13 +73,13 @@ mod tests {
         assert!(b.events.is_empty());
         assert_eq!(s.revision(), 1);
         let n = s.znode(CONFIG_NODE).unwrap();
-        assert_eq!(n.data, b"server.1=a:1:1:participant;b:2\nversion=0");
+        assert_eq!(n.bytes(), b"server.1=a:1:1:participant;b:2\nversion=0");
         assert_eq!((n.stat.version, n.stat.mzxid), (-1, 0));
         let b = s.zk_set_config(7, "server.1=a:1:1:participant;b:2\n", true);
         assert_eq!(b.revision, 2);
         assert_eq!(b.events.len(), 1);
         let n = s.znode(CONFIG_NODE).unwrap();
-        assert_eq!(n.data, b"server.1=a:1:1:participant;b:2\nversion=2");
+        assert_eq!(n.bytes(), b"server.1=a:1:1:participant;b:2\nversion=2");
         assert_eq!((n.stat.mzxid, n.stat.mtime), (2, 7));
         assert_eq!(s.zk_config_servers(), "server.1=a:1:1:participant;b:2\n");
         s.check_invariants().unwrap();

@@ -119,17 +119,12 @@ impl State {
     }
 
     pub(crate) fn lease_revoke(&mut self, time: i64, id: i64) -> Response {
-        let Some(lease) = self.leases.get(&id) else {
+        // The etcd API does not see ZooKeeper sessions: revoking one is
+        // refused as an unknown lease, as keep-alive and timetolive are.
+        if !self.leases.get(&id).is_some_and(|l| l.session.is_none()) {
             return Response::Etcd(Err(EtcdError::LeaseNotFound));
-        };
-        // Revoking a session's lease closes the session, which in ZooKeeper
-        // is a txn with a zxid.
-        let zxid = if lease.session.is_some() {
-            self.next_zxid()
-        } else {
-            0
-        };
-        self.end_lease(zxid, time, id);
+        }
+        self.end_lease(0, time, id);
         Response::Etcd(Ok(EtcdResponse::LeaseRevoke))
     }
 

@@ -361,7 +361,13 @@ impl State {
         let lease = match (&cur, req.ignore_lease) {
             (Some(c), true) => c.lease,
             _ => {
-                if req.lease != 0 && !self.leases.contains_key(&req.lease) {
+                // A ZooKeeper session is a lease inside, but the etcd API
+                // does not see sessions (decision 2; docs/decisions.md).
+                let etcd_lease = self
+                    .leases
+                    .get(&req.lease)
+                    .is_some_and(|l| l.session.is_none());
+                if req.lease != 0 && !etcd_lease {
                     return Err(EtcdError::LeaseNotFound);
                 }
                 req.lease

@@ -230,7 +230,7 @@ impl State {
                     node.children.len()
                 ));
             }
-            if s.data_length as usize != node.data.len() {
+            if s.data_length as usize != node.bytes().len() {
                 return Err(format!("{path}: dataLength"));
             }
             // cversion counts creations under the node (built-in children,
@@ -339,7 +339,7 @@ mod tests {
     fn create(path: &str, mode: CreateMode) -> ZkOp {
         ZkOp::Create {
             path: path.into(),
-            data: b"d".to_vec(),
+            data: Some(b"d".to_vec()),
             acl: Acl::open_unsafe(),
             mode,
             ttl_ms: -1,
@@ -453,7 +453,7 @@ mod tests {
                 0,
                 ZkOp::SetData {
                     path: "/a".into(),
-                    data: vec![1],
+                    data: Some(vec![1]),
                     version: 5
                 }
             ),
@@ -466,7 +466,7 @@ mod tests {
             0,
             ZkOp::SetData {
                 path: "/a".into(),
-                data: vec![1, 2],
+                data: Some(vec![1, 2]),
                 version: 0,
             },
         )
@@ -580,7 +580,7 @@ mod tests {
         .unwrap();
         let ttl = ZkOp::Create {
             path: "/t".into(),
-            data: vec![],
+            data: Some(vec![]),
             acl: Acl::open_unsafe(),
             mode: CreateMode::PersistentWithTtl,
             ttl_ms: 500,
@@ -726,6 +726,53 @@ mod tests {
         );
         assert!(s.kv_get(b"x").is_none());
         assert_eq!(s.revision(), 2);
+    }
+
+    #[test]
+    fn the_etcd_api_does_not_see_sessions() {
+        let mut s = State::new();
+        run(
+            &mut s,
+            Command::ZkCreateSession {
+                session: 7,
+                password: vec![0; 16],
+                timeout_ms: 10_000,
+            },
+        );
+        let rev = s.revision();
+        assert_eq!(
+            run(&mut s, put("k", "v", 7)).response,
+            Response::Etcd(Err(EtcdError::LeaseNotFound))
+        );
+        assert_eq!(
+            run(&mut s, Command::LeaseRevoke { id: 7 }).response,
+            Response::Etcd(Err(EtcdError::LeaseNotFound))
+        );
+        assert_eq!(s.revision(), rev, "refused: nothing taken");
+        assert!(s.lease(7).is_some_and(|l| l.session.is_some()), "the session lives on");
+    }
+
+    #[test]
+    fn zk_null_data_is_kept_apart_from_empty() {
+        let mut s = State::new();
+        let mk = |path: &str, data: Option<Vec<u8>>| ZkOp::Create {
+            path: path.into(),
+            data,
+            acl: Acl::open_unsafe(),
+            mode: CreateMode::Persistent,
+            ttl_ms: -1,
+        };
+        assert!(zk(&mut s, 0, mk("/null", None)).is_ok());
+        assert!(zk(&mut s, 0, mk("/empty", Some(vec![]))).is_ok());
+        assert_eq!(s.znode("/null").map(|n| n.data.clone()), Some(None));
+        assert_eq!(s.znode("/empty").map(|n| n.data.clone()), Some(Some(vec![])));
+        let set = |data| ZkOp::SetData {
+            path: "/empty".into(),
+            data,
+            version: -1,
+        };
+        assert!(zk(&mut s, 0, set(None)).is_ok());
+        assert_eq!(s.znode("/empty").map(|n| (n.data.clone(), n.stat.data_length)), Some((None, 0)));
     }
 
     #[test]

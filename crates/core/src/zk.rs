@@ -158,7 +158,9 @@ impl NodeKind {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ZNode {
-    pub data: Vec<u8>,
+    /// `None` is Java's null: a node created or set with null data reads
+    /// back as null (length -1 on the wire), unlike an empty array.
+    pub data: Option<Vec<u8>>,
     pub acl: Vec<Acl>,
     /// `data_length` and `num_children` are kept current on every change.
     pub stat: Stat,
@@ -166,7 +168,12 @@ pub struct ZNode {
 }
 
 impl ZNode {
-    fn new(data: Vec<u8>, acl: Vec<Acl>, stat: Stat) -> ZNode {
+    /// The data as bytes, null read as empty (for `dataLength` and text).
+    pub fn bytes(&self) -> &[u8] {
+        self.data.as_deref().unwrap_or(&[])
+    }
+
+    fn new(data: Option<Vec<u8>>, acl: Vec<Acl>, stat: Stat) -> ZNode {
         ZNode {
             data,
             acl,
@@ -182,8 +189,9 @@ pub(crate) type Tree = BTreeMap<String, ZNode>;
 /// The nodes every ZooKeeper server has from the start, with zxid 0.
 pub(crate) fn initial_tree() -> Tree {
     let mut t = Tree::new();
+    // `DataTree` makes its built-in nodes with `new byte[0]`, not null.
     let mk = |children: &[&str]| ZNode {
-        data: Vec::new(),
+        data: Some(Vec::new()),
         acl: Acl::open_unsafe(),
         stat: Stat {
             num_children: children.len() as i32,
@@ -257,7 +265,7 @@ enum Undo {
     Created(String),
     Deleted(String, ZNode),
     Stat(String, Stat),
-    Data(String, Stat, Vec<u8>),
+    Data(String, Stat, Option<Vec<u8>>),
     Acl(String, Stat, Vec<Acl>),
 }
 
@@ -577,7 +585,7 @@ impl State {
                 mode,
                 ttl_ms,
             } => self
-                .zk_create(cx, path, data, acl, *mode, *ttl_ms)
+                .zk_create(cx, path, data.as_deref(), acl, *mode, *ttl_ms)
                 .map(|(path, stat)| ZkOpResult::Create { path, stat }),
             ZkOp::Delete { path, version } => {
                 // `getParentPathAndValidate`: a '/', no NUL, not a system
@@ -617,7 +625,7 @@ impl State {
                 node.stat.version = node.stat.version.wrapping_add(1);
                 node.stat.mzxid = cx.zxid;
                 node.stat.mtime = cx.time;
-                node.stat.data_length = data.len() as i32;
+                node.stat.data_length = data.as_ref().map_or(0, |d| d.len() as i32);
                 let stat = node.stat;
                 cx.events.push(Event::ZkDataChanged {
                     path: path.clone(),
@@ -655,7 +663,7 @@ impl State {
         &mut self,
         cx: &mut TxnCtx,
         path: &str,
-        data: &[u8],
+        data: Option<&[u8]>,
         acl: &[Acl],
         mode: CreateMode,
         ttl_ms: i64,
@@ -732,12 +740,12 @@ impl State {
             cversion: 0,
             aversion: 0,
             ephemeral_owner: owner,
-            data_length: data.len() as i32,
+            data_length: data.map_or(0, |d| d.len() as i32),
             num_children: 0,
             pzxid: cx.zxid,
         };
         self.tree
-            .insert(full.clone(), ZNode::new(data.to_vec(), acl.to_vec(), stat));
+            .insert(full.clone(), ZNode::new(data.map(<[u8]>::to_vec), acl.to_vec(), stat));
         cx.undo.push(Undo::Created(full.clone()));
         if mode.is_ephemeral() {
             cx.ephemerals.push((owner, full.clone(), true));
@@ -855,7 +863,7 @@ mod tests {
     fn create(path: &str, acl: Vec<Acl>) -> ZkOp {
         ZkOp::Create {
             path: path.into(),
-            data: vec![],
+            data: Some(vec![]),
             acl,
             mode: CreateMode::Persistent,
             ttl_ms: -1,
@@ -902,7 +910,7 @@ mod tests {
         // setData, setACL, check: the node, then the permission, then the version.
         let set = ZkOp::SetData {
             path: "/a/b".into(),
-            data: vec![1],
+            data: Some(vec![1]),
             version: 7,
         };
         assert_eq!(as_ids(&mut s, &[], set.clone()).0, Err(ZkError::NoAuth));

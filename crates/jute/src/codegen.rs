@@ -59,7 +59,8 @@ fn rust_type(t: &Type) -> String {
         Type::Float => "f32".into(),
         Type::Double => "f64".into(),
         Type::UString => "::std::string::String".into(),
-        Type::Buffer => "::std::vec::Vec<u8>".into(),
+        // Java's byte[] may be null, and ZooKeeper keeps null data as such.
+        Type::Buffer => "::std::option::Option<::std::vec::Vec<u8>>".into(),
         Type::Vector(inner) => format!("::std::vec::Vec<{}>", rust_type(inner)),
         Type::Record(r) => class_name(r).to_string(),
     }
@@ -75,7 +76,7 @@ fn encode_expr(t: &Type, value: &str, w: &str, depth: usize) -> String {
         Type::Float => format!("{w}.f32(*{value})"),
         Type::Double => format!("{w}.f64(*{value})"),
         Type::UString => format!("{w}.string({value})"),
-        Type::Buffer => format!("{w}.buffer({value})"),
+        Type::Buffer => format!("{w}.nullable_buffer(({value}).as_deref())"),
         Type::Vector(inner) => {
             let (iw, ix) = (format!("w{depth}"), format!("x{depth}"));
             format!(
@@ -97,7 +98,7 @@ fn decode_expr(t: &Type, r: &str, depth: usize) -> String {
         Type::Float => format!("{r}.f32()"),
         Type::Double => format!("{r}.f64()"),
         Type::UString => format!("{r}.string()"),
-        Type::Buffer => format!("{r}.buffer()"),
+        Type::Buffer => format!("{r}.nullable_buffer()"),
         Type::Vector(inner) => {
             let ir = format!("r{depth}");
             format!("{r}.vec(|{ir}| {})", decode_expr(inner, &ir, depth + 1))

@@ -5,8 +5,10 @@
 //! Encoding (ZooKeeper's `BinaryOutputArchive`): big-endian `int`/`long`,
 //! `boolean` and `byte` as one byte, `buffer`/`ustring` as an int length then
 //! the bytes (-1 = null), `vector` as an int count then the items, nested
-//! records inline. Janus reads null buffers, strings and vectors as empty
-//! ones and always writes non-null values.
+//! records inline. A `buffer` keeps null apart from empty (`Option<Vec<u8>>`):
+//! ZooKeeper stores and returns null znode data as such, and Java clients
+//! (Kafka's among them) see the difference. Null strings and vectors read as
+//! empty ones, and Janus writes them non-null.
 //!
 //! Decoding never panics and never allocates more than the remaining input:
 //! every length is checked against what is left before anything is reserved.
@@ -128,6 +130,16 @@ impl<'a> Reader<'a> {
         Ok(self.take(n)?.to_vec())
     }
 
+    /// A `buffer` as generated records hold it: length -1 is `None`.
+    pub fn nullable_buffer(&mut self) -> Result<Option<Vec<u8>>, DecodeError> {
+        let at = self.pos;
+        match self.i32()? {
+            -1 => Ok(None),
+            n if n < 0 => Err(DecodeError::BadLength { at, len: n }),
+            n => Ok(Some(self.take(n as usize)?.to_vec())),
+        }
+    }
+
     /// A `ustring`; invalid UTF-8 is replaced, as Java's decoder does.
     pub fn string(&mut self) -> Result<String, DecodeError> {
         let n = self.len()?;
@@ -198,6 +210,13 @@ impl Writer {
     pub fn string(&mut self, v: &str) {
         self.buffer(v.as_bytes());
     }
+    /// `None` is written as length -1, Java's null array.
+    pub fn nullable_buffer(&mut self, v: Option<&[u8]>) {
+        match v {
+            Some(v) => self.buffer(v),
+            None => self.i32(-1),
+        }
+    }
     pub fn vec<T>(&mut self, v: &[T], mut item: impl FnMut(&mut Writer, &T)) {
         self.put_len(v.len());
         for x in v {
@@ -262,6 +281,13 @@ mod tests {
     fn nulls_and_lies() {
         let null = (-1i32).to_be_bytes();
         assert_eq!(Reader::new(&null).buffer(), Ok(vec![]));
+        assert_eq!(Reader::new(&null).nullable_buffer(), Ok(None));
+        let empty = 0i32.to_be_bytes();
+        assert_eq!(Reader::new(&empty).nullable_buffer(), Ok(Some(vec![])));
+        let mut w = Writer::new();
+        w.nullable_buffer(None);
+        w.nullable_buffer(Some(b""));
+        assert_eq!(w.into_inner(), [null, empty].concat());
         assert_eq!(Reader::new(&null).string(), Ok(String::new()));
         let neg = (-2i32).to_be_bytes();
         assert!(matches!(

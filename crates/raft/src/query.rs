@@ -22,7 +22,7 @@ pub enum Query {
 pub enum QueryResult {
     Revision { revision: i64, compacted: i64 },
     KvRange(Result<RangeResponse, EtcdError>),
-    ZkNode(Option<(Vec<u8>, Stat)>),
+    ZkNode(Option<(Option<Vec<u8>>, Stat)>),
     ZkChildren(Option<Vec<String>>),
     Lease(Option<Lease>),
     Leases(Vec<i64>),

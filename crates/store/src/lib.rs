@@ -101,7 +101,7 @@ pub(crate) const CF_SM: &str = "sm";
 /// The on-disk format of the log entries, snapshots and metadata. Bump it
 /// whenever `janus_core`'s commands or state, or this crate's records,
 /// change shape: a data dir of another format is refused, not misread.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 const KEY_FORMAT: &[u8] = b"format";
 
 /// Stamp a new database with `FORMAT_VERSION`; refuse one of another format.

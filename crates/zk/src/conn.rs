@@ -258,13 +258,15 @@ impl Conn {
             return None;
         }
         let timeout = self.srv.cfg.negotiate(req.time_out);
+        // A null password matches nothing but an empty one, as in Java.
+        let req_passwd = req.passwd.clone().unwrap_or_default();
         let respond = |c: &mut Conn, timeout: i32, session: i64, passwd: Vec<u8>| {
             let mut w = Writer::new();
             ConnectResponse {
                 protocol_version: 0,
                 time_out: timeout,
                 session_id: session,
-                passwd,
+                passwd: Some(passwd),
             }
             .encode(&mut w);
             if ro_aware {
@@ -285,10 +287,10 @@ impl Conn {
                 let st = self.srv.node.sm.state();
                 st.lease(req.session_id)
                     .and_then(|l| l.session.as_ref())
-                    .is_some_and(|s| s.password == req.passwd)
+                    .is_some_and(|s| s.password == req_passwd)
             };
             let (id, password) = if req.session_id != 0 && known {
-                (req.session_id, req.passwd)
+                (req.session_id, req_passwd.clone())
             } else {
                 let id = self.srv.new_session_id();
                 (id, self.srv.password_for(id))
@@ -327,7 +329,7 @@ impl Conn {
                 let st = c.srv.node.sm.state();
                 st.lease(req.session_id)
                     .and_then(|l| l.session.as_ref())
-                    .is_some_and(|s| s.password == req.passwd)
+                    .is_some_and(|s| s.password == req_passwd)
             };
             let mut ok = known(self);
             if !ok {
@@ -376,7 +378,7 @@ impl Conn {
             }
             self.session = req.session_id;
             self.srv.node.touch(self.session);
-            respond(self, timeout, req.session_id, req.passwd);
+            respond(self, timeout, req.session_id, req_passwd);
         }
         self.info.session.store(self.session, Ordering::Relaxed);
         if !self.flush().await {
@@ -706,7 +708,7 @@ impl Conn {
                 let p = decode!(AuthPacket);
                 match self.auth.authenticate(
                     &p.scheme,
-                    &p.auth,
+                    p.auth.as_deref().unwrap_or_default(),
                     self.srv.cfg.super_digest.as_deref(),
                 ) {
                     Ok(()) => self.done(xid::AUTH, 0, vec![]).await,
@@ -887,7 +889,7 @@ impl Conn {
             }
             op::SASL => {
                 let q = decode!(GetSASLRequest);
-                self.sasl_step(xid, &q.token)
+                self.sasl_step(xid, q.token.as_deref().unwrap_or_default())
             }
             other => {
                 // UnimplementedRequestProcessor: answer, then close.
@@ -935,7 +937,7 @@ impl Conn {
                     xid,
                     zxid: 0,
                     err: 0,
-                    body: encode(&SetSASLResponse { token: reply }),
+                    body: encode(&SetSASLResponse { token: Some(reply) }),
                 }
             }
             Err(e) => {
@@ -948,8 +950,7 @@ impl Conn {
                     err: ZkError::AuthFailed.code(),
                 }
                 .encode(&mut w);
-                // SetSASLResponse with a null token.
-                w.i32(-1);
+                SetSASLResponse { token: None }.encode(&mut w);
                 self.queue_frame(&w.into_inner());
                 self.srv.packets_sent.fetch_add(1, Ordering::Relaxed);
                 self.info.sent.fetch_add(1, Ordering::Relaxed);

@@ -165,7 +165,7 @@ mod tests {
         );
         let c = CreateRequest {
             path: "/a".into(),
-            data: vec![7],
+            data: Some(vec![7]),
             acl: vec![ACL {
                 perms: 31,
                 id: Id {

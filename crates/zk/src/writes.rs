@@ -246,7 +246,7 @@ impl Conn {
         &self,
         opcode: i32,
         path: String,
-        data: Vec<u8>,
+        data: Option<Vec<u8>>,
         acl: &[ACL],
         flags: i32,
         ttl: i64,
