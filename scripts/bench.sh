@@ -8,7 +8,7 @@
 #   scripts/bench.sh            default (~9 min on 2 cores): three members: every
 #                               workload at 1,16,256 in flight, 2 s per row, and the
 #                               1M-key load; one member: 16,256 in flight, 1 s per row
-#   scripts/bench.sh --quick    smoke run (~3 min): three members at 1,16,256, 0.5 s
+#   scripts/bench.sh --quick    smoke run (~3 min): three members at 1,16,256, 1 s
 #                               per row, 100k-key load; one member at 16, 0.5 s per row
 #   options: --topology 1|3|both   which cluster sizes to run (default both)
 #            --keys N              bulk-load size (loaded on the three-member clusters;
@@ -61,7 +61,7 @@ esac
 # comparison at the targets' in-flight levels.
 if [ "$quick" = 1 ]; then
     : "${keys:=100000}"
-    dur3=500 conc3=1,16,256 dur1=500 conc1=16 watchers=8
+    dur3=1000 conc3=1,16,256 dur1=500 conc1=16 watchers=8
 else
     : "${keys:=1000000}"
     dur3=2000 conc3=1,16,256 dur1=1000 conc1=16,256 watchers=16
@@ -185,6 +185,7 @@ start_zk() {
 
 start_janus() {
     local size=$1 dir=$2 n initial=""
+    mkdir -p "$dir"
     for n in $(seq "$size"); do initial+="${initial:+,}$n=$(janus_peer)"; done
     for n in $(seq "$size"); do
         cat >"$dir/m$n.toml" <<EOF
