@@ -107,6 +107,67 @@ if [ -n "$busy" ]; then
     exit 1
 fi
 
+# The ports a cluster's members listen on (ZooKeeper's quorum port only
+# on the leader, so only its client and election ports are checked; a
+# standalone ZooKeeper has no election port).
+member_ports() { # system size
+    local n
+    for n in $(seq "$2"); do
+        case "$1" in
+        etcd) echo "$(etcd_client) $(etcd_peer)" ;;
+        zk) if [ "$2" -gt 1 ]; then echo "$(zk_client) $(zk_election)"; else zk_client; fi ;;
+        janus) echo "$(janus_zk) $(janus_etcd) $(janus_peer)" ;;
+        esac
+    done | tr ' ' '\n' | sed 's/.*://'
+}
+# These ports lie in Linux's ephemeral range (32768-60999): a client
+# connection of an earlier cluster (the bench's, or members' among
+# themselves) may have had one as its local port, and its TIME_WAIT (up to
+# 60 s) makes the server's bind() fail even with SO_REUSEADDR. Wait until
+# every port the next cluster needs can be bound (python3: bash cannot
+# bind; zk.sh's python3-venv brings it).
+unbindable() { # ports... -> prints those bind() refuses now
+    python3 - "$@" <<'PY'
+import socket, sys
+for p in sys.argv[1:]:
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind(("127.0.0.1", int(p)))
+    except OSError:
+        print(p, end=" ")
+    finally:
+        s.close()
+PY
+}
+wait_ports_free() { # system size
+    local clash=""
+    for i in $(seq 900); do
+        # shellcheck disable=SC2046
+        clash=$(unbindable $(member_ports "$1" "$2"))
+        [ -z "$clash" ] && return 0
+        [ "$i" = 1 ] && echo "   waiting for ports ${clash}(held by earlier connections) to clear"
+        sleep 0.1
+    done
+    echo "ports ${clash}still in use after 90 s" >&2
+    return 1
+}
+# Every member listens on all its ports (a member that could not bind one
+# would otherwise be measured half-working, or hang the run).
+wait_listening() { # system size
+    local p missing=""
+    for _ in $(seq 600); do
+        missing=""
+        for p in $(member_ports "$1" "$2"); do
+            ss -Htln "sport = :$p" | grep -q . || missing+="$p "
+        done
+        [ -z "$missing" ] && return 0
+        sleep 0.1
+    done
+    echo "$1: nothing listening on port(s) $missing60 s after start; see the logs in $res" >&2
+    return 1
+}
+
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/janus-bench.XXXXXX")"
 mkdir -p "$out"
 rm -rf "$out"/m1 "$out"/m3 "$out"/report.md
@@ -138,6 +199,7 @@ members=()
 
 start_etcd() {
     local size=$1 dir=$2 n initial=""
+    wait_ports_free etcd "$size"
     for n in $(seq "$size"); do initial+="${initial:+,}m$n=http://$(etcd_peer)"; done
     for n in $(seq "$size"); do
         etcd --name "m$n" --data-dir "$dir/m$n" \
@@ -153,6 +215,7 @@ start_etcd() {
 
 start_zk() {
     local size=$1 dir=$2 n m
+    wait_ports_free zk "$size"
     for n in $(seq "$size"); do
         mkdir -p "$dir/m$n"
         # forceSync defaults to yes: every transaction is fsynced, as etcd and
@@ -185,6 +248,7 @@ start_zk() {
 
 start_janus() {
     local size=$1 dir=$2 n initial=""
+    wait_ports_free janus "$size"
     mkdir -p "$dir"
     for n in $(seq "$size"); do initial+="${initial:+,}$n=$(janus_peer)"; done
     for n in $(seq "$size"); do
@@ -236,6 +300,7 @@ janus_is_leader() {
 }
 find_leader() { # system size -> prints the leader's member number
     local system=$1 size=$2 n
+    wait_listening "$system" "$size" || return 1
     for _ in $(seq 600); do
         for n in $(seq "$size"); do
             if "${system}_is_leader"; then echo "$n"; return 0; fi
@@ -319,6 +384,7 @@ measure() { # system api starter leader-kind ready-kind dir size
         r=$(du -sk "$d" | awk '{print $1}')
         [ "$r" -gt "$disk" ] && disk=$r
     done
+    wait_ports_free "$kind" "$size"
     t0=$(now_ms)
     $starter "$size" "$dir"
     ready_all "$rkind" "$size"
