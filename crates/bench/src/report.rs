@@ -278,10 +278,14 @@ pub struct Resources {
     pub peak_rss_kib: u64,
     pub disk_kib: u64,
     pub restart_ms: u64,
+    /// Not every member was ready within `restart_ms` (the script's bound).
+    #[serde(default)]
+    pub restart_timed_out: bool,
 }
 
 /// Parses the script's tab-separated resource lines:
-/// system, api, keys, load seconds, peak RSS KiB, disk KiB, restart ms.
+/// system, api, keys, load seconds, peak RSS KiB, disk KiB, restart ms
+/// (">N" when the members were not all ready after N ms).
 pub fn parse_resources(text: &str) -> Vec<Resources> {
     text.lines()
         .filter_map(|l| {
@@ -296,7 +300,8 @@ pub fn parse_resources(text: &str) -> Vec<Resources> {
                 load_secs: f[3].trim().parse().ok()?,
                 peak_rss_kib: f[4].trim().parse().ok()?,
                 disk_kib: f[5].trim().parse().ok()?,
-                restart_ms: f[6].trim().parse().ok()?,
+                restart_ms: f[6].trim().trim_start_matches('>').parse().ok()?,
+                restart_timed_out: f[6].trim().starts_with('>'),
             })
         })
         .collect()
@@ -304,6 +309,16 @@ pub fn parse_resources(text: &str) -> Vec<Resources> {
 
 fn mib(kib: u64) -> String {
     format!("{:.0} MiB", kib as f64 / 1024.0)
+}
+
+/// Janus's restart time over the other's; a bound (">") when Janus timed
+/// out, "n/a" when only the other did.
+fn restart_ratio(j: &Resources, o: &Resources) -> String {
+    match (j.restart_timed_out, o.restart_timed_out) {
+        (false, false) => ratio(j.restart_ms as f64, o.restart_ms as f64),
+        (true, false) => format!(">{}", ratio(j.restart_ms as f64, o.restart_ms as f64)),
+        _ => "n/a".to_string(),
+    }
 }
 
 /// Peak RSS, disk and restart time, Janus beside the other system on the
@@ -320,7 +335,7 @@ pub fn resources_table(res: &[Resources]) -> String {
             Some(j) if r.system != "janus" => (
                 ratio(j.peak_rss_kib as f64, r.peak_rss_kib as f64),
                 ratio(j.disk_kib as f64, r.disk_kib as f64),
-                ratio(j.restart_ms as f64, r.restart_ms as f64),
+                restart_ratio(j, r),
             ),
             _ => ("".into(), "".into(), "".into()),
         };
@@ -331,13 +346,18 @@ pub fn resources_table(res: &[Resources]) -> String {
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} ms | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {}{} ms | {} | {} | {} |",
             r.api,
             fmt_count(r.keys as f64),
             r.system,
             rate,
             mib(r.peak_rss_kib),
             mib(r.disk_kib),
+            if r.restart_timed_out {
+                "not ready in "
+            } else {
+                ""
+            },
             r.restart_ms,
             rss,
             disk,
@@ -480,5 +500,10 @@ mod tests {
         );
         // No 256-in-flight rows: no line for them.
         assert!(!t.contains("256 in flight"), "{t}");
+        let res = parse_resources("janus\tetcd\t1000\t2.0\t51200\t2048\t>60000\netcd\tetcd\t1000\t1.0\t102400\t4096\t300\n");
+        assert!(res[0].restart_timed_out && res[0].restart_ms == 60000);
+        let t = resources_table(&res);
+        assert!(t.contains("| not ready in 60000 ms |"), "{t}");
+        assert!(t.contains("| 0.50 | 0.50 | >200.00 |"), "{t}");
     }
 }
