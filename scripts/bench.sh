@@ -1,48 +1,79 @@
 #!/usr/bin/env bash
 # Janus against real etcd (Debian's etcd-server) and real ZooKeeper
-# (Debian's zookeeper), one member each, on loopback, fsync on everywhere,
-# the same workloads through the same independent clients (crates/bench),
-# in one run; prints the Janus/etcd and Janus/ZooKeeper ratio tables.
+# (Debian's zookeeper), three-member and one-member clusters each, on
+# loopback, fsync on everywhere, the same workloads through the same
+# independent clients (crates/bench), in one run; prints the Janus/etcd and
+# Janus/ZooKeeper ratio tables for each topology.
 #
-#   scripts/bench.sh            full run: 2 s per row, 1..256 in flight, 1M-key load (~8 min)
-#   scripts/bench.sh --quick    1 s per row, 1/16/256 in flight, 100k-key load (~3 min)
-#   options: --keys N (bulk-load size), --duration-ms N, --concurrency 1,16,256,
-#            --skip-load (no bulk load / RSS / restart), --out DIR
+#   scripts/bench.sh            default (~9 min on 2 cores): three members: every
+#                               workload at 1,16,256 in flight, 1.5 s per row, and the
+#                               1M-key load; one member: 16,256 in flight, 1 s per row
+#   scripts/bench.sh --quick    smoke run (~3 min): three members at 1,16,256, 1 s
+#                               per row, 100k-key load; one member at 16, 0.5 s per row
+#   options: --topology 1|3|both   which cluster sizes to run (default both)
+#            --keys N              bulk-load size (loaded on the three-member clusters;
+#                                  on one member with --topology 1)
+#            --duration-ms N, --concurrency LIST   per-row time and in-flight levels,
+#                                  for every topology run (default: per topology, above)
+#            --skip-load           no bulk load / RSS / disk / restart
+#            --out DIR             results (default target/bench/latest)
+#   ZK_HEAP=1g                     each ZooKeeper JVM's -Xmx (default 1g)
 #
-# Results: DIR (default target/bench/latest): etcd.json, zookeeper.json,
-# janus.json (rows), resources.tsv, report.md (the tables), server logs.
+# Clients talk to one member per cluster: the leader, found from each
+# system's own status (etcd /metrics etcd_server_is_leader, ZooKeeper
+# `srvr` Mode, Janus /metrics janus_raft_leader_id), for all three alike.
+#
+# Results in DIR: m3/ and m1/ (per topology: etcd.json, zookeeper.json,
+# janus.json rows, resources.tsv, server logs), report.md (all tables).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
 quick=0
+topology=both
 keys=""
 duration_ms=""
 concurrency=""
 skip_load=0
 out="$root/target/bench/latest"
+usage="usage: $0 [--quick] [--topology 1|3|both] [--keys N] [--duration-ms N] [--concurrency LIST] [--skip-load] [--out DIR]"
 while [ $# -gt 0 ]; do
     case "$1" in
     --quick) quick=1 ;;
+    --topology) topology="$2"; shift ;;
     --keys) keys="$2"; shift ;;
     --duration-ms) duration_ms="$2"; shift ;;
     --concurrency) concurrency="$2"; shift ;;
     --skip-load) skip_load=1 ;;
     --out) out="$2"; shift ;;
-    *) echo "usage: $0 [--quick] [--keys N] [--duration-ms N] [--concurrency LIST] [--skip-load] [--out DIR]" >&2; exit 2 ;;
+    *) echo "$usage" >&2; exit 2 ;;
     esac
     shift
 done
+case "$topology" in
+1) topos=(1) ;;
+3) topos=(3) ;;
+both) topos=(3 1) ;;
+*) echo "$usage" >&2; exit 2 ;;
+esac
+# Per-topology defaults: the three-member clusters are the headline (the
+# issue's targets are judged on them), the one-member runs a shorter
+# comparison at the targets' in-flight levels.
 if [ "$quick" = 1 ]; then
-    : "${keys:=100000}" "${duration_ms:=1000}" "${concurrency:=1,16,256}"
-    watchers=8
+    : "${keys:=100000}"
+    dur3=1000 conc3=1,16,256 dur1=500 conc1=16 watchers=8
 else
-    : "${keys:=1000000}" "${duration_ms:=2000}" "${concurrency:=1,16,64,256}"
-    watchers=16
+    : "${keys:=1000000}"
+    dur3=1500 conc3=1,16,256 dur1=1000 conc1=16,256 watchers=16
 fi
+[ -n "$duration_ms" ] && dur3=$duration_ms dur1=$duration_ms
+[ -n "$concurrency" ] && conc3=$concurrency conc1=$concurrency
+# The bulk load runs once, on the largest topology of this run.
+load_topo=${topos[0]}
+zk_heap=${ZK_HEAP:-1g}
 
 # Real servers from Debian, installed the way the tests install them.
-if ! command -v etcd >/dev/null 2>&1; then source scripts/deps/etcd.sh; fi
+if ! command -v etcd >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1; then source scripts/deps/etcd.sh; fi
 if [ ! -e /usr/share/java/zookeeper.jar ] || ! command -v java >/dev/null 2>&1; then source scripts/deps/zk.sh; fi
 
 # One build of the whole workspace: the same feature set as the test
@@ -51,143 +82,368 @@ cargo build --release --locked --workspace
 bench="$root/target/release/janus-bench"
 janus_bin="$root/target/release/janus"
 
+# Loopback ports in 41xxx (etcd, ZooKeeper) and 42xxx (Janus), clear of the
+# defaults, of config/node*.toml and of the tests' ranges. Member n of each
+# system (n = 1..3); a one-member cluster is member 1 alone.
+etcd_client() { echo "127.0.0.1:41$((n + 2))79"; }  # 41379 41479 41579
+etcd_peer() { echo "127.0.0.1:41$((n + 2))80"; }    # 41380 41480 41580
+zk_client() { echo "127.0.0.1:4118$n"; }             # 41181 41182 41183
+zk_quorum() { echo "4128$n"; }                       # 41281 41282 41283
+zk_election() { echo "4129$n"; }                     # 41291 41292 41293
+janus_zk() { echo "127.0.0.1:4218$n"; }              # 42181 42182 42183
+janus_etcd() { echo "127.0.0.1:42$((n + 2))79"; }   # 42379 42479 42579
+janus_peer() { echo "127.0.0.1:42$((n + 2))80"; }   # 42380 42480 42580
+
+all_ports() {
+    local n
+    for n in 1 2 3; do
+        echo "$(etcd_client) $(etcd_peer) $(zk_client) $(zk_quorum) $(zk_election) $(janus_zk) $(janus_etcd) $(janus_peer)"
+    done | tr ' ' '\n' | sed 's/.*://'
+}
+# A leftover server from an aborted run would be measured instead of ours.
+busy=$(ss -Htln | awk '{print $4}' | sed 's/.*://' | sort -u | grep -Fxf <(all_ports) || true)
+if [ -n "$busy" ]; then
+    echo "ports already in use: $(echo "$busy" | tr '\n' ' ')- is another bench run going?" >&2
+    exit 1
+fi
+
+# The ports a cluster's members listen on (ZooKeeper's quorum port only
+# on the leader, so only its client and election ports are checked; a
+# standalone ZooKeeper has no election port).
+member_ports() { # system size
+    local n
+    for n in $(seq "$2"); do
+        case "$1" in
+        etcd) echo "$(etcd_client) $(etcd_peer)" ;;
+        zk) if [ "$2" -gt 1 ]; then echo "$(zk_client) $(zk_election)"; else zk_client; fi ;;
+        janus) echo "$(janus_zk) $(janus_etcd) $(janus_peer)" ;;
+        esac
+    done | tr ' ' '\n' | sed 's/.*://'
+}
+# These ports lie in Linux's ephemeral range (32768-60999): a client
+# connection of an earlier cluster (the bench's, or members' among
+# themselves) may have had one as its local port, and its TIME_WAIT (up to
+# 60 s) makes the server's bind() fail even with SO_REUSEADDR. Wait until
+# every port the next cluster needs can be bound (python3: bash cannot
+# bind; zk.sh's python3-venv brings it).
+unbindable() { # ports... -> prints those bind() refuses now
+    python3 - "$@" <<'PY'
+import socket, sys
+for p in sys.argv[1:]:
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind(("127.0.0.1", int(p)))
+    except OSError:
+        print(p, end=" ")
+    finally:
+        s.close()
+PY
+}
+wait_ports_free() { # system size
+    local clash=""
+    for i in $(seq 900); do
+        # shellcheck disable=SC2046
+        clash=$(unbindable $(member_ports "$1" "$2"))
+        [ -z "$clash" ] && return 0
+        [ "$i" = 1 ] && echo "   waiting for ports ${clash}(held by earlier connections) to clear"
+        sleep 0.1
+    done
+    echo "ports ${clash}still in use after 90 s" >&2
+    return 1
+}
+# Every member listens on all its ports (a member that could not bind one
+# would otherwise be measured half-working, or hang the run).
+wait_listening() { # system size
+    local p missing=""
+    for _ in $(seq 600); do
+        missing=""
+        for p in $(member_ports "$1" "$2"); do
+            ss -Htln "sport = :$p" | grep -q . || missing+="$p "
+        done
+        [ -z "$missing" ] && return 0
+        sleep 0.1
+    done
+    echo "$1: nothing listening on port(s) $missing60 s after start; see the logs in $res" >&2
+    return 1
+}
+
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/janus-bench.XXXXXX")"
 mkdir -p "$out"
-rm -f "$out"/*.json "$out"/resources.tsv "$out"/report.md
+rm -rf "$out"/m1 "$out"/m3 "$out"/report.md
 pids=()
 cleanup() {
+    local p
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    # A server that ignores SIGTERM for 20 s gets SIGKILL.
+    for _ in $(seq 200); do
+        local alive=0
+        for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+        [ "$alive" = 0 ] && break
+        sleep 0.1
+    done
+    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
     rm -rf "$tmp"
 }
 trap cleanup EXIT
-
-# Loopback ports clear of the defaults and of config/node*.toml.
-ETCD_CLIENT=127.0.0.1:41379
-ETCD_PEER=127.0.0.1:41380
-ZK_CLIENT=127.0.0.1:41181
-JANUS_ZK=127.0.0.1:42181
-JANUS_ETCD=127.0.0.1:42379
-JANUS_PEER=127.0.0.1:42380
+trap 'exit 130' INT TERM
 
 now_ms() { date +%s%3N; }
-pid=""
+t_start=$(now_ms)
 
-start_etcd() { # data dir
-    etcd --name bench --data-dir "$1" \
-        --listen-client-urls "http://$ETCD_CLIENT" --advertise-client-urls "http://$ETCD_CLIENT" \
-        --listen-peer-urls "http://$ETCD_PEER" --initial-advertise-peer-urls "http://$ETCD_PEER" \
-        --initial-cluster "bench=http://$ETCD_PEER" \
-        --quota-backend-bytes 8589934592 --log-level warn \
-        >>"$out/etcd.log" 2>&1 &
-    pid=$!
-    pids+=("$pid")
+# --- Clusters ------------------------------------------------------------------
+# start_<system> SIZE DIR: start members 1..SIZE with data under DIR/m<n>,
+# append their pids to `members`, print nothing. logs go to $res.
+members=()
+
+start_etcd() {
+    local size=$1 dir=$2 n initial=""
+    wait_ports_free etcd "$size"
+    for n in $(seq "$size"); do initial+="${initial:+,}m$n=http://$(etcd_peer)"; done
+    for n in $(seq "$size"); do
+        etcd --name "m$n" --data-dir "$dir/m$n" \
+            --listen-client-urls "http://$(etcd_client)" --advertise-client-urls "http://$(etcd_client)" \
+            --listen-peer-urls "http://$(etcd_peer)" --initial-advertise-peer-urls "http://$(etcd_peer)" \
+            --initial-cluster "$initial" --initial-cluster-token bench \
+            --quota-backend-bytes 8589934592 --log-level warn \
+            >>"$res/etcd-m$n.log" 2>&1 &
+        members+=($!)
+        pids+=($!)
+    done
 }
 
-start_zk() { # data dir
-    mkdir -p "$1"
-    # forceSync defaults to yes: every transaction is fsynced, as etcd and
-    # Janus do. No per-IP connection cap: the benchmark opens many.
-    cat >"$1.cfg" <<EOF
-tickTime=2000
-dataDir=$1
-clientPort=${ZK_CLIENT##*:}
-clientPortAddress=${ZK_CLIENT%:*}
-maxClientCnxns=0
-admin.enableServer=false
-EOF
-    java -Xmx4g -Dzookeeper.4lw.commands.whitelist=ruok \
-        -cp /etc/zookeeper/conf:/usr/share/java/zookeeper.jar \
-        org.apache.zookeeper.server.ZooKeeperServerMain "$1.cfg" >>"$out/zookeeper.log" 2>&1 &
-    pid=$!
-    pids+=("$pid")
+start_zk() {
+    local size=$1 dir=$2 n m
+    wait_ports_free zk "$size"
+    for n in $(seq "$size"); do
+        mkdir -p "$dir/m$n"
+        # forceSync defaults to yes: every transaction is fsynced, as etcd and
+        # Janus do. No per-IP connection cap: the benchmark opens many.
+        {
+            echo "tickTime=2000"
+            echo "initLimit=10"
+            echo "syncLimit=5"
+            echo "dataDir=$dir/m$n"
+            echo "clientPort=$(zk_client | sed 's/.*://')"
+            echo "clientPortAddress=127.0.0.1"
+            echo "maxClientCnxns=0"
+            echo "admin.enableServer=false"
+            if [ "$size" -gt 1 ]; then
+                echo "$n" >"$dir/m$n/myid"
+                for m in $(seq "$size"); do
+                    echo "server.$m=127.0.0.1:$(n=$m zk_quorum):$(n=$m zk_election)"
+                done
+            fi
+        } >"$dir/m$n.cfg"
+        local main=org.apache.zookeeper.server.ZooKeeperServerMain
+        [ "$size" -gt 1 ] && main=org.apache.zookeeper.server.quorum.QuorumPeerMain
+        java "-Xmx$zk_heap" -Dzookeeper.4lw.commands.whitelist=ruok,srvr \
+            -cp /etc/zookeeper/conf:/usr/share/java/zookeeper.jar \
+            "$main" "$dir/m$n.cfg" >>"$res/zookeeper-m$n.log" 2>&1 &
+        members+=($!)
+        pids+=($!)
+    done
 }
 
-start_janus() { # data dir
-    cat >"$1.toml" <<EOF
-node_id = 1
-data_dir = "$1"
-zk_listen = "$JANUS_ZK"
-etcd_listen = "$JANUS_ETCD"
-peer_listen = "$JANUS_PEER"
+start_janus() {
+    local size=$1 dir=$2 n initial=""
+    wait_ports_free janus "$size"
+    mkdir -p "$dir"
+    for n in $(seq "$size"); do initial+="${initial:+,}$n=$(janus_peer)"; done
+    for n in $(seq "$size"); do
+        cat >"$dir/m$n.toml" <<EOF
+node_id = $n
+data_dir = "$dir/m$n"
+zk_listen = "$(janus_zk)"
+etcd_listen = "$(janus_etcd)"
+peer_listen = "$(janus_peer)"
+initial_cluster = "$initial"
 heartbeat_ms = 100
 election_timeout_ms = 1000
 log = "warn"
 EOF
-    "$janus_bin" --config "$1.toml" >>"$out/janus.log" 2>&1 &
-    pid=$!
-    pids+=("$pid")
+        "$janus_bin" --config "$dir/m$n.toml" >>"$res/janus-m$n.log" 2>&1 &
+        members+=($!)
+        pids+=($!)
+    done
 }
 
-stop() { # pid
-    kill "$1" 2>/dev/null || true
-    wait "$1" 2>/dev/null || true
+# Stop the current cluster's members (SIGTERM, then SIGKILL after 20 s).
+stop_members() {
+    local p
+    for p in "${members[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${members[@]}"; do
+        for _ in $(seq 200); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+    local keep=()
+    for p in "${pids[@]}"; do
+        [[ " ${members[*]} " == *" $p "* ]] || keep+=("$p")
+    done
+    pids=("${keep[@]}")
+    members=()
 }
+
+# Which member leads, by the system's own account (1-based; 0 = none yet).
+etcd_is_leader() { curl -s -m 2 "http://$(etcd_client)/metrics" | grep -q '^etcd_server_is_leader 1'; }
+zk_mode() {
+    local addr
+    addr=$(zk_client)
+    timeout 3 bash -c "exec 3<>/dev/tcp/${addr%:*}/${addr##*:}; printf srvr >&3; cat <&3" 2>/dev/null |
+        awk '/^Mode:/{print $2}'
+}
+zk_is_leader() { case "$(zk_mode)" in leader | standalone) return 0 ;; *) return 1 ;; esac; }
+janus_is_leader() {
+    [ "$(curl -s -m 2 "http://$(janus_etcd)/metrics" | awk '/^janus_raft_leader_id /{print $2}')" = "$n" ]
+}
+find_leader() { # system size -> prints the leader's member number
+    local system=$1 size=$2 n
+    wait_listening "$system" "$size" || return 1
+    for _ in $(seq 600); do
+        for n in $(seq "$size"); do
+            if "${system}_is_leader"; then echo "$n"; return 0; fi
+        done
+        sleep 0.1
+    done
+    echo "no $system leader after 60 s" >&2
+    return 1
+}
+
+# ready_all system size timeout-secs [--no-data]: every member answers a
+# read through its API (without --no-data: reads a bulk-loaded key back),
+# all within timeout-secs; fails otherwise.
+ready_all() {
+    local system=$1 size=$2 secs=$3 n t_end left
+    shift 3
+    t_end=$(($(now_ms) + secs * 1000))
+    for n in $(seq "$size"); do
+        left=$(((t_end - $(now_ms)) / 1000))
+        [ "$left" -lt 1 ] && left=1
+        case "$system" in
+        etcd) "$bench" ready --etcd "$(etcd_client)" --timeout-secs "$left" "$@" || return 1 ;;
+        zk) "$bench" ready --zk "$(zk_client)" --timeout-secs "$left" "$@" || return 1 ;;
+        janus-etcd) "$bench" ready --etcd "$(janus_etcd)" --timeout-secs "$left" "$@" || return 1 ;;
+        janus-zk) "$bench" ready --zk "$(janus_zk)" --timeout-secs "$left" "$@" || return 1 ;;
+        esac
+    done
+}
+# Bound on restart-to-ready with the bulk-loaded data: a cluster that does
+# not get there is reported as "not ready in" this, and the run goes on.
+restart_timeout=60
 
 peak_rss_kib() { awk '/^VmHWM:/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
-# --- 1. Workloads: a fresh server each, one after the other. -----------------
-run_args=(--duration-ms "$duration_ms" --concurrency "$concurrency" --watchers "$watchers")
+# --- 1. Workloads: a fresh cluster per system, one after the other. ------------
+run_workloads() { # size duration-ms concurrency
+    local size=$1 dur=$2 conc=$3 n
+    local run_args=(--duration-ms "$dur" --concurrency "$conc" --watchers "$watchers")
+    echo "=== $size member(s) each: ${dur} ms per row, in flight $conc"
 
-echo "== etcd $(etcd --version | head -1)"
-start_etcd "$tmp/etcd-run"
-"$bench" ready --etcd "$ETCD_CLIENT" --timeout-secs 60 --no-data
-"$bench" run --system etcd --etcd "$ETCD_CLIENT" "${run_args[@]}" --json "$out/etcd.json" >/dev/null
-stop "$pid"
+    start_etcd "$size" "$tmp/m$size-etcd-run"
+    n=$(find_leader etcd "$size")
+    ready_all etcd "$size" 120 --no-data
+    echo "== etcd $(etcd --version | head -1), clients on member $n (leader)"
+    "$bench" run --system etcd --etcd "$(etcd_client)" "${run_args[@]}" --json "$res/etcd.json" >/dev/null
+    stop_members
 
-echo "== ZooKeeper (Debian's zookeeper $(dpkg-query -W -f='${Version}' zookeeper 2>/dev/null || echo '?'))"
-start_zk "$tmp/zk-run"
-"$bench" ready --zk "$ZK_CLIENT" --timeout-secs 60 --no-data
-"$bench" run --system zookeeper --zk "$ZK_CLIENT" "${run_args[@]}" --json "$out/zookeeper.json" >/dev/null
-stop "$pid"
+    start_zk "$size" "$tmp/m$size-zk-run"
+    n=$(find_leader zk "$size")
+    ready_all zk "$size" 120 --no-data
+    echo "== ZooKeeper $(dpkg-query -W -f='${Version}' zookeeper 2>/dev/null || echo '?'), clients on member $n (leader)"
+    "$bench" run --system zookeeper --zk "$(zk_client)" "${run_args[@]}" --json "$res/zookeeper.json" >/dev/null
+    stop_members
 
-echo "== Janus $(git -C "$root" rev-parse --short HEAD)"
-start_janus "$tmp/janus-run"
-"$bench" ready --etcd "$JANUS_ETCD" --zk "$JANUS_ZK" --timeout-secs 60 --no-data
-"$bench" run --system janus --etcd "$JANUS_ETCD" --zk "$JANUS_ZK" "${run_args[@]}" --json "$out/janus.json" >/dev/null
-stop "$pid"
+    start_janus "$size" "$tmp/m$size-janus-run"
+    n=$(find_leader janus "$size")
+    ready_all janus-etcd "$size" 120 --no-data
+    echo "== Janus $(git -C "$root" rev-parse --short HEAD), clients on member $n (leader)"
+    "$bench" run --system janus --etcd "$(janus_etcd)" --zk "$(janus_zk)" "${run_args[@]}" --json "$res/janus.json" >/dev/null
+    stop_members
+}
 
 # --- 2. Bulk load: peak RSS, on-disk size, restart-to-ready. -----------------
-# One fresh server per (system, API): load, read peak RSS, stop, measure the
-# data directory, start again and time until a loaded key reads back.
-measure() { # system api starter dir load-args ready-args
-    local system=$1 api=$2 starter=$3 dir=$4 load_args=$5 ready_args=$6 line secs rss disk t0 restart
-    echo "== bulk load: $system, $api API, $keys keys"
-    $starter "$dir"
-    # shellcheck disable=SC2086
-    "$bench" ready $ready_args --timeout-secs 60 --no-data
-    # shellcheck disable=SC2086
-    line=$("$bench" load $load_args --keys "$keys")
+# A fresh cluster per (system, API) gets $keys keys through its leader; then
+# peak RSS (VmHWM) of each member, SIGTERM all, on-disk size of each
+# member's data directory, start all again and time until every member reads
+# a loaded key back. RSS and disk are per member, the largest of the members.
+measure() { # system api starter leader-kind ready-kind dir size
+    local system=$1 api=$2 starter=$3 kind=$4 rkind=$5 dir=$6 size=$7
+    local n line secs rss=0 disk=0 t0 restart p r d load_args
+    echo "== bulk load: $system, $api API, $keys keys, $size member(s)"
+    $starter "$size" "$dir"
+    n=$(find_leader "$kind" "$size")
+    ready_all "$rkind" "$size" 120 --no-data
+    case "$rkind" in
+    etcd) load_args=(--etcd "$(etcd_client)") ;;
+    zk) load_args=(--zk "$(zk_client)") ;;
+    janus-etcd) load_args=(--etcd "$(janus_etcd)") ;;
+    janus-zk) load_args=(--zk "$(janus_zk)") ;;
+    esac
+    line=$("$bench" load "${load_args[@]}" --keys "$keys")
     secs=$(echo "$line" | awk '{print $(NF-1)}')
-    rss=$(peak_rss_kib "$pid")
-    stop "$pid"
-    disk=$(du -sk "$dir" | awk '{print $1}')
+    for p in "${members[@]}"; do
+        r=$(peak_rss_kib "$p")
+        [ "$r" -gt "$rss" ] && rss=$r
+    done
+    stop_members
+    for d in "$dir"/m*/; do
+        r=$(du -sk "$d" | awk '{print $1}')
+        [ "$r" -gt "$disk" ] && disk=$r
+    done
+    wait_ports_free "$kind" "$size"
     t0=$(now_ms)
-    $starter "$dir"
-    # shellcheck disable=SC2086
-    "$bench" ready $ready_args --timeout-secs 300
-    restart=$(($(now_ms) - t0))
-    stop "$pid"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$system" "$api" "$keys" "$secs" "$rss" "$disk" "$restart" >>"$out/resources.tsv"
-    echo "   loaded in ${secs}s, peak RSS ${rss} KiB, disk ${disk} KiB, restart-to-ready ${restart} ms"
+    $starter "$size" "$dir"
+    if ready_all "$rkind" "$size" "$restart_timeout" 2>>"$res/ready-errors.log"; then
+        restart=$(($(now_ms) - t0))
+    else
+        restart=">$((restart_timeout * 1000))"
+        echo "   not every member ready ${restart_timeout} s after the restart (member logs in $res)"
+    fi
+    stop_members
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$system" "$api" "$keys" "$secs" "$rss" "$disk" "$restart" >>"$res/resources.tsv"
+    echo "   loaded through member $n in ${secs}s, peak RSS ${rss} KiB, disk ${disk} KiB (largest member), restart-to-ready ${restart} ms (all members)"
 }
-if [ "$skip_load" = 0 ]; then
-    measure etcd etcd start_etcd "$tmp/etcd-load" "--etcd $ETCD_CLIENT" "--etcd $ETCD_CLIENT"
-    measure janus etcd start_janus "$tmp/janus-load-etcd" "--etcd $JANUS_ETCD" "--etcd $JANUS_ETCD"
-    measure zookeeper zookeeper start_zk "$tmp/zk-load" "--zk $ZK_CLIENT" "--zk $ZK_CLIENT"
-    measure janus zookeeper start_janus "$tmp/janus-load-zk" "--zk $JANUS_ZK" "--zk $JANUS_ZK"
-fi
+
+run_load() { # size
+    local size=$1
+    measure etcd etcd start_etcd etcd etcd "$tmp/m$size-etcd-load" "$size"
+    measure janus etcd start_janus janus janus-etcd "$tmp/m$size-janus-load-etcd" "$size"
+    measure zookeeper zookeeper start_zk zk zk "$tmp/m$size-zk-load" "$size"
+    measure janus zookeeper start_janus janus janus-zk "$tmp/m$size-janus-load-zk" "$size"
+}
+
+for size in "${topos[@]}"; do
+    res="$out/m$size"
+    mkdir -p "$res"
+    if [ "$size" = 3 ]; then run_workloads 3 "$dur3" "$conc3"; else run_workloads 1 "$dur1" "$conc1"; fi
+    if [ "$skip_load" = 0 ] && [ "$size" = "$load_topo" ]; then run_load "$size"; fi
+done
+elapsed_s=$((($(now_ms) - t_start) / 1000))
 
 # --- 3. Report. ----------------------------------------------------------------
 {
-    echo "## Results ($(date -u '+%Y-%m-%d %H:%M UTC'), $( [ "$quick" = 1 ] && echo quick || echo full ) run: ${duration_ms} ms per row, bulk load ${keys} keys)"
+    echo "## Results ($(date -u '+%Y-%m-%d %H:%M UTC'), $( [ "$quick" = 1 ] && echo quick || echo default ) run, ${elapsed_s} s after the build)"
     echo
-    echo "Janus $(git -C "$root" rev-parse --short HEAD); $(etcd --version | head -1); ZooKeeper $(dpkg-query -W -f='${Version}' zookeeper 2>/dev/null || echo '?'); $(nproc) CPUs."
-    echo "Ratios are Janus/other: ops ratio >= 1.00 and p99 ratio <= 1.00 mean Janus is at least as good."
+    echo "Janus $(git -C "$root" rev-parse --short HEAD); $(etcd --version | head -1); ZooKeeper $(dpkg-query -W -f='${Version}' zookeeper 2>/dev/null || echo '?') (-Xmx$zk_heap per member); $(nproc) CPUs; load average at the end $(cut -d' ' -f1-3 /proc/loadavg)."
+    echo "Clients on each cluster's leader. Ratios are Janus/other: ops ratio >= 1.00 and p50/p99 ratio <= 1.00 mean Janus is at least as good."
     echo
-    res_arg=()
-    [ -s "$out/resources.tsv" ] && res_arg=(--resources "$out/resources.tsv")
-    "$bench" compare --janus "$out/janus.json" --etcd "$out/etcd.json" --zk "$out/zookeeper.json" "${res_arg[@]}"
+    for size in "${topos[@]}"; do
+        res="$out/m$size"
+        if [ "$size" = 3 ]; then
+            label="three members each"; d=$dur3; c=$conc3
+        else
+            label="one member each"; d=$dur1; c=$conc1
+        fi
+        echo "### $label: ${d} ms per row, in flight $c"
+        echo
+        res_arg=()
+        [ -s "$res/resources.tsv" ] && res_arg=(--resources "$res/resources.tsv")
+        targets=()
+        [ "$size" = 3 ] && targets=(--targets)
+        "$bench" compare --label "$label" --janus "$res/janus.json" --etcd "$res/etcd.json" --zk "$res/zookeeper.json" "${res_arg[@]}" "${targets[@]}"
+    done
 } >"$out/report.md"
 cat "$out/report.md"
-echo "(written to $out/report.md)"
+echo "(written to $out/report.md; ${elapsed_s} s after the build)"

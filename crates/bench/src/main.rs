@@ -124,6 +124,12 @@ struct CompareArgs {
     /// Tab-separated resource lines written by scripts/bench.sh.
     #[arg(long)]
     resources: Option<PathBuf>,
+    /// Appended to each heading, e.g. "three members each".
+    #[arg(long)]
+    label: Option<String>,
+    /// Also print the issue's targets, met or not.
+    #[arg(long)]
+    targets: bool,
 }
 
 #[tokio::main]
@@ -789,26 +795,46 @@ fn read_rows(p: &PathBuf) -> Result<Vec<Row>> {
 
 fn compare(a: CompareArgs) -> Result<()> {
     let janus = read_rows(&a.janus)?;
-    if let Some(p) = &a.etcd {
-        let etcd = read_rows(p)?;
-        println!("### Janus / etcd (etcd API)\n");
-        print!("{}", report::ratio_table(&janus, &etcd, "etcd"));
+    let label = a
+        .label
+        .as_deref()
+        .map(|l| format!(", {l}"))
+        .unwrap_or_default();
+    let etcd = a.etcd.as_ref().map(read_rows).transpose()?;
+    let zk = a.zk.as_ref().map(read_rows).transpose()?;
+    let res = match &a.resources {
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            report::parse_resources(&text)
+        }
+        None => Vec::new(),
+    };
+    if let Some(etcd) = &etcd {
+        println!("#### Janus / etcd (etcd API{label})\n");
+        print!("{}", report::ratio_table(&janus, etcd, "etcd"));
         println!();
     }
-    if let Some(p) = &a.zk {
-        let zk = read_rows(p)?;
-        println!("### Janus / ZooKeeper (ZooKeeper API)\n");
-        print!("{}", report::ratio_table(&janus, &zk, "ZooKeeper"));
+    if let Some(zk) = &zk {
+        println!("#### Janus / ZooKeeper (ZooKeeper API{label})\n");
+        print!("{}", report::ratio_table(&janus, zk, "ZooKeeper"));
         println!();
     }
-    if let Some(p) = &a.resources {
-        let text =
-            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-        println!("### Bulk load: peak RSS, disk, restart (ratios Janus/other)\n");
-        print!(
-            "{}",
-            report::resources_table(&report::parse_resources(&text))
-        );
+    if !res.is_empty() {
+        println!("#### Bulk load: peak RSS, disk, restart (ratios Janus/other{label})\n");
+        print!("{}", report::resources_table(&res));
+        println!();
+    }
+    if a.targets {
+        let mut others: Vec<(&str, &[report::Row])> = Vec::new();
+        if let Some(e) = &etcd {
+            others.push(("etcd", e));
+        }
+        if let Some(z) = &zk {
+            others.push(("ZooKeeper", z));
+        }
+        println!("#### Issue 6 targets{label}\n");
+        print!("{}", report::targets_table(&janus, &others, &res));
         println!();
     }
     Ok(())

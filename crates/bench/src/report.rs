@@ -135,38 +135,134 @@ fn ratio(a: f64, b: f64) -> String {
     }
 }
 
-/// Janus against one other system: ops/s and p99 side by side, with
-/// Janus/other ratios (ops ratio >= 1 and p99 ratio <= 1 mean Janus is at
-/// least as good). Rows only where both systems ran the same measurement.
+/// Janus against one other system: ops/s and latency quantiles side by
+/// side, with Janus/other ratios (ops ratio >= 1 and p50/p99 ratio <= 1
+/// mean Janus is at least as good). Rows only where both systems ran the
+/// same measurement.
 pub fn ratio_table(janus: &[Row], other: &[Row], other_name: &str) -> String {
     let theirs: BTreeMap<_, &Row> = other.iter().map(|r| (r.key(), r)).collect();
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| api | workload | in flight | Janus ops/s | {o} ops/s | ops ratio | Janus p99 | {o} p99 | p99 ratio | Janus p99.9 | {o} p99.9 | errors (J/{o}) |",
+        "| workload | in flight | Janus ops/s | {o} ops/s | ops ratio | Janus p50 | {o} p50 | p50 ratio | Janus p99 | {o} p99 | p99 ratio | Janus p99.9 | {o} p99.9 | Janus max | {o} max | errors (J/{o}) |",
         o = other_name
     );
-    out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    out.push_str(
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
     for j in janus {
         let Some(t) = theirs.get(&j.key()) else {
             continue;
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {}/{} |",
-            j.api,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {}/{} |",
             j.workload,
             j.concurrency,
             fmt_count(j.ops_per_sec),
             fmt_count(t.ops_per_sec),
             ratio(j.ops_per_sec, t.ops_per_sec),
+            fmt_us(j.p50_us),
+            fmt_us(t.p50_us),
+            ratio(j.p50_us as f64, t.p50_us as f64),
             fmt_us(j.p99_us),
             fmt_us(t.p99_us),
             ratio(j.p99_us as f64, t.p99_us as f64),
             fmt_us(j.p999_us),
             fmt_us(t.p999_us),
+            fmt_us(j.max_us),
+            fmt_us(t.max_us),
             j.errors,
             t.errors
+        );
+    }
+    out
+}
+
+/// The targets, one line each, met or not: write and read
+/// throughput at 16 and 256 in flight at least the other system's with p99
+/// no higher, watch-event p99 no higher, peak RSS with the bulk load no
+/// higher than etcd's. `others` pairs a display name with that system's rows.
+pub fn targets_table(janus: &[Row], others: &[(&str, &[Row])], res: &[Resources]) -> String {
+    let mut out = String::new();
+    out.push_str("| target | vs | Janus | other | ratio | met |\n");
+    out.push_str("|---|---|---:|---:|---:|---|\n");
+    let find = |rows: &[Row], api: &str, w: &str, c: usize| -> Option<Row> {
+        rows.iter()
+            .find(|r| r.api == api && r.workload == w && r.concurrency == c)
+            .cloned()
+    };
+    let mut line =
+        |target: String, vs: &str, j: String, o: String, ratio: Option<f64>, ok: Option<bool>| {
+            let ratio = ratio
+                .map(|v| format!("{v:.2}"))
+                .unwrap_or_else(|| "n/a".into());
+            let met = match ok {
+                Some(true) => "yes",
+                Some(false) => "**no**",
+                None => "n/a",
+            };
+            let _ = writeln!(out, "| {target} | {vs} | {j} | {o} | {ratio} | {met} |");
+        };
+    for (name, rows) in others {
+        let api = if *name == "etcd" { "etcd" } else { "zookeeper" };
+        let workloads: &[&str] = if api == "etcd" {
+            &["put", "range-linearizable", "range-serializable"]
+        } else {
+            &["setData", "create", "getData"]
+        };
+        for w in workloads {
+            for c in [16, 256] {
+                let (Some(j), Some(o)) = (find(janus, api, w, c), find(rows, api, w, c)) else {
+                    continue;
+                };
+                let ops = (o.ops_per_sec > 0.0).then(|| j.ops_per_sec / o.ops_per_sec);
+                line(
+                    format!("{w} ops/s, {c} in flight"),
+                    name,
+                    fmt_count(j.ops_per_sec),
+                    fmt_count(o.ops_per_sec),
+                    ops,
+                    ops.map(|r| r >= 1.0 && j.errors == 0),
+                );
+                let p99 = (o.p99_us > 0).then(|| j.p99_us as f64 / o.p99_us as f64);
+                line(
+                    format!("{w} p99, {c} in flight"),
+                    name,
+                    fmt_us(j.p99_us),
+                    fmt_us(o.p99_us),
+                    p99,
+                    p99.map(|r| r <= 1.0),
+                );
+            }
+        }
+        let watch = |rows: &[Row]| {
+            rows.iter()
+                .find(|r| r.api == api && r.workload.starts_with("watch-"))
+                .cloned()
+        };
+        if let (Some(j), Some(o)) = (watch(janus), watch(rows)) {
+            let p99 = (o.p99_us > 0).then(|| j.p99_us as f64 / o.p99_us as f64);
+            line(
+                format!("{} event p99", j.workload),
+                name,
+                fmt_us(j.p99_us),
+                fmt_us(o.p99_us),
+                p99,
+                p99.map(|r| r <= 1.0 && j.errors == 0),
+            );
+        }
+    }
+    let rss = |system: &str| res.iter().find(|r| r.system == system && r.api == "etcd");
+    if let (Some(j), Some(e)) = (rss("janus"), rss("etcd")) {
+        let ratio = (e.peak_rss_kib > 0).then(|| j.peak_rss_kib as f64 / e.peak_rss_kib as f64);
+        line(
+            format!("peak RSS, {} keys", fmt_count(j.keys as f64)),
+            "etcd",
+            mib(j.peak_rss_kib),
+            mib(e.peak_rss_kib),
+            ratio,
+            ratio.map(|r| r <= 1.0),
         );
     }
     out
@@ -182,10 +278,14 @@ pub struct Resources {
     pub peak_rss_kib: u64,
     pub disk_kib: u64,
     pub restart_ms: u64,
+    /// Not every member was ready within `restart_ms` (the script's bound).
+    #[serde(default)]
+    pub restart_timed_out: bool,
 }
 
 /// Parses the script's tab-separated resource lines:
-/// system, api, keys, load seconds, peak RSS KiB, disk KiB, restart ms.
+/// system, api, keys, load seconds, peak RSS KiB, disk KiB, restart ms
+/// (">N" when the members were not all ready after N ms).
 pub fn parse_resources(text: &str) -> Vec<Resources> {
     text.lines()
         .filter_map(|l| {
@@ -200,7 +300,8 @@ pub fn parse_resources(text: &str) -> Vec<Resources> {
                 load_secs: f[3].trim().parse().ok()?,
                 peak_rss_kib: f[4].trim().parse().ok()?,
                 disk_kib: f[5].trim().parse().ok()?,
-                restart_ms: f[6].trim().parse().ok()?,
+                restart_ms: f[6].trim().trim_start_matches('>').parse().ok()?,
+                restart_timed_out: f[6].trim().starts_with('>'),
             })
         })
         .collect()
@@ -208,6 +309,16 @@ pub fn parse_resources(text: &str) -> Vec<Resources> {
 
 fn mib(kib: u64) -> String {
     format!("{:.0} MiB", kib as f64 / 1024.0)
+}
+
+/// Janus's restart time over the other's; a bound (">") when Janus timed
+/// out, "n/a" when only the other did.
+fn restart_ratio(j: &Resources, o: &Resources) -> String {
+    match (j.restart_timed_out, o.restart_timed_out) {
+        (false, false) => ratio(j.restart_ms as f64, o.restart_ms as f64),
+        (true, false) => format!(">{}", ratio(j.restart_ms as f64, o.restart_ms as f64)),
+        _ => "n/a".to_string(),
+    }
 }
 
 /// Peak RSS, disk and restart time, Janus beside the other system on the
@@ -224,7 +335,7 @@ pub fn resources_table(res: &[Resources]) -> String {
             Some(j) if r.system != "janus" => (
                 ratio(j.peak_rss_kib as f64, r.peak_rss_kib as f64),
                 ratio(j.disk_kib as f64, r.disk_kib as f64),
-                ratio(j.restart_ms as f64, r.restart_ms as f64),
+                restart_ratio(j, r),
             ),
             _ => ("".into(), "".into(), "".into()),
         };
@@ -235,13 +346,18 @@ pub fn resources_table(res: &[Resources]) -> String {
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} ms | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {}{} ms | {} | {} | {} |",
             r.api,
             fmt_count(r.keys as f64),
             r.system,
             rate,
             mib(r.peak_rss_kib),
             mib(r.disk_kib),
+            if r.restart_timed_out {
+                "not ready in "
+            } else {
+                ""
+            },
             r.restart_ms,
             rss,
             disk,
@@ -330,7 +446,7 @@ mod tests {
         let line = t.lines().nth(2).unwrap_or_default();
         assert_eq!(
             line,
-            "| etcd | put | 16 | 1 | 2 | 0.50 | 2.00 ms | 1.00 ms | 2.00 | 2.00 ms | 1.00 ms | 0/1 |"
+            "| put | 16 | 1 | 2 | 0.50 | 2.00 ms | 1.00 ms | 2.00 | 2.00 ms | 1.00 ms | 2.00 | 2.00 ms | 1.00 ms | 2.00 ms | 1.00 ms | 0/1 |"
         );
         assert!(table(&[j]).contains("| janus | etcd | put | 16 | 1 | 2.00 ms |"));
         let res = parse_resources("janus\tetcd\t1000\t2.0\t102400\t2048\t150\netcd\tetcd\t1000\t1.0\t51200\t4096\t300\nbad line\n");
@@ -342,5 +458,52 @@ mod tests {
             ),
             "{t}"
         );
+    }
+
+    #[test]
+    fn targets() {
+        let row = |system: &str, w: &str, c: usize, us: u64, n: u64| {
+            let mut h = new_histogram();
+            for _ in 0..n {
+                record(&mut h, Duration::from_micros(us));
+            }
+            Row::from_histogram(system, "etcd", w, c, &h, 0, Duration::from_secs(1), None)
+        };
+        // Janus: twice etcd's ops at 16 in flight, but twice the p99.
+        let janus = vec![
+            row("janus", "put", 16, 2000, 20),
+            row("janus", "watch-8-watchers", 1, 100, 5),
+        ];
+        let etcd = vec![
+            row("etcd", "put", 16, 1000, 10),
+            row("etcd", "watch-8-watchers", 1, 200, 5),
+        ];
+        let res = parse_resources(
+            "janus\tetcd\t1000\t2.0\t51200\t2048\t150\netcd\tetcd\t1000\t1.0\t102400\t4096\t300\n",
+        );
+        let t = targets_table(&janus, &[("etcd", &etcd)], &res);
+        assert!(
+            t.contains("| put ops/s, 16 in flight | etcd | 20 | 10 | 2.00 | yes |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| put p99, 16 in flight | etcd | 2.00 ms | 1.00 ms | 2.00 | **no** |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| watch-8-watchers event p99 | etcd | 0.10 ms | 0.20 ms | 0.50 | yes |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| peak RSS, 1,000 keys | etcd | 50 MiB | 100 MiB | 0.50 | yes |"),
+            "{t}"
+        );
+        // No 256-in-flight rows: no line for them.
+        assert!(!t.contains("256 in flight"), "{t}");
+        let res = parse_resources("janus\tetcd\t1000\t2.0\t51200\t2048\t>60000\netcd\tetcd\t1000\t1.0\t102400\t4096\t300\n");
+        assert!(res[0].restart_timed_out && res[0].restart_ms == 60000);
+        let t = resources_table(&res);
+        assert!(t.contains("| not ready in 60000 ms |"), "{t}");
+        assert!(t.contains("| 0.50 | 0.50 | >200.00 |"), "{t}");
     }
 }
