@@ -20,7 +20,7 @@ struct Dump {
     revision: i64,
     compacted: i64,
     kvs: Vec<janus_core::KeyValue>,
-    znodes: BTreeMap<String, (Vec<u8>, Stat)>,
+    znodes: BTreeMap<String, (Option<Vec<u8>>, Stat)>,
     leases: Vec<Lease>,
 }
 

@@ -34,7 +34,7 @@ ls -w /cli
 create /cli/new n
 create /cli/nodata
 get -s /cli/nodata
-set /cli/nodata ""
+set /cli/nodata \"\"
 get /cli/nodata
 addWatch -m PERSISTENT_RECURSIVE /cli
 create /cli/new/deep d

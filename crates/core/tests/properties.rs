@@ -1039,7 +1039,7 @@ fn reserved_session_ids_keep_invariants() {
         let mut time = 1_000i64;
         let create = |path: &str, mode| ZkOp::Create {
             path: path.into(),
-            data: vec![],
+            data: Some(vec![]),
             acl: Acl::open_unsafe(),
             mode,
             ttl_ms: -1,
