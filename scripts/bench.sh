@@ -7,7 +7,7 @@
 #
 #   scripts/bench.sh            default (~9 min on 2 cores): three members: every
 #                               workload at 1,16,256 in flight, 1.5 s per row, and the
-#                               1M-key load; one member: 16,256 in flight, 1 s per row
+#                               1M-key load; one member: 16,256 in flight, 0.75 s per row
 #   scripts/bench.sh --quick    smoke run (~3 min): three members at 1,16,256, 1 s
 #                               per row, 100k-key load; one member at 16, 0.5 s per row
 #   options: --topology 1|3|both   which cluster sizes to run (default both)
@@ -64,7 +64,7 @@ if [ "$quick" = 1 ]; then
     dur3=1000 conc3=1,16,256 dur1=500 conc1=16 watchers=8
 else
     : "${keys:=1000000}"
-    dur3=1500 conc3=1,16,256 dur1=1000 conc1=16,256 watchers=16
+    dur3=1500 conc3=1,16,256 dur1=750 conc1=16,256 watchers=16
 fi
 [ -n "$duration_ms" ] && dur3=$duration_ms dur1=$duration_ms
 [ -n "$concurrency" ] && conc3=$concurrency conc1=$concurrency
@@ -191,6 +191,7 @@ trap 'exit 130' INT TERM
 
 now_ms() { date +%s%3N; }
 t_start=$(now_ms)
+since() { echo "[+$((($(now_ms) - t_start) / 1000)) s]"; }
 
 # --- Clusters ------------------------------------------------------------------
 # start_<system> SIZE DIR: start members 1..SIZE with data under DIR/m<n>,
@@ -331,35 +332,44 @@ ready_all() {
 }
 # Bound on restart-to-ready with the bulk-loaded data: a cluster that does
 # not get there is reported as "not ready in" this, and the run goes on.
-restart_timeout=60
+restart_timeout=45
 
 peak_rss_kib() { awk '/^VmHWM:/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
 # --- 1. Workloads: a fresh cluster per system, one after the other. ------------
+# A system that stops answering part-way keeps the rows it finished (the
+# bench writes them after each row); the run goes on and says so.
+run_failed() {
+    echo "   $1 run failed part-way: $(grep -m1 '^Error' "$res/run-stderr.log" || echo '?'); its finished rows are kept (details in $res/run-stderr.log)"
+    echo "$1" >>"$res/failed-runs"
+}
 run_workloads() { # size duration-ms concurrency
     local size=$1 dur=$2 conc=$3 n
     local run_args=(--duration-ms "$dur" --concurrency "$conc" --watchers "$watchers")
-    echo "=== $size member(s) each: ${dur} ms per row, in flight $conc"
+    echo "=== $(since) $size member(s) each: ${dur} ms per row, in flight $conc"
 
     start_etcd "$size" "$tmp/m$size-etcd-run"
     n=$(find_leader etcd "$size")
     ready_all etcd "$size" 120 --no-data
-    echo "== etcd $(etcd --version | head -1), clients on member $n (leader)"
-    "$bench" run --system etcd --etcd "$(etcd_client)" "${run_args[@]}" --json "$res/etcd.json" >/dev/null
+    echo "== $(since) etcd $(etcd --version | head -1), clients on member $n (leader)"
+    "$bench" run --system etcd --etcd "$(etcd_client)" "${run_args[@]}" --json "$res/etcd.json" >/dev/null 2> >(tee -a "$res/run-stderr.log" >&2) ||
+        run_failed etcd
     stop_members
 
     start_zk "$size" "$tmp/m$size-zk-run"
     n=$(find_leader zk "$size")
     ready_all zk "$size" 120 --no-data
-    echo "== ZooKeeper $(dpkg-query -W -f='${Version}' zookeeper 2>/dev/null || echo '?'), clients on member $n (leader)"
-    "$bench" run --system zookeeper --zk "$(zk_client)" "${run_args[@]}" --json "$res/zookeeper.json" >/dev/null
+    echo "== $(since) ZooKeeper $(dpkg-query -W -f='${Version}' zookeeper 2>/dev/null || echo '?'), clients on member $n (leader)"
+    "$bench" run --system zookeeper --zk "$(zk_client)" "${run_args[@]}" --json "$res/zookeeper.json" >/dev/null 2> >(tee -a "$res/run-stderr.log" >&2) ||
+        run_failed zookeeper
     stop_members
 
     start_janus "$size" "$tmp/m$size-janus-run"
     n=$(find_leader janus "$size")
     ready_all janus-etcd "$size" 120 --no-data
-    echo "== Janus $(git -C "$root" rev-parse --short HEAD), clients on member $n (leader)"
-    "$bench" run --system janus --etcd "$(janus_etcd)" --zk "$(janus_zk)" "${run_args[@]}" --json "$res/janus.json" >/dev/null
+    echo "== $(since) Janus $(git -C "$root" rev-parse --short HEAD), clients on member $n (leader)"
+    "$bench" run --system janus --etcd "$(janus_etcd)" --zk "$(janus_zk)" "${run_args[@]}" --json "$res/janus.json" >/dev/null 2> >(tee -a "$res/run-stderr.log" >&2) ||
+        run_failed janus
     stop_members
 }
 
@@ -371,7 +381,7 @@ run_workloads() { # size duration-ms concurrency
 measure() { # system api starter leader-kind ready-kind dir size
     local system=$1 api=$2 starter=$3 kind=$4 rkind=$5 dir=$6 size=$7
     local n line secs rss=0 disk=0 t0 restart p r d load_args
-    echo "== bulk load: $system, $api API, $keys keys, $size member(s)"
+    echo "== $(since) bulk load: $system, $api API, $keys keys, $size member(s)"
     $starter "$size" "$dir"
     n=$(find_leader "$kind" "$size")
     ready_all "$rkind" "$size" 120 --no-data
@@ -438,6 +448,10 @@ elapsed_s=$((($(now_ms) - t_start) / 1000))
         fi
         echo "### $label: ${d} ms per row, in flight $c"
         echo
+        if [ -s "$res/failed-runs" ]; then
+            echo "**Failed part-way: $(sort -u "$res/failed-runs" | tr '\n' ' ')**(the server stopped answering; the rows after the failure are missing below, see $res/run-stderr.log)."
+            echo
+        fi
         res_arg=()
         [ -s "$res/resources.tsv" ] && res_arg=(--resources "$res/resources.tsv")
         targets=()

@@ -365,6 +365,7 @@ async fn run(a: RunArgs) -> Result<()> {
     let large = vec![b'L'; a.large_value_size];
     let keys = a.keys.max(1) as u64;
     let mut rows = Vec::new();
+    save(&rows, a.json.as_ref())?;
     let tag = format!(
         "{}",
         std::time::SystemTime::now()
@@ -418,12 +419,14 @@ async fn run(a: RunArgs) -> Result<()> {
                 let r = drive(&ctx, &a.system, "etcd", name, op, conc, conns, dur).await;
                 print_row(&r);
                 rows.push(r);
+                save(&rows, a.json.as_ref())?;
             }
         }
         if wanted(&a.only, "watch") {
             let r = etcd_watch(ep, &a.system, a.watchers, dur, &small).await?;
             print_row(&r);
             rows.push(r);
+            save(&rows, a.json.as_ref())?;
         }
     }
 
@@ -475,12 +478,14 @@ async fn run(a: RunArgs) -> Result<()> {
                 let r = drive(&ctx, &a.system, "zookeeper", name, op, conc, conns, dur).await;
                 print_row(&r);
                 rows.push(r);
+                save(&rows, a.json.as_ref())?;
             }
         }
         if wanted(&a.only, "watch") {
             let r = zk_watch(addr, &a.system, a.watchers, dur, &small).await?;
             print_row(&r);
             rows.push(r);
+            save(&rows, a.json.as_ref())?;
         }
         if wanted(&a.only, "session-churn") {
             // Churn opens a session per request; cap it so the servers'
@@ -499,14 +504,21 @@ async fn run(a: RunArgs) -> Result<()> {
                 .await;
                 print_row(&r);
                 rows.push(r);
+                save(&rows, a.json.as_ref())?;
             }
         }
     }
 
     println!();
     print!("{}", report::table(&rows));
-    if let Some(p) = &a.json {
-        let text = serde_json::to_string_pretty(&rows)?;
+    save(&rows, a.json.as_ref())
+}
+
+/// Writes the rows so far: a run that fails part-way (a server stops
+/// answering) still leaves its finished rows for `compare`.
+fn save(rows: &[Row], json: Option<&PathBuf>) -> Result<()> {
+    if let Some(p) = json {
+        let text = serde_json::to_string_pretty(rows)?;
         std::fs::write(p, text).with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(())
