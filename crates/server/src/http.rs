@@ -25,6 +25,9 @@ pub struct Http {
 pub fn router(state: Http) -> Router {
     Router::new()
         .route("/health", get(health))
+        // etcd 3.5.11+'s probes, which kubeadm's manifests use.
+        .route("/livez", get(livez))
+        .route("/readyz", get(health_text))
         .route("/version", get(version))
         .route("/metrics", get(metrics))
         .with_state(state)
@@ -43,6 +46,20 @@ async fn health(State(s): State<Http>) -> impl IntoResponse {
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"health": "false", "reason": "RAFT NO LEADER"})),
         )
+    }
+}
+
+/// The process serves: alive.
+async fn livez() -> &'static str {
+    "ok"
+}
+
+/// `/readyz`: as `/health`, in etcd's plain-text form.
+async fn health_text(State(s): State<Http>) -> impl IntoResponse {
+    if s.node.metrics().current_leader.is_some() {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "[-]leader failed: RAFT NO LEADER\nnot ok")
     }
 }
 
