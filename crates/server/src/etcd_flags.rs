@@ -310,7 +310,7 @@ pub fn translate(args: &[String], env: &[(String, String)]) -> anyhow::Result<Tr
     let matches = match cmd.try_get_matches_from(&full) {
         Ok(m) => m,
         Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => e.exit(),
-        Err(e) => bail!("{}", e.render()),
+        Err(e) => bail!("{}", e.render().to_string().trim_start_matches("error: ")),
     };
     for (name, why) in REFUSED {
         if matches.contains_id(name) {

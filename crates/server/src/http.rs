@@ -25,12 +25,20 @@ pub struct Http {
 pub fn router(state: Http) -> Router {
     Router::new()
         .route("/health", get(health))
-        // etcd 3.5.11+'s probes, which kubeadm's manifests use.
-        .route("/livez", get(livez))
-        .route("/readyz", get(health_text))
         .route("/version", get(version))
         .route("/metrics", get(metrics))
         .with_state(state)
+}
+
+/// The routes of `--listen-metrics-urls`: the above plus etcd 3.5.11+'s
+/// probes (kubeadm's manifests use them), which the client port has from
+/// the etcd gateway.
+pub fn metrics_router(state: Http) -> Router {
+    Router::new()
+        .route("/livez", get(livez))
+        .route("/readyz", get(health_text))
+        .with_state(state.clone())
+        .merge(router(state))
 }
 
 /// etcd answers `{"health":"true","reason":""}`, or 503 with
@@ -59,7 +67,7 @@ async fn health_text(State(s): State<Http>) -> impl IntoResponse {
     if s.node.metrics().current_leader.is_some() {
         (StatusCode::OK, "ok")
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "[-]leader failed: RAFT NO LEADER\nnot ok")
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: no leader")
     }
 }
 

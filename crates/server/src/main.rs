@@ -108,7 +108,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         let l = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding metrics_listen {addr}"))?;
-        let routes = http::router(http::Http {
+        let routes = http::metrics_router(http::Http {
             node: node.clone(),
             metrics: metrics.clone(),
         });
