@@ -102,6 +102,9 @@ pub struct Config {
     pub quota_backend_bytes: u64,
     /// `--experimental-max-learners`: most learners in the cluster.
     pub max_learners: usize,
+    /// `--advertise-client-urls`: the client URLs MemberList shows for
+    /// this member; empty: one per `etcd_listen` entry.
+    pub advertise_client_urls: Vec<String>,
 }
 
 impl Default for Config {
@@ -124,6 +127,7 @@ impl Default for Config {
             client_cert_auth: false,
             quota_backend_bytes: 0,
             max_learners: 1,
+            advertise_client_urls: Vec::new(),
         }
     }
 }
@@ -207,7 +211,8 @@ impl Ctx {
     }
 }
 
-/// Serve etcd clients on `listen` until `shutdown` resolves. `http` holds
+/// Serve etcd clients on `listen` (comma-separated, see `listen_addrs`)
+/// until `shutdown` resolves. `http` holds
 /// the binary's own HTTP routes (`/health`, `/version`, `/metrics`), served
 /// on the same port as gRPC (HTTP/2 without TLS for gRPC clients).
 pub async fn serve(
@@ -238,12 +243,16 @@ pub async fn serve(
             ))
         }
     };
-    let listener = tokio::net::TcpListener::bind(&listen)
-        .await
-        .map_err(|source| ServeError::Bind {
-            addr: listen,
-            source,
-        })?;
+    let mut listeners = Vec::new();
+    for (addr, secure) in listen_addrs(&listen, tls.is_some())? {
+        let l = tokio::net::TcpListener::bind(&addr)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: addr.clone(),
+                source,
+            })?;
+        listeners.push((l, secure));
+    }
     let (recent, recent_task) = watch::Recent::spawn(node.clone());
     let _recent = AbortOnDrop(recent_task);
     quota::set_quota(cfg.quota_backend_bytes);
@@ -259,21 +268,65 @@ pub async fn serve(
     let _compactor =
         compaction.map(|policy| AbortOnDrop(tokio::spawn(compactor::run(ctx.clone(), policy))));
     let app = router(ctx.clone()).merge(gateway::router(ctx)).merge(http);
-    match tls {
-        Some(tls) => tls::serve(listener, tls, app, shutdown).await?,
-        None => {
-            use axum::serve::ListenerExt;
-            // Small replies must not wait for the client's delayed ACK
-            // (about 40 ms per request without this; etcd sets it too).
-            let listener = listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await?
+    // etcd serves every --listen-client-urls entry (kubeadm passes two:
+    // loopback and the node's address); one shutdown stops them all.
+    let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+    let servers = listeners.into_iter().map(|(listener, secure)| {
+        let app = app.clone();
+        let shutdown = shutdown.clone();
+        let tls = tls.clone().filter(|_| secure);
+        async move {
+            match tls {
+                Some(tls) => tls::serve(listener, tls, app, shutdown).await,
+                None => {
+                    use axum::serve::ListenerExt;
+                    // Small replies must not wait for the client's delayed ACK
+                    // (about 40 ms per request without this; etcd sets it too).
+                    let listener = listener.tap_io(|tcp| {
+                        let _ = tcp.set_nodelay(true);
+                    });
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(shutdown)
+                        .await
+                }
+            }
         }
-    }
+    });
+    futures::future::try_join_all(servers).await?;
     Ok(())
+}
+
+/// The client listeners of `etcd_listen`, a comma-separated list whose
+/// entries are `host:port` (TLS when a certificate is configured),
+/// `http://host:port` (plain) or `https://host:port` (TLS, which must then
+/// be configured): (address, TLS?).
+pub fn listen_addrs(listen: &str, tls_on: bool) -> Result<Vec<(String, bool)>, ServeError> {
+    let mut out = Vec::new();
+    for entry in listen.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (addr, secure) = if let Some(a) = entry.strip_prefix("https://") {
+            if !tls_on {
+                return Err(ServeError::Config(format!(
+                    "{entry}: https needs cert_file and key_file"
+                )));
+            }
+            (a, true)
+        } else if let Some(a) = entry.strip_prefix("http://") {
+            (a, false)
+        } else {
+            (entry, tls_on)
+        };
+        let addr = addr.trim_end_matches('/');
+        if addr.is_empty() || addr.contains('/') {
+            return Err(ServeError::Config(format!(
+                "etcd_listen entry {entry:?} is not [http[s]://]host:port"
+            )));
+        }
+        out.push((addr.to_string(), secure));
+    }
+    if out.is_empty() {
+        return Err(ServeError::Config("etcd_listen is empty".into()));
+    }
+    Ok(out)
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -354,4 +407,30 @@ async fn grpc_go_limit_status(mut resp: axum::response::Response) -> axum::respo
         resp.headers_mut().insert("grpc-message", v);
     }
     resp
+}
+
+#[cfg(test)]
+mod listen_tests {
+    use super::listen_addrs;
+
+    #[test]
+    fn listen_lists_with_schemes() {
+        let got = listen_addrs("https://127.0.0.1:2379, http://10.0.0.1:2379/,0.0.0.0:1", true)
+            .expect("valid");
+        assert_eq!(
+            got,
+            vec![
+                ("127.0.0.1:2379".to_string(), true),
+                ("10.0.0.1:2379".to_string(), false),
+                ("0.0.0.0:1".to_string(), true),
+            ]
+        );
+        assert_eq!(
+            listen_addrs("127.0.0.1:2379", false).expect("valid"),
+            vec![("127.0.0.1:2379".to_string(), false)]
+        );
+        assert!(listen_addrs("https://127.0.0.1:2379", false).is_err());
+        assert!(listen_addrs("unix://x/y", false).is_err());
+        assert!(listen_addrs(" , ", false).is_err());
+    }
 }

@@ -67,6 +67,30 @@ pub struct Cli {
     #[command(flatten)]
     #[serde(skip_serializing_if = "EtcdFlags::is_empty")]
     pub etcd: EtcdFlags,
+    /// Start from another tool's configuration instead (README, "Moving
+    /// to Janus").
+    #[command(subcommand)]
+    #[serde(skip)]
+    pub mode: Option<Mode>,
+}
+
+/// Configurations of the originals, read as they are.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Mode {
+    /// etcd's command line: `janus etcd --name ... --initial-cluster ...`
+    /// (also `ETCD_*` variables; the binary run as `etcd` means this).
+    #[command(disable_help_flag = true)]
+    Etcd {
+        /// etcd's flags, as etcd takes them.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
+    /// ZooKeeper's zoo.cfg (and the myid file in its dataDir).
+    Zookeeper {
+        /// The zoo.cfg file.
+        #[arg(value_name = "ZOO.CFG")]
+        zoo_cfg: PathBuf,
+    },
 }
 
 /// etcd's flags of the same names, layered onto `[etcd]`.
@@ -144,6 +168,14 @@ pub struct Config {
     pub container_max_per_minute: usize,
     /// Log filter (tracing `EnvFilter` syntax); `RUST_LOG` overrides it.
     pub log: String,
+    /// Extra plain-HTTP listeners for `/metrics`, `/health`, `/livez`,
+    /// `/readyz` and `/version` (etcd's `--listen-metrics-urls`),
+    /// comma-separated `host:port`; empty: none.
+    pub metrics_listen: String,
+    /// Remarks from translating another tool's configuration (ignored
+    /// flags and keys), logged at start.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
     /// ZooKeeper personality settings (`[zookeeper]`; env `JANUS_ZOOKEEPER__KEY`).
     pub zookeeper: janus_zk::Config,
     /// etcd personality settings (`[etcd]`; env `JANUS_ETCD__KEY`).
@@ -172,6 +204,8 @@ impl Default for Config {
             container_check_ms: 60_000,
             container_max_per_minute: 10_000,
             log: "info,openraft=warn".into(),
+            metrics_listen: String::new(),
+            warnings: Vec::new(),
             zookeeper: janus_zk::Config::default(),
             etcd: janus_etcd::Config::default(),
         }
@@ -192,9 +226,11 @@ impl Config {
             }
             fig = fig.merge(Toml::file(path));
         }
-        let vars: Vec<(String, String)> = env
-            .into_iter()
+        let vars_all: Vec<(String, String)> = env.into_iter().collect();
+        let vars: Vec<(String, String)> = vars_all
+            .iter()
             .filter(|(k, _)| k.starts_with("JANUS_"))
+            .cloned()
             .collect();
         // figment's `Env` provider reads the process environment; taking the
         // variables as an argument keeps tests free of global state.
@@ -218,9 +254,28 @@ impl Config {
             }
             env_fig = env_fig.merge(Serialized::default(&key, parse_env_value(v)));
         }
-        fig = fig.merge(env_fig).merge(Serialized::defaults(cli));
-        let cfg: Config = fig.extract().context("invalid configuration")?;
+        fig = fig.merge(env_fig);
+        // etcd's flags or zoo.cfg sit above the TOML file and JANUS_*
+        // (which can still set what they have no word for, such as the
+        // other personality's port) and below Janus's own flags.
+        let mut warnings = Vec::new();
+        match &cli.mode {
+            None => {}
+            Some(Mode::Etcd { args }) => {
+                let t = crate::etcd_flags::translate(args, &vars_all)?;
+                warnings = t.warnings;
+                fig = fig.merge(Serialized::defaults(serde_json::Value::Object(t.layer)));
+            }
+            Some(Mode::Zookeeper { zoo_cfg }) => {
+                let t = crate::zoo_cfg::translate(zoo_cfg, &vars_all)?;
+                warnings = t.warnings;
+                fig = fig.merge(Serialized::defaults(serde_json::Value::Object(t.layer)));
+            }
+        }
+        fig = fig.merge(Serialized::defaults(cli));
+        let mut cfg: Config = fig.extract().context("invalid configuration")?;
         cfg.validate()?;
+        cfg.warnings = warnings;
         Ok(cfg)
     }
 

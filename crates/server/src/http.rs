@@ -30,6 +30,17 @@ pub fn router(state: Http) -> Router {
         .with_state(state)
 }
 
+/// The routes of `--listen-metrics-urls`: the above plus etcd 3.5.11+'s
+/// probes (kubeadm's manifests use them), which the client port has from
+/// the etcd gateway.
+pub fn metrics_router(state: Http) -> Router {
+    Router::new()
+        .route("/livez", get(livez))
+        .route("/readyz", get(health_text))
+        .with_state(state.clone())
+        .merge(router(state))
+}
+
 /// etcd answers `{"health":"true","reason":""}`, or 503 with
 /// `{"health":"false","reason":"RAFT NO LEADER"}` when it has no leader.
 async fn health(State(s): State<Http>) -> impl IntoResponse {
@@ -43,6 +54,20 @@ async fn health(State(s): State<Http>) -> impl IntoResponse {
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"health": "false", "reason": "RAFT NO LEADER"})),
         )
+    }
+}
+
+/// The process serves: alive.
+async fn livez() -> &'static str {
+    "ok"
+}
+
+/// `/readyz`: as `/health`, in etcd's plain-text form.
+async fn health_text(State(s): State<Http>) -> impl IntoResponse {
+    if s.node.metrics().current_leader.is_some() {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: no leader")
     }
 }
 

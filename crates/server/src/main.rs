@@ -1,8 +1,10 @@
 //! `janus`: one binary that is both a ZooKeeper and an etcd server.
 
 mod config;
+mod etcd_flags;
 mod http;
 mod metrics;
+mod zoo_cfg;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -17,10 +19,29 @@ use crate::config::{Cli, Config};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // Run as `etcd` (a symlink, or the name a manifest calls), Janus takes
+    // etcd's command line: the same as `janus etcd ...`.
+    let as_etcd = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .is_some_and(|n| n == "etcd");
+    if as_etcd {
+        args.insert(1, "etcd".into());
+    }
+    let cli = Cli::parse_from(args);
+    if let Some(config::Mode::Etcd { args }) = &cli.mode {
+        if etcd_flags::wants_version(args) {
+            print!("{}", etcd_flags::version_text());
+            return Ok(());
+        }
+    }
     let cfg = Config::load(&cli, std::env::vars())?;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log));
     tracing_subscriber::fmt().with_env_filter(filter).init();
+    for w in &cfg.warnings {
+        tracing::warn!("{w}");
+    }
     run(cfg).await
 }
 
@@ -44,7 +65,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         join_existing: cfg.join_existing(),
         me: Member {
             name: cfg.etcd.name.clone(),
-            client_urls: vec![format!("http://{}", cfg.etcd_listen)],
+            client_urls: client_urls(&cfg)?,
             zk_client: cfg.zk_listen.clone(),
             ..Member::default()
         },
@@ -77,6 +98,25 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         http_routes,
         stopped(stop_rx.clone()),
     ));
+    let mut metrics_servers = Vec::new();
+    for addr in cfg
+        .metrics_listen
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+    {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding metrics_listen {addr}"))?;
+        let routes = http::metrics_router(http::Http {
+            node: node.clone(),
+            metrics: metrics.clone(),
+        });
+        let stop = stopped(stop_rx.clone());
+        metrics_servers.push(tokio::spawn(async move {
+            axum::serve(l, routes).with_graceful_shutdown(stop).await
+        }));
+    }
     let mut zk = tokio::spawn(janus_zk::serve(
         node.clone(),
         cfg.zk_listen.clone(),
@@ -122,6 +162,20 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     node.shutdown().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The etcd client URLs this member publishes: `--advertise-client-urls`,
+/// or one per client listener.
+fn client_urls(cfg: &Config) -> anyhow::Result<Vec<String>> {
+    if !cfg.etcd.advertise_client_urls.is_empty() {
+        return Ok(cfg.etcd.advertise_client_urls.clone());
+    }
+    let tls = cfg.etcd.cert_file.is_some() && cfg.etcd.key_file.is_some();
+    Ok(janus_etcd::listen_addrs(&cfg.etcd_listen, tls)
+        .context("etcd_listen")?
+        .into_iter()
+        .map(|(addr, secure)| format!("{}://{addr}", if secure { "https" } else { "http" }))
+        .collect())
 }
 
 /// SIGINT or SIGTERM.
