@@ -131,6 +131,60 @@ impl Command {
                 | Command::ZkAs { .. }
         )
     }
+
+    /// Roughly how many bytes this command takes in the log: keys, values,
+    /// paths and data, plus a small constant per command. The proposer uses
+    /// it to bound log entries (and so replication messages) by size.
+    pub fn approx_bytes(&self) -> usize {
+        const BASE: usize = 16;
+        fn op_bytes(op: &RequestOp) -> usize {
+            BASE + match op {
+                RequestOp::Range(r) => r.key.len() + r.range_end.len(),
+                RequestOp::Put(p) => p.key.len() + p.value.len(),
+                RequestOp::DeleteRange(d) => d.key.len() + d.range_end.len(),
+                RequestOp::Txn(t) => txn_bytes(t),
+            }
+        }
+        fn txn_bytes(t: &TxnRequest) -> usize {
+            let compares: usize = t
+                .compare
+                .iter()
+                .map(|c| {
+                    let v = match &c.target {
+                        CompareTarget::Value(v) => v.len(),
+                        _ => 8,
+                    };
+                    BASE + c.key.len() + c.range_end.len() + v
+                })
+                .sum();
+            compares
+                + t.success.iter().map(op_bytes).sum::<usize>()
+                + t.failure.iter().map(op_bytes).sum::<usize>()
+        }
+        fn zk_bytes(op: &ZkOp) -> usize {
+            let data = match op {
+                ZkOp::Create { data, acl, .. } => {
+                    data.as_ref().map_or(0, Vec::len) + acl.len() * 32
+                }
+                ZkOp::SetData { data, .. } => data.as_ref().map_or(0, Vec::len),
+                ZkOp::SetAcl { acl, .. } => acl.len() * 32,
+                ZkOp::Delete { .. } | ZkOp::Check { .. } => 0,
+            };
+            BASE + op.path().len() + data
+        }
+        BASE + match self {
+            Command::Put(p) => p.key.len() + p.value.len(),
+            Command::DeleteRange(d) => d.key.len() + d.range_end.len(),
+            Command::Txn(t) => txn_bytes(t),
+            Command::Zk { op, .. } => zk_bytes(op),
+            Command::ZkMulti { ops, .. } => ops.iter().map(zk_bytes).sum(),
+            Command::ZkDeleteContainer { path } => path.len(),
+            Command::ZkCreateSession { password, .. } => password.len(),
+            Command::AsUser { user, command, .. } => user.len() + command.approx_bytes(),
+            Command::ZkAs { ids, command, .. } => ids.len() * 32 + command.approx_bytes(),
+            _ => 0,
+        }
+    }
 }
 
 /// A ZooKeeper write operation (also the ops allowed in a multi).
@@ -366,4 +420,42 @@ pub struct Applied {
     /// the header revision of an etcd write).
     pub revision: i64,
     pub response: Response,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(value_len: usize) -> Command {
+        Command::Put(PutRequest {
+            key: b"k".to_vec(),
+            value: vec![0; value_len],
+            lease: 0,
+            prev_kv: false,
+            ignore_value: false,
+            ignore_lease: false,
+        })
+    }
+
+    #[test]
+    fn approx_bytes_follows_the_payload() {
+        let small = put(0).approx_bytes();
+        let big = put(64 << 10).approx_bytes();
+        assert!(small > 0);
+        assert_eq!(big - small, 64 << 10);
+        let txn = Command::Txn(TxnRequest {
+            compare: vec![],
+            success: vec![RequestOp::Put(PutRequest {
+                key: b"k".to_vec(),
+                value: vec![0; 1000],
+                lease: 0,
+                prev_kv: false,
+                ignore_value: false,
+                ignore_lease: false,
+            })],
+            failure: vec![],
+        });
+        assert!(txn.approx_bytes() >= 1001);
+        assert!(Command::Noop.approx_bytes() > 0);
+    }
 }

@@ -143,6 +143,12 @@ struct Queued {
 
 /// At most this many commands share one log entry.
 const MAX_BATCH: usize = 1024;
+/// And at most about this many bytes (a single larger command still goes
+/// alone): big entries made AppendEntries slow enough to time out.
+const MAX_BATCH_BYTES: usize = 1 << 20;
+/// Log entries in one AppendEntries message; with MAX_BATCH_BYTES this
+/// bounds a message to about 16 MiB.
+const MAX_PAYLOAD_ENTRIES: u64 = 16;
 /// Log entries in flight to openraft at once. openraft 0.9 writes each
 /// entry with its own fsync, one after the other; commands arriving during
 /// that time queue here and go together into the next entry.
@@ -153,16 +159,38 @@ const MAX_IN_FLIGHT: usize = 2;
 fn spawn_batcher(raft: Raft<TypeConfig>, mut rx: mpsc::UnboundedReceiver<Queued>) {
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     tokio::spawn(async move {
-        while let Some(first) = rx.recv().await {
+        let mut carry: Option<Queued> = None;
+        loop {
+            let first = match carry.take() {
+                Some(q) => q,
+                None => match rx.recv().await {
+                    Some(q) => q,
+                    None => return,
+                },
+            };
             let Ok(permit) = slots.clone().acquire_owned().await else {
                 return;
             };
+            let mut bytes = first.command.approx_bytes();
             let mut group = vec![first];
-            while group.len() < MAX_BATCH {
+            let mut next = None;
+            while group.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
                 match rx.try_recv() {
-                    Ok(q) => group.push(q),
+                    Ok(q) => {
+                        let b = q.command.approx_bytes();
+                        if bytes + b > MAX_BATCH_BYTES {
+                            next = Some(q);
+                            break;
+                        }
+                        bytes += b;
+                        group.push(q);
+                    }
                     Err(_) => break,
                 }
+            }
+            // A command that did not fit opens the next batch.
+            if let Some(q) = next {
+                carry = Some(q);
             }
             let (commands, replies): (Vec<Command>, Vec<_>) =
                 group.into_iter().map(|q| (q.command, q.reply)).unzip();
@@ -211,6 +239,32 @@ fn spawn_batcher(raft: Raft<TypeConfig>, mut rx: mpsc::UnboundedReceiver<Queued>
     });
 }
 
+/// The AppendEntries timeout: three heartbeats but at least 300 ms, and
+/// under half the election timeout so a dead leader is still noticed.
+fn rpc_timeout_ms(heartbeat_ms: u64, election_timeout_ms: u64) -> u64 {
+    (heartbeat_ms * 3)
+        .max(300)
+        .min(election_timeout_ms / 2)
+        .max(heartbeat_ms)
+        .min(election_timeout_ms.saturating_sub(1))
+        .max(1)
+}
+
+/// Heartbeats every `every` while this member leads (a no-op otherwise).
+/// Ends when Raft shuts down.
+fn spawn_heartbeats(raft: Raft<TypeConfig>, every: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if raft.trigger().heartbeat().await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
 impl RaftNode {
     /// Open storage, start Raft, and initialize the cluster on first start
     /// (the member with the lowest id in `initial_cluster` does it).
@@ -241,12 +295,17 @@ impl RaftNode {
             janus_store::open(&cfg.data_dir.join("db"), on_fsync)?;
         let raft_cfg = openraft::Config {
             cluster_name: "janus".into(),
-            heartbeat_interval: cfg.heartbeat_ms,
+            // openraft 0.9 uses heartbeat_interval also as the timeout of
+            // every AppendEntries, which at 100 ms cut off large batches
+            // on a busy machine and stalled replication. Give RPCs more
+            // time and send heartbeats from our own timer instead.
+            heartbeat_interval: rpc_timeout_ms(cfg.heartbeat_ms, cfg.election_timeout_ms),
+            enable_heartbeat: false,
             election_timeout_min: cfg.election_timeout_ms,
             election_timeout_max: cfg.election_timeout_ms * 2,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_logs),
             max_in_snapshot_log_to_keep: cfg.log_keep_entries,
-            max_payload_entries: 1000,
+            max_payload_entries: MAX_PAYLOAD_ENTRIES,
             ..Default::default()
         }
         .validate()
@@ -287,6 +346,7 @@ impl RaftNode {
         }
         let (batcher, batch_rx) = mpsc::unbounded_channel();
         spawn_batcher(raft.clone(), batch_rx);
+        spawn_heartbeats(raft.clone(), Duration::from_millis(cfg.heartbeat_ms));
         let node = Arc::new(RaftNode {
             id: cfg.id,
             batcher,
@@ -601,6 +661,22 @@ impl RaftNode {
     pub async fn shutdown(&self) {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!("raft shutdown: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rpc_timeout_ms;
+
+    #[test]
+    fn rpc_timeout_stays_between_heartbeat_and_election() {
+        assert_eq!(rpc_timeout_ms(100, 1000), 300);
+        assert_eq!(rpc_timeout_ms(50, 500), 250);
+        assert_eq!(rpc_timeout_ms(200, 5000), 600);
+        for (h, e) in [(1, 2), (10, 11), (100, 150), (999, 1000)] {
+            let t = rpc_timeout_ms(h, e);
+            assert!(t >= h && t < e, "{h} {e} -> {t}");
         }
     }
 }
