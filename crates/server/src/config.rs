@@ -91,6 +91,9 @@ pub enum Mode {
         #[arg(value_name = "ZOO.CFG")]
         zoo_cfg: PathBuf,
     },
+    /// Copy a running ZooKeeper and/or etcd into Janus, follow it until
+    /// SIGINT/SIGTERM (the cut-over), then verify both sides.
+    Migrate(janus_migrate::Args),
 }
 
 /// etcd's flags of the same names, layered onto `[etcd]`.
@@ -271,6 +274,8 @@ impl Config {
                 warnings = t.warnings;
                 fig = fig.merge(Serialized::defaults(serde_json::Value::Object(t.layer)));
             }
+            // A client tool: main runs it before any configuration.
+            Some(Mode::Migrate(_)) => {}
         }
         fig = fig.merge(Serialized::defaults(cli));
         let mut cfg: Config = fig.extract().context("invalid configuration")?;

@@ -36,6 +36,9 @@ async fn main() -> anyhow::Result<()> {
             return Ok(());
         }
     }
+    if let Some(config::Mode::Migrate(args)) = cli.mode {
+        return migrate(args).await;
+    }
     let cfg = Config::load(&cli, std::env::vars())?;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log));
     tracing_subscriber::fmt().with_env_filter(filter).init();
@@ -43,6 +46,22 @@ async fn main() -> anyhow::Result<()> {
         tracing::warn!("{w}");
     }
     run(cfg).await
+}
+
+/// `janus migrate`: the report goes to stdout; exit status 1 when the two
+/// sides differ.
+async fn migrate(args: janus_migrate::Args) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let report = janus_migrate::run(args).await?;
+    print!("{report}");
+    if !report.identical() {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 async fn run(cfg: Config) -> anyhow::Result<()> {
