@@ -711,13 +711,20 @@ impl Conn {
                     p.auth.as_deref().unwrap_or_default(),
                     self.srv.cfg.super_digest.as_deref(),
                 ) {
-                    Ok(()) => self.done(xid::AUTH, 0, vec![]).await,
+                    // ZooKeeper answers with the request's own xid (clients such as
+                    // zookeeper-client pipeline several auths and match by it) and
+                    // zxid 0 (checked against 3.8).
+                    Ok(()) => Step::Reply {
+                        xid,
+                        zxid: 0,
+                        err: 0,
+                        body: vec![],
+                    },
                     Err(e) => {
                         self.srv.auth_failed.fetch_add(1, Ordering::Relaxed);
-                        let zxid = self.state_rev();
                         Step::ReplyClose {
-                            xid: xid::AUTH,
-                            zxid,
+                            xid,
+                            zxid: 0,
                             err: e.code(),
                             body: vec![],
                         }
