@@ -95,12 +95,18 @@ fn restricted() -> Vec<zk::Acl> {
 }
 
 async fn seed_zk(c: &zk::Client) {
-    c.create("/app", b"root", &open()).await.expect("create /app");
+    c.create("/app", b"root", &open())
+        .await
+        .expect("create /app");
     for i in 0..200 {
         let p = format!("/app/n{i:03}");
-        c.create(&p, format!("v{i}").as_bytes(), &open()).await.expect("create");
+        c.create(&p, format!("v{i}").as_bytes(), &open())
+            .await
+            .expect("create");
         for j in 0..4 {
-            c.create(&format!("{p}/c{j}"), b"", &open()).await.expect("create child");
+            c.create(&format!("{p}/c{j}"), b"", &open())
+                .await
+                .expect("create child");
         }
     }
     let seq = zk::CreateMode::PersistentSequential.with_acls(zk::Acls::anyone_all());
@@ -109,10 +115,32 @@ async fn seed_zk(c: &zk::Client) {
     }
     let acl = restricted();
     let locked = zk::CreateMode::Persistent.with_acls(zk::Acls::new(&acl));
-    c.create("/app/locked", b"secret", &locked).await.expect("locked");
-    c.create("/app/locked/inner", b"in", &locked).await.expect("locked child");
+    c.create("/app/locked", b"secret", &locked)
+        .await
+        .expect("locked");
+    c.create("/app/locked/inner", b"in", &locked)
+        .await
+        .expect("locked child");
     let eph = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
-    c.create("/app/live", b"mine", &eph).await.expect("ephemeral");
+    c.create("/app/live", b"mine", &eph)
+        .await
+        .expect("ephemeral");
+    // Kafka-style notification sequences: the consumer deletes what it
+    // has processed, so the parent's cversion runs ahead of its children.
+    c.create("/app/changes", b"", &open())
+        .await
+        .expect("changes");
+    for i in 0..30 {
+        let (_, n) = c
+            .create("/app/changes/change_", b"c", &seq)
+            .await
+            .expect("sequential change");
+        if i < 25 {
+            c.delete(&format!("/app/changes/change_{n}"), None)
+                .await
+                .expect("consume change");
+        }
+    }
 }
 
 async fn seed_etcd(c: &mut etcd_client::Client) -> (i64, i64) {
@@ -124,12 +152,20 @@ async fn seed_etcd(c: &mut etcd_client::Client) -> (i64, i64) {
     let a = c.lease_grant(120, None).await.expect("grant").id();
     let b = c.lease_grant(90, None).await.expect("grant").id();
     for i in 0..5 {
-        c.put(format!("/leased/a{i}"), "a", Some(PutOptions::new().with_lease(a)))
-            .await
-            .expect("put leased");
-        c.put(format!("/leased/b{i}"), "b", Some(PutOptions::new().with_lease(b)))
-            .await
-            .expect("put leased");
+        c.put(
+            format!("/leased/a{i}"),
+            "a",
+            Some(PutOptions::new().with_lease(a)),
+        )
+        .await
+        .expect("put leased");
+        c.put(
+            format!("/leased/b{i}"),
+            "b",
+            Some(PutOptions::new().with_lease(b)),
+        )
+        .await
+        .expect("put leased");
     }
     (a, b)
 }
@@ -142,9 +178,13 @@ async fn write_zk(c: zk::Client, stop: Arc<AtomicBool>) -> usize {
     while !stop.load(Ordering::Relaxed) {
         let p = format!("/app/w{i:05}");
         c.create(&p, b"new", &open()).await.expect("writer create");
-        c.set_data(&format!("/app/n{:03}", i % 40), format!("w{i}").as_bytes(), None)
-            .await
-            .expect("writer set");
+        c.set_data(
+            &format!("/app/n{:03}", i % 40),
+            format!("w{i}").as_bytes(),
+            None,
+        )
+        .await
+        .expect("writer set");
         if i % 3 == 0 {
             c.delete(&p, None).await.expect("writer delete");
         }
@@ -163,17 +203,29 @@ async fn write_etcd(mut c: etcd_client::Client, stop: Arc<AtomicBool>, revoke: i
     let mut i = 0;
     let lease = c.lease_grant(100, None).await.expect("grant").id();
     while !stop.load(Ordering::Relaxed) {
-        c.put(format!("/reg/w{i:05}"), format!("w{i}"), None).await.expect("put");
-        c.put(format!("/reg/k{:04}", i % 300), format!("changed-{i}"), None)
+        c.put(format!("/reg/w{i:05}"), format!("w{i}"), None)
             .await
             .expect("put");
+        c.put(
+            format!("/reg/k{:04}", i % 300),
+            format!("changed-{i}"),
+            None,
+        )
+        .await
+        .expect("put");
         if i % 4 == 0 {
-            c.delete(format!("/reg/w{i:05}"), None).await.expect("delete");
+            c.delete(format!("/reg/w{i:05}"), None)
+                .await
+                .expect("delete");
         }
         if i % 10 == 0 {
-            c.put(format!("/leased/w{i}"), "w", Some(PutOptions::new().with_lease(lease)))
-                .await
-                .expect("put leased");
+            c.put(
+                format!("/leased/w{i}"),
+                "w",
+                Some(PutOptions::new().with_lease(lease)),
+            )
+            .await
+            .expect("put leased");
         }
         if i == 20 {
             c.lease_revoke(revoke).await.expect("revoke");
@@ -185,9 +237,15 @@ async fn write_etcd(mut c: etcd_client::Client, stop: Arc<AtomicBool>, revoke: i
     n
 }
 
-/// path -> (data, ACL) of every non-ephemeral znode under `root`.
-async fn zk_dump(c: &zk::Client, root: &str) -> BTreeMap<String, (Vec<u8>, String)> {
+/// path -> (data, ACL) of every non-ephemeral znode under `root`, and
+/// path -> children ever created there ((cversion + numChildren) / 2:
+/// ZooKeeper's cversion counts creates and deletes; sequential names
+/// count creates).
+type ZDump = (BTreeMap<String, (Vec<u8>, String)>, BTreeMap<String, i32>);
+
+async fn zk_dump(c: &zk::Client, root: &str) -> ZDump {
     let mut out = BTreeMap::new();
+    let mut cversions = BTreeMap::new();
     let mut todo = vec![root.to_string()];
     while let Some(p) = todo.pop() {
         let (data, stat) = c.get_data(&p).await.expect("get_data");
@@ -199,9 +257,10 @@ async fn zk_dump(c: &zk::Client, root: &str) -> BTreeMap<String, (Vec<u8>, Strin
         for ch in c.list_children(&p).await.expect("children") {
             todo.push(format!("{p}/{ch}"));
         }
+        cversions.insert(p.clone(), (stat.cversion + stat.num_children) / 2);
         out.insert(p, (data, acl));
     }
-    out
+    (out, cversions)
 }
 
 async fn etcd_dump(c: &mut etcd_client::Client) -> BTreeMap<Vec<u8>, (Vec<u8>, i64)> {
@@ -255,7 +314,9 @@ async fn migrates_real_zookeeper_and_etcd_with_writes_during_the_copy() {
     let mut following = 0;
     while following < 2 {
         let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx.recv_timeout(left).expect("migrate never said it follows");
+        let line = rx
+            .recv_timeout(left)
+            .expect("migrate never said it follows");
         if line.contains("following") {
             following += 1;
         }
@@ -264,7 +325,10 @@ async fn migrates_real_zookeeper_and_etcd_with_writes_during_the_copy() {
     stop.store(true, Ordering::Relaxed);
     let zk_writes = zw.await.expect("zk writer");
     let etcd_writes = ew.await.expect("etcd writer");
-    assert!(zk_writes > 30 && etcd_writes > 30, "{zk_writes} {etcd_writes}");
+    assert!(
+        zk_writes > 30 && etcd_writes > 30,
+        "{zk_writes} {etcd_writes}"
+    );
 
     // SAFETY: signalling our own child by pid.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
@@ -285,7 +349,11 @@ async fn migrates_real_zookeeper_and_etcd_with_writes_during_the_copy() {
     // Both parts followed changes made after their copy.
     let followed: Vec<usize> = report
         .lines()
-        .filter_map(|l| l.split(" changes followed").next().filter(|_| l.contains("changes followed")))
+        .filter_map(|l| {
+            l.split(" changes followed")
+                .next()
+                .filter(|_| l.contains("changes followed"))
+        })
         .filter_map(|s| s.trim().parse().ok())
         .collect();
     assert_eq!(followed.len(), 2, "{report}");
@@ -293,12 +361,51 @@ async fn migrates_real_zookeeper_and_etcd_with_writes_during_the_copy() {
 
     // Our own reads of both sides.
     let zj = zk_client(&janus.zk).await;
-    let a = zk_dump(&zsrc, "/app").await;
-    let b = zk_dump(&zj, "/app").await;
+    let (a, a_cv) = zk_dump(&zsrc, "/app").await;
+    let (b, b_cv) = zk_dump(&zj, "/app").await;
     assert!(a.len() > 1000, "{}", a.len());
-    assert_eq!(a, b, "znodes differ");
+    let differ: Vec<String> = a
+        .iter()
+        .filter(|(p, v)| b.get(*p) != Some(*v))
+        .map(|(p, v)| format!("{p}: source {v:?}, janus {:?}", b.get(p)))
+        .chain(
+            b.keys()
+                .filter(|p| !a.contains_key(*p))
+                .map(|p| format!("{p}: only in janus")),
+        )
+        .take(10)
+        .collect();
+    assert!(differ.is_empty(), "znodes differ:\n{}", differ.join("\n"));
     assert!(a.contains_key("/app/locked/inner"));
-    assert!(!b.contains_key("/app/live"), "the ephemeral stays with its session");
+    assert!(
+        !b.contains_key("/app/live"),
+        "the ephemeral stays with its session"
+    );
+    // Every znode has had as many children created as in the source, so
+    // sequential names go on from where the source was (Kafka's
+    // notification sequences).
+    let differ: Vec<String> = a_cv
+        .iter()
+        .filter(|(p, n)| b_cv.get(*p) != Some(*n))
+        .map(|(p, n)| format!("{p}: source {n}, janus {:?}", b_cv.get(p)))
+        .take(10)
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "children created per znode:\n{}",
+        differ.join("\n")
+    );
+    let seq = zk::CreateMode::PersistentSequential.with_acls(zk::Acls::anyone_all());
+    let (_, in_source) = zsrc
+        .create("/app/changes/change_", b"n", &seq)
+        .await
+        .expect("seq");
+    let (_, in_janus) = zj
+        .create("/app/changes/change_", b"n", &seq)
+        .await
+        .expect("seq");
+    assert_eq!(in_source.to_string(), "0000000030");
+    assert_eq!(in_janus.to_string(), in_source.to_string());
     let mut ej = etcd_client(&janus.etcd).await;
     let a = etcd_dump(&mut esrc).await;
     let b = etcd_dump(&mut ej).await;
@@ -308,8 +415,22 @@ async fn migrates_real_zookeeper_and_etcd_with_writes_during_the_copy() {
         !a.keys().any(|k| k.starts_with(b"/leased/b")),
         "revoked lease's keys are gone"
     );
-    let mut ids: Vec<i64> = esrc.leases().await.expect("leases").leases().iter().map(|l| l.id()).collect();
-    let mut jids: Vec<i64> = ej.leases().await.expect("leases").leases().iter().map(|l| l.id()).collect();
+    let mut ids: Vec<i64> = esrc
+        .leases()
+        .await
+        .expect("leases")
+        .leases()
+        .iter()
+        .map(|l| l.id())
+        .collect();
+    let mut jids: Vec<i64> = ej
+        .leases()
+        .await
+        .expect("leases")
+        .leases()
+        .iter()
+        .map(|l| l.id())
+        .collect();
     ids.sort();
     jids.sort();
     assert_eq!(ids, jids);

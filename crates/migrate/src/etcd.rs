@@ -60,7 +60,11 @@ pub(crate) fn key_range(prefix: &Option<Vec<u8>>) -> (Vec<u8>, Vec<u8>) {
     }
 }
 
-async fn connect(eps: &[String], user: &Option<(String, String)>, side: &'static str) -> Result<Client> {
+async fn connect(
+    eps: &[String],
+    user: &Option<(String, String)>,
+    side: &'static str,
+) -> Result<Client> {
     let mut opts = ConnectOptions::new()
         .with_connect_timeout(Duration::from_secs(10))
         .with_timeout(Duration::from_secs(30));
@@ -71,12 +75,18 @@ async fn connect(eps: &[String], user: &Option<(String, String)>, side: &'static
 }
 
 /// Every key in `range` at one revision (the first page's), and that revision.
-async fn read_all(c: &mut Client, range: &(Vec<u8>, Vec<u8>), side: &'static str) -> Result<(i64, Kvs)> {
+async fn read_all(
+    c: &mut Client,
+    range: &(Vec<u8>, Vec<u8>),
+    side: &'static str,
+) -> Result<(i64, Kvs)> {
     let mut kvs = Kvs::new();
     let mut key = range.0.clone();
     let mut rev = 0;
     loop {
-        let mut opts = GetOptions::new().with_range(range.1.clone()).with_limit(PAGE);
+        let mut opts = GetOptions::new()
+            .with_range(range.1.clone())
+            .with_limit(PAGE);
         if rev > 0 {
             opts = opts.with_revision(rev);
         }
@@ -106,7 +116,11 @@ async fn current_revision(c: &mut Client, range: &(Vec<u8>, Vec<u8>)) -> Result<
     let resp = c
         .get(
             range.0.clone(),
-            Some(GetOptions::new().with_range(range.1.clone()).with_count_only()),
+            Some(
+                GetOptions::new()
+                    .with_range(range.1.clone())
+                    .with_count_only(),
+            ),
         )
         .await
         .map_err(eerr("source"))?;
@@ -137,7 +151,10 @@ impl Mover {
         }
         match self
             .t
-            .lease_grant(ttl.granted_ttl(), Some(LeaseGrantOptions::new().with_id(id)))
+            .lease_grant(
+                ttl.granted_ttl(),
+                Some(LeaseGrantOptions::new().with_id(id)),
+            )
             .await
         {
             Ok(_) => {}
@@ -231,7 +248,11 @@ fn differences(s: &Kvs, j: &Kvs, sl: &BTreeSet<i64>, jl: &BTreeSet<i64>) -> Vec<
         }
     }
     for id in sl.symmetric_difference(jl) {
-        let side = if sl.contains(id) { "missing in Janus" } else { "only in Janus" };
+        let side = if sl.contains(id) {
+            "missing in Janus"
+        } else {
+            "only in Janus"
+        };
         d.push(format!("lease {id:x}: {side}"));
         if d.len() >= MAX_LISTED {
             break;
@@ -272,9 +293,8 @@ pub async fn migrate(o: Options, mut cut: watch::Receiver<bool>) -> Result<Part>
     progress.finish();
 
     // Everything after R, in order.
-    let mut stream = m
-        .s
-        .watch(
+    let mut stream =
+        m.s.watch(
             range.0.clone(),
             Some(
                 WatchOptions::new()
@@ -285,7 +305,11 @@ pub async fn migrate(o: Options, mut cut: watch::Receiver<bool>) -> Result<Part>
         .await
         .map_err(eerr("source"))?;
     if !*cut.borrow() {
-        eprintln!("etcd: following {} from revision {}; SIGINT or SIGTERM cuts over", o.source.join(","), rev + 1);
+        eprintln!(
+            "etcd: following {} from revision {}; SIGINT or SIGTERM cuts over",
+            o.source.join(","),
+            rev + 1
+        );
     }
     let mut followed = 0usize;
     let mut seen = rev;
@@ -385,8 +409,14 @@ mod tests {
     #[test]
     fn prefixes_become_ranges() {
         assert_eq!(key_range(&None), (vec![0], vec![0]));
-        assert_eq!(key_range(&Some(b"a".to_vec())), (b"a".to_vec(), b"b".to_vec()));
-        assert_eq!(key_range(&Some(vec![b'a', 0xff])), (vec![b'a', 0xff], b"b".to_vec()));
+        assert_eq!(
+            key_range(&Some(b"a".to_vec())),
+            (b"a".to_vec(), b"b".to_vec())
+        );
+        assert_eq!(
+            key_range(&Some(vec![b'a', 0xff])),
+            (vec![b'a', 0xff], b"b".to_vec())
+        );
         assert_eq!(key_range(&Some(vec![0xff])), (vec![0xff], vec![0]));
     }
 }

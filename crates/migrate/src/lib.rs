@@ -131,7 +131,11 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "migration report")?;
         for p in &self.parts {
-            let unit = if p.name == "zookeeper" { "znodes" } else { "keys" };
+            let unit = if p.name == "zookeeper" {
+                "znodes"
+            } else {
+                "keys"
+            };
             let leases = |s: &Side| {
                 if p.name == "etcd" {
                     format!(", {} leases", s.leases)
@@ -165,7 +169,11 @@ impl fmt::Display for Report {
                 "  {:<9}  {} changes followed{skipped}: {}",
                 "",
                 p.followed,
-                if p.identical() { "identical" } else { "DIFFERENT" }
+                if p.identical() {
+                    "identical"
+                } else {
+                    "DIFFERENT"
+                }
             )?;
             for d in &p.differences {
                 writeln!(f, "    {d}")?;
@@ -184,7 +192,7 @@ impl fmt::Display for Report {
 }
 
 /// SHA-256 of items already in a stable order, as hex.
-pub(crate) fn checksum<'a>(items: impl Iterator<Item = Vec<u8>>) -> String {
+pub(crate) fn checksum(items: impl Iterator<Item = Vec<u8>>) -> String {
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
     for item in items {

@@ -57,11 +57,10 @@ impl Progress {
 /// `label [#####.....] done/total`
 fn bar(label: &str, done: usize, total: usize) -> String {
     const WIDTH: usize = 30;
-    let filled = if total == 0 {
-        WIDTH
-    } else {
-        (done.min(total) * WIDTH) / total
-    };
+    // Nothing to do counts as done.
+    let filled = (done.min(total) * WIDTH)
+        .checked_div(total)
+        .unwrap_or(WIDTH);
     format!(
         "{label} [{}{}] {done}/{total}",
         "#".repeat(filled),

@@ -7,6 +7,16 @@
 //! cut-over, deepest first: a restrictive ACL copied early would stop the
 //! migration from creating children under it. ZooKeeper sends no event for
 //! setACL, so ACLs are taken from the final read anyway.
+//!
+//! Sequential names come from the number of children ever created under
+//! the parent, which no client op sets: at cut-over it is raised in Janus
+//! to the source's with create+delete pairs of a scratch child, so the next
+//! sequential name in Janus is the one the source would have given. Kafka
+//! relies on this: its notification sequences (config changes, ISR
+//! changes) must keep increasing across the move.
+//!
+//! Containers and TTL nodes arrive as persistent znodes: ZooKeeper's client
+//! protocol does not tell them apart (their ephemeralOwner reads 0).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -25,6 +35,10 @@ type Acl = (i32, String, String);
 struct Node {
     data: Vec<u8>,
     acl: Vec<Acl>,
+    /// Children ever created here: the counter sequential names come
+    /// from. ZooKeeper's Stat shows `cversion = 2 * creates - numChildren`
+    /// (creates and deletes both count there).
+    creates: i64,
 }
 
 #[derive(Debug, Default)]
@@ -67,7 +81,9 @@ pub(crate) fn split_source(src: &str) -> Result<(String, String)> {
         root
     };
     if root.contains("//") || root.split('/').any(|c| c == "." || c == "..") {
-        return Err(Error::BadArgument(format!("--from-zookeeper {src}: bad path")));
+        return Err(Error::BadArgument(format!(
+            "--from-zookeeper {src}: bad path"
+        )));
     }
     Ok((hosts.to_string(), root.to_string()))
 }
@@ -140,7 +156,13 @@ async fn read_node(c: &zk::Client, path: &str) -> std::result::Result<Read, zk::
     let acl = match c.get_acl(path).await {
         Ok((acl, _)) => acl
             .iter()
-            .map(|a| (perm_bits(a.permission()), a.scheme().to_string(), a.id().to_string()))
+            .map(|a| {
+                (
+                    perm_bits(a.permission()),
+                    a.scheme().to_string(),
+                    a.id().to_string(),
+                )
+            })
             .collect(),
         Err(zk::Error::NoNode) => return Ok(Read::Gone),
         Err(e) => return Err(e),
@@ -155,7 +177,14 @@ async fn read_node(c: &zk::Client, path: &str) -> std::result::Result<Read, zk::
     } else {
         Vec::new()
     };
-    Ok(Read::Node(Node { data, acl }, children))
+    Ok(Read::Node(
+        Node {
+            data,
+            acl,
+            creates: (stat.cversion as i64 + stat.num_children as i64) / 2,
+        },
+        children,
+    ))
 }
 
 /// The tree under `root`, level by level with many reads in flight;
@@ -190,7 +219,8 @@ async fn read_tree(c: &zk::Client, root: &str, side: &'static str) -> Result<Tre
 }
 
 /// Make `path` exist in Janus with `data` (ACLs come at cut-over).
-async fn put_node(t: &zk::Client, path: &str, data: &[u8]) -> std::result::Result<(), zk::Error> {
+async fn put_node(t: &zk::Client, path: &str, n: &Node) -> std::result::Result<(), zk::Error> {
+    let data = &n.data[..];
     if path != "/" {
         let open = CreateMode::Persistent.with_acls(Acls::anyone_all());
         match t.create(path, data, &open).await {
@@ -242,7 +272,7 @@ async fn resync(src: &zk::Client, t: &zk::Client, root: &str, path: &str) -> Res
     match read_node(src, path).await.map_err(zerr("source"))? {
         Read::Gone => delete_tree(t, path).await.map_err(zerr("janus")),
         Read::Ephemeral | Read::NoAuth => Ok(()),
-        Read::Node(node, _) => match put_node(t, path, &node.data).await {
+        Read::Node(node, _) => match put_node(t, path, &node).await {
             Err(zk::Error::NoNode) => {
                 // The parent is missing in Janus (its event is still to
                 // come, or was coalesced): make the ancestors first.
@@ -260,10 +290,10 @@ async fn resync(src: &zk::Client, t: &zk::Client, root: &str, path: &str) -> Res
                 }
                 for a in ancestors.iter().rev() {
                     if let Read::Node(n, _) = read_node(src, a).await.map_err(zerr("source"))? {
-                        put_node(t, a, &n.data).await.map_err(zerr("janus"))?;
+                        put_node(t, a, &n).await.map_err(zerr("janus"))?;
                     }
                 }
-                match put_node(t, path, &node.data).await {
+                match put_node(t, path, &node).await {
                     Ok(()) | Err(zk::Error::NoNode) => Ok(()),
                     Err(e) => Err(zerr("janus")(e)),
                 }
@@ -283,12 +313,24 @@ async fn reconcile(t: &zk::Client, root: &str, s: &Tree) -> Result<()> {
         .collect();
     missing.sort_by_key(|(p, _)| depth(p));
     for (p, n) in missing {
-        put_node(t, p, &n.data).await.map_err(zerr("janus"))?;
+        put_node(t, p, n).await.map_err(zerr("janus"))?;
     }
-    let mut extra: Vec<&String> = j.nodes.keys().filter(|p| !s.nodes.contains_key(*p)).collect();
+    let mut extra: Vec<&String> = j
+        .nodes
+        .keys()
+        .filter(|p| !s.nodes.contains_key(*p))
+        .collect();
     extra.sort_by_key(|p| std::cmp::Reverse(depth(p)));
     for p in extra {
         delete_tree(t, p).await.map_err(zerr("janus"))?;
+    }
+    // Creates above moved cversions: read them again, then match them
+    // before the ACLs (a copied ACL may forbid our scratch child).
+    let j = read_tree(t, root, "janus").await?;
+    for (p, n) in &s.nodes {
+        if let Some(m) = j.nodes.get(p) {
+            raise_creates(t, p, m.creates, n.creates).await?;
+        }
     }
     let mut acls: Vec<(&String, &Node)> = s
         .nodes
@@ -299,6 +341,46 @@ async fn reconcile(t: &zk::Client, root: &str, s: &Tree) -> Result<()> {
     for (p, n) in acls {
         let acl: Vec<zk::Acl> = n.acl.iter().map(to_zk_acl).collect();
         t.set_acl(p, &acl, None).await.map_err(zerr("janus"))?;
+    }
+    Ok(())
+}
+
+/// The scratch child whose create+delete pairs raise a cversion.
+const SCRATCH: &str = "janus-migrate-cversion";
+/// Pairs in one multi (two ops each, well under jute.maxbuffer).
+const PAIRS_PER_MULTI: i32 = 500;
+/// Past this gap the cversion is left and reported (a billion creates
+/// would take hours).
+const MAX_CREATES_GAP: i64 = 50_000_000;
+
+/// Raise the number of children ever created under `path` in Janus from
+/// `have` to `want`: each create+delete pair of the scratch child adds one.
+async fn raise_creates(t: &zk::Client, path: &str, have: i64, want: i64) -> Result<()> {
+    let gap = want - have;
+    if gap <= 0 || gap > MAX_CREATES_GAP {
+        return Ok(());
+    }
+    let scratch = child_path(path, SCRATCH);
+    let open = CreateMode::Persistent.with_acls(Acls::anyone_all());
+    let mut left = gap as i32;
+    while left > 0 {
+        let n = left.min(PAIRS_PER_MULTI);
+        let mut m = t.new_multi_writer();
+        for _ in 0..n {
+            m.add_create(&scratch, b"", &open)
+                .and_then(|()| m.add_delete(&scratch, None))
+                .map_err(zerr("janus"))?;
+        }
+        match m.commit().await {
+            Ok(_) => {}
+            // A container reaped meanwhile, or an ACL in the way: the
+            // comparison reports it.
+            Err(zk::MultiWriteError::OperationFailed { .. }) => return Ok(()),
+            Err(zk::MultiWriteError::RequestFailed { source }) => {
+                return Err(zerr("janus")(source))
+            }
+        }
+        left -= n;
     }
     Ok(())
 }
@@ -334,6 +416,10 @@ fn differences(s: &Tree, j: &Tree) -> Vec<String> {
             None => d.push(format!("{p}: missing in Janus")),
             Some(m) if m.data != n.data => d.push(format!("{p}: data differs")),
             Some(m) if m.acl != n.acl => d.push(format!("{p}: ACL differs")),
+            Some(m) if m.creates < n.creates => d.push(format!(
+                "{p}: {} children created, the source {} (sequential names would repeat)",
+                m.creates, n.creates
+            )),
             Some(_) => {}
         }
         if d.len() >= MAX_LISTED {
@@ -379,7 +465,7 @@ pub async fn migrate(
     let mut progress = Progress::new("zookeeper: copying znodes", tree.nodes.len());
     for level in by_depth.values() {
         for chunk in level.chunks(CONCURRENCY) {
-            let puts = futures::future::join_all(chunk.iter().map(|(p, n)| put_node(&t, p, &n.data)));
+            let puts = futures::future::join_all(chunk.iter().map(|(p, n)| put_node(&t, p, n)));
             for r in puts.await {
                 match r {
                     // Deleted in the source meanwhile; its event follows.
