@@ -38,8 +38,19 @@ fn make_pki(dir: &Path) -> PathBuf {
     openssl(
         &pki,
         &[
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
-            "ca.crt", "-days", "2", "-subj", "/CN=etcd-ca",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=etcd-ca",
         ],
     );
     std::fs::write(
@@ -57,16 +68,36 @@ fn make_pki(dir: &Path) -> PathBuf {
         openssl(
             &pki,
             &[
-                "req", "-newkey", "rsa:2048", "-nodes", "-keyout", &format!("{name}.key"),
-                "-out", &format!("{name}.csr"), "-subj", &format!("/CN={cn}"),
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+                "-subj",
+                &format!("/CN={cn}"),
             ],
         );
         openssl(
             &pki,
             &[
-                "x509", "-req", "-in", &format!("{name}.csr"), "-CA", "ca.crt", "-CAkey",
-                "ca.key", "-CAcreateserial", "-out", &format!("{name}.crt"), "-days", "2",
-                "-extfile", "leaf.ext",
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &format!("{name}.crt"),
+                "-days",
+                "2",
+                "-extfile",
+                "leaf.ext",
             ],
         );
     }
@@ -111,7 +142,10 @@ impl Member {
             format!("--initial-cluster={cluster}"),
             format!("--key-file={}", p("server.key")),
             format!("--listen-client-urls=https://127.0.0.1:{c},https://{ip}:{c}"),
-            format!("--listen-metrics-urls=http://127.0.0.1:{}", self.metrics_port),
+            format!(
+                "--listen-metrics-urls=http://127.0.0.1:{}",
+                self.metrics_port
+            ),
             format!("--listen-peer-urls=https://{ip}:{pp}"),
             format!("--name={}", self.name),
             format!("--peer-cert-file={}", p("peer.crt")),
@@ -130,8 +164,14 @@ fn ctl(pki: &Path, endpoints: &str, args: &[&str]) -> (i32, String, String) {
         .args(["-s", "INT", "20", "etcdctl"])
         .arg(format!("--endpoints={endpoints}"))
         .arg(format!("--cacert={}", pki.join("ca.crt").display()))
-        .arg(format!("--cert={}", pki.join("healthcheck-client.crt").display()))
-        .arg(format!("--key={}", pki.join("healthcheck-client.key").display()))
+        .arg(format!(
+            "--cert={}",
+            pki.join("healthcheck-client.crt").display()
+        ))
+        .arg(format!(
+            "--key={}",
+            pki.join("healthcheck-client.key").display()
+        ))
         .args(args)
         .env("ETCDCTL_API", "3")
         .stdin(Stdio::null())
@@ -251,7 +291,12 @@ fn kubeadm_static_pod_flags_start_a_cluster() {
                 let (code, out, err) = ctl(
                     &pki,
                     &ep,
-                    &["get", "/registry/flags", "--print-value-only", "--consistency=s"],
+                    &[
+                        "get",
+                        "/registry/flags",
+                        "--print-value-only",
+                        "--consistency=s",
+                    ],
                 );
                 if code == 0 && out.trim() == "kubeadm" {
                     break;
@@ -288,7 +333,10 @@ fn kubeadm_static_pod_flags_start_a_cluster() {
             line.contains(&format!("https://{}:{}", m.ip, m.client_port)),
             "advertised client URL missing: {line}"
         );
-        assert!(line.contains(&format!("{}:{}", m.ip, m.peer_port)), "{line}");
+        assert!(
+            line.contains(&format!("{}:{}", m.ip, m.peer_port)),
+            "{line}"
+        );
         assert!(line.ends_with("false"), "not a learner: {line}");
     }
 
@@ -314,26 +362,43 @@ fn kubeadm_static_pod_flags_start_a_cluster() {
     assert_eq!(out.matches(", true, ").count(), 1, "one leader: {out}");
     let (code, out, err) = ctl(&pki, &all, &["endpoint", "health"]);
     assert_eq!(code, 0, "{out}{err}");
-    assert_eq!(out.matches("is healthy").count() + err.matches("is healthy").count(), 3);
+    assert_eq!(
+        out.matches("is healthy").count() + err.matches("is healthy").count(),
+        3
+    );
 
     // A client without a certificate is refused (--client-cert-auth=true).
     let out = Command::new("timeout")
         .args(["-s", "INT", "10", "etcdctl"])
         .arg(format!("--endpoints={}", node_eps[0]))
         .arg(format!("--cacert={}", pki.join("ca.crt").display()))
-        .args(["--dial-timeout=2s", "--command-timeout=3s", "get", "/registry/flags"])
+        .args([
+            "--dial-timeout=2s",
+            "--command-timeout=3s",
+            "get",
+            "/registry/flags",
+        ])
         .env("ETCDCTL_API", "3")
         .output()
         .expect("etcdctl");
-    assert!(!out.status.success(), "a client without a certificate got in");
+    assert!(
+        !out.status.success(),
+        "a client without a certificate got in"
+    );
 }
 
 #[test]
 fn refused_and_unknown_flags_stop_the_start() {
     let dir = tempfile::tempdir().expect("tempdir");
     for (flags, says) in [
-        (vec!["--force-new-cluster"], "--force-new-cluster is not supported"),
-        (vec!["--discovery=https://discovery.etcd.io/abc"], "discovery is not supported"),
+        (
+            vec!["--force-new-cluster"],
+            "--force-new-cluster is not supported",
+        ),
+        (
+            vec!["--discovery=https://discovery.etcd.io/abc"],
+            "discovery is not supported",
+        ),
         (vec!["--no-such-flag=1"], "--no-such-flag"),
         (
             vec!["--listen-client-urls=http://127.0.0.1:45999"],

@@ -84,7 +84,12 @@ fn three_server_zoo_cfg_with_myid_files() {
     let servers: String = ports
         .iter()
         .enumerate()
-        .map(|(i, [c, q, e, _])| format!("server.{}=127.0.0.1:{q}:{e}:participant;127.0.0.1:{c}\n", i + 1))
+        .map(|(i, [c, q, e, _])| {
+            format!(
+                "server.{}=127.0.0.1:{q}:{e}:participant;127.0.0.1:{c}\n",
+                i + 1
+            )
+        })
         .collect();
     let procs: Vec<Proc> = ports
         .iter()
@@ -156,9 +161,14 @@ fn three_server_zoo_cfg_with_myid_files() {
         // Not on the whitelist of this zoo.cfg.
         assert!(four(&addr, "conf").contains("is not executed because it is not in the whitelist"));
     }
-    assert_eq!(modes.iter().filter(|l| **l).count(), 1, "one leader: {modes:?}");
+    assert_eq!(
+        modes.iter().filter(|l| **l).count(),
+        1,
+        "one leader: {modes:?}"
+    );
     // The AdminServer of admin.serverPort.
-    let (code, body) = http_get(&format!("127.0.0.1:{}", ports[0][3]), "/commands/ruok").expect("admin");
+    let (code, body) =
+        http_get(&format!("127.0.0.1:{}", ports[0][3]), "/commands/ruok").expect("admin");
     assert_eq!(code, 200, "{body}");
     // Ignored keys are logged, not refused.
     let log = std::fs::read_to_string(&procs[1].log).unwrap_or_default();
@@ -167,9 +177,15 @@ fn three_server_zoo_cfg_with_myid_files() {
     let a = format!("127.0.0.1:{}", ports[0][0]);
     let b = format!("127.0.0.1:{}", ports[1][0]);
     let c = format!("127.0.0.1:{}", ports[2][0]);
-    let out = zk_cli(&a, "create /moved from-zoo-cfg\ncreate -t 60000 /ttl t\nls /");
+    let out = zk_cli(
+        &a,
+        "create /moved from-zoo-cfg\ncreate -t 60000 /ttl t\nls /",
+    );
     assert!(out.contains("Created /moved"), "{out}");
-    assert!(out.contains("Created /ttl"), "extendedTypesEnabled=true: {out}");
+    assert!(
+        out.contains("Created /ttl"),
+        "extendedTypesEnabled=true: {out}"
+    );
     assert!(out.contains("[moved, ttl, zookeeper]"), "{out}");
     for addr in [&b, &c] {
         let out = zk_cli(addr, "sync /\nget /moved\nconfig");

@@ -749,7 +749,10 @@ mod tests {
             Response::Etcd(Err(EtcdError::LeaseNotFound))
         );
         assert_eq!(s.revision(), rev, "refused: nothing taken");
-        assert!(s.lease(7).is_some_and(|l| l.session.is_some()), "the session lives on");
+        assert!(
+            s.lease(7).is_some_and(|l| l.session.is_some()),
+            "the session lives on"
+        );
     }
 
     #[test]
@@ -765,14 +768,21 @@ mod tests {
         assert!(zk(&mut s, 0, mk("/null", None)).is_ok());
         assert!(zk(&mut s, 0, mk("/empty", Some(vec![]))).is_ok());
         assert_eq!(s.znode("/null").map(|n| n.data.clone()), Some(None));
-        assert_eq!(s.znode("/empty").map(|n| n.data.clone()), Some(Some(vec![])));
+        assert_eq!(
+            s.znode("/empty").map(|n| n.data.clone()),
+            Some(Some(vec![]))
+        );
         let set = |data| ZkOp::SetData {
             path: "/empty".into(),
             data,
             version: -1,
         };
         assert!(zk(&mut s, 0, set(None)).is_ok());
-        assert_eq!(s.znode("/empty").map(|n| (n.data.clone(), n.stat.data_length)), Some((None, 0)));
+        assert_eq!(
+            s.znode("/empty")
+                .map(|n| (n.data.clone(), n.stat.data_length)),
+            Some((None, 0))
+        );
     }
 
     #[test]

@@ -744,8 +744,10 @@ impl State {
             num_children: 0,
             pzxid: cx.zxid,
         };
-        self.tree
-            .insert(full.clone(), ZNode::new(data.map(<[u8]>::to_vec), acl.to_vec(), stat));
+        self.tree.insert(
+            full.clone(),
+            ZNode::new(data.map(<[u8]>::to_vec), acl.to_vec(), stat),
+        );
         cx.undo.push(Undo::Created(full.clone()));
         if mode.is_ephemeral() {
             cx.ephemerals.push((owner, full.clone(), true));

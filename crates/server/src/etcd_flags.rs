@@ -188,19 +188,43 @@ const IGNORED_VALUES: &[&str] = &[
 /// Flags refused, with why: ignoring them would change what the cluster
 /// does or whom it trusts.
 const REFUSED: &[(&str, &str)] = &[
-    ("config-file", "etcd's YAML config file is not read; pass its settings as flags"),
-    ("discovery", "discovery is not supported; list the members in --initial-cluster"),
-    ("discovery-srv", "DNS discovery is not supported; list the members in --initial-cluster"),
+    (
+        "config-file",
+        "etcd's YAML config file is not read; pass its settings as flags",
+    ),
+    (
+        "discovery",
+        "discovery is not supported; list the members in --initial-cluster",
+    ),
+    (
+        "discovery-srv",
+        "DNS discovery is not supported; list the members in --initial-cluster",
+    ),
     ("discovery-srv-name", "DNS discovery is not supported"),
     ("discovery-fallback", "discovery is not supported"),
     ("discovery-proxy", "discovery is not supported"),
     ("discovery-endpoints", "discovery is not supported"),
     ("discovery-token", "discovery is not supported"),
-    ("client-crl-file", "certificate revocation lists are not supported"),
-    ("peer-crl-file", "certificate revocation lists are not supported"),
-    ("peer-cert-allowed-cn", "restricting peers by certificate CN is not supported"),
-    ("peer-cert-allowed-hostname", "restricting peers by certificate hostname is not supported"),
-    ("client-cert-allowed-hostname", "restricting clients by certificate hostname is not supported"),
+    (
+        "client-crl-file",
+        "certificate revocation lists are not supported",
+    ),
+    (
+        "peer-crl-file",
+        "certificate revocation lists are not supported",
+    ),
+    (
+        "peer-cert-allowed-cn",
+        "restricting peers by certificate CN is not supported",
+    ),
+    (
+        "peer-cert-allowed-hostname",
+        "restricting peers by certificate hostname is not supported",
+    ),
+    (
+        "client-cert-allowed-hostname",
+        "restricting clients by certificate hostname is not supported",
+    ),
     ("proxy", "the v2 proxy is not supported"),
     ("experimental-enable-v2v3", "the v2 API is not supported"),
 ];
@@ -300,8 +324,9 @@ pub fn translate(args: &[String], env: &[(String, String)]) -> anyhow::Result<Tr
             continue;
         }
         if given.contains(flag.as_str()) {
-            out.warnings
-                .push(format!("ignored environment variable {k}: shadowed by --{flag}"));
+            out.warnings.push(format!(
+                "ignored environment variable {k}: shadowed by --{flag}"
+            ));
             continue;
         }
         full.push(format!("--{flag}={v}"));
@@ -483,7 +508,10 @@ fn map(a: EtcdArgs, out: &mut Translated) -> anyhow::Result<()> {
     if let Some(list) = &a.listen_peer_urls {
         let list = urls(list);
         if list.len() > 1 {
-            bail!("--listen-peer-urls: Janus listens on one peer URL, not {}", list.len());
+            bail!(
+                "--listen-peer-urls: Janus listens on one peer URL, not {}",
+                list.len()
+            );
         }
         if let Some(u) = list.first() {
             let (scheme, hostport) = split_url(u)?;
@@ -535,7 +563,11 @@ fn map(a: EtcdArgs, out: &mut Translated) -> anyhow::Result<()> {
         .collect();
     let mut members: Vec<String> = Vec::new();
     for (i, n) in names.iter().enumerate() {
-        let addrs: Vec<&String> = entries.iter().filter(|(m, _)| m == n).map(|(_, a)| a).collect();
+        let addrs: Vec<&String> = entries
+            .iter()
+            .filter(|(m, _)| m == n)
+            .map(|(_, a)| a)
+            .collect();
         if addrs.len() > 1 {
             out.warnings.push(format!(
                 "--initial-cluster: member {n} has {} peer URLs; Janus uses the first",
@@ -544,18 +576,25 @@ fn map(a: EtcdArgs, out: &mut Translated) -> anyhow::Result<()> {
         }
         members.push(format!("{}={}", i + 1, addrs[0]));
     }
-    let state = a.initial_cluster_state.clone().unwrap_or_else(|| "new".into());
+    let state = a
+        .initial_cluster_state
+        .clone()
+        .unwrap_or_else(|| "new".into());
     let node_id = match names.iter().position(|n| *n == name) {
         Some(i) => i as u64 + 1,
-        None if state == "new" => bail!(
-            "couldn't find local name {name:?} in the initial cluster configuration"
-        ),
+        None if state == "new" => {
+            bail!("couldn't find local name {name:?} in the initial cluster configuration")
+        }
         // A joining member learns its id from the membership (after
         // `etcdctl member add`); this one is only a fallback.
         None => names.len() as u64 + 1,
     };
     if state == "new" {
-        let mine: Vec<&String> = entries.iter().filter(|(m, _)| *m == name).map(|(_, a)| a).collect();
+        let mine: Vec<&String> = entries
+            .iter()
+            .filter(|(m, _)| *m == name)
+            .map(|(_, a)| a)
+            .collect();
         if !mine.iter().any(|a| a.as_str() == adv_hostport) {
             bail!(
                 "--initial-cluster has {name}={} but missing from --initial-advertise-peer-urls={adv_peer_list}",
@@ -700,15 +739,21 @@ mod tests {
     fn kubeadm_command_line_maps() {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path().join("etcd");
-        let t = translate(&kubeadm("cp-b", "10.0.0.2", d.to_str().expect("utf-8")), &[])
-            .expect("kubeadm's flags are accepted");
+        let t = translate(
+            &kubeadm("cp-b", "10.0.0.2", d.to_str().expect("utf-8")),
+            &[],
+        )
+        .expect("kubeadm's flags are accepted");
         let l = Value::Object(t.layer.clone());
         assert_eq!(l["node_id"], 2, "cp-b is second of the sorted names");
         assert_eq!(
             l["initial_cluster"],
             "1=10.0.0.1:2380,2=10.0.0.2:2380,3=10.0.0.3:2380"
         );
-        assert_eq!(l["etcd_listen"], "https://127.0.0.1:2379,https://10.0.0.2:2379");
+        assert_eq!(
+            l["etcd_listen"],
+            "https://127.0.0.1:2379,https://10.0.0.2:2379"
+        );
         assert_eq!(l["peer_listen"], "10.0.0.2:2380");
         assert_eq!(l["advertise_peer"], "10.0.0.2:2380");
         assert_eq!(l["metrics_listen"], "127.0.0.1:2381");
@@ -726,8 +771,11 @@ mod tests {
             .iter()
             .any(|w| w.contains("experimental-initial-corrupt-check")));
         // The same cluster from another member's command line agrees.
-        let t = translate(&kubeadm("cp-c", "10.0.0.3", d.to_str().expect("utf-8")), &[])
-            .expect("accepted");
+        let t = translate(
+            &kubeadm("cp-c", "10.0.0.3", d.to_str().expect("utf-8")),
+            &[],
+        )
+        .expect("accepted");
         assert_eq!(t.layer["node_id"], 3);
         assert_eq!(
             t.layer["initial_cluster"],
@@ -760,7 +808,10 @@ mod tests {
         assert_eq!(t.layer["node_id"], 1);
         assert_eq!(t.layer["etcd"]["name"], "n1", "the flag beats ETCD_NAME");
         assert_eq!(t.layer["heartbeat_ms"], 50);
-        assert_eq!(t.layer["election_timeout_ms"], 500, "from ETCD_ELECTION_TIMEOUT");
+        assert_eq!(
+            t.layer["election_timeout_ms"], 500,
+            "from ETCD_ELECTION_TIMEOUT"
+        );
         assert_eq!(t.layer["etcd"]["client_cert_auth"], false);
         assert_eq!(t.layer["data_dir"], "n1.etcd", "etcd's default data dir");
         assert!(t.warnings.iter().any(|w| w.contains("ETCD_NO_SUCH_THING")));
@@ -788,8 +839,14 @@ mod tests {
             &["--no-such-flag=1"],
             &["--auth-token=jwt,pub-key=x"],
             &["--listen-client-urls=http://127.0.0.1:2379"], // no advertise
-            &["--listen-client-urls=unix://x", "--advertise-client-urls=http://a:1"],
-            &["--listen-client-urls=https://a:1", "--advertise-client-urls=https://a:1"], // no cert
+            &[
+                "--listen-client-urls=unix://x",
+                "--advertise-client-urls=http://a:1",
+            ],
+            &[
+                "--listen-client-urls=https://a:1",
+                "--advertise-client-urls=https://a:1",
+            ], // no cert
             &["--name=x", "--initial-cluster=y=http://a:1"],
             &["--heartbeat-interval=100", "--election-timeout=300"],
             &["--listen-peer-urls=http://a:1,http://b:1"],
@@ -805,7 +862,13 @@ mod tests {
     #[test]
     fn ignored_flags_warn() {
         let t = translate(
-            &s(&["--logger=zap", "--enable-pprof", "--max-wals", "5", "--unsafe-no-fsync=true"]),
+            &s(&[
+                "--logger=zap",
+                "--enable-pprof",
+                "--max-wals",
+                "5",
+                "--unsafe-no-fsync=true",
+            ]),
             &[],
         )
         .expect("accepted");

@@ -315,7 +315,9 @@ fn jaas_digest_users(path: &Path) -> anyhow::Result<BTreeMap<String, String>> {
     let mut i = 0;
     while let Some(off) = body[i..].find("user_") {
         let at = i + off + "user_".len();
-        let Some(eq) = body[at..].find('=') else { break };
+        let Some(eq) = body[at..].find('=') else {
+            break;
+        };
         let name = body[at..at + eq].trim().to_string();
         let after = body[at + eq + 1..].trim_start();
         let Some(q) = after.strip_prefix('"') else {
@@ -357,10 +359,16 @@ fn translate_props(props: &[(String, String)]) -> anyhow::Result<Translated> {
         zk.insert("tick_ms".into(), json!(java_int(t).context("tickTime")?));
     }
     if let Some(t) = take("minSessionTimeout") {
-        zk.insert("min_session_timeout_ms".into(), json!(java_int(t).context("minSessionTimeout")?));
+        zk.insert(
+            "min_session_timeout_ms".into(),
+            json!(java_int(t).context("minSessionTimeout")?),
+        );
     }
     if let Some(t) = take("maxSessionTimeout") {
-        zk.insert("max_session_timeout_ms".into(), json!(java_int(t).context("maxSessionTimeout")?));
+        zk.insert(
+            "max_session_timeout_ms".into(),
+            json!(java_int(t).context("maxSessionTimeout")?),
+        );
     }
 
     // Servers and myid.
@@ -395,7 +403,10 @@ fn translate_props(props: &[(String, String)]) -> anyhow::Result<Translated> {
         None
     } else {
         let Some(id) = myid else {
-            bail!("{} file is missing (it names this server's server.N)", myid_path.display());
+            bail!(
+                "{} file is missing (it names this server's server.N)",
+                myid_path.display()
+            );
         };
         let Some(me) = servers.iter().find(|s| s.id == id).cloned() else {
             bail!("myid {id} has no server.{id} line");
@@ -406,9 +417,13 @@ fn translate_props(props: &[(String, String)]) -> anyhow::Result<Translated> {
                 o.id
             );
         }
-        let members: Vec<String> = servers.iter().map(|s| format!("{}={}", s.id, s.peer)).collect();
+        let members: Vec<String> = servers
+            .iter()
+            .map(|s| format!("{}={}", s.id, s.peer))
+            .collect();
         out.layer.insert("node_id".into(), json!(id));
-        out.layer.insert("initial_cluster".into(), json!(members.join(",")));
+        out.layer
+            .insert("initial_cluster".into(), json!(members.join(",")));
         out.layer.insert("advertise_peer".into(), json!(me.peer));
         let listen = if quorum_all {
             let port = me.peer.rsplit(':').next().unwrap_or_default();
@@ -439,7 +454,9 @@ fn translate_props(props: &[(String, String)]) -> anyhow::Result<Translated> {
         (None, Some(client)) => {
             out.layer.insert("zk_listen".into(), json!(client));
         }
-        (None, None) => bail!("clientPort is not set (nor a client address in this server's server.N line)"),
+        (None, None) => {
+            bail!("clientPort is not set (nor a client address in this server's server.N line)")
+        }
     }
 
     // TLS client port.
@@ -447,7 +464,12 @@ fn translate_props(props: &[(String, String)]) -> anyhow::Result<Translated> {
         let port = java_int(port).context("secureClientPort")?;
         let addr = take("secureClientPortAddress").unwrap_or(client_addr);
         zk.insert("secure_listen".into(), json!(format!("{addr}:{port}")));
-        for k in ["ssl.keyStore.location", "ssl.keyStore.type", "ssl.trustStore.location", "ssl.trustStore.type"] {
+        for k in [
+            "ssl.keyStore.location",
+            "ssl.keyStore.type",
+            "ssl.trustStore.location",
+            "ssl.trustStore.type",
+        ] {
             take(k);
         }
         let Some(key) = pem_store(&p, "ssl.keyStore")? else {
@@ -469,16 +491,25 @@ fn translate_props(props: &[(String, String)]) -> anyhow::Result<Translated> {
     // TLS between servers: Janus's peer TLS (always mutual, as ZooKeeper's
     // quorum TLS is).
     if take("sslQuorum").is_some_and(java_bool) {
-        for k in ["ssl.quorum.keyStore.location", "ssl.quorum.keyStore.type", "ssl.quorum.trustStore.location", "ssl.quorum.trustStore.type"] {
+        for k in [
+            "ssl.quorum.keyStore.location",
+            "ssl.quorum.keyStore.type",
+            "ssl.quorum.trustStore.location",
+            "ssl.quorum.trustStore.type",
+        ] {
             take(k);
         }
-        let (Some(key), Some(ca)) = (pem_store(&p, "ssl.quorum.keyStore")?, pem_store(&p, "ssl.quorum.trustStore")?) else {
+        let (Some(key), Some(ca)) = (
+            pem_store(&p, "ssl.quorum.keyStore")?,
+            pem_store(&p, "ssl.quorum.trustStore")?,
+        ) else {
             bail!("sslQuorum needs ssl.quorum.keyStore.location and ssl.quorum.trustStore.location (PEM)");
         };
         out.layer.insert("peer_cert_file".into(), json!(key));
         out.layer.insert("peer_key_file".into(), json!(key));
         out.layer.insert("peer_trusted_ca_file".into(), json!(ca));
-        out.layer.insert("peer_client_cert_auth".into(), json!(true));
+        out.layer
+            .insert("peer_client_cert_auth".into(), json!(true));
     }
 
     // Features and limits.
@@ -499,7 +530,10 @@ fn translate_props(props: &[(String, String)]) -> anyhow::Result<Translated> {
         zk.insert("reconfig_enabled".into(), json!(java_bool(v)));
     }
     if let Some(v) = take("jute.maxbuffer") {
-        zk.insert("max_buffer".into(), json!(java_int(v).context("jute.maxbuffer")?));
+        zk.insert(
+            "max_buffer".into(),
+            json!(java_int(v).context("jute.maxbuffer")?),
+        );
     }
     // AdminServer: on by default on 0.0.0.0:8080, as in ZooKeeper.
     let admin_on = take("admin.enableServer").is_none_or(java_bool);
@@ -534,9 +568,12 @@ fn translate_props(props: &[(String, String)]) -> anyhow::Result<Translated> {
             let class = v.trim();
             match class.rsplit('.').next().unwrap_or_default() {
                 "SASLAuthenticationProvider" => sasl_on = true,
-                "X509AuthenticationProvider" | "DigestAuthenticationProvider"
+                "X509AuthenticationProvider"
+                | "DigestAuthenticationProvider"
                 | "IPAuthenticationProvider" => {}
-                _ => bail!("{k}={class}: custom authentication providers are not supported by Janus"),
+                _ => {
+                    bail!("{k}={class}: custom authentication providers are not supported by Janus")
+                }
             }
         }
     }
@@ -548,7 +585,11 @@ fn translate_props(props: &[(String, String)]) -> anyhow::Result<Translated> {
     if !sasl.is_empty() {
         zk.insert("sasl".into(), Value::Object(sasl));
     }
-    for k in ["skipACL", "sessionRequireClientSASLAuth", "enforce.auth.enabled"] {
+    for k in [
+        "skipACL",
+        "sessionRequireClientSASLAuth",
+        "enforce.auth.enabled",
+    ] {
         if take(k).is_some_and(java_bool) {
             bail!("{k}: not supported by Janus (ACLs are always checked; authentication is not enforced per session)");
         }
@@ -562,17 +603,15 @@ fn translate_props(props: &[(String, String)]) -> anyhow::Result<Translated> {
     // Everything else: known tuning is accepted; unknown keys are warned.
     for (k, _) in props {
         let key = k.strip_prefix("zookeeper.").unwrap_or(k);
-        if used.contains(&key)
-            || key.starts_with("server.")
-            || key.starts_with("authProvider")
-        {
+        if used.contains(&key) || key.starts_with("server.") || key.starts_with("authProvider") {
             continue;
         }
         if IGNORED.contains(&key) || key.starts_with("metricsProvider.") {
             out.warnings
                 .push(format!("{k}: has no effect in Janus; accepted and ignored"));
         } else {
-            out.warnings.push(format!("{k}: unknown zoo.cfg key; ignored"));
+            out.warnings
+                .push(format!("{k}: unknown zoo.cfg key; ignored"));
         }
     }
     out.layer.insert("zookeeper".into(), Value::Object(zk));
@@ -642,8 +681,11 @@ mod tests {
 
     fn cfg(dir: &Path, body: &str) -> PathBuf {
         let p = dir.join("zoo.cfg");
-        std::fs::write(&p, format!("dataDir={}\n{body}", dir.join("data").display()))
-            .expect("write");
+        std::fs::write(
+            &p,
+            format!("dataDir={}\n{body}", dir.join("data").display()),
+        )
+        .expect("write");
         std::fs::create_dir_all(dir.join("data")).expect("mkdir");
         p
     }
@@ -668,7 +710,10 @@ mod tests {
         .expect("jaas");
         let env = vec![(
             "SERVER_JVMFLAGS".to_string(),
-            format!("-Xmx1g -Djava.security.auth.login.config={}", jaas.display()),
+            format!(
+                "-Xmx1g -Djava.security.auth.login.config={}",
+                jaas.display()
+            ),
         )];
         let t = translate(&path, &env).expect("valid");
         let l = Value::Object(t.layer.clone());
@@ -687,7 +732,10 @@ mod tests {
         assert_eq!(l["peer_listen"], "127.0.0.1:45282");
         assert_eq!(l["zk_listen"], "127.0.0.1:45181");
         assert_eq!(l["zookeeper"]["tick_ms"], 500);
-        assert_eq!(l["zookeeper"]["four_letter_words"], json!(["srvr", "ruok", "mntr"]));
+        assert_eq!(
+            l["zookeeper"]["four_letter_words"],
+            json!(["srvr", "ruok", "mntr"])
+        );
         assert_eq!(l["zookeeper"]["extended_types"], true);
         assert_eq!(l["zookeeper"]["reconfig_enabled"], true);
         assert_eq!(l["zookeeper"]["max_buffer"], 0x200000);
@@ -703,10 +751,17 @@ mod tests {
     #[test]
     fn standalone_and_client_from_server_line() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let t = translate(&cfg(dir.path(), "clientPort=2181\nadmin.enableServer=false\n"), &[]).expect("valid");
+        let t = translate(
+            &cfg(dir.path(), "clientPort=2181\nadmin.enableServer=false\n"),
+            &[],
+        )
+        .expect("valid");
         assert_eq!(t.layer["node_id"], 1);
         assert_eq!(t.layer["zk_listen"], "0.0.0.0:2181");
-        assert_eq!(t.layer["zookeeper"]["extended_types"], false, "ZooKeeper's default");
+        assert_eq!(
+            t.layer["zookeeper"]["extended_types"], false,
+            "ZooKeeper's default"
+        );
         assert!(t.layer["zookeeper"].get("admin_listen").is_none());
         assert!(t.layer.get("initial_cluster").is_none());
 
@@ -737,11 +792,20 @@ mod tests {
     fn refusals() {
         let bad = [
             ("clientPort=1\nserver.1=a:1:2\n", "myid"),
-            ("clientPort=1\nserver.1=a:1:2\nserver.2=b:1:2:observer\n", "observers"),
+            (
+                "clientPort=1\nserver.1=a:1:2\nserver.2=b:1:2:observer\n",
+                "observers",
+            ),
             ("clientPort=1\nskipACL=yes\n", "skipACL"),
-            ("clientPort=1\nauthProvider.1=com.example.MyAuth\n", "custom"),
+            (
+                "clientPort=1\nauthProvider.1=com.example.MyAuth\n",
+                "custom",
+            ),
             ("clientPort=1\ngroup.1=1:2:3\n", "hierarchical"),
-            ("clientPort=1\nsecureClientPort=2\nssl.keyStore.location=/k.jks\n", "PEM"),
+            (
+                "clientPort=1\nsecureClientPort=2\nssl.keyStore.location=/k.jks\n",
+                "PEM",
+            ),
             ("", "clientPort"),
         ];
         for (body, why) in bad {
