@@ -12,6 +12,7 @@ pub mod network;
 pub mod node;
 pub mod pipeline;
 pub mod query;
+mod read_rounds;
 pub mod service;
 
 /// Types generated from `proto/janus/peer.proto`.

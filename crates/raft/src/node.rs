@@ -119,6 +119,8 @@ pub struct RaftNode {
     pub(crate) leader_wait: Duration,
     /// Membership changes go one at a time.
     pub(crate) membership_lock: tokio::sync::Mutex<()>,
+    /// Leadership confirmations shared by concurrent linearizable reads.
+    read_rounds: crate::read_rounds::ReadRounds,
     /// Set once this member knows it was removed from the cluster.
     pub(crate) removed: watch::Sender<bool>,
 }
@@ -361,6 +363,7 @@ impl RaftNode {
             ),
             leader_wait: Duration::from_millis(cfg.election_timeout_ms * 5),
             membership_lock: tokio::sync::Mutex::new(()),
+            read_rounds: Default::default(),
             removed: watch::channel(false).0,
         });
         Lessor::spawn(Arc::downgrade(&node));
@@ -574,8 +577,8 @@ impl RaftNode {
         loop {
             let index = match self.leader() {
                 Some((leader, _)) if leader == self.id => {
-                    match self.raft.ensure_linearizable().await {
-                        Ok(_) => return Ok(()),
+                    match self.read_rounds.read_index(&self.raft).await {
+                        Ok(index) => Some(index),
                         Err(RaftError::APIError(_)) => None,
                         Err(e) => return Err(NodeError::Raft(e.to_string())),
                     }
@@ -606,8 +609,8 @@ impl RaftNode {
 
     /// The leader's side of a follower's read index request.
     pub(crate) async fn leader_read_index(&self) -> Result<u64, tonic::Status> {
-        match self.raft.get_read_log_id().await {
-            Ok((read, _)) => Ok(read.map_or(0, |l| l.index)),
+        match self.read_rounds.read_index(&self.raft).await {
+            Ok(index) => Ok(index),
             Err(RaftError::APIError(_)) => Err(tonic::Status::failed_precondition("not leader")),
             Err(e) => Err(tonic::Status::unavailable(e.to_string())),
         }
