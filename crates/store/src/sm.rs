@@ -260,8 +260,12 @@ impl StateMachineStore {
     }
 }
 
-impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
-    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+impl StateMachineStore {
+    /// Clone the state, serialize it and persist it: seconds of CPU and
+    /// fsync for a large state, so it runs on a blocking thread (on a
+    /// runtime worker it starved the peer RPCs of a two-core machine until
+    /// they timed out).
+    fn snapshot_now(&self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let (meta, data) = {
             let inner = self.shared.inner.read().unwrap_or_else(|p| p.into_inner());
             let body = SnapshotBody {
@@ -295,6 +299,15 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             meta,
             snapshot: Box::new(Cursor::new(stored.data)),
         })
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.snapshot_now())
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(None, &io_err(&e.to_string())))?
     }
 }
 
