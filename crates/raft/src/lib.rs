@@ -13,6 +13,7 @@ pub mod node;
 pub mod pipeline;
 pub mod query;
 pub mod service;
+pub mod transfer;
 
 /// Types generated from `proto/janus/peer.proto`.
 pub mod proto {
@@ -26,3 +27,4 @@ pub use node::{NodeConfig, NodeError, NodeStats, RaftNode};
 pub use pipeline::Pipeline;
 pub use query::{Query, QueryResult};
 pub use service::PeerService;
+pub use transfer::TransferError;
