@@ -415,8 +415,11 @@ mod listen_tests {
 
     #[test]
     fn listen_lists_with_schemes() {
-        let got = listen_addrs("https://127.0.0.1:2379, http://10.0.0.1:2379/,0.0.0.0:1", true)
-            .expect("valid");
+        let got = listen_addrs(
+            "https://127.0.0.1:2379, http://10.0.0.1:2379/,0.0.0.0:1",
+            true,
+        )
+        .expect("valid");
         assert_eq!(
             got,
             vec![
