@@ -352,13 +352,17 @@ impl RaftNode {
                 continue;
             }
             tracing::info!("leadership transfer: campaigning");
+            let term = self.metrics().current_term;
             if self.raft.trigger().elect().await.is_err() {
                 return;
             }
-            // Give the election an election timeout; a lost one is tried
-            // again (the lease has lapsed already unless a leader spoke).
+            // The trigger only queues the election: it has begun once the
+            // term moves on, and is won or lost once someone leads. Give
+            // it an election timeout; a lost one is tried again (the lease
+            // has lapsed already unless a leader spoke).
             let by = until.min(Instant::now() + self.election_timeout);
-            self.wait_metrics(by, |m| m.current_leader.is_some()).await;
+            self.wait_metrics(by, |m| m.current_term > term && m.current_leader.is_some())
+                .await;
         }
     }
 }
