@@ -6,6 +6,7 @@
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use janus_core::{RangeRequest, State};
@@ -404,24 +405,36 @@ impl maintenance_server::Maintenance for Maintenance {
             return Err(RpcError::NotLeader.into());
         }
         let target = req.get_ref().target_id;
-        let voter = self
+        let to = self
             .0
             .node
             .members()
             .into_iter()
-            .find(|(id, _, _)| self.0.member_id_of(*id) == target)
-            .is_some_and(|(_, _, voter)| voter);
-        if !voter {
+            .find(|(id, _, voter)| *voter && self.0.member_id_of(*id) == target)
+            .map(|(id, _, _)| id);
+        let Some(to) = to else {
             return Err(RpcError::BadLeaderTransferee.into());
-        }
+        };
         if target == self.0.member_id() {
             // etcd's answer carries no header.
             return Ok(Response::new(pb::MoveLeaderResponse { header: None }));
         }
-        // openraft 0.9 has no leadership transfer (its followers refuse
-        // votes while the leader's lease holds): etcd's answer when a
-        // transfer does not complete.
-        Err(RpcError::TimeoutLeaderTransfer.into())
+        // Answer before the client's deadline passes, so it sees etcd's
+        // error rather than its own; without one, etcd's request timeout.
+        let election = Duration::from_millis(self.0.node.raft.config().election_timeout_min);
+        let timeout = match grpc_timeout(&req) {
+            Some(t) => t.saturating_sub((t / 10).min(Duration::from_millis(500))),
+            None => Duration::from_secs(5) + election * 2,
+        };
+        match self.0.node.transfer_leadership(to, timeout).await {
+            // etcd's answer carries no header.
+            Ok(()) => Ok(Response::new(pb::MoveLeaderResponse { header: None })),
+            Err(janus_raft::TransferError::NotLeader) => Err(RpcError::NotLeader.into()),
+            Err(janus_raft::TransferError::BadTransferee) => {
+                Err(RpcError::BadLeaderTransferee.into())
+            }
+            Err(janus_raft::TransferError::Timeout) => Err(RpcError::TimeoutLeaderTransfer.into()),
+        }
     }
 
     async fn downgrade(
@@ -431,6 +444,24 @@ impl maintenance_server::Maintenance for Maintenance {
         self.0.require_admin(&crate::auth::Creds::of(&req))?;
         Err(Status::unimplemented("janus: downgrade is not supported"))
     }
+}
+
+/// The client's deadline from gRPC's `grpc-timeout` header (at most eight
+/// digits and a unit), if it sent one.
+fn grpc_timeout<T>(req: &Request<T>) -> Option<Duration> {
+    let v = req.metadata().get("grpc-timeout")?.to_str().ok()?;
+    let split = v.len().checked_sub(1)?;
+    let (digits, unit) = (v.get(..split)?, v.get(split..)?);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
 }
 
 impl Health {
@@ -486,6 +517,25 @@ mod tests {
         let b = super::snapshot_blob(5, &[kv]);
         assert_eq!(b.len() % 512, 32);
         assert!(b.starts_with(b"JANUSKV1"));
+    }
+
+    #[test]
+    fn grpc_timeout_header_is_read() {
+        use std::time::Duration;
+        let with = |v: &str| {
+            let mut r = tonic::Request::new(());
+            if let Ok(v) = v.parse() {
+                r.metadata_mut().insert("grpc-timeout", v);
+            }
+            super::grpc_timeout(&r)
+        };
+        assert_eq!(with("4999875u"), Some(Duration::from_micros(4_999_875)));
+        assert_eq!(with("5S"), Some(Duration::from_secs(5)));
+        assert_eq!(with("300m"), Some(Duration::from_millis(300)));
+        assert_eq!(with("2M"), Some(Duration::from_secs(120)));
+        assert_eq!(with("5x"), None);
+        assert_eq!(with("S"), None);
+        assert_eq!(with(""), None);
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod pipeline;
 pub mod query;
 mod read_rounds;
 pub mod service;
+pub mod transfer;
 
 /// Types generated from `proto/janus/peer.proto`.
 pub mod proto {
@@ -27,3 +28,4 @@ pub use node::{NodeConfig, NodeError, NodeStats, RaftNode};
 pub use pipeline::Pipeline;
 pub use query::{Query, QueryResult};
 pub use service::PeerService;
+pub use transfer::TransferError;

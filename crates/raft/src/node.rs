@@ -123,6 +123,18 @@ pub struct RaftNode {
     read_rounds: crate::read_rounds::ReadRounds,
     /// Set once this member knows it was removed from the cluster.
     pub(crate) removed: watch::Sender<bool>,
+    /// True while this leader hands its leadership over (see
+    /// `transfer.rs`): new proposals and reads wait, heartbeats stop.
+    pub(crate) transferring: watch::Sender<bool>,
+    /// The configured election timeout (openraft's minimum; the leader
+    /// lease is twice this).
+    pub(crate) election_timeout: Duration,
+    /// When this member last accepted a message from a leader, which is
+    /// when openraft last renewed the leader lease it votes by.
+    pub(crate) last_leader_msg: std::sync::Mutex<Instant>,
+    /// Bumped by every HoldElections request, so only the timer of the
+    /// latest one turns elections back on.
+    pub(crate) election_hold: AtomicU64,
 }
 
 fn now_ms() -> i64 {
@@ -252,14 +264,18 @@ fn rpc_timeout_ms(heartbeat_ms: u64, election_timeout_ms: u64) -> u64 {
         .max(1)
 }
 
-/// Heartbeats every `every` while this member leads (a no-op otherwise).
-/// Ends when Raft shuts down.
-fn spawn_heartbeats(raft: Raft<TypeConfig>, every: Duration) {
+/// Heartbeats every `every` while this member leads (a no-op otherwise),
+/// except while it transfers its leadership: the followers' leases must
+/// lapse for the transferee to win. Ends when Raft shuts down.
+fn spawn_heartbeats(raft: Raft<TypeConfig>, every: Duration, transferring: watch::Receiver<bool>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            if *transferring.borrow() {
+                continue;
+            }
             if raft.trigger().heartbeat().await.is_err() {
                 return;
             }
@@ -348,7 +364,12 @@ impl RaftNode {
         }
         let (batcher, batch_rx) = mpsc::unbounded_channel();
         spawn_batcher(raft.clone(), batch_rx);
-        spawn_heartbeats(raft.clone(), Duration::from_millis(cfg.heartbeat_ms));
+        let transferring = watch::channel(false).0;
+        spawn_heartbeats(
+            raft.clone(),
+            Duration::from_millis(cfg.heartbeat_ms),
+            transferring.subscribe(),
+        );
         let node = Arc::new(RaftNode {
             id: cfg.id,
             batcher,
@@ -365,6 +386,10 @@ impl RaftNode {
             membership_lock: tokio::sync::Mutex::new(()),
             read_rounds: Default::default(),
             removed: watch::channel(false).0,
+            transferring,
+            election_timeout: Duration::from_millis(cfg.election_timeout_ms),
+            last_leader_msg: std::sync::Mutex::new(Instant::now()),
+            election_hold: AtomicU64::new(0),
         });
         Lessor::spawn(Arc::downgrade(&node));
         crate::membership::spawn_member_tasks(
@@ -432,6 +457,11 @@ impl RaftNode {
         loop {
             match self.leader() {
                 Some((leader, _)) if leader == self.id => {
+                    if self.is_transferring() {
+                        // Then propose here or forward to the new leader.
+                        self.transfer_done().await;
+                        continue;
+                    }
                     match self.propose_local(command.clone()).await? {
                         Attempt::Done(a) => return Ok(a),
                         Attempt::NotLeader => {}
@@ -508,6 +538,7 @@ impl RaftNode {
         &self,
         commands: Vec<Command>,
     ) -> Result<Vec<Result<Applied, String>>, tonic::Status> {
+        self.transfer_done().await;
         if !self.leader().is_some_and(|(l, _)| l == self.id) {
             return Err(tonic::Status::failed_precondition("not leader"));
         }
@@ -555,6 +586,9 @@ impl RaftNode {
         &self,
         command: Command,
     ) -> Result<Applied, tonic::Status> {
+        // After a transfer the batcher answers "not leader" and the sender
+        // forwards to the new leader.
+        self.transfer_done().await;
         match self.propose_local(command).await {
             Ok(Attempt::Done(a)) => {
                 self.stats
@@ -577,6 +611,12 @@ impl RaftNode {
         loop {
             let index = match self.leader() {
                 Some((leader, _)) if leader == self.id => {
+                    if self.is_transferring() {
+                        // openraft confirms leadership with heartbeats,
+                        // which would renew the leases the transfer waits out.
+                        self.transfer_done().await;
+                        continue;
+                    }
                     match self.read_rounds.read_index(&self.raft).await {
                         Ok(index) => Some(index),
                         Err(RaftError::APIError(_)) => None,
@@ -609,6 +649,7 @@ impl RaftNode {
 
     /// The leader's side of a follower's read index request.
     pub(crate) async fn leader_read_index(&self) -> Result<u64, tonic::Status> {
+        self.transfer_done().await;
         match self.read_rounds.read_index(&self.raft).await {
             Ok(index) => Ok(index),
             Err(RaftError::APIError(_)) => Err(tonic::Status::failed_precondition("not leader")),

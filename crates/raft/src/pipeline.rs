@@ -71,6 +71,12 @@ async fn run(node: Arc<RaftNode>, mut rx: mpsc::UnboundedReceiver<(Command, Repl
         loop {
             match node.leader() {
                 Some((leader, _)) if leader == node.id => {
+                    if node.is_transferring() {
+                        // Then queue here or forward to the new leader, in
+                        // order either way.
+                        node.transfer_done().await;
+                        continue;
+                    }
                     queue_local(&node, group, &mut local);
                     break;
                 }

@@ -3,17 +3,22 @@
 use std::sync::Arc;
 
 use janus_store::{NodeId, TypeConfig};
-use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use std::time::Duration;
+
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, VoteRequest,
+};
 use tonic::{Request, Response, Status};
 
 use crate::network::{decode, encode, MAX_PEER_MESSAGE};
 use crate::node::RaftNode;
 use crate::proto::peer_server::{Peer, PeerServer};
 use crate::proto::{
-    ForwardBatchRequest, ForwardBatchResponse, ForwardRequest, ForwardResponse, KeepAliveRequest,
-    KeepAliveResponse, MemberStatusRequest, MemberStatusResponse, MembershipRequest,
-    MembershipResponse, QueryRequest, QueryResponse, RaftMessage, ReadIndexRequest,
-    ReadIndexResponse,
+    ForwardBatchRequest, ForwardBatchResponse, ForwardRequest, ForwardResponse,
+    HoldElectionsRequest, HoldElectionsResponse, KeepAliveRequest, KeepAliveResponse,
+    MemberStatusRequest, MemberStatusResponse, MembershipRequest, MembershipResponse, QueryRequest,
+    QueryResponse, RaftMessage, ReadIndexRequest, ReadIndexResponse, TimeoutNowRequest,
+    TimeoutNowResponse,
 };
 use crate::query::Query;
 
@@ -38,6 +43,10 @@ impl Peer for PeerService {
     ) -> Result<Response<RaftMessage>, Status> {
         let rpc: AppendEntriesRequest<TypeConfig> = decode(&req.into_inner().payload)?;
         let res = self.node.raft.append_entries(rpc).await;
+        // Anything but a refused vote renewed openraft's leader lease here.
+        if matches!(&res, Ok(r) if !matches!(r, AppendEntriesResponse::HigherVote(_))) {
+            self.node.heard_from_leader();
+        }
         Ok(Response::new(RaftMessage {
             payload: encode(&res)?,
         }))
@@ -57,6 +66,9 @@ impl Peer for PeerService {
     ) -> Result<Response<RaftMessage>, Status> {
         let rpc: InstallSnapshotRequest<TypeConfig> = decode(&req.into_inner().payload)?;
         let res = self.node.raft.install_snapshot(rpc).await;
+        if res.is_ok() {
+            self.node.heard_from_leader();
+        }
         Ok(Response::new(RaftMessage {
             payload: encode(&res)?,
         }))
@@ -162,5 +174,24 @@ impl Peer for PeerService {
             removed,
             id_of_addr,
         }))
+    }
+
+    async fn hold_elections(
+        &self,
+        req: Request<HoldElectionsRequest>,
+    ) -> Result<Response<HoldElectionsResponse>, Status> {
+        let hold = Duration::from_millis(req.into_inner().hold_ms);
+        self.node.hold_elections(hold);
+        Ok(Response::new(HoldElectionsResponse {}))
+    }
+
+    async fn timeout_now(
+        &self,
+        req: Request<TimeoutNowRequest>,
+    ) -> Result<Response<TimeoutNowResponse>, Status> {
+        let req = req.into_inner();
+        let within = Duration::from_millis(req.within_ms);
+        self.node.timeout_now(req.leader, req.term, within)?;
+        Ok(Response::new(TimeoutNowResponse {}))
     }
 }
