@@ -126,7 +126,7 @@ function rowElement(r) {
   el('span', { class: 'rev', title: `revision ${r.revision} = zxid 0x${r.revision.toString(16)}` }, r.revision),
   el('span', { class: `badge ${r.personality}` }, BADGES[r.personality] ?? r.personality),
   el('span', { class: 'kind' }, KINDS[r.kind] ?? r.kind),
-  el('span', { class: 'name mono' }, rowText(r)),
+  el('span', { class: 'name mono', title: rowText(r) }, rowText(r)),
   el('span', { class: 'size' }, r.size === undefined ? '' : formatBytes(r.size)));
 }
 
@@ -366,7 +366,7 @@ const refreshKeys = coalesced(async () => {
   const k = await getJSON('keys', { prefix: $('key-prefix').value, limit: $('key-limit').value });
   const rows = k.keys.map((kv) => el('tr', { data: { key: kv.key, rev: kv.modRevision } },
     td(kv.key, 'mono key'),
-    td(valueText(kv.value), 'mono value'),
+    el('td', { class: 'mono value', title: valueText(kv.value) }, valueText(kv.value)),
     td(kv.modRevision),
     td(kv.version),
     td(kv.lease ?? '', 'mono')));
