@@ -1,4 +1,5 @@
-//! HTTP endpoints: `/health` (etcd's JSON shape), `/version`, `/metrics`.
+//! HTTP endpoints: `/health` (etcd's JSON shape), `/version`, `/metrics`,
+//! and the web console (`/console`, see `console.rs`).
 
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use axum::{Json, Router};
 use janus_raft::RaftNode;
 use serde_json::json;
 
+use crate::console::{self, Console, Timeline};
 use crate::metrics::Metrics;
 
 /// The etcd version Janus speaks (Kubernetes gates features on it).
@@ -20,14 +22,21 @@ pub const ETCD_CLUSTER_VERSION: &str = "3.5.0";
 pub struct Http {
     pub node: Arc<RaftNode>,
     pub metrics: Metrics,
+    /// The console's timeline, one per process for every router.
+    pub timeline: Arc<Timeline>,
 }
 
 pub fn router(state: Http) -> Router {
+    let console = console::router(Console {
+        node: state.node.clone(),
+        timeline: state.timeline.clone(),
+    });
     Router::new()
         .route("/health", get(health))
         .route("/version", get(version))
         .route("/metrics", get(metrics))
         .with_state(state)
+        .merge(console)
 }
 
 /// The routes of `--listen-metrics-urls`: the above plus etcd 3.5.11+'s

@@ -1,6 +1,7 @@
 //! `janus`: one binary that is both a ZooKeeper and an etcd server.
 
 mod config;
+mod console;
 mod etcd_flags;
 mod http;
 mod metrics;
@@ -106,9 +107,12 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         .serve_with_shutdown(peer_addr, stopped(stop_rx.clone()));
     let peer = tokio::spawn(peer);
 
+    // The console's timeline follows the applied changes from here on.
+    let timeline = console::Timeline::spawn(&node);
     let http_routes = http::router(http::Http {
         node: node.clone(),
         metrics: metrics.clone(),
+        timeline: timeline.clone(),
     });
     let mut etcd = tokio::spawn(janus_etcd::serve(
         node.clone(),
@@ -130,6 +134,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         let routes = http::metrics_router(http::Http {
             node: node.clone(),
             metrics: metrics.clone(),
+            timeline: timeline.clone(),
         });
         let stop = stopped(stop_rx.clone());
         metrics_servers.push(tokio::spawn(async move {
