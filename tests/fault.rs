@@ -1364,11 +1364,15 @@ fn inject(c: &mut Cluster, n: Nemesis) -> String {
             // each while the fault lasted (at least one did).
             let after = c.fsync_seconds(i);
             let spent = after.zip(before).map(|(a, b)| a - b);
-            assert!(
-                spent.is_some_and(|s| s >= 0.09),
-                "member {}'s fsyncs were not slowed: {spent:?} s spent",
-                i + 1
-            );
+            if !spent.is_some_and(|s| s >= 0.09) {
+                let logs: String = (0..3)
+                    .map(|m| format!("\n--- member {} ---\n{}", m + 1, c.members[m].log_tail(30)))
+                    .collect();
+                panic!(
+                    "member {}'s fsyncs were not slowed: {spent:?} s spent (no writes reached it?){logs}",
+                    i + 1
+                );
+            }
             format!(
                 "{n:?}: every fsync of member {} 100 ms slower for {hold:?} ({:.1} s spent in fsync)",
                 i + 1,
@@ -1675,7 +1679,15 @@ fn going_back_is_caught(ops: &[ZkOp]) -> bool {
 fn cluster_under_faults_stays_linearizable() {
     let started = Instant::now();
     let tmp = tempfile::tempdir().expect("tempdir");
-    let mut c = Cluster::start(tmp.path());
+    // JANUS_TEST_KEEP=1 keeps the members' data and logs for a post-mortem.
+    let tmp_path = if std::env::var_os("JANUS_TEST_KEEP").is_some() {
+        let kept = tmp.keep();
+        eprintln!("fault suite: keeping {}", kept.display());
+        kept
+    } else {
+        tmp.path().to_path_buf()
+    };
+    let mut c = Cluster::start(&tmp_path);
     assert!(
         c.wait_leader(Duration::from_secs(60)).is_some(),
         "no leader"

@@ -85,6 +85,13 @@ impl Janus {
         j
     }
 
+    /// The last `n` lines of this member's log (for failure messages).
+    pub fn log_tail(&self, n: usize) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
     /// A handle with the same addresses and no process (for other tasks).
     pub fn clone_addrs(&self) -> Janus {
         Janus {

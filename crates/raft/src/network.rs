@@ -94,17 +94,25 @@ pub fn peer_url(addr: &str) -> String {
 }
 
 /// Connections to peers, one lazily-connected HTTP/2 channel per address.
+///
+/// A channel that fails below gRPC (other than by a request's own timeout)
+/// is dropped and the next call dials afresh: tonic keeps using an HTTP/2
+/// connection the server has sent GOAWAY on (the peer's h2 server does so
+/// when a paused member wakes up to a backlog of cancelled streams), and
+/// every request on it then fails with "transport error" while the other
+/// direction of the link works: a leader nobody can forward writes to.
 #[derive(Clone, Default)]
 pub struct Channels {
-    inner: Arc<Mutex<HashMap<String, Channel>>>,
+    inner: Arc<Mutex<HashMap<String, (u64, Channel)>>>,
+    next_gen: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Channels {
     /// A client for the peer at `addr` (`host:port`).
-    pub fn client(&self, addr: &str) -> Result<PeerClient<Channel>, tonic::transport::Error> {
+    pub fn client(&self, addr: &str) -> Result<PeerClient<PeerChannel>, tonic::transport::Error> {
         let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let ch = match map.get(addr) {
-            Some(ch) => ch.clone(),
+        let (gen, ch) = match map.get(addr) {
+            Some((gen, ch)) => (*gen, ch.clone()),
             None => {
                 let url = peer_url(addr);
                 let mut ep = Endpoint::from_shared(url.clone())?;
@@ -119,13 +127,85 @@ impl Channels {
                     .tcp_nodelay(true)
                     .http2_keep_alive_interval(Duration::from_secs(5))
                     .connect_lazy();
-                map.insert(addr.to_string(), ch.clone());
-                ch
+                let gen = self
+                    .next_gen
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                map.insert(addr.to_string(), (gen, ch.clone()));
+                (gen, ch)
             }
+        };
+        let ch = PeerChannel {
+            inner: ch,
+            addr: addr.to_string(),
+            gen,
+            owner: self.clone(),
         };
         Ok(PeerClient::new(ch)
             .max_decoding_message_size(MAX_PEER_MESSAGE)
             .max_encoding_message_size(MAX_PEER_MESSAGE))
+    }
+
+    /// Drop `addr`'s channel if it is still generation `gen`.
+    fn forget(&self, addr: &str, gen: u64) {
+        let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if map.get(addr).is_some_and(|(g, _)| *g == gen) {
+            map.remove(addr);
+            tracing::debug!(peer = addr, "peer channel failed; the next call reconnects");
+        }
+    }
+}
+
+/// A peer channel that reports transport failures to its [`Channels`].
+#[derive(Clone)]
+pub struct PeerChannel {
+    inner: Channel,
+    addr: String,
+    gen: u64,
+    owner: Channels,
+}
+
+impl PeerChannel {
+    fn failed(&self, e: &tonic::transport::Error) {
+        // A request's own deadline says nothing about the connection.
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(err) = source {
+            if err.is::<tonic::TimeoutExpired>() {
+                return;
+            }
+            source = err.source();
+        }
+        self.owner.forget(&self.addr, self.gen);
+    }
+}
+
+type HttpBody = tonic::body::Body;
+
+impl tonic::codegen::Service<tonic::codegen::http::Request<HttpBody>> for PeerChannel {
+    type Response = tonic::codegen::http::Response<HttpBody>;
+    type Error = tonic::transport::Error;
+    type Future = futures::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        let r = tonic::codegen::Service::poll_ready(&mut self.inner, cx);
+        if let std::task::Poll::Ready(Err(e)) = &r {
+            self.failed(e);
+        }
+        r
+    }
+
+    fn call(&mut self, req: tonic::codegen::http::Request<HttpBody>) -> Self::Future {
+        let fut = tonic::codegen::Service::call(&mut self.inner, req);
+        let me = self.clone();
+        Box::pin(async move {
+            let r = fut.await;
+            if let Err(e) = &r {
+                me.failed(e);
+            }
+            r
+        })
     }
 }
 
@@ -173,7 +253,7 @@ impl Connection {
         req: &Req,
         option: &RPCOption,
         which: fn(
-            PeerClient<Channel>,
+            PeerClient<PeerChannel>,
             tonic::Request<RaftMessage>,
         ) -> futures::future::BoxFuture<
             'static,
