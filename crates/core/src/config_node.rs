@@ -25,7 +25,7 @@ impl State {
         };
         let data = format!("{servers}version={zxid:x}").into_bytes();
         let mut events = Vec::new();
-        if let Some(n) = self.tree.get_mut(CONFIG_NODE) {
+        if let Some(mut n) = self.znode(CONFIG_NODE) {
             n.stat.data_length = data.len() as i32;
             n.data = Some(data);
             n.stat.version = -1;
@@ -37,7 +37,11 @@ impl State {
                     acl: n.acl.clone(),
                 });
             }
+            self.put_node(CONFIG_NODE, &n);
         }
+        self.save_clock();
+        self.db.release();
+        self.flush_mem();
         EventBatch {
             revision: self.revision,
             events,
@@ -45,13 +49,13 @@ impl State {
     }
 
     fn zk_config_node_zxid(&self) -> i64 {
-        self.tree.get(CONFIG_NODE).map_or(0, |n| n.stat.mzxid)
+        self.znode(CONFIG_NODE).map_or(0, |n| n.stat.mzxid)
     }
 
     /// The `server.N=...` lines of the current `/zookeeper/config` (its data
     /// without the trailing `version=` line).
     pub fn zk_config_servers(&self) -> String {
-        let Some(n) = self.tree.get(CONFIG_NODE) else {
+        let Some(n) = self.znode(CONFIG_NODE) else {
             return String::new();
         };
         let text = String::from_utf8_lossy(n.bytes());

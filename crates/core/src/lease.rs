@@ -4,13 +4,13 @@
 //! `LeaseExpire`. Here a lease is its id, its granted TTL and what is
 //! attached to it.
 
-use std::collections::BTreeSet;
-
 use serde::{Deserialize, Serialize};
 
 use crate::command::{EtcdResponse, Response, ZkResponse};
 use crate::error::{EtcdError, ZkError};
-use crate::state::State;
+use crate::state::{decode, encode, State};
+use crate::store::{prefix_end, Table};
+use crate::zk::lease_key_key;
 use crate::zk::NodeKind;
 
 /// etcd's `MaxLeaseTTL` (seconds).
@@ -35,39 +35,73 @@ pub struct Lease {
     pub ttl_ms: i64,
     /// `Some` when this lease is a ZooKeeper session.
     pub session: Option<Session>,
-    /// Attached etcd keys.
-    pub keys: BTreeSet<Vec<u8>>,
-    /// Attached ephemeral znodes.
-    pub ephemerals: BTreeSet<String>,
+}
+
+fn lease_row(id: i64) -> [u8; 8] {
+    (id as u64).to_be_bytes()
 }
 
 impl State {
-    pub fn lease(&self, id: i64) -> Option<&Lease> {
-        self.leases.get(&id)
+    pub fn lease(&self, id: i64) -> Option<Lease> {
+        self.db
+            .get(Table::Lease, &lease_row(id))
+            .and_then(|raw| decode(&raw))
     }
 
-    pub fn leases(&self) -> impl Iterator<Item = &Lease> {
-        self.leases.values()
+    /// Every lease and session, by id (as unsigned: negative ids last).
+    pub fn leases(&self) -> Vec<Lease> {
+        let mut out = Vec::new();
+        self.db.scan(Table::Lease, b"", None, false, &mut |_, v| {
+            if let Some(l) = decode(v) {
+                out.push(l);
+            }
+            true
+        });
+        out
+    }
+
+    pub(crate) fn import_lease(&mut self, l: &Lease) {
+        self.put_lease(l);
+    }
+
+    fn put_lease(&mut self, l: &Lease) {
+        self.db.put(Table::Lease, lease_row(l.id).to_vec(), encode(l));
+    }
+
+    /// The etcd keys attached to lease `id`, in order.
+    pub fn lease_keys(&self, id: i64) -> Vec<Vec<u8>> {
+        let start = lease_key_key(id, b"");
+        let end = prefix_end(&start);
+        let mut out = Vec::new();
+        self.db
+            .scan(Table::LeaseItem, &start, end.as_deref(), false, &mut |k, _| {
+                out.push(k[start.len()..].to_vec());
+                true
+            });
+        out
+    }
+
+    pub(crate) fn lease_attach(&mut self, id: i64, key: &[u8]) {
+        self.db.put(Table::LeaseItem, lease_key_key(id, key), Vec::new());
+    }
+
+    pub(crate) fn lease_detach(&mut self, id: i64, key: &[u8]) {
+        self.db.delete(Table::LeaseItem, &lease_key_key(id, key));
     }
 
     pub(crate) fn lease_grant(&mut self, id: i64, ttl_secs: i64) -> Response {
-        if id == 0 || self.leases.contains_key(&id) {
+        if id == 0 || self.db.contains(Table::Lease, &lease_row(id)) {
             return Response::Etcd(Err(EtcdError::LeaseExists));
         }
         if ttl_secs > MAX_LEASE_TTL_SECS {
             return Response::Etcd(Err(EtcdError::LeaseTtlTooLarge));
         }
         let ttl_ms = ttl_secs.saturating_mul(1000);
-        self.leases.insert(
+        self.put_lease(&Lease {
             id,
-            Lease {
-                id,
-                ttl_ms,
-                session: None,
-                keys: BTreeSet::new(),
-                ephemerals: BTreeSet::new(),
-            },
-        );
+            ttl_ms,
+            session: None,
+        });
         Response::Etcd(Ok(EtcdResponse::LeaseGrant { id, ttl_secs }))
     }
 
@@ -76,7 +110,7 @@ impl State {
         // A session id is stored as ephemeralOwner: it must not read as the
         // container or TTL marker (ZooKeeper never issues such ids).
         let valid = NodeKind::of_owner(id) == NodeKind::Ephemeral(id);
-        if !valid || self.leases.contains_key(&id) {
+        if !valid || self.db.contains(Table::Lease, &lease_row(id)) {
             return Response::Zk(Err(ZkError::BadArguments));
         }
         let session = Session {
@@ -84,34 +118,32 @@ impl State {
             timeout_ms,
             owner: 0,
         };
-        self.leases.insert(
+        self.put_lease(&Lease {
             id,
-            Lease {
-                id,
-                ttl_ms: timeout_ms,
-                session: Some(session),
-                keys: BTreeSet::new(),
-                ephemerals: BTreeSet::new(),
-            },
-        );
+            ttl_ms: timeout_ms,
+            session: Some(session),
+        });
         Response::Zk(Ok(ZkResponse::Session))
     }
 
     /// A client re-established session `id` on connection `owner`. Takes
     /// no zxid: ZooKeeper's session tracker changes the owner outside the log.
     pub(crate) fn session_attach(&mut self, id: i64, owner: u64) -> Response {
-        match self.leases.get_mut(&id).and_then(|l| l.session.as_mut()) {
-            Some(s) => {
-                s.owner = owner;
+        match self.lease(id) {
+            Some(mut l) if l.session.is_some() => {
+                if let Some(s) = l.session.as_mut() {
+                    s.owner = owner;
+                }
+                self.put_lease(&l);
                 Response::Zk(Ok(ZkResponse::Session))
             }
-            None => Response::Zk(Err(ZkError::SessionExpired)),
+            _ => Response::Zk(Err(ZkError::SessionExpired)),
         }
     }
 
     pub(crate) fn session_close(&mut self, time: i64, id: i64) -> Response {
         let zxid = self.next_zxid();
-        if !self.leases.get(&id).is_some_and(|l| l.session.is_some()) {
+        if !self.lease(id).is_some_and(|l| l.session.is_some()) {
             return Response::Zk(Err(ZkError::SessionExpired));
         }
         self.end_lease(zxid, time, id);
@@ -121,7 +153,7 @@ impl State {
     pub(crate) fn lease_revoke(&mut self, time: i64, id: i64) -> Response {
         // The etcd API does not see ZooKeeper sessions: revoking one is
         // refused as an unknown lease, as keep-alive and timetolive are.
-        if !self.leases.get(&id).is_some_and(|l| l.session.is_none()) {
+        if !self.lease(id).is_some_and(|l| l.session.is_none()) {
             return Response::Etcd(Err(EtcdError::LeaseNotFound));
         }
         self.end_lease(0, time, id);
@@ -131,7 +163,7 @@ impl State {
     /// Expiry: a session closes as ZooKeeper's closeSession txn does (taking a
     /// zxid); an etcd lease is revoked (a revision only if keys go).
     pub(crate) fn lease_expire(&mut self, time: i64, id: i64) -> Response {
-        let Some(lease) = self.leases.get(&id) else {
+        let Some(lease) = self.lease(id) else {
             return Response::Expired(false);
         };
         let zxid = if lease.session.is_some() {
@@ -146,11 +178,11 @@ impl State {
     /// Delete everything attached to the lease, then the lease. `zxid` is
     /// the already-taken zxid for ZooKeeper-side removals (0: none taken).
     fn end_lease(&mut self, zxid: i64, time: i64, id: i64) {
-        let Some(lease) = self.leases.get(&id) else {
+        if self.lease(id).is_none() {
             return;
-        };
-        let has_ephemerals = !lease.ephemerals.is_empty();
-        let keys: Vec<Vec<u8>> = lease.keys.iter().cloned().collect();
+        }
+        let has_ephemerals = !self.zk_ephemerals(id, "").is_empty();
+        let keys = self.lease_keys(id);
         if has_ephemerals {
             let zxid = if zxid == 0 { self.next_zxid() } else { zxid };
             self.zk_kill_session(zxid, time, id);
@@ -166,6 +198,9 @@ impl State {
             self.kv_delete_keys_at(rev, &keys);
             self.revision = rev;
         }
-        self.leases.remove(&id);
+        for k in keys {
+            self.lease_detach(id, &k);
+        }
+        self.db.delete(Table::Lease, &lease_row(id));
     }
 }

@@ -14,8 +14,10 @@ mod config_node;
 pub mod error;
 pub mod event;
 pub mod lease;
+pub mod legacy;
 pub mod mvcc;
 pub mod state;
+pub mod store;
 pub mod zk;
 pub mod zk_acl;
 
@@ -26,5 +28,6 @@ pub use error::{EtcdError, ZkError};
 pub use event::{Event, EventBatch};
 pub use lease::{Lease, Session};
 pub use mvcc::KeyValue;
-pub use state::State;
+pub use state::{LoadError, State};
+pub use store::{Change, MemStore, Store, Table};
 pub use zk::{Acl, CreateMode, Id, Stat, ZNode};

@@ -7,8 +7,6 @@
 //! touches, and only if it changes something.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
-use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
 
@@ -19,7 +17,8 @@ use crate::command::{
 };
 use crate::error::EtcdError;
 use crate::event::Event;
-use crate::state::State;
+use crate::state::{decode, encode, State};
+use crate::store::{escape_bound, escape_key, prefix_end, read_be_i64, unescape_key, Table};
 
 /// etcd's `mvccpb.KeyValue`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -57,11 +56,6 @@ impl Rev {
         }
     }
 
-    fn mod_revision(&self) -> i64 {
-        match self {
-            Rev::Put { mod_revision, .. } | Rev::Del { mod_revision } => *mod_revision,
-        }
-    }
     fn to_kv(&self, key: &[u8]) -> Option<KeyValue> {
         match self {
             Rev::Put {
@@ -83,67 +77,120 @@ impl Rev {
     }
 }
 
-/// Versions of one key, oldest first.
-pub(crate) type History = Vec<Rev>;
-pub(crate) type KeySpace = BTreeMap<Vec<u8>, History>;
-
-/// The version of a key visible at `rev`.
-fn at(hist: &History, rev: i64) -> Option<&Rev> {
-    let n = hist.partition_point(|r| r.mod_revision() <= rev);
-    if n == 0 {
-        None
-    } else {
-        hist.get(n - 1).filter(|r| matches!(r, Rev::Put { .. }))
-    }
+/// A live key's latest version, without its value (`KvLatest` rows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Latest {
+    main: i64,
+    sub: i64,
+    create_revision: i64,
+    version: i64,
+    lease: i64,
 }
 
-/// Bounds of `[key, range_end)` with etcd's conventions: empty end = the key
-/// alone; end "\0" = everything from key on.
-fn bounds<'a>(key: &'a [u8], range_end: &'a [u8]) -> Option<(Bound<&'a [u8]>, Bound<&'a [u8]>)> {
+/// A `KvIndex` row's value: where the version's value is, and whether it
+/// is a tombstone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct IndexEntry {
+    sub: i64,
+    tombstone: bool,
+}
+
+fn rev_key(main: i64, sub: i64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&(main as u64).to_be_bytes());
+    k[8..].copy_from_slice(&(sub as u64).to_be_bytes());
+    k
+}
+
+fn index_key(key: &[u8], main: i64) -> Vec<u8> {
+    let mut k = escape_key(key);
+    k.extend_from_slice(&(main as u64).to_be_bytes());
+    k
+}
+
+/// Split a `KvIndex` key into the key and the main revision.
+fn split_index_key(k: &[u8]) -> Option<(Vec<u8>, i64)> {
+    let (key, rest) = unescape_key(k)?;
+    Some((key, read_be_i64(rest)?))
+}
+
+/// The `KvIndex` bounds of etcd's `[key, range_end)`: empty end = the key
+/// alone; end "\0" = everything from key on. None: an empty range.
+fn index_bounds(key: &[u8], range_end: &[u8]) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
     if range_end.is_empty() {
-        Some((Bound::Included(key), Bound::Included(key)))
+        let k = escape_key(key);
+        let end = prefix_end(&k);
+        Some((k, end))
     } else if range_end == [0] {
-        Some((Bound::Included(key), Bound::Unbounded))
+        Some((escape_bound(key), None))
     } else if key >= range_end {
         None
     } else {
-        Some((Bound::Included(key), Bound::Excluded(range_end)))
+        Some((escape_bound(key), Some(escape_bound(range_end))))
     }
 }
 
-fn range_iter<'a>(
-    kv: &'a KeySpace,
-    key: &'a [u8],
-    range_end: &'a [u8],
-) -> impl Iterator<Item = (&'a Vec<u8>, &'a History)> + 'a {
-    bounds(key, range_end)
-        .into_iter()
-        .flat_map(move |b| kv.range::<[u8], _>(b))
-}
-
-/// Undo records for a write that fails part way (all or nothing).
-enum KvUndo {
-    Pushed(Vec<u8>),
-    Replaced(Vec<u8>, Rev),
-    Attached(i64, Vec<u8>),
-    Detached(i64, Vec<u8>),
+/// The `KvLatest` bounds of etcd's `[key, range_end)`.
+fn latest_bounds(key: &[u8], range_end: &[u8]) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
+    if range_end.is_empty() {
+        let mut end = key.to_vec();
+        end.push(0);
+        Some((key.to_vec(), Some(end)))
+    } else if range_end == [0] {
+        Some((key.to_vec(), None))
+    } else if key >= range_end {
+        None
+    } else {
+        Some((key.to_vec(), Some(range_end.to_vec())))
+    }
 }
 
 /// One etcd write request in progress, at revision `rev`.
 pub(crate) struct KvTxn {
     rev: i64,
+    /// The next sub-revision.
+    sub: i64,
     changed: bool,
-    undo: Vec<KvUndo>,
+    savepoint: usize,
+    kv_bytes: u64,
     events: Vec<Event>,
 }
 
 impl State {
+    fn latest(&self, key: &[u8]) -> Option<Latest> {
+        self.db
+            .get(Table::KvLatest, key)
+            .and_then(|raw| decode(&raw))
+    }
+
+    fn rev_at(&self, main: i64, sub: i64) -> Option<(Vec<u8>, Rev)> {
+        self.db
+            .get(Table::KvRev, &rev_key(main, sub))
+            .and_then(|raw| decode(&raw))
+    }
+
+    fn latest_kv(&self, key: &[u8], l: &Latest, with_value: bool) -> KeyValue {
+        let value = if with_value {
+            match self.rev_at(l.main, l.sub) {
+                Some((_, Rev::Put { value, .. })) => value,
+                _ => Vec::new(),
+            }
+        } else {
+            Vec::new()
+        };
+        KeyValue {
+            key: key.to_vec(),
+            create_revision: l.create_revision,
+            mod_revision: l.main,
+            version: l.version,
+            value,
+            lease: l.lease,
+        }
+    }
+
     /// The latest version of `key`.
     pub fn kv_get(&self, key: &[u8]) -> Option<KeyValue> {
-        self.kv
-            .get(key)
-            .and_then(|h| h.last())
-            .and_then(|r| r.to_kv(key))
+        self.latest(key).map(|l| self.latest_kv(key, &l, true))
     }
 
     /// The compacted revision (0 = never compacted).
@@ -171,6 +218,73 @@ impl State {
         Ok(rev)
     }
 
+    /// Visit the versions visible at `rev` in `[key, range_end)`, in key
+    /// order: (key, main, sub). From `KvLatest` at the latest revision,
+    /// else from the history in `KvIndex`.
+    fn visible(
+        &self,
+        key: &[u8],
+        range_end: &[u8],
+        rev: i64,
+        f: &mut dyn FnMut(&[u8], Option<&Latest>, i64, i64) -> bool,
+    ) {
+        if rev >= self.revision {
+            let Some((start, end)) = latest_bounds(key, range_end) else {
+                return;
+            };
+            self.db
+                .scan(Table::KvLatest, &start, end.as_deref(), false, &mut |k, v| {
+                    match decode::<Latest>(v) {
+                        Some(l) => f(k, Some(&l), l.main, l.sub),
+                        None => true,
+                    }
+                });
+            return;
+        }
+        let Some((start, end)) = index_bounds(key, range_end) else {
+            return;
+        };
+        // Per key: the last version at or before `rev`.
+        let mut cur: Option<(Vec<u8>, i64, IndexEntry)> = None;
+        let mut go = true;
+        self.db
+            .scan(Table::KvIndex, &start, end.as_deref(), false, &mut |k, v| {
+                let (Some((key, main)), Some(e)) = (split_index_key(k), decode::<IndexEntry>(v))
+                else {
+                    return true;
+                };
+                if cur.as_ref().is_some_and(|(ck, _, _)| *ck != key) {
+                    if let Some((ck, m, e)) = cur.take() {
+                        if !e.tombstone && !f(&ck, None, m, e.sub) {
+                            go = false;
+                            return false;
+                        }
+                    }
+                }
+                if main <= rev {
+                    cur = Some((key, main, e));
+                } else if cur.as_ref().is_none_or(|(ck, _, _)| *ck != key) {
+                    cur = None;
+                }
+                true
+            });
+        if go {
+            if let Some((ck, m, e)) = cur {
+                if !e.tombstone {
+                    f(&ck, None, m, e.sub);
+                }
+            }
+        }
+    }
+
+    fn kv_at(&self, key: &[u8], latest: Option<&Latest>, main: i64, sub: i64, with_value: bool) -> Option<KeyValue> {
+        if let (Some(l), false) = (latest, with_value) {
+            return Some(self.latest_kv(key, l, false));
+        }
+        let (_, r) = self.rev_at(main, sub)?;
+        r.to_kv(key)
+    }
+
     fn range_at(&self, req: &RangeRequest, rev: i64) -> RangeResponse {
         let filtered = req.sort_order != SortOrder::None
             || req.min_mod_revision != 0
@@ -186,16 +300,17 @@ impl State {
         };
         let mut count = 0i64;
         let mut kvs = Vec::new();
-        for (k, h) in range_iter(&self.kv, &req.key, &req.range_end) {
-            if let Some(r) = at(h, rev) {
-                count += 1;
-                if !req.count_only && kvs.len() < take {
-                    if let Some(kv) = r.to_kv(k) {
-                        kvs.push(kv);
-                    }
+        // Sorting by value needs the values even for keys_only.
+        let with_value = !req.keys_only || req.sort_target == SortTarget::Value;
+        self.visible(&req.key, &req.range_end, rev, &mut |k, l, main, sub| {
+            count += 1;
+            if !req.count_only && kvs.len() < take {
+                if let Some(kv) = self.kv_at(k, l, main, sub, with_value) {
+                    kvs.push(kv);
                 }
             }
-        }
+            true
+        });
         if req.count_only {
             return RangeResponse {
                 kvs: Vec::new(),
@@ -248,12 +363,7 @@ impl State {
         &mut self,
         f: impl FnOnce(&mut State, &mut KvTxn) -> Result<T, EtcdError>,
     ) -> Result<T, EtcdError> {
-        let mut tx = KvTxn {
-            rev: self.revision + 1,
-            changed: false,
-            undo: Vec::new(),
-            events: Vec::new(),
-        };
+        let mut tx = self.kv_txn_at(self.revision + 1);
         match f(self, &mut tx) {
             Ok(t) => {
                 if tx.changed {
@@ -263,82 +373,85 @@ impl State {
                 Ok(t)
             }
             Err(e) => {
-                self.kv_rollback(tx);
+                self.db.rollback(tx.savepoint);
+                self.kv_bytes = tx.kv_bytes;
                 Err(e)
             }
         }
     }
 
-    fn kv_rollback(&mut self, tx: KvTxn) {
-        for u in tx.undo.into_iter().rev() {
-            match u {
-                KvUndo::Pushed(key) => {
-                    if let Some(h) = self.kv.get_mut(&key) {
-                        if let Some(r) = h.pop() {
-                            self.kv_bytes = self.kv_bytes.saturating_sub(r.cost(&key));
-                        }
-                        if h.is_empty() {
-                            self.kv.remove(&key);
-                        }
-                    }
-                }
-                KvUndo::Replaced(key, old) => {
-                    if let Some(last) = self.kv.get_mut(&key).and_then(|h| h.last_mut()) {
-                        self.kv_bytes =
-                            (self.kv_bytes + old.cost(&key)).saturating_sub(last.cost(&key));
-                        *last = old;
-                    }
-                }
-                KvUndo::Attached(lease, key) => {
-                    if let Some(l) = self.leases.get_mut(&lease) {
-                        l.keys.remove(&key);
-                    }
-                }
-                KvUndo::Detached(lease, key) => {
-                    if let Some(l) = self.leases.get_mut(&lease) {
-                        l.keys.insert(key);
-                    }
-                }
-            }
+    fn kv_txn_at(&self, rev: i64) -> KvTxn {
+        KvTxn {
+            rev,
+            sub: 0,
+            changed: false,
+            savepoint: self.db.savepoint(),
+            kv_bytes: self.kv_bytes,
+            events: Vec::new(),
         }
     }
 
     /// Record a new version of `key` at the txn's revision.
     fn push_rev(&mut self, tx: &mut KvTxn, key: &[u8], rev: Rev) {
         let added = rev.cost(key);
-        let h = self.kv.entry(key.to_vec()).or_default();
-        match h.last_mut() {
-            Some(last) if last.mod_revision() == tx.rev => {
-                let old = std::mem::replace(last, rev);
-                self.kv_bytes = (self.kv_bytes + added).saturating_sub(old.cost(key));
-                tx.undo.push(KvUndo::Replaced(key.to_vec(), old));
+        let ik = index_key(key, tx.rev);
+        let sub = match self.db.get(Table::KvIndex, &ik).and_then(|r| decode::<IndexEntry>(&r)) {
+            // A second change to the key in one revision replaces the first.
+            Some(e) => {
+                if let Some((_, old)) = self.rev_at(tx.rev, e.sub) {
+                    self.kv_bytes = self.kv_bytes.saturating_sub(old.cost(key));
+                }
+                e.sub
             }
-            _ => {
-                h.push(rev);
-                self.kv_bytes += added;
-                tx.undo.push(KvUndo::Pushed(key.to_vec()));
+            None => {
+                tx.sub += 1;
+                tx.sub - 1
             }
+        };
+        let tombstone = matches!(rev, Rev::Del { .. });
+        match &rev {
+            Rev::Put {
+                create_revision,
+                version,
+                lease,
+                ..
+            } => {
+                let l = Latest {
+                    main: tx.rev,
+                    sub,
+                    create_revision: *create_revision,
+                    version: *version,
+                    lease: *lease,
+                };
+                self.db.put(Table::KvLatest, key.to_vec(), encode(&l));
+            }
+            Rev::Del { .. } => self.db.delete(Table::KvLatest, key),
         }
+        self.db.put(Table::KvIndex, ik, encode(&IndexEntry { sub, tombstone }));
+        self.db
+            .put(Table::KvRev, rev_key(tx.rev, sub).to_vec(), encode(&(key, &rev)));
+        self.kv_bytes += added;
         tx.changed = true;
     }
 
-    fn set_lease(&mut self, tx: &mut KvTxn, key: &[u8], old: i64, new: i64) {
+    /// Write one version with known revisions (format upgrades).
+    pub(crate) fn import_version(&mut self, key: &[u8], main: i64, sub: i64, rev: Rev) {
+        let mut tx = self.kv_txn_at(main);
+        tx.sub = sub;
+        let bytes = self.kv_bytes;
+        self.push_rev(&mut tx, key, rev);
+        self.kv_bytes = bytes;
+    }
+
+    fn set_lease(&mut self, key: &[u8], old: i64, new: i64) {
         if old == new {
             return;
         }
         if old != 0 {
-            if let Some(l) = self.leases.get_mut(&old) {
-                if l.keys.remove(key) {
-                    tx.undo.push(KvUndo::Detached(old, key.to_vec()));
-                }
-            }
+            self.lease_detach(old, key);
         }
-        if new != 0 {
-            if let Some(l) = self.leases.get_mut(&new) {
-                if l.keys.insert(key.to_vec()) {
-                    tx.undo.push(KvUndo::Attached(new, key.to_vec()));
-                }
-            }
+        if new != 0 && self.lease(new).is_some() {
+            self.lease_attach(new, key);
         }
     }
 
@@ -363,10 +476,8 @@ impl State {
             _ => {
                 // A ZooKeeper session is a lease inside, but the etcd API
                 // does not see sessions (decision 2; docs/decisions.md).
-                let etcd_lease = self
-                    .leases
-                    .get(&req.lease)
-                    .is_some_and(|l| l.session.is_none());
+                let etcd_lease = req.lease != 0
+                    && self.lease(req.lease).is_some_and(|l| l.session.is_none());
                 if req.lease != 0 && !etcd_lease {
                     return Err(EtcdError::LeaseNotFound);
                 }
@@ -384,7 +495,7 @@ impl State {
         };
         let kv = rev.to_kv(&req.key).unwrap_or_default();
         self.push_rev(tx, &req.key, rev);
-        self.set_lease(tx, &req.key, cur.as_ref().map_or(0, |c| c.lease), lease);
+        self.set_lease(&req.key, cur.as_ref().map_or(0, |c| c.lease), lease);
         tx.events.push(Event::KvPut {
             kv,
             prev: cur.clone(),
@@ -392,6 +503,18 @@ impl State {
         Ok(PutResponse {
             prev_kv: if req.prev_kv { cur } else { None },
         })
+    }
+
+    /// The live keys of `[key, range_end)` with their values.
+    fn live_range(&self, key: &[u8], range_end: &[u8]) -> Vec<KeyValue> {
+        let mut out = Vec::new();
+        self.visible(key, range_end, i64::MAX, &mut |k, l, _, _| {
+            if let Some(l) = l {
+                out.push(self.latest_kv(k, l, true));
+            }
+            true
+        });
+        out
     }
 
     pub(crate) fn kv_delete_range(
@@ -402,9 +525,7 @@ impl State {
         if req.key.is_empty() {
             return Err(EtcdError::EmptyKey);
         }
-        let live: Vec<KeyValue> = range_iter(&self.kv, &req.key, &req.range_end)
-            .filter_map(|(k, h)| h.last().and_then(|r| r.to_kv(k)))
-            .collect();
+        let live = self.live_range(&req.key, &req.range_end);
         for prev in &live {
             self.push_rev(
                 tx,
@@ -413,7 +534,7 @@ impl State {
                     mod_revision: tx.rev,
                 },
             );
-            self.set_lease(tx, &prev.key, prev.lease, 0);
+            self.set_lease(&prev.key, prev.lease, 0);
             let kv = KeyValue {
                 key: prev.key.clone(),
                 mod_revision: tx.rev,
@@ -469,16 +590,24 @@ impl State {
     /// key compares as a zero KeyValue, except that a value compare fails.
     fn compare(&self, c: &Compare) -> bool {
         let mut any = false;
-        for (k, h) in range_iter(&self.kv, &c.key, &c.range_end) {
-            if let Some(kv) = h.last().and_then(|r| r.to_kv(k)) {
+        let mut ok = true;
+        let with_value = matches!(c.target, CompareTarget::Value(_));
+        self.visible(&c.key, &c.range_end, i64::MAX, &mut |k, l, _, _| {
+            if let Some(l) = l {
                 any = true;
+                let kv = self.latest_kv(k, l, with_value);
                 if !compare_kv(c, &kv) {
+                    ok = false;
                     return false;
                 }
             }
+            true
+        });
+        if !ok {
+            return false;
         }
         if !any {
-            if matches!(c.target, CompareTarget::Value(_)) {
+            if with_value {
                 return false;
             }
             return compare_kv(c, &KeyValue::default());
@@ -486,6 +615,10 @@ impl State {
         true
     }
 
+    /// Compact the history at `revision`: every version hidden by a newer
+    /// one at or before it goes, and so does a tombstone visible at it.
+    /// Only the versions written since the last compaction are visited:
+    /// each of them may hide the one version an earlier compaction kept.
     pub(crate) fn kv_compact(&mut self, revision: i64) -> Result<(), EtcdError> {
         if revision <= self.compacted {
             return Err(EtcdError::Compacted);
@@ -493,34 +626,71 @@ impl State {
         if revision > self.revision {
             return Err(EtcdError::FutureRev);
         }
-        let mut freed = 0u64;
-        self.kv.retain(|k, h| {
-            // Keep the version visible at `revision` and everything after.
-            let n = h.partition_point(|r| r.mod_revision() <= revision);
-            let mut drop = n.saturating_sub(1);
-            if n > 0 && matches!(h[n - 1], Rev::Del { .. }) {
-                drop = n;
+        let prev = self.compacted;
+        let window = self.db.collect(
+            Table::KvRev,
+            &rev_key(prev + 1, 0),
+            Some(&rev_key(revision + 1, 0)),
+            usize::MAX,
+        );
+        for (rk, raw) in window {
+            let (Some(main), Some((key, rev))) = (read_be_i64(&rk), decode::<(Vec<u8>, Rev)>(&raw))
+            else {
+                continue;
+            };
+            // The version before this one, if an earlier compaction kept it.
+            let mut older = None;
+            let lo = escape_key(&key);
+            self.db
+                .scan(Table::KvIndex, &lo, Some(&index_key(&key, main)), true, &mut |k, v| {
+                    older = split_index_key(k).zip(decode::<IndexEntry>(v));
+                    false
+                });
+            if let Some(((_, m), e)) = older {
+                if m <= prev {
+                    self.kv_drop_version(&key, m, e.sub);
+                }
             }
-            freed += h.drain(..drop).map(|r| r.cost(k)).sum::<u64>();
-            !h.is_empty()
-        });
-        self.kv_bytes = self.kv_bytes.saturating_sub(freed);
+            // This version, if a newer one at or before `revision` hides it.
+            let mut newer = None;
+            let hi = prefix_end(&lo);
+            self.db.scan(
+                Table::KvIndex,
+                &index_key(&key, main + 1),
+                hi.as_deref(),
+                false,
+                &mut |k, _| {
+                    newer = split_index_key(k).map(|(_, m)| m);
+                    false
+                },
+            );
+            let hidden = newer.is_some_and(|m| m <= revision);
+            if hidden || matches!(rev, Rev::Del { .. }) {
+                let sub = read_be_i64(&rk[8..]).unwrap_or(0);
+                self.kv_drop_version(&key, main, sub);
+            }
+        }
         self.compacted = revision;
         Ok(())
+    }
+
+    fn kv_drop_version(&mut self, key: &[u8], main: i64, sub: i64) {
+        if let Some((_, r)) = self.rev_at(main, sub) {
+            self.kv_bytes = self.kv_bytes.saturating_sub(r.cost(key));
+        }
+        self.db.delete(Table::KvRev, &rev_key(main, sub));
+        self.db.delete(Table::KvIndex, &index_key(key, main));
     }
 
     /// Delete live `keys` at revision `rev` (lease revoke/expiry); the
     /// caller owns the lease and removes it.
     pub(crate) fn kv_delete_keys_at(&mut self, rev: i64, keys: &[Vec<u8>]) {
+        let mut tx = self.kv_txn_at(rev);
         for key in keys {
-            let Some(h) = self.kv.get_mut(key) else {
+            let Some(prev) = self.kv_get(key) else {
                 continue;
             };
-            let Some(prev) = h.last().and_then(|r| r.to_kv(key)) else {
-                continue;
-            };
-            h.push(Rev::Del { mod_revision: rev });
-            self.kv_bytes += key.len() as u64;
+            self.push_rev(&mut tx, key, Rev::Del { mod_revision: rev });
             let kv = KeyValue {
                 key: key.clone(),
                 mod_revision: rev,
@@ -533,23 +703,140 @@ impl State {
         }
     }
 
+    /// The changes at revisions from `from` on, in revision order: each
+    /// put or delete with the version it replaced, at most `limit` rows
+    /// (etcd's watch catch-up from the history). `from` must not be
+    /// compacted.
+    pub fn kv_changes(&self, from: i64, limit: usize) -> Vec<(i64, Event)> {
+        let rows = self
+            .db
+            .collect(Table::KvRev, &rev_key(from, 0), None, limit);
+        let mut out = Vec::with_capacity(rows.len());
+        for (rk, raw) in rows {
+            let (Some(main), Some((key, rev))) = (read_be_i64(&rk), decode::<(Vec<u8>, Rev)>(&raw))
+            else {
+                continue;
+            };
+            let prev = self
+                .kv_range(&RangeRequest {
+                    key: key.clone(),
+                    revision: main - 1,
+                    ..RangeRequest::default()
+                })
+                .ok()
+                .and_then(|r| r.kvs.into_iter().next());
+            let ev = match rev.to_kv(&key) {
+                Some(kv) => Event::KvPut { kv, prev },
+                None => Event::KvDelete {
+                    kv: KeyValue {
+                        key,
+                        mod_revision: main,
+                        ..KeyValue::default()
+                    },
+                    prev,
+                },
+            };
+            out.push((main, ev));
+        }
+        out
+    }
+
     /// The backend size estimate the quota compares: key and value bytes
     /// of every retained version (tombstones count their key).
     pub fn kv_size_bytes(&self) -> u64 {
         self.kv_bytes
     }
 
-    /// `kv_size_bytes` recomputed from the key space (invariant checks).
+    /// `kv_size_bytes` recomputed from the history (invariant checks).
     pub(crate) fn kv_size_recount(&self) -> u64 {
-        self.kv
-            .iter()
-            .map(|(k, h)| h.iter().map(|r| r.cost(k)).sum::<u64>())
-            .sum()
+        let mut n = 0;
+        self.db.scan(Table::KvRev, b"", None, false, &mut |_, v| {
+            if let Some((key, r)) = decode::<(Vec<u8>, Rev)>(v) {
+                n += r.cost(&key);
+            }
+            true
+        });
+        n
     }
 
-    /// Every key with its whole retained history (for invariant checks).
-    pub fn kv_keys(&self) -> impl Iterator<Item = &Vec<u8>> {
-        self.kv.keys()
+    /// Up to `limit` live keys from `start` on (`[start, end)`; an empty
+    /// end: to the end), with their values.
+    pub fn kv_scan(&self, start: &[u8], end: &[u8], limit: usize) -> Vec<KeyValue> {
+        let end = if end.is_empty() { vec![0] } else { end.to_vec() };
+        let mut out = Vec::new();
+        if limit == 0 {
+            return out;
+        }
+        self.visible(start, &end, i64::MAX, &mut |k, l, _, _| {
+            if let Some(l) = l {
+                out.push(self.latest_kv(k, l, true));
+            }
+            out.len() < limit
+        });
+        out
+    }
+
+    /// Every live key's latest version (invariant checks).
+    pub(crate) fn kv_latest_all(&self) -> Vec<KeyValue> {
+        self.kv_scan(&[0], &[0], usize::MAX)
+    }
+
+    /// The history tables agree: each index row has its version, each
+    /// version its index row, each live key's latest row is its newest
+    /// version, revisions increase.
+    pub(crate) fn kv_check_index(&self) -> Result<(), String> {
+        let mut err = None;
+        let mut last: Option<(Vec<u8>, i64, bool)> = None;
+        let check_last = |last: &Option<(Vec<u8>, i64, bool)>, err: &mut Option<String>| {
+            if let Some((k, m, tomb)) = last {
+                match (self.latest(k), tomb) {
+                    (Some(l), false) if l.main == *m => {}
+                    (None, true) => {}
+                    _ => *err = Some(format!("key {k:?}: latest row disagrees with history")),
+                }
+            }
+        };
+        self.db.scan(Table::KvIndex, b"", None, false, &mut |k, v| {
+            let (Some((key, main)), Some(e)) = (split_index_key(k), decode::<IndexEntry>(v)) else {
+                err = Some(format!("index row {k:?} undecodable"));
+                return false;
+            };
+            if main > self.revision {
+                err = Some(format!("key {key:?}: revision {main} from the future"));
+                return false;
+            }
+            match self.rev_at(main, e.sub) {
+                Some((rk, r)) if rk == key && matches!(r, Rev::Del { .. }) == e.tombstone => {}
+                _ => {
+                    err = Some(format!("key {key:?} at {main}: version missing"));
+                    return false;
+                }
+            }
+            if last.as_ref().is_some_and(|(lk, _, _)| *lk != key) {
+                check_last(&last, &mut err);
+            }
+            last = Some((key, main, e.tombstone));
+            err.is_none()
+        });
+        if err.is_none() {
+            check_last(&last, &mut err);
+        }
+        if let Some(e) = err {
+            return Err(e);
+        }
+        let mut count = (0usize, 0usize);
+        self.db.scan(Table::KvRev, b"", None, false, &mut |_, _| {
+            count.0 += 1;
+            true
+        });
+        self.db.scan(Table::KvIndex, b"", None, false, &mut |_, _| {
+            count.1 += 1;
+            true
+        });
+        if count.0 != count.1 {
+            return Err(format!("{} versions, {} index rows", count.0, count.1));
+        }
+        Ok(())
     }
 }
 

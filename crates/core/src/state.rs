@@ -1,39 +1,61 @@
 //! The replicated state: the ZNode tree, the MVCC key space and the leases,
 //! under one revision clock.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{AuthInfo, AuthState};
 use crate::command::{Applied, Command, EtcdResponse, Proposal, Response};
 use crate::event::{Event, EventBatch};
-use crate::lease::Lease;
-use crate::mvcc::KeySpace;
+use crate::store::{Change, MemStore, Overlay, Store, Table};
 use crate::zk::Caller;
-use crate::zk::{self, NodeKind, Tree};
+use crate::zk::{self, NodeKind};
+
+/// Rows of the `Meta` table.
+pub(crate) const META_CLOCK: &[u8] = b"clock";
+pub(crate) const META_AUTH: &[u8] = b"auth";
+pub(crate) const META_ALARMS: &[u8] = b"alarms";
+
+/// The scalars every command may move, stored as one `Meta` row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Clock {
+    pub revision: i64,
+    pub compacted: i64,
+    pub kv_bytes: u64,
+    pub znodes: u64,
+}
 
 /// The deterministic state machine. Same proposals in the same order give
-/// the same state on every node: no clock, no randomness, no I/O, and only
-/// ordered collections (so snapshots are byte-for-byte equal too).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// the same state on every node: no clock, no randomness, no I/O.
+///
+/// The data (znodes, keys and their history, leases) lives in a [`Store`]
+/// the state reads through an [`Overlay`] of its own pending changes; only
+/// scalars, the auth store and the alarms are held in memory. Whoever owns
+/// the store takes the changes after applying ([`State::take_changes`])
+/// and writes them. A state made by [`State::new`] keeps its data in a
+/// [`MemStore`] and writes its changes itself after every command.
 pub struct State {
     /// The revision clock: the last revision (= zxid) assigned. An empty
     /// store is at revision 1, as etcd's is.
     pub(crate) revision: i64,
     pub(crate) compacted: i64,
-    pub(crate) tree: Tree,
-    pub(crate) kv: KeySpace,
-    pub(crate) leases: BTreeMap<i64, Lease>,
-    /// etcd's auth store (users, roles, permissions, auth revision).
-    pub(crate) auth: AuthState,
     /// `kv_size_bytes`: kept up to date by every MVCC change.
     pub(crate) kv_bytes: u64,
+    /// How many znodes the tree holds.
+    pub(crate) znodes: u64,
+    /// etcd's auth store (users, roles, permissions, auth revision).
+    pub(crate) auth: AuthState,
     /// etcd's raised alarms: (member id, alarm type number).
     pub(crate) alarms: BTreeSet<(u64, i32)>,
+    /// The tables, with this state's pending changes over them.
+    pub(crate) db: Overlay,
     /// Events of the command being applied; drained by `apply`.
-    #[serde(skip)]
     pub(crate) events: Vec<Event>,
+    /// Set for a state on its own in-memory store: changes are written
+    /// into it after every command.
+    mem: Option<Arc<MemStore>>,
 }
 
 impl Default for State {
@@ -42,24 +64,160 @@ impl Default for State {
     }
 }
 
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("revision", &self.revision)
+            .field("compacted", &self.compacted)
+            .field("znodes", &self.znodes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Errors reading the state's own rows from a store.
+#[derive(Debug, thiserror::Error)]
+#[error("stored state is unreadable: {0}")]
+pub struct LoadError(pub String);
+
+pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    // Serializing plain data into a Vec cannot fail.
+    postcard::to_stdvec(v).unwrap_or_default()
+}
+
+pub(crate) fn decode<'a, T: Deserialize<'a>>(b: &'a [u8]) -> Option<T> {
+    postcard::from_bytes(b).ok()
+}
+
 impl State {
+    /// An empty state on its own in-memory store.
     pub fn new() -> State {
+        let mem = Arc::new(MemStore::new());
+        let mut s = State::blank(mem.clone());
+        s.mem = Some(mem);
+        s.init();
+        s.flush_mem();
+        s
+    }
+
+    fn blank(base: Arc<dyn Store>) -> State {
         State {
             revision: 1,
             compacted: 0,
-            tree: zk::initial_tree(),
-            kv: KeySpace::new(),
-            leases: BTreeMap::new(),
-            auth: AuthState::default(),
             kv_bytes: 0,
+            znodes: 0,
+            auth: AuthState::default(),
             alarms: BTreeSet::new(),
+            db: Overlay::new(base),
             events: Vec::new(),
+            mem: None,
         }
+    }
+
+    /// Write what a new store starts with: the built-in znodes and the
+    /// clock.
+    fn init(&mut self) {
+        for (path, node) in zk::initial_tree() {
+            self.put_node(&path, &node);
+            if path != "/" {
+                let (parent, name) = zk::split_path(&path);
+                self.db.put(Table::Child, zk::child_key(parent, name), Vec::new());
+            }
+            self.znodes += 1;
+        }
+        self.save_clock();
+        self.db.put(Table::Meta, META_AUTH.to_vec(), encode(&self.auth));
+        self.db.put(Table::Meta, META_ALARMS.to_vec(), encode(&self.alarms));
+    }
+
+    /// The state held by `base`; a store with no state yet gets the
+    /// initial one as pending changes (take and write them).
+    pub fn open(base: Arc<dyn Store>) -> Result<State, LoadError> {
+        let mut s = State::blank(base);
+        let Some(raw) = s.db.get(Table::Meta, META_CLOCK) else {
+            s.init();
+            return Ok(s);
+        };
+        let clock: Clock = decode(&raw).ok_or_else(|| LoadError("clock".into()))?;
+        s.set_clock(clock);
+        if let Some(raw) = s.db.get(Table::Meta, META_AUTH) {
+            s.auth = decode(&raw).ok_or_else(|| LoadError("auth".into()))?;
+        }
+        if let Some(raw) = s.db.get(Table::Meta, META_ALARMS) {
+            s.alarms = decode(&raw).ok_or_else(|| LoadError("alarms".into()))?;
+        }
+        Ok(s)
+    }
+
+    /// The state held by an in-memory store, writing its changes back
+    /// after every command (as [`State::new`] does).
+    pub fn on_mem(mem: Arc<MemStore>) -> Result<State, LoadError> {
+        let mut s = State::open(mem.clone())?;
+        s.mem = Some(mem);
+        s.flush_mem();
+        Ok(s)
+    }
+
+    /// A copy of an in-memory state's tables (tests: a checkpoint).
+    pub fn mem_copy(&self) -> MemStore {
+        self.mem.as_ref().map(|m| m.copy()).unwrap_or_default()
+    }
+
+    /// A read-only copy over the same store, without pending changes:
+    /// what readers see once the changes are written.
+    pub fn reader(&self) -> State {
+        let mut s = State::blank(self.db.base().clone());
+        s.set_clock(self.clock());
+        s.auth = self.auth.clone();
+        s.alarms = self.alarms.clone();
+        s.mem = self.mem.clone();
+        s
+    }
+
+    /// The store this state reads.
+    pub fn reader_base(&self) -> Arc<dyn Store> {
+        self.db.base().clone()
+    }
+
+    /// Take the changes applied commands made (to write them to the store).
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        self.db.take()
+    }
+
+    pub(crate) fn flush_mem(&mut self) {
+        if let Some(m) = &self.mem {
+            m.write(self.db.take());
+        }
+    }
+
+    pub(crate) fn clock(&self) -> Clock {
+        Clock {
+            revision: self.revision,
+            compacted: self.compacted,
+            kv_bytes: self.kv_bytes,
+            znodes: self.znodes,
+        }
+    }
+
+    pub(crate) fn set_clock(&mut self, c: Clock) {
+        self.revision = c.revision;
+        self.compacted = c.compacted;
+        self.kv_bytes = c.kv_bytes;
+        self.znodes = c.znodes;
+    }
+
+    pub(crate) fn save_clock(&mut self) {
+        let c = encode(&self.clock());
+        self.db.put(Table::Meta, META_CLOCK.to_vec(), c);
     }
 
     /// The current revision (also the last zxid).
     pub fn revision(&self) -> i64 {
         self.revision
+    }
+
+    /// How many znodes the tree holds (the built-in ones included).
+    pub fn zk_node_count(&self) -> u64 {
+        self.znodes
     }
 
     /// Take the next zxid: every ZooKeeper txn, failed or not, takes one.
@@ -76,7 +234,13 @@ impl State {
 
     /// `apply` for a command stamped `time_ms` (a batch shares one stamp).
     pub fn apply_command(&mut self, time_ms: i64, command: &Command) -> (Applied, EventBatch) {
+        let before = self.clock();
         let response = self.respond(time_ms, command);
+        self.db.release();
+        if self.clock() != before {
+            self.save_clock();
+        }
+        self.flush_mem();
         let events = std::mem::take(&mut self.events);
         (
             Applied {
@@ -141,7 +305,11 @@ impl State {
             Command::LeaseGrant { id, ttl_secs } => self.lease_grant(*id, *ttl_secs),
             Command::LeaseRevoke { id } => self.lease_revoke(t, *id),
             Command::LeaseExpire { id } => self.lease_expire(t, *id),
-            Command::Auth(op) => Response::Etcd(self.auth_apply(&AuthInfo::default(), op)),
+            Command::Auth(op) => {
+                let r = self.auth_apply(&AuthInfo::default(), op);
+                self.save_auth();
+                Response::Etcd(r)
+            }
             Command::AsUser {
                 user,
                 auth_revision,
@@ -153,7 +321,11 @@ impl State {
                 };
                 match (self.check_command_auth(&ai, command), &**command) {
                     (Err(e), _) => Response::Etcd(Err(e)),
-                    (Ok(()), Command::Auth(op)) => Response::Etcd(self.auth_apply(&ai, op)),
+                    (Ok(()), Command::Auth(op)) => {
+                        let r = self.auth_apply(&ai, op);
+                        self.save_auth();
+                        Response::Etcd(r)
+                    }
                     (Ok(()), inner) => self.respond(t, inner),
                 }
             }
@@ -168,14 +340,26 @@ impl State {
     /// etcd's alarm store: activating returns the alarm (new or already
     /// raised); deactivating returns it if it was raised. No revision.
     fn alarm(&mut self, activate: bool, member: u64, kind: i32) -> Option<(u64, i32)> {
-        if activate {
+        let r = if activate {
             self.alarms.insert((member, kind));
             Some((member, kind))
         } else {
             self.alarms
                 .remove(&(member, kind))
                 .then_some((member, kind))
-        }
+        };
+        self.save_alarms();
+        r
+    }
+
+    pub(crate) fn save_alarms(&mut self) {
+        let a = encode(&self.alarms);
+        self.db.put(Table::Meta, META_ALARMS.to_vec(), a);
+    }
+
+    pub(crate) fn save_auth(&mut self) {
+        let a = encode(&self.auth);
+        self.db.put(Table::Meta, META_AUTH.to_vec(), a);
     }
 
     /// Raised etcd alarms as (member id, alarm type number), in order.
@@ -183,8 +367,40 @@ impl State {
         self.alarms.iter().copied()
     }
 
+    /// Every row of every table as this state sees it, with the scalars
+    /// first: two states are the same state when their dumps are equal.
+    pub fn dump(&self) -> Vec<(Table, Vec<u8>, Vec<u8>)> {
+        let mut out = vec![(Table::Meta, b"scalars".to_vec(), encode(&self.clock()))];
+        out.push((Table::Meta, b"auth.mem".to_vec(), encode(&self.auth)));
+        out.push((Table::Meta, b"alarms.mem".to_vec(), encode(&self.alarms)));
+        for t in Table::ALL {
+            self.db.scan(t, b"", None, false, &mut |k, v| {
+                out.push((t, k.to_vec(), v.to_vec()));
+                true
+            });
+        }
+        out
+    }
+
+    /// A 64-bit digest of [`State::dump`] (FNV-1a).
+    pub fn digest(&self) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut eat = |b: &[u8]| {
+            for x in (b.len() as u64).to_be_bytes().iter().chain(b) {
+                h ^= u64::from(*x);
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+        };
+        for (t, k, v) in self.dump() {
+            eat(t.name().as_bytes());
+            eat(&k);
+            eat(&v);
+        }
+        h
+    }
+
     /// Check every structural invariant; `Err` names the first broken one.
-    /// Used by property tests and after loading a snapshot.
+    /// Reads every table: for tests and tools.
     pub fn check_invariants(&self) -> Result<(), String> {
         self.auth.check_invariants()?;
         if self.compacted > self.revision {
@@ -193,26 +409,39 @@ impl State {
                 self.compacted, self.revision
             ));
         }
-        if !self.tree.contains_key("/") {
+        if self.znode("/").is_none() {
             return Err("no root".into());
         }
-        for (path, node) in &self.tree {
+        self.check_tree()?;
+        self.check_leases()?;
+        self.check_kv()
+    }
+
+    fn check_tree(&self) -> Result<(), String> {
+        let mut nodes = Vec::new();
+        self.db.scan(Table::Node, b"", None, false, &mut |k, v| {
+            nodes.push((String::from_utf8_lossy(k).into_owned(), v.to_vec()));
+            true
+        });
+        if nodes.len() as u64 != self.znodes {
+            return Err(format!("{} znodes, counted {}", nodes.len(), self.znodes));
+        }
+        for (path, raw) in &nodes {
+            let node: crate::ZNode = decode(raw).ok_or(format!("{path}: undecodable"))?;
             if path != "/" {
                 let (parent, name) = zk::split_path(path);
-                let Some(p) = self.tree.get(parent) else {
+                if self.znode(parent).is_none() {
                     return Err(format!("{path}: parent missing"));
-                };
-                if !p.children.contains(name) {
+                }
+                if !self.db.contains(Table::Child, &zk::child_key(parent, name)) {
                     return Err(format!("{path}: not in parent's children"));
                 }
             }
-            for c in &node.children {
-                let child = if path == "/" {
-                    format!("/{c}")
-                } else {
-                    format!("{path}/{c}")
-                };
-                let Some(cn) = self.tree.get(&child) else {
+            let children = self.zk_children(path).unwrap_or_default();
+            let mut created = 0i64;
+            for c in &children {
+                let child = zk::join_path(path, c);
+                let Some(cn) = self.znode(&child) else {
                     return Err(format!("{child}: listed, missing"));
                 };
                 if node.stat.pzxid < cn.stat.czxid {
@@ -221,32 +450,23 @@ impl State {
                         node.stat.pzxid, cn.stat.czxid
                     ));
                 }
+                // cversion counts creations under the node (built-in
+                // children, with zxid 0, excepted).
+                if cn.stat.czxid > 0 {
+                    created += 1;
+                }
             }
             let s = &node.stat;
-            if s.num_children as usize != node.children.len() {
+            if s.num_children as usize != children.len() {
                 return Err(format!(
                     "{path}: numChildren {} != {}",
                     s.num_children,
-                    node.children.len()
+                    children.len()
                 ));
             }
             if s.data_length as usize != node.bytes().len() {
                 return Err(format!("{path}: dataLength"));
             }
-            // cversion counts creations under the node (built-in children,
-            // with zxid 0, excepted); a wrapped counter is exempt.
-            let created = node
-                .children
-                .iter()
-                .filter(|c| {
-                    let child = if path == "/" {
-                        format!("/{c}")
-                    } else {
-                        format!("{path}/{c}")
-                    };
-                    self.tree.get(&child).is_some_and(|n| n.stat.czxid > 0)
-                })
-                .count() as i64;
             if s.cversion >= 0 && (s.cversion as i64) < created {
                 return Err(format!(
                     "{path}: cversion {} < created children {created}",
@@ -260,61 +480,86 @@ impl State {
             {
                 return Err(format!("{path}: zxids out of order {s:?}"));
             }
-            if let NodeKind::Ephemeral(owner) = NodeKind::of_owner(s.ephemeral_owner) {
-                if !node.children.is_empty() {
-                    return Err(format!("{path}: ephemeral with children"));
+            match NodeKind::of_owner(s.ephemeral_owner) {
+                NodeKind::Ephemeral(owner) => {
+                    if !children.is_empty() {
+                        return Err(format!("{path}: ephemeral with children"));
+                    }
+                    if self.lease(owner).is_none() {
+                        return Err(format!("{path}: owner {owner} gone"));
+                    }
+                    if !self.zk_ephemerals(owner, "").contains(path) {
+                        return Err(format!("{path}: not attached to its session"));
+                    }
                 }
-                let Some(l) = self.leases.get(&owner) else {
-                    return Err(format!("{path}: owner {owner} gone"));
-                };
-                if !l.ephemerals.contains(path) {
-                    return Err(format!("{path}: not attached to its session"));
+                NodeKind::Container | NodeKind::Ttl(_) => {
+                    if !self.db.contains(Table::Reap, path.as_bytes()) {
+                        return Err(format!("{path}: not listed for the reaper"));
+                    }
+                }
+                NodeKind::Persistent => {}
+            }
+        }
+        let mut orphans = Vec::new();
+        self.db.scan(Table::Child, b"", None, false, &mut |k, _| {
+            if let Some(i) = k.iter().position(|b| *b == 0) {
+                let parent = String::from_utf8_lossy(&k[..i]).into_owned();
+                let name = String::from_utf8_lossy(&k[i + 1..]).into_owned();
+                orphans.push(zk::join_path(&parent, &name));
+            }
+            true
+        });
+        for c in orphans {
+            if self.znode(&c).is_none() {
+                return Err(format!("{c}: child row without a node"));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_leases(&self) -> Result<(), String> {
+        for l in self.leases() {
+            for p in self.zk_ephemerals(l.id, "") {
+                match self.znode(&p) {
+                    Some(n) if n.stat.ephemeral_owner == l.id => {}
+                    _ => return Err(format!("lease {}: ephemeral {p} missing or not owned", l.id)),
+                }
+            }
+            for k in self.lease_keys(l.id) {
+                match self.kv_get(&k) {
+                    Some(kv) if kv.lease == l.id => {}
+                    _ => return Err(format!("lease {}: key {k:?} missing or not attached", l.id)),
                 }
             }
         }
-        for (id, l) in &self.leases {
-            for p in &l.ephemerals {
-                match self.tree.get(p) {
-                    Some(n) if n.stat.ephemeral_owner == *id => {}
-                    _ => return Err(format!("lease {id}: ephemeral {p} missing or not owned")),
-                }
-            }
-            for k in &l.keys {
-                match self.kv_get(k) {
-                    Some(kv) if kv.lease == *id => {}
-                    _ => return Err(format!("lease {id}: key {k:?} missing or not attached")),
-                }
-            }
+        let mut items = 0;
+        self.db.scan(Table::LeaseItem, b"", None, false, &mut |_, _| {
+            items += 1;
+            true
+        });
+        let listed: usize = self
+            .leases()
+            .iter()
+            .map(|l| self.lease_keys(l.id).len() + self.zk_ephemerals(l.id, "").len())
+            .sum();
+        if items != listed {
+            return Err(format!("{items} lease items, {listed} under live leases"));
         }
+        Ok(())
+    }
+
+    fn check_kv(&self) -> Result<(), String> {
         let recount = self.kv_size_recount();
         if recount != self.kv_bytes {
             return Err(format!("kv size {} != recount {recount}", self.kv_bytes));
         }
-        for (k, h) in &self.kv {
-            if h.is_empty() {
-                return Err(format!("key {k:?}: empty history"));
+        self.kv_check_index()?;
+        for kv in self.kv_latest_all() {
+            if kv.lease != 0 && !self.lease_keys(kv.lease).contains(&kv.key) {
+                return Err(format!("key {:?}: lease {} does not list it", kv.key, kv.lease));
             }
-            let revs: Vec<i64> = h
-                .iter()
-                .map(|r| match r {
-                    crate::mvcc::Rev::Put { mod_revision, .. }
-                    | crate::mvcc::Rev::Del { mod_revision } => *mod_revision,
-                })
-                .collect();
-            if revs.windows(2).any(|w| w[0] >= w[1])
-                || revs.last().is_some_and(|r| *r > self.revision)
-            {
-                return Err(format!("key {k:?}: revisions not increasing {revs:?}"));
-            }
-            if let Some(kv) = self.kv_get(k) {
-                if kv.lease != 0
-                    && !self
-                        .leases
-                        .get(&kv.lease)
-                        .is_some_and(|l| l.keys.contains(k))
-                {
-                    return Err(format!("key {k:?}: lease {} does not list it", kv.lease));
-                }
+            if kv.mod_revision > self.revision {
+                return Err(format!("key {:?}: from the future", kv.key));
             }
         }
         Ok(())
@@ -495,7 +740,13 @@ mod tests {
     #[test]
     fn zk_multi_is_atomic() {
         let mut s = State::new();
-        let before = s.clone();
+        let data = |s: &State| {
+            s.dump()
+                .into_iter()
+                .filter(|(t, _, _)| *t != Table::Meta)
+                .collect::<Vec<_>>()
+        };
+        let before = data(&s);
         let r = run(
             &mut s,
             Command::ZkMulti {
@@ -523,7 +774,7 @@ mod tests {
                 ZkOpResult::Error(Some(ZkError::RuntimeInconsistency)),
             ]
         );
-        assert_eq!(s.tree, before.tree);
+        assert_eq!(data(&s), before, "nothing changed but the clock");
         assert_eq!(s.revision(), 2);
     }
 

@@ -5,14 +5,14 @@
 //! parent's pzxid; sequential names take the parent's cversion as a
 //! ten-digit suffix; a failed txn still takes a zxid.
 
-use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use crate::command::{ZkOp, ZkOpResult, ZkResponse};
 use crate::error::ZkError;
 use crate::event::Event;
-use crate::state::State;
+use crate::state::{decode, encode, State};
+use crate::store::{prefix_end, Table};
 
 /// `ephemeralOwner` of a container node (`Long.MIN_VALUE`).
 pub const CONTAINER_OWNER: i64 = i64::MIN;
@@ -164,7 +164,6 @@ pub struct ZNode {
     pub acl: Vec<Acl>,
     /// `data_length` and `num_children` are kept current on every change.
     pub stat: Stat,
-    pub children: BTreeSet<String>,
 }
 
 impl ZNode {
@@ -174,41 +173,69 @@ impl ZNode {
     }
 
     fn new(data: Option<Vec<u8>>, acl: Vec<Acl>, stat: Stat) -> ZNode {
-        ZNode {
-            data,
-            acl,
-            stat,
-            children: BTreeSet::new(),
-        }
+        ZNode { data, acl, stat }
     }
 }
 
-/// The tree: full path → node. `/` is the root.
-pub(crate) type Tree = BTreeMap<String, ZNode>;
-
-/// The nodes every ZooKeeper server has from the start, with zxid 0.
-pub(crate) fn initial_tree() -> Tree {
-    let mut t = Tree::new();
+/// The nodes every ZooKeeper server has from the start, with zxid 0,
+/// parents first.
+pub(crate) fn initial_tree() -> Vec<(String, ZNode)> {
     // `DataTree` makes its built-in nodes with `new byte[0]`, not null.
-    let mk = |children: &[&str]| ZNode {
+    let mk = |children: i32| ZNode {
         data: Some(Vec::new()),
         acl: Acl::open_unsafe(),
         stat: Stat {
-            num_children: children.len() as i32,
+            num_children: children,
             ..Stat::default()
         },
-        children: children.iter().map(|c| c.to_string()).collect(),
     };
-    t.insert("/".into(), mk(&["zookeeper"]));
-    t.insert("/zookeeper".into(), mk(&["config", "quota"]));
-    t.insert("/zookeeper/quota".into(), mk(&[]));
     // `DataTree.addConfigNode`: readable by anyone, changed only by
     // reconfig (ZOOKEEPER-2014); its ACL was set with version -1.
-    let mut config = mk(&[]);
+    let mut config = mk(0);
     config.acl = Acl::read_unsafe();
     config.stat.aversion = -1;
-    t.insert("/zookeeper/config".into(), config);
-    t
+    vec![
+        ("/".into(), mk(1)),
+        ("/zookeeper".into(), mk(2)),
+        ("/zookeeper/config".into(), config),
+        ("/zookeeper/quota".into(), mk(0)),
+    ]
+}
+
+/// The `Child` table's key for `name` under `parent`: paths hold no NUL.
+pub(crate) fn child_key(parent: &str, name: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(parent.len() + name.len() + 1);
+    k.extend_from_slice(parent.as_bytes());
+    k.push(0);
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+/// `parent` + `/` + `name`.
+pub(crate) fn join_path(parent: &str, name: &str) -> String {
+    if parent == "/" {
+        format!("/{name}")
+    } else {
+        format!("{parent}/{name}")
+    }
+}
+
+fn lease_item_key(session: i64, kind: u8, item: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9 + item.len());
+    k.extend_from_slice(&(session as u64).to_be_bytes());
+    k.push(kind);
+    k.extend_from_slice(item);
+    k
+}
+
+/// The `LeaseItem` key attaching ephemeral `path` to `session`.
+pub(crate) fn ephemeral_key(session: i64, path: &str) -> Vec<u8> {
+    lease_item_key(session, b'e', path.as_bytes())
+}
+
+/// The `LeaseItem` key attaching etcd `key` to `lease`.
+pub(crate) fn lease_key_key(lease: i64, key: &[u8]) -> Vec<u8> {
+    lease_item_key(lease, b'k', key)
 }
 
 /// `DataTree.isSpecialPath`: nodes the server owns, which no client may
@@ -260,16 +287,6 @@ pub fn split_path(path: &str) -> (&str, &str) {
     }
 }
 
-/// Undo records for an all-or-nothing multi.
-enum Undo {
-    Created(String),
-    Deleted(String, ZNode),
-    Stat(String, Stat),
-    Data(String, Stat, Option<Vec<u8>>),
-    Acl(String, Stat, Vec<Acl>),
-}
-
-/// The context one ZooKeeper txn runs in.
 /// Who sent a client write (`Command::ZkAs`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Caller<'a> {
@@ -277,76 +294,126 @@ pub(crate) struct Caller<'a> {
     pub owner: u64,
 }
 
+/// The context one ZooKeeper txn runs in.
 struct TxnCtx<'a> {
     zxid: i64,
     /// The caller's ids when ACLs are checked (`Command::ZkAs`).
     ids: Option<&'a [Id]>,
     time: i64,
     session: i64,
-    undo: Vec<Undo>,
+    /// Where to roll the tables back to if the txn fails.
+    savepoint: usize,
+    /// The node count before the txn.
+    znodes: u64,
     events: Vec<Event>,
-    /// (session, path, added) changes to lease attachments, applied on commit.
-    ephemerals: Vec<(i64, String, bool)>,
 }
 
 impl State {
     /// Look up a node.
-    pub fn znode(&self, path: &str) -> Option<&ZNode> {
-        self.tree.get(path)
+    pub fn znode(&self, path: &str) -> Option<ZNode> {
+        self.db
+            .get(Table::Node, path.as_bytes())
+            .and_then(|raw| decode(&raw))
+    }
+
+    pub(crate) fn put_node(&mut self, path: &str, node: &ZNode) {
+        self.db
+            .put(Table::Node, path.as_bytes().to_vec(), encode(node));
     }
 
     /// The stat of `path`, as `exists` returns it.
     pub fn zk_stat(&self, path: &str) -> Option<Stat> {
-        self.tree.get(path).map(|n| n.stat)
+        self.znode(path).map(|n| n.stat)
     }
 
     /// The children's names of `path`, sorted.
     pub fn zk_children(&self, path: &str) -> Option<Vec<String>> {
-        self.tree
-            .get(path)
-            .map(|n| n.children.iter().cloned().collect())
+        if !self.db.contains(Table::Node, path.as_bytes()) {
+            return None;
+        }
+        let prefix = child_key(path, "");
+        let end = prefix_end(&prefix);
+        let mut out = Vec::new();
+        self.db
+            .scan(Table::Child, &prefix, end.as_deref(), false, &mut |k, _| {
+                out.push(String::from_utf8_lossy(&k[prefix.len()..]).into_owned());
+                true
+            });
+        Some(out)
     }
 
     /// `getAllChildrenNumber`: all descendants of `path`.
     pub fn zk_all_children_number(&self, path: &str) -> Option<i64> {
-        self.tree.get(path)?;
+        if !self.db.contains(Table::Node, path.as_bytes()) {
+            return None;
+        }
         let prefix = if path == "/" {
             "/".to_string()
         } else {
             format!("{path}/")
         };
-        Some(
-            self.tree
-                .range(prefix.clone()..)
-                .take_while(|(k, _)| k.starts_with(&prefix))
-                .count() as i64,
-        )
+        let end = prefix_end(prefix.as_bytes());
+        let mut n = 0i64;
+        self.db.scan(
+            Table::Node,
+            prefix.as_bytes(),
+            end.as_deref(),
+            false,
+            &mut |_, _| {
+                n += 1;
+                true
+            },
+        );
+        Some(n)
     }
 
     /// `getEphemerals`: the session's ephemeral paths starting with `prefix`.
     pub fn zk_ephemerals(&self, session: i64, prefix: &str) -> Vec<String> {
-        let all = self.leases.get(&session).map(|l| &l.ephemerals);
-        all.into_iter()
-            .flatten()
-            .filter(|p| prefix.is_empty() || prefix == "/" || p.starts_with(prefix))
-            .cloned()
-            .collect()
+        let start = ephemeral_key(session, "");
+        let end = prefix_end(&start);
+        let mut out = Vec::new();
+        self.db
+            .scan(Table::LeaseItem, &start, end.as_deref(), false, &mut |k, _| {
+                let p = String::from_utf8_lossy(&k[start.len()..]).into_owned();
+                if prefix.is_empty() || prefix == "/" || p.starts_with(prefix) {
+                    out.push(p);
+                }
+                true
+            });
+        out
     }
 
-    /// Every path in the tree, in order (for dumps and the console).
-    pub fn zk_paths(&self) -> impl Iterator<Item = &String> {
-        self.tree.keys()
+    /// Up to `limit` paths after `after` (exclusive; "" from the start),
+    /// in order (for dumps and the console).
+    pub fn zk_paths_after(&self, after: &str, limit: usize) -> Vec<String> {
+        let mut start = after.as_bytes().to_vec();
+        if !after.is_empty() {
+            start.push(0);
+        }
+        self.db
+            .collect(Table::Node, &start, None, limit)
+            .into_iter()
+            .map(|(k, _)| String::from_utf8_lossy(&k).into_owned())
+            .collect()
     }
 
     /// Containers and TTL nodes the reaper should try to delete at `now_ms`
     /// (ZooKeeper's `ContainerManager.getCandidates`).
     pub fn zk_reap_candidates(&self, now_ms: i64, limit: usize) -> Vec<String> {
-        self.tree
-            .iter()
-            .filter(|(_, n)| n.children.is_empty() && Self::reapable(n, now_ms))
-            .take(limit)
-            .map(|(p, _)| p.clone())
-            .collect()
+        let mut out = Vec::new();
+        if limit == 0 {
+            return out;
+        }
+        self.db.scan(Table::Reap, b"", None, false, &mut |k, _| {
+            let path = String::from_utf8_lossy(k).into_owned();
+            if let Some(n) = self.znode(&path) {
+                if n.stat.num_children == 0 && Self::reapable(&n, now_ms) {
+                    out.push(path);
+                }
+            }
+            out.len() < limit
+        });
+        out
     }
 
     fn reapable(n: &ZNode, now_ms: i64) -> bool {
@@ -364,18 +431,25 @@ impl State {
         let Some(c) = caller else { return true };
         session == 0
             || self
-                .leases
-                .get(&session)
-                .and_then(|l| l.session.as_ref())
+                .lease(session)
+                .and_then(|l| l.session)
                 .is_none_or(|s| s.owner == 0 || s.owner == c.owner)
     }
 
     fn zk_session_ok(&self, session: i64) -> bool {
-        session == 0
-            || self
-                .leases
-                .get(&session)
-                .is_some_and(|l| l.session.is_some())
+        session == 0 || self.lease(session).is_some_and(|l| l.session.is_some())
+    }
+
+    fn zk_txn<'a>(&self, zxid: i64, time: i64, session: i64, ids: Option<&'a [Id]>) -> TxnCtx<'a> {
+        TxnCtx {
+            zxid,
+            ids,
+            time,
+            session,
+            savepoint: self.db.savepoint(),
+            znodes: self.znodes,
+            events: Vec::new(),
+        }
     }
 
     pub(crate) fn zk_single(
@@ -392,16 +466,7 @@ impl State {
         if !self.zk_owner_ok(session, caller) {
             return Err(ZkError::SessionMoved);
         }
-        let ids = caller.map(|c| c.ids);
-        let mut cx = TxnCtx {
-            zxid,
-            ids,
-            time,
-            session,
-            undo: Vec::new(),
-            events: Vec::new(),
-            ephemerals: Vec::new(),
-        };
+        let mut cx = self.zk_txn(zxid, time, session, caller.map(|c| c.ids));
         match self.zk_apply_op(&mut cx, op) {
             Ok(r) => {
                 self.zk_commit(cx);
@@ -428,16 +493,7 @@ impl State {
         if !self.zk_owner_ok(session, caller) {
             return Err(ZkError::SessionMoved);
         }
-        let ids = caller.map(|c| c.ids);
-        let mut cx = TxnCtx {
-            zxid,
-            ids,
-            time,
-            session,
-            undo: Vec::new(),
-            events: Vec::new(),
-            ephemerals: Vec::new(),
-        };
+        let mut cx = self.zk_txn(zxid, time, session, caller.map(|c| c.ids));
         let mut results = Vec::with_capacity(ops.len());
         for (i, op) in ops.iter().enumerate() {
             match self.zk_apply_op(&mut cx, op) {
@@ -464,25 +520,17 @@ impl State {
         path: &str,
     ) -> Result<ZkResponse, ZkError> {
         let zxid = self.next_zxid();
-        let node = self.tree.get(path).ok_or(ZkError::NoNode)?;
-        if !node.children.is_empty() {
+        let node = self.znode(path).ok_or(ZkError::NoNode)?;
+        if node.stat.num_children != 0 {
             return Err(ZkError::NotEmpty);
         }
         // The reaper re-checks at the stamped time: a TTL node touched since
         // the leader picked it stays.
-        if !Self::reapable(node, time) {
+        if !Self::reapable(&node, time) {
             return Err(ZkError::BadVersion);
         }
-        let mut cx = TxnCtx {
-            zxid,
-            ids: None,
-            time,
-            session: 0,
-            undo: Vec::new(),
-            events: Vec::new(),
-            ephemerals: Vec::new(),
-        };
-        self.zk_remove_node(&mut cx, path);
+        let mut cx = self.zk_txn(zxid, time, 0, None);
+        self.zk_remove_node(&mut cx, path, node);
         self.zk_commit(cx);
         Ok(ZkResponse::Op(ZkOpResult::Delete))
     }
@@ -490,78 +538,23 @@ impl State {
     /// Delete every ephemeral of `session` (close or expiry); the caller has
     /// already taken the zxid.
     pub(crate) fn zk_kill_session(&mut self, zxid: i64, time: i64, session: i64) {
-        let paths: Vec<String> = self
-            .leases
-            .get(&session)
-            .map(|l| l.ephemerals.iter().cloned().collect())
-            .unwrap_or_default();
-        let mut cx = TxnCtx {
-            zxid,
-            ids: None,
-            time,
-            session,
-            undo: Vec::new(),
-            events: Vec::new(),
-            ephemerals: Vec::new(),
-        };
+        let paths = self.zk_ephemerals(session, "");
+        let mut cx = self.zk_txn(zxid, time, session, None);
         for p in paths {
-            if self.tree.contains_key(&p) {
-                self.zk_remove_node(&mut cx, &p);
+            if let Some(node) = self.znode(&p) {
+                self.zk_remove_node(&mut cx, &p, node);
             }
         }
         self.zk_commit(cx);
     }
 
     fn zk_commit(&mut self, cx: TxnCtx) {
-        for (session, path, added) in cx.ephemerals {
-            if let Some(l) = self.leases.get_mut(&session) {
-                if added {
-                    l.ephemerals.insert(path);
-                } else {
-                    l.ephemerals.remove(&path);
-                }
-            }
-        }
         self.events.extend(cx.events);
     }
 
     fn zk_rollback(&mut self, cx: TxnCtx) {
-        for u in cx.undo.into_iter().rev() {
-            match u {
-                Undo::Created(path) => {
-                    self.tree.remove(&path);
-                    let (parent, name) = split_path(&path);
-                    if let Some(p) = self.tree.get_mut(parent) {
-                        p.children.remove(name);
-                    }
-                }
-                Undo::Deleted(path, node) => {
-                    let (parent, name) = split_path(&path);
-                    if let Some(p) = self.tree.get_mut(parent) {
-                        p.children.insert(name.to_string());
-                    }
-                    self.tree.insert(path, node);
-                }
-                Undo::Stat(path, stat) => {
-                    if let Some(n) = self.tree.get_mut(&path) {
-                        n.stat = stat;
-                        n.stat.num_children = n.children.len() as i32;
-                    }
-                }
-                Undo::Data(path, stat, data) => {
-                    if let Some(n) = self.tree.get_mut(&path) {
-                        n.stat = stat;
-                        n.data = data;
-                    }
-                }
-                Undo::Acl(path, stat, acl) => {
-                    if let Some(n) = self.tree.get_mut(&path) {
-                        n.stat = stat;
-                        n.acl = acl;
-                    }
-                }
-            }
-        }
+        self.db.rollback(cx.savepoint);
+        self.znodes = cx.znodes;
     }
 
     /// PrepRequestProcessor's `checkACL` for a wrapped (client) txn.
@@ -570,10 +563,6 @@ impl State {
             Some(ids) => crate::zk_acl::check_acl(ids, acl, perm),
             None => Ok(()),
         }
-    }
-
-    fn save_stat(cx: &mut TxnCtx<'_>, path: &str, n: &ZNode) {
-        cx.undo.push(Undo::Stat(path.to_string(), n.stat));
     }
 
     fn zk_apply_op(&mut self, cx: &mut TxnCtx, op: &ZkOp) -> Result<ZkOpResult, ZkError> {
@@ -597,14 +586,14 @@ impl State {
                     return Err(ZkError::BadArguments);
                 }
                 let parent = if last == 0 { "/" } else { &path[..last] };
-                let parent = self.tree.get(parent).ok_or(ZkError::NoNode)?;
+                let parent = self.znode(parent).ok_or(ZkError::NoNode)?;
                 Self::check_perm(cx, &parent.acl, perms::DELETE)?;
-                let node = self.tree.get(path.as_str()).ok_or(ZkError::NoNode)?;
+                let node = self.znode(path).ok_or(ZkError::NoNode)?;
                 check_version(node.stat.version, *version)?;
-                if !node.children.is_empty() {
+                if node.stat.num_children != 0 {
                     return Err(ZkError::NotEmpty);
                 }
-                self.zk_remove_node(cx, path);
+                self.zk_remove_node(cx, path, node);
                 Ok(ZkOpResult::Delete)
             }
             ZkOp::SetData {
@@ -613,23 +602,19 @@ impl State {
                 version,
             } => {
                 validate_path(path)?;
-                let node = self.tree.get_mut(path.as_str()).ok_or(ZkError::NoNode)?;
+                let mut node = self.znode(path).ok_or(ZkError::NoNode)?;
                 Self::check_perm(cx, &node.acl, perms::WRITE)?;
                 check_version(node.stat.version, *version)?;
-                cx.undo.push(Undo::Data(
-                    path.clone(),
-                    node.stat,
-                    std::mem::take(&mut node.data),
-                ));
                 node.data = data.clone();
                 node.stat.version = node.stat.version.wrapping_add(1);
                 node.stat.mzxid = cx.zxid;
                 node.stat.mtime = cx.time;
                 node.stat.data_length = data.as_ref().map_or(0, |d| d.len() as i32);
                 let stat = node.stat;
+                self.put_node(path, &node);
                 cx.events.push(Event::ZkDataChanged {
                     path: path.clone(),
-                    acl: node.acl.clone(),
+                    acl: node.acl,
                 });
                 Ok(ZkOpResult::SetData { stat })
             }
@@ -638,20 +623,18 @@ impl State {
                 if acl.is_empty() {
                     return Err(ZkError::InvalidAcl);
                 }
-                let node = self.tree.get_mut(path.as_str()).ok_or(ZkError::NoNode)?;
+                let mut node = self.znode(path).ok_or(ZkError::NoNode)?;
                 Self::check_perm(cx, &node.acl, perms::ADMIN)?;
                 check_version(node.stat.aversion, *version)?;
-                cx.undo.push(Undo::Acl(
-                    path.clone(),
-                    node.stat,
-                    std::mem::replace(&mut node.acl, acl.clone()),
-                ));
+                node.acl = acl.clone();
                 node.stat.aversion = node.stat.aversion.wrapping_add(1);
-                Ok(ZkOpResult::SetAcl { stat: node.stat })
+                let stat = node.stat;
+                self.put_node(path, &node);
+                Ok(ZkOpResult::SetAcl { stat })
             }
             ZkOp::Check { path, version } => {
                 validate_path(path)?;
-                let node = self.tree.get(path.as_str()).ok_or(ZkError::NoNode)?;
+                let node = self.znode(path).ok_or(ZkError::NoNode)?;
                 Self::check_perm(cx, &node.acl, perms::READ)?;
                 check_version(node.stat.version, *version)?;
                 Ok(ZkOpResult::Check)
@@ -686,7 +669,7 @@ impl State {
             return Err(ZkError::BadArguments);
         }
         let parent_path = if last == 0 { "/" } else { &path[..last] };
-        let parent = self.tree.get(parent_path).ok_or(ZkError::NoNode)?;
+        let mut parent = self.znode(parent_path).ok_or(ZkError::NoNode)?;
         Self::check_perm(cx, &parent.acl, perms::CREATE)?;
         let full = if mode.is_sequential() {
             format!("{path}{:010}", parent.stat.cversion)
@@ -700,7 +683,7 @@ impl State {
         if acl.is_empty() {
             return Err(ZkError::InvalidAcl);
         }
-        if self.tree.contains_key(&full) {
+        if self.db.contains(Table::Node, full.as_bytes()) {
             return Err(ZkError::NodeExists);
         }
         if matches!(
@@ -724,13 +707,12 @@ impl State {
         };
         let parent_path = parent_path.to_string();
         let (_, name) = split_path(&full);
-        let name = name.to_string();
-        let parent = self.tree.get_mut(&parent_path).ok_or(ZkError::NoNode)?;
-        Self::save_stat(cx, &parent_path, parent);
         parent.stat.cversion = parent.stat.cversion.wrapping_add(1);
         parent.stat.pzxid = cx.zxid;
-        parent.children.insert(name);
-        parent.stat.num_children = parent.children.len() as i32;
+        parent.stat.num_children = parent.stat.num_children.wrapping_add(1);
+        self.put_node(&parent_path, &parent);
+        self.db
+            .put(Table::Child, child_key(&parent_path, name), Vec::new());
         let stat = Stat {
             czxid: cx.zxid,
             mzxid: cx.zxid,
@@ -744,55 +726,61 @@ impl State {
             num_children: 0,
             pzxid: cx.zxid,
         };
-        self.tree.insert(
-            full.clone(),
-            ZNode::new(data.map(<[u8]>::to_vec), acl.to_vec(), stat),
+        self.put_node(
+            &full,
+            &ZNode::new(data.map(<[u8]>::to_vec), acl.to_vec(), stat),
         );
-        cx.undo.push(Undo::Created(full.clone()));
-        if mode.is_ephemeral() {
-            cx.ephemerals.push((owner, full.clone(), true));
+        self.znodes += 1;
+        match NodeKind::of_owner(owner) {
+            NodeKind::Ephemeral(_) => {
+                self.db
+                    .put(Table::LeaseItem, ephemeral_key(owner, &full), Vec::new());
+            }
+            NodeKind::Container | NodeKind::Ttl(_) => {
+                self.db.put(Table::Reap, full.as_bytes().to_vec(), Vec::new());
+            }
+            NodeKind::Persistent => {}
         }
         cx.events.push(Event::ZkCreated {
             path: full.clone(),
             acl: acl.to_vec(),
         });
-        let parent_acl = self
-            .tree
-            .get(parent_path.as_str())
-            .map(|p| p.acl.clone())
-            .unwrap_or_default();
         cx.events.push(Event::ZkChildrenChanged {
             path: parent_path,
-            acl: parent_acl,
+            acl: parent.acl,
         });
         Ok((full, stat))
     }
 
     /// Remove an existing, childless node and update its parent.
-    fn zk_remove_node(&mut self, cx: &mut TxnCtx, path: &str) {
-        let Some(node) = self.tree.remove(path) else {
-            return;
-        };
-        if let NodeKind::Ephemeral(owner) = NodeKind::of_owner(node.stat.ephemeral_owner) {
-            cx.ephemerals.push((owner, path.to_string(), false));
+    fn zk_remove_node(&mut self, cx: &mut TxnCtx, path: &str, node: ZNode) {
+        self.db.delete(Table::Node, path.as_bytes());
+        self.znodes = self.znodes.saturating_sub(1);
+        match NodeKind::of_owner(node.stat.ephemeral_owner) {
+            NodeKind::Ephemeral(owner) => {
+                self.db.delete(Table::LeaseItem, &ephemeral_key(owner, path));
+            }
+            NodeKind::Container | NodeKind::Ttl(_) => {
+                self.db.delete(Table::Reap, path.as_bytes());
+            }
+            NodeKind::Persistent => {}
         }
         let (parent_path, name) = split_path(path);
         let mut parent_acl = Vec::new();
-        if let Some(parent) = self.tree.get_mut(parent_path) {
-            parent_acl = parent.acl.clone();
-            Self::save_stat(cx, parent_path, parent);
-            parent.children.remove(name);
-            parent.stat.num_children = parent.children.len() as i32;
+        if let Some(mut parent) = self.znode(parent_path) {
+            self.db.delete(Table::Child, &child_key(parent_path, name));
+            parent.stat.num_children = parent.stat.num_children.saturating_sub(1);
             // ZooKeeper only moves pzxid forward, and leaves cversion alone.
             if cx.zxid > parent.stat.pzxid {
                 parent.stat.pzxid = cx.zxid;
             }
+            self.put_node(parent_path, &parent);
+            parent_acl = parent.acl;
         }
         cx.events.push(Event::ZkDeleted {
             path: path.to_string(),
-            acl: node.acl.clone(),
+            acl: node.acl,
         });
-        cx.undo.push(Undo::Deleted(path.to_string(), node));
         cx.events.push(Event::ZkChildrenChanged {
             path: parent_path.to_string(),
             acl: parent_acl,

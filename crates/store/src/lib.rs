@@ -1,18 +1,23 @@
 //! RocksDB storage for openraft and for Janus's state machine.
 //!
-//! One RocksDB database per member, with three column families:
-//! - `log`: Raft log entries by index (big-endian u64 keys);
-//! - `meta`: the vote, the committed log id and the last purged log id;
-//! - `sm`: the latest state-machine snapshot (metadata and data).
+//! Two RocksDB databases per member (the layout is in docs/storage.md):
+//! - the log database in the data dir: `log` (Raft log entries by index)
+//!   and `meta` (the vote, the committed and the last purged log id);
+//! - the state database in `state/`: one column family per table of the
+//!   replicated state (`janus_core::Table`) and `raft`, the applied log id
+//!   and membership, written in the same atomic batch as the changes.
 //!
 //! Appends are written as one batch with one fsync per `append` call (openraft
 //! hands over every entry that queued up meanwhile: group commit), and the
-//! entries are acknowledged only after that fsync. The state machine lives
-//! in memory and is persisted by snapshots; on restart the latest snapshot is
-//! loaded and only the log after it is re-applied.
+//! entries are acknowledged only after that fsync. The state is never held
+//! in memory as a whole; a snapshot is a checkpoint of the state database,
+//! and a restart opens it and re-applies only the log after it.
 
+mod db;
 mod log;
 mod sm;
+mod snapshot;
+mod upgrade;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -32,7 +37,7 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = crate::Member,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = std::io::Cursor<Vec<u8>>,
+        SnapshotData = tokio::fs::File,
         AsyncRuntime = openraft::TokioRuntime,
 );
 
@@ -96,56 +101,50 @@ pub type StorageError = openraft::StorageError<NodeId>;
 
 pub(crate) const CF_LOG: &str = "log";
 pub(crate) const CF_META: &str = "meta";
+/// Format 5 kept the whole state as one snapshot value here.
 pub(crate) const CF_SM: &str = "sm";
 
 /// The on-disk format of the log entries, snapshots and metadata. Bump it
-/// whenever `janus_core`'s commands or state, or this crate's records,
-/// change shape: a data dir of another format is refused, not misread.
-pub const FORMAT_VERSION: u32 = 5;
+/// whenever `janus_core`'s commands or tables, or this crate's records,
+/// change shape: a data dir of a newer format is refused, not misread; an
+/// older one is upgraded where an upgrade exists.
+pub const FORMAT_VERSION: u32 = 6;
 const KEY_FORMAT: &[u8] = b"format";
 
-/// Stamp a new database with `FORMAT_VERSION`; refuse one of another format.
-fn check_format(db: &DB) -> Result<(), OpenError> {
+/// The format a data dir is in (`None`: a new, empty one).
+fn read_format(db: &DB) -> Result<Option<u32>, OpenError> {
     let meta = db
         .cf_handle(CF_META)
         .ok_or_else(|| OpenError::Format("column family meta missing".into()))?;
-    match db.get_cf(meta, KEY_FORMAT)? {
-        Some(v) => {
-            let found = <[u8; 4]>::try_from(v.as_slice())
-                .map(u32::from_be_bytes)
-                .unwrap_or(0);
-            if found != FORMAT_VERSION {
-                return Err(OpenError::Format(format!(
-                    "data dir has format {found}, this build reads format {FORMAT_VERSION}"
-                )));
-            }
-        }
-        None => {
-            let log = db
-                .cf_handle(CF_LOG)
-                .ok_or_else(|| OpenError::Format("column family log missing".into()))?;
-            let sm = db
-                .cf_handle(CF_SM)
-                .ok_or_else(|| OpenError::Format("column family sm missing".into()))?;
-            let empty = db
-                .iterator_cf(log, rocksdb::IteratorMode::Start)
-                .next()
-                .is_none()
-                && db
-                    .iterator_cf(sm, rocksdb::IteratorMode::Start)
-                    .next()
-                    .is_none()
-                && db.get_cf(meta, b"vote")?.is_none();
-            if !empty {
-                return Err(OpenError::Format(
-                    "data dir predates format versioning; start from an empty one".into(),
-                ));
-            }
-            let mut w = rocksdb::WriteOptions::default();
-            w.set_sync(true);
-            db.put_cf_opt(meta, KEY_FORMAT, FORMAT_VERSION.to_be_bytes(), &w)?;
-        }
+    if let Some(v) = db.get_cf(meta, KEY_FORMAT)? {
+        let found = <[u8; 4]>::try_from(v.as_slice())
+            .map(u32::from_be_bytes)
+            .unwrap_or(0);
+        return Ok(Some(found));
     }
+    let log = db
+        .cf_handle(CF_LOG)
+        .ok_or_else(|| OpenError::Format("column family log missing".into()))?;
+    let empty = db
+        .iterator_cf(log, rocksdb::IteratorMode::Start)
+        .next()
+        .is_none()
+        && db.get_cf(meta, b"vote")?.is_none();
+    if !empty {
+        return Err(OpenError::Format(
+            "data dir predates format versioning; start from an empty one".into(),
+        ));
+    }
+    Ok(None)
+}
+
+fn write_format(db: &DB) -> Result<(), OpenError> {
+    let meta = db
+        .cf_handle(CF_META)
+        .ok_or_else(|| OpenError::Format("column family meta missing".into()))?;
+    let mut w = rocksdb::WriteOptions::default();
+    w.set_sync(true);
+    db.put_cf_opt(meta, KEY_FORMAT, FORMAT_VERSION.to_be_bytes(), &w)?;
     Ok(())
 }
 
@@ -164,7 +163,7 @@ pub enum OpenError {
 pub type FsyncObserver = Arc<dyn Fn(Duration) + Send + Sync>;
 
 /// Open (or create) the store in `dir`; returns the log store and the state
-/// machine, which share the database.
+/// machine. A data dir of the previous format is upgraded first.
 pub fn open(
     dir: &Path,
     on_fsync: Option<FsyncObserver>,
@@ -174,9 +173,26 @@ pub fn open(
     opts.create_missing_column_families(true);
     let cfs = [CF_LOG, CF_META, CF_SM].map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
     let db = Arc::new(DB::open_cf_descriptors(&opts, dir, cfs)?);
-    check_format(&db)?;
+    match read_format(&db)? {
+        Some(FORMAT_VERSION) => {}
+        None => write_format(&db)?,
+        Some(5) => {
+            upgrade::from_format_5(&db, dir)?;
+            write_format(&db)?;
+        }
+        Some(found) if found > FORMAT_VERSION => {
+            return Err(OpenError::Format(format!(
+                "data dir has format {found}, written by a newer Janus; this build reads format {FORMAT_VERSION} and cannot downgrade it"
+            )))
+        }
+        Some(found) => {
+            return Err(OpenError::Format(format!(
+                "data dir has format {found}, this build reads format {FORMAT_VERSION} (and upgrades format 5)"
+            )))
+        }
+    }
     let log = LogStore::new(db.clone(), on_fsync);
-    let sm = StateMachineStore::load(db)?;
+    let sm = StateMachineStore::load(dir)?;
     Ok((log, sm))
 }
 

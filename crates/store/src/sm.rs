@@ -1,9 +1,16 @@
-//! The state machine: `janus_core::State` in memory, persisted by snapshots.
+//! The state machine: `janus_core::State` over the state database.
+//!
+//! Applying a batch of log entries computes every command against the
+//! state (its reads go to RocksDB, through the changes made so far), then
+//! writes all changes, the applied log id and the membership as one atomic
+//! RocksDB write. Readers see the state as of the last such write. A
+//! snapshot is a RocksDB checkpoint (hard links to the table files).
 
 use std::collections::BTreeSet;
-use std::io::Cursor;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::time::{Duration, Instant};
 
 use janus_core::{EventBatch, State};
 use openraft::storage::{RaftStateMachine, Snapshot};
@@ -11,15 +18,17 @@ use openraft::{
     Entry, EntryPayload, LogId, Membership, OptionalSend, RaftSnapshotBuilder, SnapshotMeta,
     StorageIOError, StoredMembership,
 };
-use rocksdb::{WriteOptions, DB};
+use rocksdb::{WriteBatch, WriteOptions};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
-use crate::{Member, NodeId, OpenError, StorageError, TypeConfig, CF_SM};
+use crate::db::{SharedDb, StateDb, CF_RAFT};
+use crate::snapshot::{self, SnapshotDir};
+use crate::{Member, NodeId, OpenError, StorageError, TypeConfig};
 
-const KEY_SNAPSHOT: &[u8] = b"snapshot";
 /// Event batches buffered for slow subscribers before they see `Lagged`.
 const EVENT_BUFFER: usize = 65_536;
+const KEY_RAFT: &[u8] = b"applied";
 
 /// How far this member has applied the log.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -30,41 +39,41 @@ pub struct Applied {
     pub revision: i64,
 }
 
-/// What a snapshot holds: the whole state machine and its Raft position.
-#[derive(Serialize, Deserialize)]
-struct SnapshotBody {
-    last_applied: Option<LogId<NodeId>>,
-    membership: StoredMembership<NodeId, Member>,
-    state: State,
-    removed: BTreeSet<NodeId>,
-    time_ms: i64,
-}
-
-#[derive(Serialize, Deserialize)]
-struct StoredSnapshot {
-    meta: SnapshotMeta<NodeId, Member>,
-    data: Vec<u8>,
-}
-
-struct Inner {
-    state: State,
-    last_applied: Option<LogId<NodeId>>,
-    membership: StoredMembership<NodeId, Member>,
+/// The Raft position of the state, stored with it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct RaftPosition {
+    pub last_applied: Option<LogId<NodeId>>,
+    pub membership: StoredMembership<NodeId, Member>,
     /// Members that were in an applied membership and are no longer: a
     /// removed member asks its peers about itself, and etcd refuses to
     /// reuse their ids.
-    removed: BTreeSet<NodeId>,
+    pub removed: BTreeSet<NodeId>,
     /// The leader's clock of the last applied batch: membership entries
     /// carry none, and `/zookeeper/config`'s mtime needs one.
-    time_ms: i64,
+    pub time_ms: i64,
+}
+
+/// What readers see: the state as of the last write, and its position.
+struct Published {
+    state: State,
+    pos: RaftPosition,
 }
 
 struct Shared {
-    db: Arc<DB>,
-    inner: RwLock<Inner>,
+    /// The data dir (the state database is in `state/`, snapshots in
+    /// `snapshots/`).
+    dir: PathBuf,
+    /// None only while a received snapshot replaces the database.
+    db: RwLock<Option<SharedDb>>,
+    /// The state that applies commands (its changes pending until the
+    /// batch is written).
+    working: Mutex<State>,
+    published: RwLock<Published>,
     applied: watch::Sender<Applied>,
     events: broadcast::Sender<Arc<EventBatch>>,
     snapshot_seq: AtomicU64,
+    /// Serializes snapshot builds and installs.
+    snapshots: Mutex<()>,
 }
 
 /// The state machine store. Cheap to clone; clones share one state.
@@ -74,7 +83,7 @@ pub struct StateMachineStore {
 }
 
 /// A read view of the state machine, held under a read lock: keep it short.
-pub struct StateView<'a>(RwLockReadGuard<'a, Inner>);
+pub struct StateView<'a>(RwLockReadGuard<'a, Published>);
 
 impl std::ops::Deref for StateView<'_> {
     type Target = State;
@@ -87,51 +96,95 @@ fn io_err(msg: impl Into<String>) -> std::io::Error {
     std::io::Error::other(msg.into())
 }
 
-impl StateMachineStore {
-    pub(crate) fn load(db: Arc<DB>) -> Result<StateMachineStore, OpenError> {
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub(crate) fn state_dir(dir: &Path) -> PathBuf {
+    dir.join("state")
+}
+
+/// Read the Raft position stored in a state database.
+pub(crate) fn read_position(db: &StateDb) -> Result<RaftPosition, String> {
+    let cf = db.cf(CF_RAFT).ok_or("column family raft missing")?;
+    match db.db.get_cf(cf, KEY_RAFT).map_err(|e| e.to_string())? {
+        Some(raw) => postcard::from_bytes(&raw).map_err(|e| e.to_string()),
+        None => Ok(RaftPosition::default()),
+    }
+}
+
+/// Load the state of `db`; a new database gets the initial state written.
+fn load_state(db: &SharedDb) -> Result<(State, RaftPosition), OpenError> {
+    let mut state =
+        State::open(db.clone()).map_err(|e| OpenError::Snapshot(e.to_string()))?;
+    let pos = read_position(db).map_err(OpenError::Snapshot)?;
+    let changes = state.take_changes();
+    if !changes.is_empty() {
+        let mut batch = WriteBatch::default();
+        put_changes(db, &mut batch, changes).map_err(OpenError::Snapshot)?;
+        let mut w = WriteOptions::default();
+        w.set_sync(true);
+        db.db.write_opt(batch, &w)?;
+    }
+    Ok((state, pos))
+}
+
+fn put_changes(
+    db: &StateDb,
+    batch: &mut WriteBatch,
+    changes: Vec<janus_core::Change>,
+) -> Result<(), String> {
+    for (t, k, v) in changes {
         let cf = db
-            .cf_handle(CF_SM)
-            .ok_or_else(|| OpenError::Snapshot("column family sm missing".into()))?;
-        let mut inner = Inner {
-            state: State::new(),
-            last_applied: None,
-            membership: StoredMembership::default(),
-            removed: BTreeSet::new(),
-            time_ms: 0,
-        };
-        if let Some(raw) = db.get_cf(cf, KEY_SNAPSHOT)? {
-            let stored: StoredSnapshot =
-                postcard::from_bytes(&raw).map_err(|e| OpenError::Snapshot(e.to_string()))?;
-            let body: SnapshotBody = postcard::from_bytes(&stored.data)
-                .map_err(|e| OpenError::Snapshot(e.to_string()))?;
-            body.state.check_invariants().map_err(OpenError::Snapshot)?;
-            inner = Inner {
-                state: body.state,
-                last_applied: body.last_applied,
-                membership: body.membership,
-                removed: body.removed,
-                time_ms: body.time_ms,
-            };
+            .cf(t.name())
+            .ok_or_else(|| format!("column family {} missing", t.name()))?;
+        match v {
+            Some(v) => batch.put_cf(cf, k, v),
+            None => batch.delete_cf(cf, k),
         }
+    }
+    Ok(())
+}
+
+impl StateMachineStore {
+    pub(crate) fn load(dir: &Path) -> Result<StateMachineStore, OpenError> {
+        snapshot::recover_swap(dir)?;
+        let db: SharedDb = Arc::new(StateDb::open(&state_dir(dir))?);
+        let (state, pos) = load_state(&db)?;
         let applied = Applied {
-            index: inner.last_applied.map_or(0, |l| l.index),
-            revision: inner.state.revision(),
+            index: pos.last_applied.map_or(0, |l| l.index),
+            revision: state.revision(),
         };
         let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let published = Published {
+            state: state.reader(),
+            pos,
+        };
         Ok(StateMachineStore {
             shared: Arc::new(Shared {
-                db,
-                inner: RwLock::new(inner),
+                dir: dir.to_path_buf(),
+                db: RwLock::new(Some(db)),
+                working: Mutex::new(state),
+                published: RwLock::new(published),
                 applied: watch::channel(applied).0,
                 events,
                 snapshot_seq: AtomicU64::new(0),
+                snapshots: Mutex::new(()),
             }),
         })
     }
 
-    /// Read the applied state. Never blocks on I/O; applies wait meanwhile.
+    /// Read the applied state. Reads go to RocksDB; applies wait for the
+    /// view to be dropped before publishing the next batch.
     pub fn state(&self) -> StateView<'_> {
-        StateView(self.shared.inner.read().unwrap_or_else(|p| p.into_inner()))
+        StateView(self.published())
+    }
+
+    fn published(&self) -> RwLockReadGuard<'_, Published> {
+        self.shared
+            .published
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// The applied position, updated after every applied batch.
@@ -146,40 +199,75 @@ impl StateMachineStore {
         self.shared.events.subscribe()
     }
 
-    fn persist(&self, stored: &StoredSnapshot) -> Result<(), StorageError> {
-        let cf = self
-            .shared
-            .db
-            .cf_handle(CF_SM)
-            .ok_or_else(|| StorageIOError::write(&io_err("cf sm missing")))?;
-        let raw =
-            postcard::to_stdvec(stored).map_err(|e| StorageIOError::write_snapshot(None, &e))?;
-        // Not through the write-ahead log: the Raft log's appends share it,
-        // and a synced put of a state of hundreds of MB held every append
-        // (and every follower's AppendEntries answer) behind its write and
-        // fsync. Flushing the column family instead writes and syncs the
-        // snapshot as its own table file, beside the log's appends. A crash
-        // before the flush ends keeps the previous snapshot, and the log
-        // after it is only purged once this returns.
-        let mut w = WriteOptions::default();
-        w.disable_wal(true);
+    fn db(&self) -> Result<SharedDb, StorageError> {
         self.shared
             .db
-            .put_cf_opt(cf, KEY_SNAPSHOT, raw, &w)
-            .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
-        self.shared
-            .db
-            .flush_cf(cf)
-            .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
-        Ok(())
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| StorageIOError::read(&io_err("the state database is being replaced")).into())
     }
 
-    fn publish(&self, inner: &Inner) {
+    /// The membership as last applied (committed), with its log id.
+    pub fn membership(&self) -> StoredMembership<NodeId, Member> {
+        self.published().pos.membership.clone()
+    }
+
+    /// Whether `id` was a member and has been removed.
+    pub fn is_removed(&self, id: NodeId) -> bool {
+        self.published().pos.removed.contains(&id)
+    }
+
+    /// The largest node id ever in an applied membership.
+    pub fn max_node_id(&self) -> NodeId {
+        let p = self.published();
+        let current = p.pos.membership.membership().nodes().map(|(id, _)| *id).max();
+        let removed = p.pos.removed.iter().max().copied();
+        current.max(removed).unwrap_or(0)
+    }
+
+    /// Write the working state's changes with `pos`, then publish them
+    /// with their events. Events go out before readers can see the state:
+    /// a reader that sees the new state finds its events already queued
+    /// (ZooKeeper's "watch event before the data that reflects it").
+    fn commit(
+        &self,
+        working: &mut State,
+        pos: RaftPosition,
+        batches: Vec<Arc<EventBatch>>,
+    ) -> Result<(), StorageError> {
+        let db = self.db()?;
+        let mut batch = WriteBatch::default();
+        put_changes(&db, &mut batch, working.take_changes())
+            .map_err(|e| StorageIOError::write(&io_err(e)))?;
+        let cf = db
+            .cf(CF_RAFT)
+            .ok_or_else(|| StorageIOError::write(&io_err("column family raft missing")))?;
+        let raw = postcard::to_stdvec(&pos).map_err(|e| StorageIOError::write(&e))?;
+        batch.put_cf(cf, KEY_RAFT, raw);
+        // Not synced: the log is the durable record; a crash loses at most
+        // the tail of applied batches, which are applied again from it.
+        let w = WriteOptions::default();
+        let mut published = self
+            .shared
+            .published
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        db.db
+            .write_opt(batch, &w)
+            .map_err(|e| StorageIOError::write(&e))?;
+        for b in batches {
+            // No subscribers is fine.
+            let _ = self.shared.events.send(b);
+        }
+        published.state = working.reader();
+        published.pos = pos;
         let applied = Applied {
-            index: inner.last_applied.map_or(0, |l| l.index),
-            revision: inner.state.revision(),
+            index: published.pos.last_applied.map_or(0, |l| l.index),
+            revision: published.state.revision(),
         };
         self.shared.applied.send_replace(applied);
+        Ok(())
     }
 }
 
@@ -219,110 +307,130 @@ pub fn zk_config_servers(m: &Membership<NodeId, Member>) -> String {
 /// `/zookeeper/config` true once the change is final (a joint config is
 /// only a step on the way).
 fn apply_membership(
-    inner: &mut Inner,
+    pos: &mut RaftPosition,
+    state: &mut State,
     log_id: LogId<NodeId>,
     m: Membership<NodeId, Member>,
 ) -> Option<EventBatch> {
-    let first = inner.membership.log_id().is_none();
-    let before: BTreeSet<NodeId> = inner
+    let first = pos.membership.log_id().is_none();
+    let before: BTreeSet<NodeId> = pos
         .membership
         .membership()
         .nodes()
         .map(|(id, _)| *id)
         .collect();
     let after: BTreeSet<NodeId> = m.nodes().map(|(id, _)| *id).collect();
-    inner.removed.extend(before.difference(&after).copied());
-    inner.removed.retain(|id| !after.contains(id));
+    pos.removed.extend(before.difference(&after).copied());
+    pos.removed.retain(|id| !after.contains(id));
     let uniform = m.get_joint_config().len() == 1;
     let servers = zk_config_servers(&m);
-    inner.membership = StoredMembership::new(Some(log_id), m);
-    if !uniform || (!first && servers == inner.state.zk_config_servers()) {
+    pos.membership = StoredMembership::new(Some(log_id), m);
+    if !uniform || (!first && servers == state.zk_config_servers()) {
         return None;
     }
-    Some(inner.state.zk_set_config(inner.time_ms, &servers, !first))
+    Some(state.zk_set_config(pos.time_ms, &servers, !first))
 }
 
 impl StateMachineStore {
-    /// The membership as last applied (committed), with its log id.
-    pub fn membership(&self) -> StoredMembership<NodeId, Member> {
-        self.state_inner().membership.clone()
-    }
-
-    /// Whether `id` was a member and has been removed.
-    pub fn is_removed(&self, id: NodeId) -> bool {
-        self.state_inner().removed.contains(&id)
-    }
-
-    /// The largest node id ever in an applied membership.
-    pub fn max_node_id(&self) -> NodeId {
-        let inner = self.state_inner();
-        let current = inner
-            .membership
-            .membership()
-            .nodes()
-            .map(|(id, _)| *id)
-            .max();
-        let removed = inner.removed.iter().max().copied();
-        current.max(removed).unwrap_or(0)
-    }
-
-    fn state_inner(&self) -> RwLockReadGuard<'_, Inner> {
-        self.shared.inner.read().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-impl StateMachineStore {
-    /// Clone the state, serialize it and persist it: seconds of CPU and
-    /// fsync for a large state, so it runs on a blocking thread (on a
-    /// runtime worker it starved the peer RPCs of a two-core machine until
-    /// they timed out).
+    /// Take a checkpoint of the state database and make it the current
+    /// snapshot. No lock is held over apply: the checkpoint records the
+    /// log position it holds.
     fn snapshot_now(&self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let t0 = std::time::Instant::now();
-        let (meta, data, cloned) = {
-            let inner = self.shared.inner.read().unwrap_or_else(|p| p.into_inner());
-            let body = SnapshotBody {
-                last_applied: inner.last_applied,
-                membership: inner.membership.clone(),
-                state: inner.state.clone(),
-                removed: inner.removed.clone(),
-                time_ms: inner.time_ms,
-            };
-            drop(inner);
-            let cloned = t0.elapsed();
-            let data =
-                postcard::to_stdvec(&body).map_err(|e| StorageIOError::write_snapshot(None, &e))?;
-            let seq = self.shared.snapshot_seq.fetch_add(1, Ordering::Relaxed);
-            let id = match body.last_applied {
-                Some(l) => format!("{}-{}-{seq}", l.leader_id, l.index),
-                None => format!("none-{seq}"),
-            };
-            let meta = SnapshotMeta {
-                last_log_id: body.last_applied,
-                last_membership: body.membership,
-                snapshot_id: id,
-            };
-            (meta, data, cloned)
-        };
-        let encoded = t0.elapsed();
-        let stored = StoredSnapshot {
-            meta: meta.clone(),
-            data,
-        };
-        self.persist(&stored)?;
-        // Seconds of work for a large state: worth seeing in the log when
-        // latency spikes.
+        let _one = lock(&self.shared.snapshots);
+        let t0 = Instant::now();
+        let db = self.db()?;
+        let seq = self.shared.snapshot_seq.fetch_add(1, Ordering::Relaxed);
+        let dir = SnapshotDir::new(&self.shared.dir);
+        let (meta, bytes) = dir
+            .checkpoint(&db, seq)
+            .map_err(|e| StorageIOError::write_snapshot(None, &io_err(e)))?;
+        drop(db);
         tracing::info!(
             snapshot = %meta.snapshot_id,
-            bytes = stored.data.len(),
-            clone_ms = cloned.as_millis() as u64,
-            encode_ms = (encoded - cloned).as_millis() as u64,
-            persist_ms = (t0.elapsed() - encoded).as_millis() as u64,
-            "built snapshot"
+            bytes,
+            ms = t0.elapsed().as_millis() as u64,
+            "took checkpoint"
         );
+        let data = dir
+            .open_data(&meta)
+            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &io_err(e)))?;
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(stored.data)),
+            snapshot: Box::new(data),
         })
+    }
+
+    /// Replace the state with a received checkpoint.
+    fn install_now(
+        &self,
+        meta: &SnapshotMeta<NodeId, Member>,
+        data: std::fs::File,
+    ) -> Result<(), StorageError> {
+        let _one = lock(&self.shared.snapshots);
+        let sig = Some(meta.signature());
+        let werr = |e: String| StorageIOError::write_snapshot(sig.clone(), &io_err(e));
+        let dir = SnapshotDir::new(&self.shared.dir);
+        let ckpt = dir.receive(meta, data).map_err(werr)?;
+        let mut working = lock(&self.shared.working);
+        // Readers wait for the install: they never see a state between.
+        let mut published = self
+            .shared
+            .published
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        // Let go of the old database (both states hold it) and close it.
+        *working = State::new();
+        published.state = State::new();
+        let old = self
+            .shared
+            .db
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(old) = old {
+            wait_last_ref(old).map_err(werr)?;
+        }
+        snapshot::swap_in(&self.shared.dir, &ckpt).map_err(werr)?;
+        let db: SharedDb = Arc::new(
+            StateDb::open(&state_dir(&self.shared.dir)).map_err(|e| werr(e.to_string()))?,
+        );
+        let (state, pos) = load_state(&db).map_err(|e| werr(e.to_string()))?;
+        *self.shared.db.write().unwrap_or_else(|p| p.into_inner()) = Some(db);
+        published.state = state.reader();
+        published.pos = pos.clone();
+        *working = state;
+        let applied = Applied {
+            index: pos.last_applied.map_or(0, |l| l.index),
+            revision: published.state.revision(),
+        };
+        self.shared.applied.send_replace(applied);
+        tracing::info!(
+            snapshot = %meta.snapshot_id,
+            revision = applied.revision,
+            index = applied.index,
+            "installed snapshot"
+        );
+        Ok(())
+    }
+}
+
+/// Wait until `db` is the last handle on its database, then close it.
+fn wait_last_ref(mut db: SharedDb) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match Arc::try_unwrap(db) {
+            Ok(d) => {
+                drop(d);
+                return Ok(());
+            }
+            Err(d) => {
+                if Instant::now() > deadline {
+                    return Err("the state database is still in use".into());
+                }
+                db = d;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
     }
 }
 
@@ -331,7 +439,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.snapshot_now())
             .await
-            .map_err(|e| StorageIOError::write_snapshot(None, &io_err(&e.to_string())))?
+            .map_err(|e| StorageIOError::write_snapshot(None, &io_err(e.to_string())))?
     }
 }
 
@@ -341,8 +449,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     async fn applied_state(
         &mut self,
     ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, Member>), StorageError> {
-        let inner = self.shared.inner.read().unwrap_or_else(|p| p.into_inner());
-        Ok((inner.last_applied, inner.membership.clone()))
+        let p = self.published();
+        Ok((p.pos.last_applied, p.pos.membership.clone()))
     }
 
     async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<janus_core::Applied>>, StorageError>
@@ -352,41 +460,33 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     {
         let mut out = Vec::new();
         let mut batches = Vec::new();
-        {
-            let mut inner = self.shared.inner.write().unwrap_or_else(|p| p.into_inner());
-            for entry in entries {
-                inner.last_applied = Some(entry.log_id);
-                match entry.payload {
-                    EntryPayload::Blank => out.push(Vec::new()),
-                    EntryPayload::Normal(batch) => {
-                        inner.time_ms = batch.time_ms;
-                        let mut results = Vec::with_capacity(batch.commands.len());
-                        for c in &batch.commands {
-                            let (applied, events) = inner.state.apply_command(batch.time_ms, c);
-                            // Every command's batch goes out, empty ones too:
-                            // subscribers learn they have seen all up to R.
-                            batches.push(Arc::new(events));
-                            results.push(applied);
-                        }
-                        out.push(results);
+        let mut pos = self.published().pos.clone();
+        let mut working = lock(&self.shared.working);
+        for entry in entries {
+            pos.last_applied = Some(entry.log_id);
+            match entry.payload {
+                EntryPayload::Blank => out.push(Vec::new()),
+                EntryPayload::Normal(batch) => {
+                    pos.time_ms = batch.time_ms;
+                    let mut results = Vec::with_capacity(batch.commands.len());
+                    for c in &batch.commands {
+                        let (applied, events) = working.apply_command(batch.time_ms, c);
+                        // Every command's batch goes out, empty ones too:
+                        // subscribers learn they have seen all up to R.
+                        batches.push(Arc::new(events));
+                        results.push(applied);
                     }
-                    EntryPayload::Membership(m) => {
-                        if let Some(b) = apply_membership(&mut inner, entry.log_id, m) {
-                            batches.push(Arc::new(b));
-                        }
-                        out.push(Vec::new());
+                    out.push(results);
+                }
+                EntryPayload::Membership(m) => {
+                    if let Some(b) = apply_membership(&mut pos, &mut working, entry.log_id, m) {
+                        batches.push(Arc::new(b));
                     }
+                    out.push(Vec::new());
                 }
             }
-            // Events go out before the lock is released: a reader that sees
-            // the new state finds its events already queued (ZooKeeper's
-            // "watch event before the data that reflects it").
-            for b in batches {
-                // No subscribers is fine.
-                let _ = self.shared.events.send(b);
-            }
-            self.publish(&inner);
         }
+        self.commit(&mut working, pos, batches)?;
         Ok(out)
     }
 
@@ -394,56 +494,48 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+        let dir = SnapshotDir::new(&self.shared.dir);
+        let seq = self.shared.snapshot_seq.fetch_add(1, Ordering::Relaxed);
+        let f = dir
+            .incoming(seq)
+            .map_err(|e| StorageIOError::write_snapshot(None, &io_err(e)))?;
+        Ok(Box::new(tokio::fs::File::from_std(f)))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<NodeId, Member>,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError> {
-        let data = snapshot.into_inner();
-        let sig = Some(meta.signature());
-        let body: SnapshotBody = postcard::from_bytes(&data)
-            .map_err(|e| StorageIOError::read_snapshot(sig.clone(), &e))?;
-        body.state
-            .check_invariants()
-            .map_err(|e| StorageIOError::read_snapshot(sig, &io_err(e)))?;
-        self.persist(&StoredSnapshot {
-            meta: meta.clone(),
-            data,
-        })?;
-        let mut inner = self.shared.inner.write().unwrap_or_else(|p| p.into_inner());
-        inner.state = body.state;
-        inner.last_applied = meta.last_log_id;
-        inner.membership = meta.last_membership.clone();
-        inner.removed = body.removed;
-        inner.time_ms = body.time_ms;
-        self.publish(&inner);
-        tracing::info!(snapshot = %meta.snapshot_id, revision = inner.state.revision(), "installed snapshot");
-        Ok(())
+        let file = snapshot.into_std().await;
+        let this = self.clone();
+        let meta = meta.clone();
+        tokio::task::spawn_blocking(move || this.install_now(&meta, file))
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(None, &io_err(e.to_string())))?
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        let cf = self
-            .shared
-            .db
-            .cf_handle(CF_SM)
-            .ok_or_else(|| StorageIOError::read(&io_err("column family sm missing")))?;
-        let Some(raw) = self
-            .shared
-            .db
-            .get_cf(cf, KEY_SNAPSHOT)
-            .map_err(|e| StorageIOError::read_snapshot(None, &e))?
-        else {
-            return Ok(None);
-        };
-        let stored: StoredSnapshot =
-            postcard::from_bytes(&raw).map_err(|e| StorageIOError::read_snapshot(None, &e))?;
-        Ok(Some(Snapshot {
-            meta: stored.meta,
-            snapshot: Box::new(Cursor::new(stored.data)),
-        }))
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let _one = lock(&this.shared.snapshots);
+            let dir = SnapshotDir::new(&this.shared.dir);
+            let Some(meta) = dir
+                .current()
+                .map_err(|e| StorageIOError::read_snapshot(None, &io_err(e)))?
+            else {
+                return Ok(None);
+            };
+            let data = dir
+                .open_data(&meta)
+                .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &io_err(e)))?;
+            Ok(Some(Snapshot {
+                meta,
+                snapshot: Box::new(data),
+            }))
+        })
+        .await
+        .map_err(|e| StorageIOError::read_snapshot(None, &io_err(e.to_string())))?
     }
 }
