@@ -89,7 +89,7 @@ fn zk_create(w: usize, n: u64) -> Command {
         session: 0,
         op: ZkOp::Create {
             path: format!("/b{w}-{n}"),
-            data: vec![b'v'; 256],
+            data: Some(vec![b'v'; 256]),
             acl: Acl::open_unsafe(),
             mode: CreateMode::Persistent,
             ttl_ms: -1,

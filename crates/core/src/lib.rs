@@ -18,6 +18,8 @@ pub mod legacy;
 pub mod mvcc;
 pub mod state;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod zk;
 pub mod zk_acl;
 

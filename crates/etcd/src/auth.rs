@@ -262,10 +262,8 @@ impl Ctx {
         if st.auth().is_admin_permitted(&ai).is_ok() {
             return Ok(());
         }
-        if let Some(l) = st.lease(id) {
-            for k in &l.keys {
-                st.auth().is_put_permitted(&ai, k)?;
-            }
+        for k in st.lease_keys(id) {
+            st.auth().is_put_permitted(&ai, &k)?;
         }
         Ok(())
     }
@@ -289,11 +287,15 @@ impl Ctx {
         }
         let leases: Vec<_> = match ids {
             Some(id) => st.lease(id).into_iter().collect(),
-            None => st.leases().filter(|l| l.session.is_none()).collect(),
+            None => st
+                .leases()
+                .into_iter()
+                .filter(|l| l.session.is_none())
+                .collect(),
         };
         for l in leases {
-            for k in &l.keys {
-                st.auth().is_range_permitted(&ai, k, &[])?;
+            for k in st.lease_keys(l.id) {
+                st.auth().is_range_permitted(&ai, &k, &[])?;
             }
         }
         Ok(())

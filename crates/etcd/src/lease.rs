@@ -201,7 +201,7 @@ impl lease_server::Lease for Lease {
                 (
                     l.ttl_ms / 1000,
                     if r.keys {
-                        l.keys.iter().cloned().collect()
+                        st.lease_keys(l.id)
                     } else {
                         Vec::new()
                     },
@@ -248,6 +248,7 @@ impl lease_server::Lease for Lease {
         let leases = {
             let st = self.0.node.sm.state();
             st.leases()
+                .into_iter()
                 .filter(|l| l.session.is_none())
                 .map(|l| pb::LeaseStatus { id: l.id })
                 .collect()

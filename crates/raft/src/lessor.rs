@@ -70,9 +70,10 @@ impl Lessor {
         let expired: Vec<i64> = {
             let state = node.sm.state();
             let mut d = self.deadlines.lock().unwrap_or_else(|p| p.into_inner());
-            let live: HashSet<i64> = state.leases().map(|l| l.id).collect();
+            let leases = state.leases();
+            let live: HashSet<i64> = leases.iter().map(|l| l.id).collect();
             d.at.retain(|id, _| live.contains(id));
-            for l in state.leases() {
+            for l in &leases {
                 d.at.entry(l.id)
                     .or_insert_with(|| now + Duration::from_millis(l.ttl_ms.max(0) as u64));
             }

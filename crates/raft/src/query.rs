@@ -35,9 +35,9 @@ pub(crate) fn run(s: &State, q: &Query) -> QueryResult {
             compacted: s.compacted_revision(),
         },
         Query::KvRange(r) => QueryResult::KvRange(s.kv_range(r)),
-        Query::ZkNode(p) => QueryResult::ZkNode(s.znode(p).map(|n| (n.data.clone(), n.stat))),
+        Query::ZkNode(p) => QueryResult::ZkNode(s.znode(p).map(|n| (n.data, n.stat))),
         Query::ZkChildren(p) => QueryResult::ZkChildren(s.zk_children(p)),
-        Query::Lease(id) => QueryResult::Lease(s.lease(*id).cloned()),
-        Query::Leases => QueryResult::Leases(s.leases().map(|l| l.id).collect()),
+        Query::Lease(id) => QueryResult::Lease(s.lease(*id)),
+        Query::Leases => QueryResult::Leases(s.leases().into_iter().map(|l| l.id).collect()),
     }
 }

@@ -596,8 +596,13 @@ fn znode_json(node: &RaftNode, path: &str) -> Option<Value> {
     // `exists` needs no permission in ZooKeeper; data, children and the
     // ACL need READ.
     let readable = world_readable(&n.acl);
+    let names = if readable {
+        s.zk_children(path).unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let children: Vec<Value> = if readable {
-        n.children
+        names
             .iter()
             .take(CHILDREN_MAX)
             .map(|name| {
@@ -607,6 +612,7 @@ fn znode_json(node: &RaftNode, path: &str) -> Option<Value> {
                     format!("{path}/{name}")
                 };
                 let cn = s.znode(&child);
+                let cn = cn.as_ref();
                 json!({
                     "name": display_name(name, NAME_CHARS),
                     // The full path to ask for next, unless too long to.
@@ -639,8 +645,8 @@ fn znode_json(node: &RaftNode, path: &str) -> Option<Value> {
             "numChildren": st.num_children,
         },
         "children": children,
-        "childrenTotal": if readable { n.children.len() } else { 0 },
-        "more": readable && n.children.len() > CHILDREN_MAX,
+        "childrenTotal": names.len(),
+        "more": names.len() > CHILDREN_MAX,
     }))
 }
 
@@ -676,12 +682,9 @@ fn keys_json(node: &RaftNode, prefix: &[u8], limit: usize) -> Value {
     let mut more = false;
     // Keys with only a tombstone left (not yet compacted) are skipped;
     // values are copied one at a time, for the preview.
-    let live = s
-        .kv_keys()
-        .skip_while(|k| k.as_slice() < prefix)
-        .take_while(|k| k.starts_with(prefix))
-        .filter_map(|k| s.kv_get(k));
-    for kv in live {
+    let end = janus_core::store::prefix_end(prefix).unwrap_or_default();
+    let start = if prefix.is_empty() { &[0u8][..] } else { prefix };
+    for kv in s.kv_scan(start, &end, limit.saturating_add(1)) {
         if keys.len() == limit {
             more = true;
             break;
@@ -718,7 +721,7 @@ fn sessions_json(node: &RaftNode) -> Value {
                     sessions.push(json!({
                         "id": format!("0x{:x}", l.id),
                         "timeoutMs": session.timeout_ms,
-                        "ephemerals": l.ephemerals.len(),
+                        "ephemerals": s.zk_ephemerals(l.id, "").len(),
                     }));
                 }
             }
@@ -728,7 +731,7 @@ fn sessions_json(node: &RaftNode) -> Value {
                     leases.push(json!({
                         "id": format!("{:016x}", l.id),
                         "ttlSecs": l.ttl_ms / 1000,
-                        "keys": l.keys.len(),
+                        "keys": s.lease_keys(l.id).len(),
                     }));
                 }
             }

@@ -14,6 +14,8 @@
 //! and a restart opens it and re-applies only the log after it.
 
 mod db;
+#[cfg(test)]
+mod differential;
 mod log;
 mod sm;
 mod snapshot;

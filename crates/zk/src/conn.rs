@@ -286,7 +286,7 @@ impl Conn {
             let known = {
                 let st = self.srv.node.sm.state();
                 st.lease(req.session_id)
-                    .and_then(|l| l.session.as_ref())
+                    .and_then(|l| l.session)
                     .is_some_and(|s| s.password == req_passwd)
             };
             let (id, password) = if req.session_id != 0 && known {
@@ -328,7 +328,7 @@ impl Conn {
             let known = |c: &Conn| {
                 let st = c.srv.node.sm.state();
                 st.lease(req.session_id)
-                    .and_then(|l| l.session.as_ref())
+                    .and_then(|l| l.session)
                     .is_some_and(|s| s.password == req_passwd)
             };
             let mut ok = known(self);
@@ -1040,12 +1040,12 @@ impl Conn {
                         }
                         .encode(&mut w);
                         GetDataResponse {
-                            data: n.data.clone(),
+                            data: n.data,
                             stat: n.stat.into(),
                         }
                         .encode(&mut w);
                     }
-                    Ok(n) => {
+                    Ok(_) => {
                         MultiHeader {
                             r#type: op::GET_CHILDREN,
                             done: false,
@@ -1053,7 +1053,7 @@ impl Conn {
                         }
                         .encode(&mut w);
                         GetChildrenResponse {
-                            children: n.children.iter().cloned().collect(),
+                            children: st.zk_children(path).unwrap_or_default(),
                         }
                         .encode(&mut w);
                     }
@@ -1142,7 +1142,7 @@ impl Conn {
             let res = match st.znode(&path) {
                 None => Err(ZkError::NoNode),
                 Some(n) => self.auth.check(&n.acl, perms::READ).map(|()| {
-                    let children: Vec<String> = n.children.iter().cloned().collect();
+                    let children: Vec<String> = st.zk_children(&path).unwrap_or_default();
                     if two {
                         encode(&GetChildren2Response {
                             children,

@@ -57,9 +57,13 @@ pub(crate) fn render(srv: &Server, cmd: &str) -> String {
 pub(crate) fn render_port(srv: &Server, cmd: &str, port: Option<bool>) -> String {
     let (zxid, nodes, sessions, ephemerals) = {
         let st = srv.node.sm.state();
-        let sessions = st.leases().filter(|l| l.session.is_some()).count();
-        let eph: usize = st.leases().map(|l| l.ephemerals.len()).sum();
-        (st.revision(), st.zk_paths().count(), sessions, eph)
+        let leases = st.leases();
+        let sessions = leases.iter().filter(|l| l.session.is_some()).count();
+        let eph: usize = leases
+            .iter()
+            .map(|l| st.zk_ephemerals(l.id, "").len())
+            .sum();
+        (st.revision(), st.zk_node_count() as usize, sessions, eph)
     };
     let conns: Vec<_> = srv
         .conns
@@ -254,18 +258,24 @@ pub(crate) fn render_port(srv: &Server, cmd: &str, port: Option<bool>) -> String
             let st = srv.node.sm.state();
             let _ = writeln!(o, "SessionTracker dump:");
             let _ = writeln!(o, "Global Sessions({sessions}):");
-            for l in st.leases().filter(|l| l.session.is_some()) {
+            let leases = st.leases();
+            for l in leases.iter().filter(|l| l.session.is_some()) {
                 let _ = writeln!(o, "0x{:x}\t{}ms", l.id, l.ttl_ms);
             }
+            let with_ephemerals: Vec<(i64, Vec<String>)> = leases
+                .iter()
+                .map(|l| (l.id, st.zk_ephemerals(l.id, "")))
+                .filter(|(_, e)| !e.is_empty())
+                .collect();
             let _ = writeln!(o, "ephemeral nodes dump:");
             let _ = writeln!(
                 o,
                 "Sessions with Ephemerals ({}):",
-                st.leases().filter(|l| !l.ephemerals.is_empty()).count()
+                with_ephemerals.len()
             );
-            for l in st.leases().filter(|l| !l.ephemerals.is_empty()) {
-                let _ = writeln!(o, "0x{:x}:", l.id);
-                for p in &l.ephemerals {
+            for (id, paths) in &with_ephemerals {
+                let _ = writeln!(o, "0x{id:x}:");
+                for p in paths {
                     let _ = writeln!(o, "\t{p}");
                 }
             }

@@ -514,6 +514,7 @@ pub fn metrics_text() -> String {
         .sm
         .state()
         .leases()
+        .iter()
         .filter(|l| l.session.is_some())
         .count();
     let mut o = String::new();
