@@ -16,6 +16,10 @@
 #            --duration-ms N, --concurrency LIST   per-row time and in-flight levels,
 #                                  for every topology run (default: per topology, above)
 #            --skip-load           no bulk load / RSS / disk / restart
+#            --scale LIST          the scale part's data sets, KEYSxBYTES comma-separated
+#                                  (default 400000x1024,2000000x256; --quick 50000x1024)
+#            --skip-scale          no scale part
+#            --scale-only          only the scale part (no workload tables, no bulk load)
 #            --out DIR             results (default target/bench/latest)
 #   ZK_HEAP=1g                     each ZooKeeper JVM's -Xmx (default 1g)
 #
@@ -35,8 +39,11 @@ keys=""
 duration_ms=""
 concurrency=""
 skip_load=0
+scale=""
+skip_scale=0
+scale_only=0
 out="$root/target/bench/latest"
-usage="usage: $0 [--quick] [--topology 1|3|both] [--keys N] [--duration-ms N] [--concurrency LIST] [--skip-load] [--out DIR]"
+usage="usage: $0 [--quick] [--topology 1|3|both] [--keys N] [--duration-ms N] [--concurrency LIST] [--skip-load] [--scale LIST] [--skip-scale] [--scale-only] [--out DIR]"
 while [ $# -gt 0 ]; do
     case "$1" in
     --quick) quick=1 ;;
@@ -45,6 +52,9 @@ while [ $# -gt 0 ]; do
     --duration-ms) duration_ms="$2"; shift ;;
     --concurrency) concurrency="$2"; shift ;;
     --skip-load) skip_load=1 ;;
+    --scale) scale="$2"; shift ;;
+    --skip-scale) skip_scale=1 ;;
+    --scale-only) scale_only=1 skip_load=1 ;;
     --out) out="$2"; shift ;;
     *) echo "$usage" >&2; exit 2 ;;
     esac
@@ -61,9 +71,13 @@ esac
 # comparison at the targets' in-flight levels.
 if [ "$quick" = 1 ]; then
     : "${keys:=100000}"
+    : "${scale:=50000x1024}"
+    scale_secs=5
     dur3=1000 conc3=1,16,256 dur1=500 conc1=16 watchers=8
 else
     : "${keys:=1000000}"
+    : "${scale:=400000x1024,2000000x256}"
+    scale_secs=20
     dur3=1500 conc3=1,16,256 dur1=750 conc1=16,256 watchers=16
 fi
 [ -n "$duration_ms" ] && dur3=$duration_ms dur1=$duration_ms
@@ -424,15 +438,78 @@ run_load() { # size
     measure janus zookeeper start_janus janus janus-zk "$tmp/m$size-janus-load-zk" "$size"
 }
 
+# --- 3. Scale: does the cost of a write grow with the data held? ---------------
+# Per system and API, a fresh cluster: 64 puts (setData) in flight for 5 s on
+# the empty server, then KEYS values of BYTES bulk-loaded, then the same puts
+# for $scale_secs s; peak RSS, on-disk size, restart to the first loaded key.
+scale_one() { # system api starter leader-kind ready-kind dir size nkeys bytes
+    local system=$1 api=$2 starter=$3 kind=$4 rkind=$5 dir=$6 size=$7 nkeys=$8 bytes=$9
+    local n p r d rss=0 disk=0 t0 restart load_args run_args workload
+    echo "== $(since) scale: $system, $api API, ${nkeys} x ${bytes} B, $size member(s)"
+    $starter "$size" "$dir"
+    n=$(find_leader "$kind" "$size")
+    ready_all "$rkind" "$size" 120 --no-data
+    case "$rkind" in
+    etcd) load_args=(--etcd "$(etcd_client)") ;;
+    zk) load_args=(--zk "$(zk_client)") ;;
+    janus-etcd) load_args=(--etcd "$(janus_etcd)") ;;
+    janus-zk) load_args=(--zk "$(janus_zk)") ;;
+    esac
+    workload=put
+    [ "$api" = zookeeper ] && workload=setData
+    run_args=(--system "$system" "${load_args[@]}" --only "$workload" --concurrency 64 --value-size "$bytes")
+    local tag="$system-$api-${nkeys}x$bytes"
+    "$bench" run "${run_args[@]}" --duration-ms 5000 --json "$res/scale-$tag-empty.json" >/dev/null
+    "$bench" load "${load_args[@]}" --keys "$nkeys" --value-size "$bytes" >/dev/null
+    "$bench" run "${run_args[@]}" --duration-ms $((scale_secs * 1000)) --json "$res/scale-$tag-loaded.json" >/dev/null
+    for p in "${members[@]}"; do
+        r=$(peak_rss_kib "$p")
+        [ "$r" -gt "$rss" ] && rss=$r
+    done
+    stop_members
+    for d in "$dir"/m*/; do
+        r=$(du -sk "$d" | awk '{print $1}')
+        [ "$r" -gt "$disk" ] && disk=$r
+    done
+    wait_ports_free "$kind" "$size"
+    t0=$(now_ms)
+    $starter "$size" "$dir"
+    if ready_all "$rkind" "$size" "$restart_timeout" 2>>"$res/ready-errors.log"; then
+        restart=$(($(now_ms) - t0))
+    else
+        restart=$((restart_timeout * 1000))
+    fi
+    stop_members
+    rm -rf "$dir"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$system" "$api" "$nkeys" "$bytes" \
+        "$res/scale-$tag-empty.json" "$res/scale-$tag-loaded.json" "$rss" "$disk" "$restart" >>"$res/scale.tsv"
+}
+
+run_scale() { # size
+    local size=$1 set nkeys bytes
+    for set in ${scale//,/ }; do
+        nkeys=${set%x*} bytes=${set#*x}
+        # Three members: the first data set only.
+        if [ "$size" = 3 ] && [ "$set" != "${scale%%,*}" ]; then continue; fi
+        scale_one etcd etcd start_etcd etcd etcd "$tmp/s$size-etcd" "$size" "$nkeys" "$bytes"
+        scale_one janus etcd start_janus janus janus-etcd "$tmp/s$size-janus-etcd" "$size" "$nkeys" "$bytes"
+        scale_one zookeeper zookeeper start_zk zk zk "$tmp/s$size-zk" "$size" "$nkeys" "$bytes"
+        scale_one janus zookeeper start_janus janus janus-zk "$tmp/s$size-janus-zk" "$size" "$nkeys" "$bytes"
+    done
+}
+
 for size in "${topos[@]}"; do
     res="$out/m$size"
     mkdir -p "$res"
-    if [ "$size" = 3 ]; then run_workloads 3 "$dur3" "$conc3"; else run_workloads 1 "$dur1" "$conc1"; fi
+    if [ "$scale_only" = 0 ]; then
+        if [ "$size" = 3 ]; then run_workloads 3 "$dur3" "$conc3"; else run_workloads 1 "$dur1" "$conc1"; fi
+    fi
     if [ "$skip_load" = 0 ] && [ "$size" = "$load_topo" ]; then run_load "$size"; fi
+    if [ "$skip_scale" = 0 ]; then run_scale "$size"; fi
 done
 elapsed_s=$((($(now_ms) - t_start) / 1000))
 
-# --- 3. Report. ----------------------------------------------------------------
+# --- 4. Report. ----------------------------------------------------------------
 {
     echo "## Results ($(date -u '+%Y-%m-%d %H:%M UTC'), $( [ "$quick" = 1 ] && echo quick || echo default ) run, ${elapsed_s} s after the build)"
     echo
@@ -456,7 +533,12 @@ elapsed_s=$((($(now_ms) - t_start) / 1000))
         [ -s "$res/resources.tsv" ] && res_arg=(--resources "$res/resources.tsv")
         targets=()
         [ "$size" = 3 ] && targets=(--targets)
-        "$bench" compare --label "$label" --janus "$res/janus.json" --etcd "$res/etcd.json" --zk "$res/zookeeper.json" "${res_arg[@]}" "${targets[@]}"
+        if [ -s "$res/janus.json" ]; then
+            "$bench" compare --label "$label" --janus "$res/janus.json" --etcd "$res/etcd.json" --zk "$res/zookeeper.json" "${res_arg[@]}" "${targets[@]}"
+        fi
+        if [ -s "$res/scale.tsv" ]; then
+            "$bench" scale --label "$label" --tsv "$res/scale.tsv"
+        fi
     done
 } >"$out/report.md"
 cat "$out/report.md"

@@ -39,6 +39,16 @@ enum Cmd {
     Ready(ReadyArgs),
     /// Print the Janus/etcd and Janus/ZooKeeper ratio tables.
     Compare(CompareArgs),
+    /// Print the scale part's table from scripts/bench.sh's scale.tsv.
+    Scale(ScaleArgs),
+}
+
+#[derive(Args)]
+struct ScaleArgs {
+    #[arg(long)]
+    tsv: PathBuf,
+    #[arg(long)]
+    label: Option<String>,
 }
 
 #[derive(Args)]
@@ -138,6 +148,7 @@ async fn main() -> Result<()> {
     match cli.cmd {
         Cmd::Run(a) => run(a).await,
         Cmd::Load(a) => load(a).await,
+        Cmd::Scale(a) => scale(a),
         Cmd::Ready(a) => ready(a).await,
         Cmd::Compare(a) => compare(a),
     }
@@ -798,6 +809,42 @@ async fn ready(a: ReadyArgs) -> Result<()> {
             _ => tokio::time::sleep(Duration::from_millis(20)).await,
         }
     }
+}
+
+fn scale(a: ScaleArgs) -> Result<()> {
+    let text =
+        std::fs::read_to_string(&a.tsv).with_context(|| format!("reading {}", a.tsv.display()))?;
+    let first = |p: &str| -> Option<Row> {
+        read_rows(&PathBuf::from(p))
+            .ok()
+            .and_then(|r| r.into_iter().next())
+    };
+    let mut runs = Vec::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        if f.len() < 9 {
+            continue;
+        }
+        let n = |s: &str| s.trim().parse::<u64>().unwrap_or(0);
+        runs.push(report::ScaleRun {
+            system: f[0].to_string(),
+            api: f[1].to_string(),
+            keys: n(f[2]),
+            bytes: n(f[3]),
+            empty: first(f[4]),
+            loaded: first(f[5]),
+            rss_kib: n(f[6]),
+            disk_kib: n(f[7]),
+            restart_ms: n(f[8]),
+        });
+    }
+    println!(
+        "#### Scale: puts before and after a bulk load{}",
+        a.label.map(|l| format!(", {l}")).unwrap_or_default()
+    );
+    println!();
+    println!("{}", report::scale_table(&runs));
+    Ok(())
 }
 
 fn read_rows(p: &PathBuf) -> Result<Vec<Row>> {

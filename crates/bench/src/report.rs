@@ -507,3 +507,73 @@ mod tests {
         assert!(t.contains("| 0.50 | 0.50 | >200.00 |"), "{t}");
     }
 }
+
+/// One line of the scale part (scripts/bench.sh writes them): a system
+/// and API, the data set, its put rows on the empty and on the loaded
+/// server, peak RSS and disk (KiB), restart to the first loaded key (ms).
+pub struct ScaleRun {
+    pub system: String,
+    pub api: String,
+    pub keys: u64,
+    pub bytes: u64,
+    pub empty: Option<Row>,
+    pub loaded: Option<Row>,
+    pub rss_kib: u64,
+    pub disk_kib: u64,
+    pub restart_ms: u64,
+}
+
+/// The scale table, then Janus's ratios against its own empty figure and
+/// against the other system of each API and data set.
+pub fn scale_table(runs: &[ScaleRun]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "| system | API | data | empty: ops/s | loaded: ops/s | loaded max | peak RSS | disk | restart |"
+    );
+    let _ = writeln!(out, "|---|---|---|---:|---:|---:|---:|---:|---:|");
+    let ops = |r: &Option<Row>| r.as_ref().map_or(0.0, |r| r.ops_per_sec);
+    for r in runs {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} x {} B | {} | {} | {} | {} | {} | {} ms |",
+            r.system,
+            r.api,
+            fmt_count(r.keys as f64),
+            r.bytes,
+            fmt_count(ops(&r.empty)),
+            fmt_count(ops(&r.loaded)),
+            r.loaded.as_ref().map_or("n/a".into(), |l| fmt_us(l.max_us)),
+            mib(r.rss_kib),
+            mib(r.disk_kib),
+            r.restart_ms
+        );
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "| Janus vs | API | data | loaded/own empty | loaded ops ratio | max latency ratio | RSS ratio | restart ratio |"
+    );
+    let _ = writeln!(out, "|---|---|---|---:|---:|---:|---:|---:|");
+    for j in runs.iter().filter(|r| r.system == "janus") {
+        for o in runs.iter().filter(|o| {
+            o.system != "janus" && o.api == j.api && o.keys == j.keys && o.bytes == j.bytes
+        }) {
+            let max = |r: &Option<Row>| r.as_ref().map_or(0.0, |r| r.max_us as f64);
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} x {} B | {} | {} | {} | {} | {} |",
+                o.system,
+                j.api,
+                fmt_count(j.keys as f64),
+                j.bytes,
+                ratio(ops(&j.loaded), ops(&j.empty)),
+                ratio(ops(&j.loaded), ops(&o.loaded)),
+                ratio(max(&j.loaded), max(&o.loaded)),
+                ratio(j.rss_kib as f64, o.rss_kib as f64),
+                ratio(j.restart_ms as f64, o.restart_ms as f64),
+            );
+        }
+    }
+    out
+}

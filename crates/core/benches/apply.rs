@@ -169,6 +169,13 @@ fn main() {
     let start = Instant::now();
     let reopened = janus_core::State::open(big.reader_base()).expect("open");
     report("reopen", 1, start.elapsed());
-    println!("# reopened: {} keys, {} znodes", N, reopened.zk_node_count());
-    assert!(reopened.digest() == big.digest(), "reopen changed the state");
+    println!(
+        "# reopened: {} keys, {} znodes",
+        N,
+        reopened.zk_node_count()
+    );
+    assert!(
+        reopened.digest() == big.digest(),
+        "reopen changed the state"
+    );
 }

@@ -65,7 +65,8 @@ impl State {
     }
 
     fn put_lease(&mut self, l: &Lease) {
-        self.db.put(Table::Lease, lease_row(l.id).to_vec(), encode(l));
+        self.db
+            .put(Table::Lease, lease_row(l.id).to_vec(), encode(l));
     }
 
     /// The etcd keys attached to lease `id`, in order.
@@ -73,16 +74,22 @@ impl State {
         let start = lease_key_key(id, b"");
         let end = prefix_end(&start);
         let mut out = Vec::new();
-        self.db
-            .scan(Table::LeaseItem, &start, end.as_deref(), false, &mut |k, _| {
+        self.db.scan(
+            Table::LeaseItem,
+            &start,
+            end.as_deref(),
+            false,
+            &mut |k, _| {
                 out.push(k[start.len()..].to_vec());
                 true
-            });
+            },
+        );
         out
     }
 
     pub(crate) fn lease_attach(&mut self, id: i64, key: &[u8]) {
-        self.db.put(Table::LeaseItem, lease_key_key(id, key), Vec::new());
+        self.db
+            .put(Table::LeaseItem, lease_key_key(id, key), Vec::new());
     }
 
     pub(crate) fn lease_detach(&mut self, id: i64, key: &[u8]) {

@@ -64,13 +64,15 @@ impl State {
             self.put_node(path, &node);
             self.znodes += 1;
             for c in &n.children {
-                self.db.put(Table::Child, zk::child_key(path, c), Vec::new());
+                self.db
+                    .put(Table::Child, zk::child_key(path, c), Vec::new());
             }
             if matches!(
                 NodeKind::of_owner(n.stat.ephemeral_owner),
                 NodeKind::Container | NodeKind::Ttl(_)
             ) {
-                self.db.put(Table::Reap, path.as_bytes().to_vec(), Vec::new());
+                self.db
+                    .put(Table::Reap, path.as_bytes().to_vec(), Vec::new());
             }
         }
         for l in old.leases.values() {

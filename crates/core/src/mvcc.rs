@@ -232,13 +232,16 @@ impl State {
             let Some((start, end)) = latest_bounds(key, range_end) else {
                 return;
             };
-            self.db
-                .scan(Table::KvLatest, &start, end.as_deref(), false, &mut |k, v| {
-                    match decode::<Latest>(v) {
-                        Some(l) => f(k, Some(&l), l.main, l.sub),
-                        None => true,
-                    }
-                });
+            self.db.scan(
+                Table::KvLatest,
+                &start,
+                end.as_deref(),
+                false,
+                &mut |k, v| match decode::<Latest>(v) {
+                    Some(l) => f(k, Some(&l), l.main, l.sub),
+                    None => true,
+                },
+            );
             return;
         }
         let Some((start, end)) = index_bounds(key, range_end) else {
@@ -247,8 +250,12 @@ impl State {
         // Per key: the last version at or before `rev`.
         let mut cur: Option<(Vec<u8>, i64, IndexEntry)> = None;
         let mut go = true;
-        self.db
-            .scan(Table::KvIndex, &start, end.as_deref(), false, &mut |k, v| {
+        self.db.scan(
+            Table::KvIndex,
+            &start,
+            end.as_deref(),
+            false,
+            &mut |k, v| {
                 let (Some((key, main)), Some(e)) = (split_index_key(k), decode::<IndexEntry>(v))
                 else {
                     return true;
@@ -267,7 +274,8 @@ impl State {
                     cur = None;
                 }
                 true
-            });
+            },
+        );
         if go {
             if let Some((ck, m, e)) = cur {
                 if !e.tombstone {
@@ -277,7 +285,14 @@ impl State {
         }
     }
 
-    fn kv_at(&self, key: &[u8], latest: Option<&Latest>, main: i64, sub: i64, with_value: bool) -> Option<KeyValue> {
+    fn kv_at(
+        &self,
+        key: &[u8],
+        latest: Option<&Latest>,
+        main: i64,
+        sub: i64,
+        with_value: bool,
+    ) -> Option<KeyValue> {
         if let (Some(l), false) = (latest, with_value) {
             return Some(self.latest_kv(key, l, false));
         }
@@ -395,7 +410,11 @@ impl State {
     fn push_rev(&mut self, tx: &mut KvTxn, key: &[u8], rev: Rev) {
         let added = rev.cost(key);
         let ik = index_key(key, tx.rev);
-        let sub = match self.db.get(Table::KvIndex, &ik).and_then(|r| decode::<IndexEntry>(&r)) {
+        let sub = match self
+            .db
+            .get(Table::KvIndex, &ik)
+            .and_then(|r| decode::<IndexEntry>(&r))
+        {
             // A second change to the key in one revision replaces the first.
             Some(e) => {
                 if let Some((_, old)) = self.rev_at(tx.rev, e.sub) {
@@ -427,9 +446,13 @@ impl State {
             }
             Rev::Del { .. } => self.db.delete(Table::KvLatest, key),
         }
-        self.db.put(Table::KvIndex, ik, encode(&IndexEntry { sub, tombstone }));
         self.db
-            .put(Table::KvRev, rev_key(tx.rev, sub).to_vec(), encode(&(key, &rev)));
+            .put(Table::KvIndex, ik, encode(&IndexEntry { sub, tombstone }));
+        self.db.put(
+            Table::KvRev,
+            rev_key(tx.rev, sub).to_vec(),
+            encode(&(key, &rev)),
+        );
         self.kv_bytes += added;
         tx.changed = true;
     }
@@ -476,8 +499,8 @@ impl State {
             _ => {
                 // A ZooKeeper session is a lease inside, but the etcd API
                 // does not see sessions (decision 2; docs/decisions.md).
-                let etcd_lease = req.lease != 0
-                    && self.lease(req.lease).is_some_and(|l| l.session.is_none());
+                let etcd_lease =
+                    req.lease != 0 && self.lease(req.lease).is_some_and(|l| l.session.is_none());
                 if req.lease != 0 && !etcd_lease {
                     return Err(EtcdError::LeaseNotFound);
                 }
@@ -641,11 +664,16 @@ impl State {
             // The version before this one, if an earlier compaction kept it.
             let mut older = None;
             let lo = escape_key(&key);
-            self.db
-                .scan(Table::KvIndex, &lo, Some(&index_key(&key, main)), true, &mut |k, v| {
+            self.db.scan(
+                Table::KvIndex,
+                &lo,
+                Some(&index_key(&key, main)),
+                true,
+                &mut |k, v| {
                     older = split_index_key(k).zip(decode::<IndexEntry>(v));
                     false
-                });
+                },
+            );
             if let Some(((_, m), e)) = older {
                 if m <= prev {
                     self.kv_drop_version(&key, m, e.sub);
@@ -762,7 +790,11 @@ impl State {
     /// Up to `limit` live keys from `start` on (`[start, end)`; an empty
     /// end: to the end), with their values.
     pub fn kv_scan(&self, start: &[u8], end: &[u8], limit: usize) -> Vec<KeyValue> {
-        let end = if end.is_empty() { vec![0] } else { end.to_vec() };
+        let end = if end.is_empty() {
+            vec![0]
+        } else {
+            end.to_vec()
+        };
         let mut out = Vec::new();
         if limit == 0 {
             return out;

@@ -120,13 +120,16 @@ impl State {
             self.put_node(&path, &node);
             if path != "/" {
                 let (parent, name) = zk::split_path(&path);
-                self.db.put(Table::Child, zk::child_key(parent, name), Vec::new());
+                self.db
+                    .put(Table::Child, zk::child_key(parent, name), Vec::new());
             }
             self.znodes += 1;
         }
         self.save_clock();
-        self.db.put(Table::Meta, META_AUTH.to_vec(), encode(&self.auth));
-        self.db.put(Table::Meta, META_ALARMS.to_vec(), encode(&self.alarms));
+        self.db
+            .put(Table::Meta, META_AUTH.to_vec(), encode(&self.auth));
+        self.db
+            .put(Table::Meta, META_ALARMS.to_vec(), encode(&self.alarms));
     }
 
     /// The state held by `base`; a store with no state yet gets the
@@ -522,7 +525,12 @@ impl State {
             for p in self.zk_ephemerals(l.id, "") {
                 match self.znode(&p) {
                     Some(n) if n.stat.ephemeral_owner == l.id => {}
-                    _ => return Err(format!("lease {}: ephemeral {p} missing or not owned", l.id)),
+                    _ => {
+                        return Err(format!(
+                            "lease {}: ephemeral {p} missing or not owned",
+                            l.id
+                        ))
+                    }
                 }
             }
             for k in self.lease_keys(l.id) {
@@ -533,10 +541,11 @@ impl State {
             }
         }
         let mut items = 0;
-        self.db.scan(Table::LeaseItem, b"", None, false, &mut |_, _| {
-            items += 1;
-            true
-        });
+        self.db
+            .scan(Table::LeaseItem, b"", None, false, &mut |_, _| {
+                items += 1;
+                true
+            });
         let listed: usize = self
             .leases()
             .iter()
@@ -556,7 +565,10 @@ impl State {
         self.kv_check_index()?;
         for kv in self.kv_latest_all() {
             if kv.lease != 0 && !self.lease_keys(kv.lease).contains(&kv.key) {
-                return Err(format!("key {:?}: lease {} does not list it", kv.key, kv.lease));
+                return Err(format!(
+                    "key {:?}: lease {} does not list it",
+                    kv.key, kv.lease
+                ));
             }
             if kv.mod_revision > self.revision {
                 return Err(format!("key {:?}: from the future", kv.key));

@@ -241,7 +241,14 @@ impl Overlay {
     }
 
     /// Visit rows of the merged view (changes over the base) in order.
-    pub fn scan(&self, t: Table, start: &[u8], end: Option<&[u8]>, reverse: bool, f: &mut Visit<'_>) {
+    pub fn scan(
+        &self,
+        t: Table,
+        start: &[u8],
+        end: Option<&[u8]>,
+        reverse: bool,
+        f: &mut Visit<'_>,
+    ) {
         if empty_range(start, end) {
             return;
         }
@@ -394,7 +401,9 @@ mod tests {
 
     #[test]
     fn escaped_keys_sort_as_keys_and_round_trip() {
-        let keys: Vec<&[u8]> = vec![b"", b"\0", b"\0\0", b"\0\x01", b"a", b"a\0", b"a\0b", b"ab", b"\xff"];
+        let keys: Vec<&[u8]> = vec![
+            b"", b"\0", b"\0\0", b"\0\x01", b"a", b"a\0", b"a\0b", b"ab", b"\xff",
+        ];
         for w in keys.windows(2) {
             assert!(escape_key(w[0]) < escape_key(w[1]), "{w:?}");
         }

@@ -722,4 +722,3 @@ pub fn config() -> Config {
         ..Config::default()
     }
 }
-

@@ -5,7 +5,6 @@
 //! parent's pzxid; sequential names take the parent's cversion as a
 //! ten-digit suffix; a failed txn still takes a zxid.
 
-
 use serde::{Deserialize, Serialize};
 
 use crate::command::{ZkOp, ZkOpResult, ZkResponse};
@@ -372,14 +371,19 @@ impl State {
         let start = ephemeral_key(session, "");
         let end = prefix_end(&start);
         let mut out = Vec::new();
-        self.db
-            .scan(Table::LeaseItem, &start, end.as_deref(), false, &mut |k, _| {
+        self.db.scan(
+            Table::LeaseItem,
+            &start,
+            end.as_deref(),
+            false,
+            &mut |k, _| {
                 let p = String::from_utf8_lossy(&k[start.len()..]).into_owned();
                 if prefix.is_empty() || prefix == "/" || p.starts_with(prefix) {
                     out.push(p);
                 }
                 true
-            });
+            },
+        );
         out
     }
 
@@ -737,7 +741,8 @@ impl State {
                     .put(Table::LeaseItem, ephemeral_key(owner, &full), Vec::new());
             }
             NodeKind::Container | NodeKind::Ttl(_) => {
-                self.db.put(Table::Reap, full.as_bytes().to_vec(), Vec::new());
+                self.db
+                    .put(Table::Reap, full.as_bytes().to_vec(), Vec::new());
             }
             NodeKind::Persistent => {}
         }
@@ -758,7 +763,8 @@ impl State {
         self.znodes = self.znodes.saturating_sub(1);
         match NodeKind::of_owner(node.stat.ephemeral_owner) {
             NodeKind::Ephemeral(owner) => {
-                self.db.delete(Table::LeaseItem, &ephemeral_key(owner, path));
+                self.db
+                    .delete(Table::LeaseItem, &ephemeral_key(owner, path));
             }
             NodeKind::Container | NodeKind::Ttl(_) => {
                 self.db.delete(Table::Reap, path.as_bytes());

@@ -23,16 +23,14 @@
 //!
 //! Cases per property: proptest's default (256, or `PROPTEST_CASES`).
 
-use std::sync::Arc;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use janus_core::testing::*;
 use janus_core::*;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::{select, Index};
-use proptest::strategy::Union;
-use proptest::test_runner::Config;
 
 // ---------------------------------------------------------------- views
 

@@ -329,6 +329,7 @@ impl RaftNode {
         .validate()
         .map_err(|e| NodeError::Raft(e.to_string()))?;
         let committed = log.committed_index();
+        let unpurged = log.unpurged_bytes();
         let network = Network::default();
         let channels = network.channels.clone();
         let raft = Raft::new(cfg.id, Arc::new(raft_cfg), network, log, sm.clone())
@@ -364,6 +365,7 @@ impl RaftNode {
         }
         let (batcher, batch_rx) = mpsc::unbounded_channel();
         spawn_batcher(raft.clone(), batch_rx);
+        spawn_snapshot_by_size(raft.clone(), unpurged);
         let transferring = watch::channel(false).0;
         spawn_heartbeats(
             raft.clone(),
@@ -723,4 +725,29 @@ mod tests {
             assert!(t >= h && t < e, "{h} {e} -> {t}");
         }
     }
+}
+
+/// A log this large since the last purge gets a snapshot (and so a purge)
+/// whatever its entry count: large values would otherwise hold gigabytes
+/// of log between count-triggered snapshots.
+const SNAPSHOT_LOG_BYTES: u64 = 256 << 20;
+
+fn spawn_snapshot_by_size(raft: Raft<TypeConfig>, unpurged: Arc<AtomicU64>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            if unpurged.load(Ordering::Relaxed) < SNAPSHOT_LOG_BYTES {
+                continue;
+            }
+            // Counted again from the purge that follows the snapshot.
+            unpurged.store(0, Ordering::Relaxed);
+            tracing::info!(
+                "log over {SNAPSHOT_LOG_BYTES} bytes since the last purge; snapshotting"
+            );
+            if raft.trigger().snapshot().await.is_err() {
+                return;
+            }
+        }
+    });
 }

@@ -683,7 +683,11 @@ fn keys_json(node: &RaftNode, prefix: &[u8], limit: usize) -> Value {
     // Keys with only a tombstone left (not yet compacted) are skipped;
     // values are copied one at a time, for the preview.
     let end = janus_core::store::prefix_end(prefix).unwrap_or_default();
-    let start = if prefix.is_empty() { &[0u8][..] } else { prefix };
+    let start = if prefix.is_empty() {
+        &[0u8][..]
+    } else {
+        prefix
+    };
     for kv in s.kv_scan(start, &end, limit.saturating_add(1)) {
         if keys.len() == limit {
             more = true;

@@ -57,6 +57,8 @@ pub struct LogStore {
     /// holds the database when the process exits (RocksDB crashes then).
     thread: Arc<WriterThread>,
     db: Arc<DB>,
+    /// Bytes appended since the last purge (to snapshot by size too).
+    unpurged: Arc<AtomicU64>,
     committed: Arc<AtomicU64>,
     /// The latest committed log id not yet written (see `save_committed`).
     committed_id: CommittedSlot,
@@ -204,10 +206,16 @@ impl LogStore {
         LogStore {
             thread,
             db,
+            unpurged: Arc::new(AtomicU64::new(0)),
             committed: Arc::new(AtomicU64::new(0)),
             committed_id,
             pending,
         }
+    }
+
+    /// Bytes of entries appended since the log was last purged.
+    pub fn unpurged_bytes(&self) -> Arc<AtomicU64> {
+        self.unpurged.clone()
     }
 
     /// The last committed log index openraft reported (for metrics).
@@ -384,6 +392,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let mut p = self.pending.write().unwrap_or_else(|e| e.into_inner());
             for e in entries {
                 let v = postcard::to_stdvec(&e).map_err(|err| StorageIOError::write_logs(&err))?;
+                self.unpurged.fetch_add(v.len() as u64, Ordering::Relaxed);
                 puts.push((idx_key(e.log_id.index), v));
                 ids.push(e.log_id);
                 p.insert(e.log_id.index, e);
@@ -423,6 +432,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let v = postcard::to_stdvec(&log_id).map_err(|e| StorageIOError::write(&e))?;
         batch.put_cf(meta, KEY_LAST_PURGED, v);
         batch.delete_range_cf(cf, idx_key(0), idx_key(log_id.index.saturating_add(1)));
+        self.unpurged.store(0, Ordering::Relaxed);
         self.write_synced(batch)
             .await
             .map_err(|e| StorageIOError::write_logs(&e).into())

@@ -115,8 +115,7 @@ pub(crate) fn read_position(db: &StateDb) -> Result<RaftPosition, String> {
 
 /// Load the state of `db`; a new database gets the initial state written.
 fn load_state(db: &SharedDb) -> Result<(State, RaftPosition), OpenError> {
-    let mut state =
-        State::open(db.clone()).map_err(|e| OpenError::Snapshot(e.to_string()))?;
+    let mut state = State::open(db.clone()).map_err(|e| OpenError::Snapshot(e.to_string()))?;
     let pos = read_position(db).map_err(OpenError::Snapshot)?;
     let changes = state.take_changes();
     if !changes.is_empty() {
@@ -205,7 +204,9 @@ impl StateMachineStore {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
-            .ok_or_else(|| StorageIOError::read(&io_err("the state database is being replaced")).into())
+            .ok_or_else(|| {
+                StorageIOError::read(&io_err("the state database is being replaced")).into()
+            })
     }
 
     /// The membership as last applied (committed), with its log id.
@@ -221,7 +222,13 @@ impl StateMachineStore {
     /// The largest node id ever in an applied membership.
     pub fn max_node_id(&self) -> NodeId {
         let p = self.published();
-        let current = p.pos.membership.membership().nodes().map(|(id, _)| *id).max();
+        let current = p
+            .pos
+            .membership
+            .membership()
+            .nodes()
+            .map(|(id, _)| *id)
+            .max();
         let removed = p.pos.removed.iter().max().copied();
         current.max(removed).unwrap_or(0)
     }
@@ -391,9 +398,8 @@ impl StateMachineStore {
             wait_last_ref(old).map_err(werr)?;
         }
         snapshot::swap_in(&self.shared.dir, &ckpt).map_err(werr)?;
-        let db: SharedDb = Arc::new(
-            StateDb::open(&state_dir(&self.shared.dir)).map_err(|e| werr(e.to_string()))?,
-        );
+        let db: SharedDb =
+            Arc::new(StateDb::open(&state_dir(&self.shared.dir)).map_err(|e| werr(e.to_string()))?);
         let (state, pos) = load_state(&db).map_err(|e| werr(e.to_string()))?;
         *self.shared.db.write().unwrap_or_else(|p| p.into_inner()) = Some(db);
         published.state = state.reader();

@@ -117,7 +117,10 @@ impl SnapshotDir {
             read_position(&ro)?
         };
         let id = match pos.last_applied {
-            Some(l) => format!("{}-{}-{}-{seq}", l.leader_id.term, l.leader_id.node_id, l.index),
+            Some(l) => format!(
+                "{}-{}-{}-{seq}",
+                l.leader_id.term, l.leader_id.node_id, l.index
+            ),
             None => format!("none-{seq}"),
         };
         let meta = SnapshotMeta {
@@ -141,7 +144,9 @@ impl SnapshotDir {
             let e = e.map_err(e2s)?;
             let name = e.file_name().to_string_lossy().into_owned();
             let keep = name == "current"
-                || name.strip_prefix(id.as_str()).is_some_and(|r| r.starts_with('.'));
+                || name
+                    .strip_prefix(id.as_str())
+                    .is_some_and(|r| r.starts_with('.'));
             if !keep {
                 let p = e.path();
                 let _ = if p.is_dir() {
@@ -189,10 +194,12 @@ impl SnapshotDir {
         let list = files(dir)?;
         let mut w = BufWriter::new(File::create(to).map_err(e2s)?);
         w.write_all(MAGIC).map_err(e2s)?;
-        w.write_all(&(list.len() as u32).to_be_bytes()).map_err(e2s)?;
+        w.write_all(&(list.len() as u32).to_be_bytes())
+            .map_err(e2s)?;
         let mut total = 0;
         for (name, path, len) in list {
-            w.write_all(&(name.len() as u16).to_be_bytes()).map_err(e2s)?;
+            w.write_all(&(name.len() as u16).to_be_bytes())
+                .map_err(e2s)?;
             w.write_all(name.as_bytes()).map_err(e2s)?;
             w.write_all(&len.to_be_bytes()).map_err(e2s)?;
             let mut r = File::open(&path).map_err(e2s)?.take(len);
@@ -252,7 +259,8 @@ impl SnapshotDir {
 
 fn read_exact<R: Read>(r: &mut R, n: usize) -> Result<Vec<u8>, String> {
     let mut b = vec![0; n];
-    r.read_exact(&mut b).map_err(|e| format!("snapshot truncated: {e}"))?;
+    r.read_exact(&mut b)
+        .map_err(|e| format!("snapshot truncated: {e}"))?;
     Ok(b)
 }
 

@@ -69,7 +69,9 @@ pub(crate) fn from_format_5(log_db: &DB, dir: &Path) -> Result<(), OpenError> {
     for chunk in changes.chunks(BATCH_ROWS) {
         let mut batch = WriteBatch::default();
         for (t, k, v) in chunk {
-            let cf = db.cf(t.name()).ok_or_else(|| err("column family missing"))?;
+            let cf = db
+                .cf(t.name())
+                .ok_or_else(|| err("column family missing"))?;
             match v {
                 Some(v) => batch.put_cf(cf, k, v),
                 None => batch.delete_cf(cf, k),
@@ -83,7 +85,9 @@ pub(crate) fn from_format_5(log_db: &DB, dir: &Path) -> Result<(), OpenError> {
         removed: body.removed,
         time_ms: body.time_ms,
     };
-    let cf = db.cf(CF_RAFT).ok_or_else(|| err("column family raft missing"))?;
+    let cf = db
+        .cf(CF_RAFT)
+        .ok_or_else(|| err("column family raft missing"))?;
     db.db
         .put_cf_opt(cf, b"applied", postcard::to_stdvec(&pos).map_err(err)?, &w)?;
     db.db.flush()?;

@@ -268,11 +268,7 @@ pub(crate) fn render_port(srv: &Server, cmd: &str, port: Option<bool>) -> String
                 .filter(|(_, e)| !e.is_empty())
                 .collect();
             let _ = writeln!(o, "ephemeral nodes dump:");
-            let _ = writeln!(
-                o,
-                "Sessions with Ephemerals ({}):",
-                with_ephemerals.len()
-            );
+            let _ = writeln!(o, "Sessions with Ephemerals ({}):", with_ephemerals.len());
             for (id, paths) in &with_ephemerals {
                 let _ = writeln!(o, "0x{id:x}:");
                 for p in paths {
