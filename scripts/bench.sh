@@ -5,7 +5,7 @@
 # independent clients (crates/bench), in one run; prints the Janus/etcd and
 # Janus/ZooKeeper ratio tables for each topology.
 #
-#   scripts/bench.sh            default (~9 min on 2 cores): three members: every
+#   scripts/bench.sh            default (at most ~10 min): three members: every
 #                               workload at 1,16,256 in flight, 1.5 s per row, and the
 #                               1M-key load; one member: 16,256 in flight, 0.75 s per row
 #   scripts/bench.sh --quick    smoke run (~3 min): three members at 1,16,256, 1 s
@@ -67,7 +67,7 @@ both) topos=(3 1) ;;
 *) echo "$usage" >&2; exit 2 ;;
 esac
 # Per-topology defaults: the three-member clusters are the headline (the
-# issue's targets are judged on them), the one-member runs a shorter
+# targets are judged on them), the one-member runs a shorter
 # comparison at the targets' in-flight levels.
 if [ "$quick" = 1 ]; then
     : "${keys:=100000}"
