@@ -150,6 +150,8 @@ pub(crate) struct KvTxn {
     rev: i64,
     /// The next sub-revision.
     sub: i64,
+    /// Keys this request has changed, with their sub-revisions.
+    touched: std::collections::HashMap<Vec<u8>, i64>,
     changed: bool,
     savepoint: usize,
     kv_bytes: u64,
@@ -399,6 +401,7 @@ impl State {
         KvTxn {
             rev,
             sub: 0,
+            touched: std::collections::HashMap::new(),
             changed: false,
             savepoint: self.db.savepoint(),
             kv_bytes: self.kv_bytes,

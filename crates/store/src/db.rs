@@ -58,7 +58,12 @@ impl StateDb {
             .map(|t| {
                 let point = matches!(
                     t,
-                    Table::Node | Table::KvLatest | Table::KvRev | Table::Lease | Table::Meta
+                    Table::Node
+                        | Table::KvLatest
+                        | Table::KvIndex
+                        | Table::KvRev
+                        | Table::Lease
+                        | Table::Meta
                 );
                 ColumnFamilyDescriptor::new(t.name(), cf_options(&cache, point))
             })

@@ -252,9 +252,14 @@ impl StateMachineStore {
             .ok_or_else(|| StorageIOError::write(&io_err("column family raft missing")))?;
         let raw = postcard::to_stdvec(&pos).map_err(|e| StorageIOError::write(&e))?;
         batch.put_cf(cf, KEY_RAFT, raw);
-        // Not synced: the log is the durable record; a crash loses at most
-        // the tail of applied batches, which are applied again from it.
-        let w = WriteOptions::default();
+        // No write-ahead log: the Raft log is the durable record. The
+        // column families are flushed together (atomic flush), so after a
+        // crash the state is that after some applied batch, with the
+        // applied log id it holds, and the log after it is applied again.
+        // A checkpoint flushes first, so the log is never purged past what
+        // the state has on disk.
+        let mut w = WriteOptions::default();
+        w.disable_wal(true);
         let mut published = self
             .shared
             .published
