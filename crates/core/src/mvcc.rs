@@ -413,20 +413,17 @@ impl State {
     fn push_rev(&mut self, tx: &mut KvTxn, key: &[u8], rev: Rev) {
         let added = rev.cost(key);
         let ik = index_key(key, tx.rev);
-        let sub = match self
-            .db
-            .get(Table::KvIndex, &ik)
-            .and_then(|r| decode::<IndexEntry>(&r))
-        {
+        let sub = match tx.touched.get(key) {
             // A second change to the key in one revision replaces the first.
-            Some(e) => {
-                if let Some((_, old)) = self.rev_at(tx.rev, e.sub) {
+            Some(&sub) => {
+                if let Some((_, old)) = self.rev_at(tx.rev, sub) {
                     self.kv_bytes = self.kv_bytes.saturating_sub(old.cost(key));
                 }
-                e.sub
+                sub
             }
             None => {
                 tx.sub += 1;
+                tx.touched.insert(key.to_vec(), tx.sub - 1);
                 tx.sub - 1
             }
         };

@@ -35,7 +35,10 @@ fn cf_options(cache: &Cache, point_lookups: bool) -> Options {
     }
     b.set_cache_index_and_filter_blocks(true);
     o.set_block_based_table_factory(&b);
-    o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    // The upper levels are rewritten soon and often: compressing them
+    // costs CPU the apply path needs; the bottom levels hold most data.
+    use rocksdb::DBCompressionType::{Lz4, None as Plain};
+    o.set_compression_per_level(&[Plain, Plain, Lz4, Lz4, Lz4, Lz4, Lz4]);
     o.set_write_buffer_size(32 << 20);
     o
 }

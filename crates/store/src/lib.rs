@@ -19,6 +19,7 @@ mod differential;
 mod log;
 mod sm;
 mod snapshot;
+pub use snapshot::SnapshotFile;
 mod upgrade;
 
 use std::path::Path;
@@ -39,7 +40,7 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = crate::Member,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = tokio::fs::File,
+        SnapshotData = crate::snapshot::SnapshotFile,
         AsyncRuntime = openraft::TokioRuntime,
 );
 

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
 use crate::db::{SharedDb, StateDb, CF_RAFT};
-use crate::snapshot::{self, SnapshotDir};
+use crate::snapshot::{self, SnapshotDir, SnapshotFile};
 use crate::{Member, NodeId, OpenError, StorageError, TypeConfig};
 
 /// Event batches buffered for slow subscribers before they see `Lagged`.
@@ -505,19 +505,19 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, StorageError> {
         let dir = SnapshotDir::new(&self.shared.dir);
         let seq = self.shared.snapshot_seq.fetch_add(1, Ordering::Relaxed);
         let f = dir
             .incoming(seq)
             .map_err(|e| StorageIOError::write_snapshot(None, &io_err(e)))?;
-        Ok(Box::new(tokio::fs::File::from_std(f)))
+        Ok(Box::new(SnapshotFile::receiving(f)))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<NodeId, Member>,
-        snapshot: Box<tokio::fs::File>,
+        snapshot: Box<SnapshotFile>,
     ) -> Result<(), StorageError> {
         let file = snapshot.into_std().await;
         let this = self.clone();

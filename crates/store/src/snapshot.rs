@@ -177,7 +177,7 @@ impl SnapshotDir {
     pub(crate) fn open_data(
         &self,
         meta: &SnapshotMeta<NodeId, Member>,
-    ) -> Result<tokio::fs::File, String> {
+    ) -> Result<SnapshotFile, String> {
         let id = &meta.snapshot_id;
         let pack = self.pack_path(id);
         if !pack.exists() {
@@ -187,7 +187,7 @@ impl SnapshotDir {
             tracing::info!(snapshot = %id, bytes = total, "packed snapshot for sending");
         }
         let f = File::open(&pack).map_err(e2s)?;
-        Ok(tokio::fs::File::from_std(f))
+        SnapshotFile::sending(f, id)
     }
 
     fn pack(&self, dir: &Path, to: &Path) -> Result<u64, String> {
@@ -370,5 +370,116 @@ mod tests {
         evil.extend_from_slice(b"../x1");
         evil.extend_from_slice(&0u64.to_be_bytes());
         assert!(unpack(evil.as_slice(), &out, evil.len() as u64).is_err());
+    }
+}
+
+/// A snapshot's data as openraft streams it: the pack file, with the
+/// transfer's progress logged every `PROGRESS_STEP` bytes on both sides.
+pub struct SnapshotFile {
+    file: tokio::fs::File,
+    id: String,
+    /// The pack's size when sending (0 while receiving: not known yet).
+    total: u64,
+    moved: u64,
+    next_log: u64,
+}
+
+const PROGRESS_STEP: u64 = 64 << 20;
+
+impl SnapshotFile {
+    pub(crate) fn sending(file: File, id: &str) -> Result<SnapshotFile, String> {
+        let total = file.metadata().map_err(e2s)?.len();
+        tracing::info!(snapshot = %id, total, "sending snapshot");
+        Ok(SnapshotFile {
+            file: tokio::fs::File::from_std(file),
+            id: id.to_string(),
+            total,
+            moved: 0,
+            next_log: PROGRESS_STEP,
+        })
+    }
+
+    pub(crate) fn receiving(file: File) -> SnapshotFile {
+        SnapshotFile {
+            file: tokio::fs::File::from_std(file),
+            id: String::new(),
+            total: 0,
+            moved: 0,
+            next_log: PROGRESS_STEP,
+        }
+    }
+
+    pub(crate) async fn into_std(self) -> File {
+        self.file.into_std().await
+    }
+
+    fn progress(&mut self, n: usize, sending: bool) {
+        self.moved += n as u64;
+        let end = sending && self.total > 0 && self.moved >= self.total;
+        if self.moved >= self.next_log || end {
+            self.next_log = self.moved + PROGRESS_STEP;
+            if sending {
+                tracing::info!(snapshot = %self.id, sent = self.moved, total = self.total, "snapshot transfer");
+            } else {
+                tracing::info!(received = self.moved, "snapshot transfer");
+            }
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for SnapshotFile {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.file).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            self.progress(n, true);
+        }
+        r
+    }
+}
+
+impl tokio::io::AsyncWrite for SnapshotFile {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.file).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = r {
+            self.progress(n, false);
+        }
+        r
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.file).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.file).poll_shutdown(cx)
+    }
+}
+
+impl tokio::io::AsyncSeek for SnapshotFile {
+    fn start_seek(mut self: std::pin::Pin<&mut Self>, pos: SeekFrom) -> std::io::Result<()> {
+        std::pin::Pin::new(&mut self.file).start_seek(pos)
+    }
+
+    fn poll_complete(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<u64>> {
+        std::pin::Pin::new(&mut self.file).poll_complete(cx)
     }
 }
