@@ -35,11 +35,16 @@ fn cf_options(cache: &Cache, point_lookups: bool) -> Options {
     }
     b.set_cache_index_and_filter_blocks(true);
     o.set_block_based_table_factory(&b);
-    // The upper levels are rewritten soon and often: compressing them
-    // costs CPU the apply path needs; the bottom levels hold most data.
-    use rocksdb::DBCompressionType::{Lz4, None as Plain};
-    o.set_compression_per_level(&[Plain, Plain, Lz4, Lz4, Lz4, Lz4, Lz4]);
+    // Every level compressed: uncompressed upper levels (tried) wrote
+    // several times the bytes and slowed the log's fsyncs on a shared disk.
+    o.set_compression_type(rocksdb::DBCompressionType::Lz4);
     o.set_write_buffer_size(32 << 20);
+    // A flush (a checkpoint starts one in every column family) must not
+    // stop writes: room for more memtables while it runs, and no slowdown
+    // for the level-0 files a bulk load leaves until compaction catches up.
+    o.set_max_write_buffer_number(4);
+    o.set_level_zero_slowdown_writes_trigger(40);
+    o.set_level_zero_stop_writes_trigger(64);
     o
 }
 

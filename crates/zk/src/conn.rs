@@ -81,6 +81,10 @@ struct Conn {
     peeked: Option<Arc<EventBatch>>,
     /// Events of every revision up to this one have been matched.
     seen: i64,
+    /// Change events were dropped before this connection matched them: it
+    /// must close, so the client reconnects and re-sends its watches with
+    /// its last zxid (setWatches), and every missed change fires then.
+    lagged: bool,
     info: Arc<ConnInfo>,
 }
 
@@ -167,6 +171,7 @@ pub(crate) async fn run(
         events,
         peeked: None,
         seen,
+        lagged: false,
         info: info.clone(),
     };
     let Some(notify) = c.handshake(&body).await else {
@@ -391,6 +396,15 @@ impl Conn {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let mut pending: VecDeque<writes::Pending> = VecDeque::new();
         loop {
+            if self.lagged {
+                tracing::warn!(
+                    addr = %self.info.addr,
+                    session = format_args!("0x{:x}", self.session),
+                    "zookeeper: closing a connection that fell behind the change events; \
+                     the client reconnects and re-registers its watches"
+                );
+                return;
+            }
             if pending.is_empty() {
                 if let Some(b) = self.peeked.take() {
                     self.process_batch(&b);
@@ -467,9 +481,9 @@ impl Conn {
                 b = self.events.recv(), if pending.is_empty() => {
                     match b {
                         Ok(b) => self.process_batch(&b),
-                        Err(broadcast::error::RecvError::Lagged(n)) => {
-                            tracing::warn!(addr = %self.info.addr, n, "zookeeper: watch events lagged; some may be lost");
-                            self.seen = self.state_rev();
+                        Err(broadcast::error::RecvError::Lagged(_)) => {
+                            self.lagged = true;
+                            continue;
                         }
                         Err(broadcast::error::RecvError::Closed) => return,
                     }
@@ -535,6 +549,11 @@ impl Conn {
     }
 
     fn reply(&mut self, xid: i32, zxid: i64, err: i32, body: &[u8]) {
+        if self.lagged {
+            // Its watch events are lost: an answer reflecting the change
+            // must not reach the client before them. The connection closes.
+            return;
+        }
         let mut w = Writer::new();
         ReplyHeader { xid, zxid, err }.encode(&mut w);
         if err == 0 {
@@ -610,8 +629,8 @@ impl Conn {
                         self.seen = rev;
                         return;
                     }
-                    Err(broadcast::error::TryRecvError::Lagged(n)) => {
-                        tracing::warn!(n, "zookeeper: watch events lagged; some may be lost");
+                    Err(broadcast::error::TryRecvError::Lagged(_)) => {
+                        self.lagged = true;
                         self.seen = rev;
                         return;
                     }
