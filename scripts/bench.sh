@@ -387,26 +387,12 @@ run_workloads() { # size duration-ms concurrency
     stop_members
 }
 
-# --- 2. Bulk load: peak RSS, on-disk size, restart-to-ready. -----------------
-# A fresh cluster per (system, API) gets $keys keys through its leader; then
-# peak RSS (VmHWM) of each member, SIGTERM all, on-disk size of each
-# member's data directory, start all again and time until every member reads
-# a loaded key back. RSS and disk are per member, the largest of the members.
-measure() { # system api starter leader-kind ready-kind dir size
-    local system=$1 api=$2 starter=$3 kind=$4 rkind=$5 dir=$6 size=$7
-    local n line secs rss=0 disk=0 t0 restart p r d load_args
-    echo "== $(since) bulk load: $system, $api API, $keys keys, $size member(s)"
-    $starter "$size" "$dir"
-    n=$(find_leader "$kind" "$size")
-    ready_all "$rkind" "$size" 120 --no-data
-    case "$rkind" in
-    etcd) load_args=(--etcd "$(etcd_client)") ;;
-    zk) load_args=(--zk "$(zk_client)") ;;
-    janus-etcd) load_args=(--etcd "$(janus_etcd)") ;;
-    janus-zk) load_args=(--zk "$(janus_zk)") ;;
-    esac
-    line=$("$bench" load "${load_args[@]}" --keys "$keys")
-    secs=$(echo "$line" | awk '{print $(NF-1)}')
+# Peak RSS and on-disk size (KiB, the largest member), then stop the
+# running cluster, start it again and time until every member reads a
+# loaded key back: sets rss, disk and restart (ms; ">N" when not ready).
+resources_and_restart() { # starter leader-kind ready-kind dir size
+    local starter=$1 kind=$2 rkind=$3 dir=$4 size=$5 p r d t0
+    rss=0 disk=0
     for p in "${members[@]}"; do
         r=$(peak_rss_kib "$p")
         [ "$r" -gt "$rss" ] && rss=$r
@@ -426,6 +412,29 @@ measure() { # system api starter leader-kind ready-kind dir size
         echo "   not every member ready ${restart_timeout} s after the restart (member logs in $res)"
     fi
     stop_members
+}
+
+# --- 2. Bulk load: peak RSS, on-disk size, restart-to-ready. -----------------
+# A fresh cluster per (system, API) gets $keys keys through its leader; then
+# peak RSS (VmHWM) of each member, SIGTERM all, on-disk size of each
+# member's data directory, start all again and time until every member reads
+# a loaded key back. RSS and disk are per member, the largest of the members.
+measure() { # system api starter leader-kind ready-kind dir size
+    local system=$1 api=$2 starter=$3 kind=$4 rkind=$5 dir=$6 size=$7
+    local n line secs rss disk restart load_args
+    echo "== $(since) bulk load: $system, $api API, $keys keys, $size member(s)"
+    $starter "$size" "$dir"
+    n=$(find_leader "$kind" "$size")
+    ready_all "$rkind" "$size" 120 --no-data
+    case "$rkind" in
+    etcd) load_args=(--etcd "$(etcd_client)") ;;
+    zk) load_args=(--zk "$(zk_client)") ;;
+    janus-etcd) load_args=(--etcd "$(janus_etcd)") ;;
+    janus-zk) load_args=(--zk "$(janus_zk)") ;;
+    esac
+    line=$("$bench" load "${load_args[@]}" --keys "$keys")
+    secs=$(echo "$line" | awk '{print $(NF-1)}')
+    resources_and_restart "$starter" "$kind" "$rkind" "$dir" "$size"
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$system" "$api" "$keys" "$secs" "$rss" "$disk" "$restart" >>"$res/resources.tsv"
     echo "   loaded through member $n in ${secs}s, peak RSS ${rss} KiB, disk ${disk} KiB (largest member), restart-to-ready ${restart} ms (all members)"
 }
@@ -444,7 +453,7 @@ run_load() { # size
 # for $scale_secs s; peak RSS, on-disk size, restart to the first loaded key.
 scale_one() { # system api starter leader-kind ready-kind dir size nkeys bytes
     local system=$1 api=$2 starter=$3 kind=$4 rkind=$5 dir=$6 size=$7 nkeys=$8 bytes=$9
-    local n p r d rss=0 disk=0 t0 restart load_args run_args workload
+    local n rss disk restart load_args run_args workload
     echo "== $(since) scale: $system, $api API, ${nkeys} x ${bytes} B, $size member(s)"
     $starter "$size" "$dir"
     n=$(find_leader "$kind" "$size")
@@ -462,24 +471,8 @@ scale_one() { # system api starter leader-kind ready-kind dir size nkeys bytes
     "$bench" run "${run_args[@]}" --duration-ms 5000 --json "$res/scale-$tag-empty.json" >/dev/null
     "$bench" load "${load_args[@]}" --keys "$nkeys" --value-size "$bytes" >/dev/null
     "$bench" run "${run_args[@]}" --duration-ms $((scale_secs * 1000)) --json "$res/scale-$tag-loaded.json" >/dev/null
-    for p in "${members[@]}"; do
-        r=$(peak_rss_kib "$p")
-        [ "$r" -gt "$rss" ] && rss=$r
-    done
-    stop_members
-    for d in "$dir"/m*/; do
-        r=$(du -sk "$d" | awk '{print $1}')
-        [ "$r" -gt "$disk" ] && disk=$r
-    done
-    wait_ports_free "$kind" "$size"
-    t0=$(now_ms)
-    $starter "$size" "$dir"
-    if ready_all "$rkind" "$size" "$restart_timeout" 2>>"$res/ready-errors.log"; then
-        restart=$(($(now_ms) - t0))
-    else
-        restart=$((restart_timeout * 1000))
-    fi
-    stop_members
+    resources_and_restart "$starter" "$kind" "$rkind" "$dir" "$size"
+    restart=${restart#>}
     rm -rf "$dir"
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$system" "$api" "$nkeys" "$bytes" \
         "$res/scale-$tag-empty.json" "$res/scale-$tag-loaded.json" "$rss" "$disk" "$restart" >>"$res/scale.tsv"

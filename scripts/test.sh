@@ -7,20 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System packages: protoc for the gRPC code generation, clang and libclang
-# for the rocksdb crate's bindgen, g++ (and with it gcc, the `cc` linker)
-# for RocksDB itself.
-missing=()
-for pkg in protobuf-compiler clang libclang-dev g++; do
-    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-    echo "installing ${missing[*]}"
-    sudo_cmd=""
-    [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
-    $sudo_cmd apt-get update -q
-    $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
-fi
+# The Debian packages the build needs.
+# shellcheck source=lib/build-packages.sh
+. scripts/lib/build-packages.sh
 
 # What the real-client and differential tests need (real ZooKeeper, etcd,
 # client libraries): one script per part of the suite.

@@ -71,16 +71,21 @@ impl State {
 
     /// The etcd keys attached to lease `id`, in order.
     pub fn lease_keys(&self, id: i64) -> Vec<Vec<u8>> {
-        let start = lease_key_key(id, b"");
-        let end = prefix_end(&start);
+        self.lease_items(&lease_key_key(id, b""))
+    }
+
+    /// The attachments under one `LeaseItem` prefix (a lease and a kind),
+    /// without the prefix.
+    pub(crate) fn lease_items(&self, prefix: &[u8]) -> Vec<Vec<u8>> {
+        let end = prefix_end(prefix);
         let mut out = Vec::new();
         self.db.scan(
             Table::LeaseItem,
-            &start,
+            prefix,
             end.as_deref(),
             false,
             &mut |k, _| {
-                out.push(k[start.len()..].to_vec());
+                out.push(k[prefix.len()..].to_vec());
                 true
             },
         );

@@ -368,23 +368,11 @@ impl State {
 
     /// `getEphemerals`: the session's ephemeral paths starting with `prefix`.
     pub fn zk_ephemerals(&self, session: i64, prefix: &str) -> Vec<String> {
-        let start = ephemeral_key(session, "");
-        let end = prefix_end(&start);
-        let mut out = Vec::new();
-        self.db.scan(
-            Table::LeaseItem,
-            &start,
-            end.as_deref(),
-            false,
-            &mut |k, _| {
-                let p = String::from_utf8_lossy(&k[start.len()..]).into_owned();
-                if prefix.is_empty() || prefix == "/" || p.starts_with(prefix) {
-                    out.push(p);
-                }
-                true
-            },
-        );
-        out
+        self.lease_items(&ephemeral_key(session, ""))
+            .into_iter()
+            .map(|p| String::from_utf8_lossy(&p).into_owned())
+            .filter(|p| prefix.is_empty() || prefix == "/" || p.starts_with(prefix))
+            .collect()
     }
 
     /// Up to `limit` paths after `after` (exclusive; "" from the start),
