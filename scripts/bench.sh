@@ -387,6 +387,15 @@ run_workloads() { # size duration-ms concurrency
     stop_members
 }
 
+set_load_args() { # ready-kind: the client flags for member $n of that API
+    case "$1" in
+    etcd) load_args=(--etcd "$(etcd_client)") ;;
+    zk) load_args=(--zk "$(zk_client)") ;;
+    janus-etcd) load_args=(--etcd "$(janus_etcd)") ;;
+    janus-zk) load_args=(--zk "$(janus_zk)") ;;
+    esac
+}
+
 # Peak RSS and on-disk size (KiB, the largest member), then stop the
 # running cluster, start it again and time until every member reads a
 # loaded key back: sets rss, disk and restart (ms; ">N" when not ready).
@@ -426,12 +435,7 @@ measure() { # system api starter leader-kind ready-kind dir size
     $starter "$size" "$dir"
     n=$(find_leader "$kind" "$size")
     ready_all "$rkind" "$size" 120 --no-data
-    case "$rkind" in
-    etcd) load_args=(--etcd "$(etcd_client)") ;;
-    zk) load_args=(--zk "$(zk_client)") ;;
-    janus-etcd) load_args=(--etcd "$(janus_etcd)") ;;
-    janus-zk) load_args=(--zk "$(janus_zk)") ;;
-    esac
+    set_load_args "$rkind"
     line=$("$bench" load "${load_args[@]}" --keys "$keys")
     secs=$(echo "$line" | awk '{print $(NF-1)}')
     resources_and_restart "$starter" "$kind" "$rkind" "$dir" "$size"
@@ -458,12 +462,7 @@ scale_one() { # system api starter leader-kind ready-kind dir size nkeys bytes
     $starter "$size" "$dir"
     n=$(find_leader "$kind" "$size")
     ready_all "$rkind" "$size" 120 --no-data
-    case "$rkind" in
-    etcd) load_args=(--etcd "$(etcd_client)") ;;
-    zk) load_args=(--zk "$(zk_client)") ;;
-    janus-etcd) load_args=(--etcd "$(janus_etcd)") ;;
-    janus-zk) load_args=(--zk "$(janus_zk)") ;;
-    esac
+    set_load_args "$rkind"
     workload=put
     [ "$api" = zookeeper ] && workload=setData
     run_args=(--system "$system" "${load_args[@]}" --only "$workload" --concurrency 64 --value-size "$bytes")
