@@ -96,8 +96,14 @@ fn a_connection_behind_the_events_closes_and_its_watch_fires_after_reconnect() {
             break false;
         }
     };
-    assert!(closed, "the lagging connection was not closed ({replies} replies)");
-    assert!(replies < 40, "it was closed with answers held back ({replies} sent)");
+    assert!(
+        closed,
+        "the lagging connection was not closed ({replies} replies)"
+    );
+    assert!(
+        replies < 40,
+        "it was closed with answers held back ({replies} sent)"
+    );
     assert_eq!(events, 0, "no notification reached it before the close");
     let log = j.log_tail(200);
     assert!(
