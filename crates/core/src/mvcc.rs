@@ -731,44 +731,6 @@ impl State {
         }
     }
 
-    /// The changes at revisions from `from` on, in revision order: each
-    /// put or delete with the version it replaced, at most `limit` rows
-    /// (etcd's watch catch-up from the history). `from` must not be
-    /// compacted.
-    pub fn kv_changes(&self, from: i64, limit: usize) -> Vec<(i64, Event)> {
-        let rows = self
-            .db
-            .collect(Table::KvRev, &rev_key(from, 0), None, limit);
-        let mut out = Vec::with_capacity(rows.len());
-        for (rk, raw) in rows {
-            let (Some(main), Some((key, rev))) = (read_be_i64(&rk), decode::<(Vec<u8>, Rev)>(&raw))
-            else {
-                continue;
-            };
-            let prev = self
-                .kv_range(&RangeRequest {
-                    key: key.clone(),
-                    revision: main - 1,
-                    ..RangeRequest::default()
-                })
-                .ok()
-                .and_then(|r| r.kvs.into_iter().next());
-            let ev = match rev.to_kv(&key) {
-                Some(kv) => Event::KvPut { kv, prev },
-                None => Event::KvDelete {
-                    kv: KeyValue {
-                        key,
-                        mod_revision: main,
-                        ..KeyValue::default()
-                    },
-                    prev,
-                },
-            };
-            out.push((main, ev));
-        }
-        out
-    }
-
     /// The backend size estimate the quota compares: key and value bytes
     /// of every retained version (tombstones count their key).
     pub fn kv_size_bytes(&self) -> u64 {

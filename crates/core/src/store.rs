@@ -235,11 +235,6 @@ impl Overlay {
         out
     }
 
-    /// Whether there are pending changes.
-    pub fn is_dirty(&self) -> bool {
-        self.tables.iter().any(|t| !t.is_empty())
-    }
-
     /// Visit rows of the merged view (changes over the base) in order.
     pub fn scan(
         &self,
@@ -385,10 +380,6 @@ pub fn escape_bound(key: &[u8]) -> Vec<u8> {
     let mut e = escape_key(key);
     e.truncate(e.len() - 2);
     e
-}
-
-pub fn be_u64(v: u64) -> [u8; 8] {
-    v.to_be_bytes()
 }
 
 pub fn read_be_i64(b: &[u8]) -> Option<i64> {

@@ -10,16 +10,11 @@ use proptest::test_runner::Config;
 use rocksdb::WriteBatch;
 
 use crate::db::StateDb;
+use crate::sm::put_changes;
 
 fn write(db: &StateDb, changes: Vec<Change>) {
     let mut b = WriteBatch::default();
-    for (t, k, v) in changes {
-        let cf = db.cf(t.name()).expect("column family");
-        match v {
-            Some(v) => b.put_cf(cf, k, v),
-            None => b.delete_cf(cf, k),
-        }
-    }
+    put_changes(db, &mut b, changes).expect("column families");
     db.db.write(b).expect("write");
 }
 

@@ -128,10 +128,10 @@ fn load_state(db: &SharedDb) -> Result<(State, RaftPosition), OpenError> {
     Ok((state, pos))
 }
 
-fn put_changes(
+pub(crate) fn put_changes(
     db: &StateDb,
     batch: &mut WriteBatch,
-    changes: Vec<janus_core::Change>,
+    changes: impl IntoIterator<Item = janus_core::Change>,
 ) -> Result<(), String> {
     for (t, k, v) in changes {
         let cf = db

@@ -13,7 +13,7 @@ use rocksdb::{WriteBatch, WriteOptions, DB};
 use serde::{Deserialize, Serialize};
 
 use crate::db::{StateDb, CF_RAFT};
-use crate::sm::{state_dir, RaftPosition};
+use crate::sm::{put_changes, state_dir, RaftPosition};
 use crate::snapshot::SnapshotDir;
 use crate::{Member, NodeId, OpenError, CF_SM};
 
@@ -68,15 +68,7 @@ pub(crate) fn from_format_5(log_db: &DB, dir: &Path) -> Result<(), OpenError> {
     w.disable_wal(true);
     for chunk in changes.chunks(BATCH_ROWS) {
         let mut batch = WriteBatch::default();
-        for (t, k, v) in chunk {
-            let cf = db
-                .cf(t.name())
-                .ok_or_else(|| err("column family missing"))?;
-            match v {
-                Some(v) => batch.put_cf(cf, k, v),
-                None => batch.delete_cf(cf, k),
-            }
-        }
+        put_changes(&db, &mut batch, chunk.iter().cloned()).map_err(err)?;
         db.db.write_opt(batch, &w)?;
     }
     let pos = RaftPosition {
