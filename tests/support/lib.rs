@@ -32,12 +32,27 @@ pub fn janus_bin() -> PathBuf {
     bin
 }
 
-/// A free loopback port (bound and released; good enough for tests).
+/// A free loopback port for a test server to listen on.
+///
+/// Ports come from below the kernel's ephemeral range (32768 and up on
+/// Linux), so an outgoing connection made between picking a port and the
+/// server binding it can never take it. Each process starts at its own
+/// offset, and a port is handed out only if it can be bound right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 12_000;
+    const SPAN: u32 = 20_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let seed = (std::process::id().wrapping_mul(7_919)) % SPAN;
+    let _ = NEXT.compare_exchange(u32::MAX, seed, Ordering::SeqCst, Ordering::SeqCst);
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst) % SPAN;
+        let port = (LOW + n) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {LOW}..{}", LOW + SPAN)
 }
 
 /// One `janus` process with its own ports and data directory.

@@ -35,11 +35,16 @@ impl Drop for Server {
     }
 }
 
+/// A loopback port below the kernel's ephemeral range (so no outgoing
+/// connection can take it before the server binds), free right now.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = 33_000 - 1_000 * (1 + std::process::id() % 8);
+    (0..1_000)
+        .map(|_| (base + NEXT.fetch_add(1, Ordering::SeqCst) % 1_000) as u16)
+        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .expect("a free loopback port")
 }
 
 async fn start(cfg: janus_etcd::Config) -> Server {

@@ -18,8 +18,22 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{Cli, Config};
 
+/// A start-up or run error is one line on stderr and exit status 1, the way
+/// etcd and ZooKeeper report a bad flag or a port in use: no backtrace even
+/// when `RUST_BACKTRACE` is set.
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    match start().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("Error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn start() -> anyhow::Result<()> {
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     // Run as `etcd` (a symlink, or the name a manifest calls), Janus takes
     // etcd's command line: the same as `janus etcd ...`.
@@ -162,8 +176,8 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     // A personality that cannot serve (say, its port is taken) stops Janus.
     let failed = async {
         tokio::select! {
-            r = &mut etcd => format!("etcd: {r:?}"),
-            r = &mut zk => format!("zookeeper: {r:?}"),
+            r = &mut etcd => listener_end("etcd", r),
+            r = &mut zk => listener_end("zookeeper", r),
         }
     };
     tokio::select! {
@@ -173,7 +187,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         why = failed => {
             let _ = stop_tx.send(true);
             node.shutdown().await;
-            anyhow::bail!("a listener stopped: {why}");
+            anyhow::bail!("{why}");
         }
     }
     let _ = stop_tx.send(true);
@@ -227,5 +241,17 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = term => {},
+    }
+}
+
+/// Why a personality's listener task ended, as one line.
+fn listener_end<E: std::fmt::Display>(
+    name: &str,
+    r: Result<Result<(), E>, tokio::task::JoinError>,
+) -> String {
+    match r {
+        Ok(Ok(())) => format!("the {name} listener stopped"),
+        Ok(Err(e)) => format!("{name}: {e}"),
+        Err(e) => format!("the {name} listener failed: {e}"),
     }
 }
