@@ -194,6 +194,7 @@ pub enum ZkOp {
     Create {
         path: String,
         /// `None` is the client's null data (ZooKeeper keeps it apart from empty).
+        #[serde(with = "serde_bytes")]
         data: Option<Vec<u8>>,
         acl: Vec<Acl>,
         mode: CreateMode,
@@ -205,6 +206,7 @@ pub enum ZkOp {
     },
     SetData {
         path: String,
+        #[serde(with = "serde_bytes")]
         data: Option<Vec<u8>>,
         version: i32,
     },
@@ -283,7 +285,9 @@ pub enum SortTarget {
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct RangeRequest {
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub range_end: Vec<u8>,
     pub limit: i64,
     pub revision: i64,
@@ -306,7 +310,9 @@ pub struct RangeResponse {
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct PutRequest {
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
     pub lease: i64,
     pub prev_kv: bool,
@@ -321,7 +327,9 @@ pub struct PutResponse {
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct DeleteRangeRequest {
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub range_end: Vec<u8>,
     pub prev_kv: bool,
 }
@@ -354,7 +362,9 @@ pub enum CompareTarget {
 pub struct Compare {
     pub result: CompareResult,
     pub target: CompareTarget,
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub range_end: Vec<u8>,
 }
 

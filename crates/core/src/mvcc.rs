@@ -23,10 +23,12 @@ use crate::store::{escape_bound, escape_key, prefix_end, read_be_i64, unescape_k
 /// etcd's `mvccpb.KeyValue`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct KeyValue {
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
     pub create_revision: i64,
     pub mod_revision: i64,
     pub version: i64,
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
     pub lease: i64,
 }
@@ -38,6 +40,7 @@ pub(crate) enum Rev {
         create_revision: i64,
         mod_revision: i64,
         version: i64,
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
         lease: i64,
     },
@@ -168,7 +171,8 @@ impl State {
     fn rev_at(&self, main: i64, sub: i64) -> Option<(Vec<u8>, Rev)> {
         self.db
             .get(Table::KvRev, &rev_key(main, sub))
-            .and_then(|raw| decode(&raw))
+            .and_then(|raw| decode::<(serde_bytes::ByteBuf, Rev)>(&raw))
+            .map(|(k, r)| (k.into_vec(), r))
     }
 
     fn latest_kv(&self, key: &[u8], l: &Latest, with_value: bool) -> KeyValue {
@@ -451,7 +455,7 @@ impl State {
         self.db.put(
             Table::KvRev,
             rev_key(tx.rev, sub).to_vec(),
-            encode(&(key, &rev)),
+            encode(&(serde_bytes::Bytes::new(key), &rev)),
         );
         self.kv_bytes += added;
         tx.changed = true;
@@ -657,8 +661,10 @@ impl State {
             usize::MAX,
         );
         for (rk, raw) in window {
-            let (Some(main), Some((key, rev))) = (read_be_i64(&rk), decode::<(Vec<u8>, Rev)>(&raw))
-            else {
+            let (Some(main), Some((key, rev))) = (
+                read_be_i64(&rk),
+                decode::<(serde_bytes::ByteBuf, Rev)>(&raw),
+            ) else {
                 continue;
             };
             // The version before this one, if an earlier compaction kept it.
@@ -741,7 +747,7 @@ impl State {
     pub(crate) fn kv_size_recount(&self) -> u64 {
         let mut n = 0;
         self.db.scan(Table::KvRev, b"", None, false, &mut |_, v| {
-            if let Some((key, r)) = decode::<(Vec<u8>, Rev)>(v) {
+            if let Some((key, r)) = decode::<(serde_bytes::ByteBuf, Rev)>(v) {
                 n += r.cost(&key);
             }
             true
@@ -847,5 +853,55 @@ fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
         CompareResult::Greater => ord == Ordering::Greater,
         CompareResult::Less => ord == Ordering::Less,
         CompareResult::NotEqual => ord != Ordering::Equal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Byte strings are encoded as bytes (one copy) rather than as a
+    /// sequence of `u8` (one call per byte); postcard writes both the same
+    /// way, so data written before reads back unchanged.
+    #[test]
+    fn byte_fields_keep_their_encoding() {
+        #[derive(Serialize)]
+        struct Plain {
+            key: Vec<u8>,
+            create_revision: i64,
+            mod_revision: i64,
+            version: i64,
+            value: Vec<u8>,
+            lease: i64,
+        }
+        let kv = KeyValue {
+            key: b"k".to_vec(),
+            create_revision: 2,
+            mod_revision: 3,
+            version: 4,
+            value: vec![0, 1, 255, 128],
+            lease: 7,
+        };
+        let plain = Plain {
+            key: kv.key.clone(),
+            create_revision: 2,
+            mod_revision: 3,
+            version: 4,
+            value: kv.value.clone(),
+            lease: 7,
+        };
+        assert_eq!(encode(&kv), encode(&plain));
+        let rev = Rev::Put {
+            create_revision: 1,
+            mod_revision: 2,
+            version: 3,
+            value: vec![9; 300],
+            lease: 0,
+        };
+        let new = encode(&(serde_bytes::Bytes::new(b"key"), &rev));
+        let old = encode(&(b"key".to_vec(), &rev));
+        assert_eq!(new, old);
+        let back = decode::<(serde_bytes::ByteBuf, Rev)>(&old).map(|(k, r)| (k.into_vec(), r));
+        assert_eq!(back, Some((b"key".to_vec(), rev)));
     }
 }

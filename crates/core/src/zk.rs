@@ -159,6 +159,7 @@ impl NodeKind {
 pub struct ZNode {
     /// `None` is Java's null: a node created or set with null data reads
     /// back as null (length -1 on the wire), unlike an empty array.
+    #[serde(with = "serde_bytes")]
     pub data: Option<Vec<u8>>,
     pub acl: Vec<Acl>,
     /// `data_length` and `num_children` are kept current on every change.
