@@ -6,6 +6,7 @@
 //!   through Raft's read index.
 //! - [`PeerService`] is the peer port's gRPC service (`proto/janus/peer.proto`).
 
+mod election;
 pub mod lessor;
 pub mod membership;
 pub mod network;

@@ -105,9 +105,22 @@ pub fn peer_url(addr: &str) -> String {
 pub struct Channels {
     inner: Arc<Mutex<HashMap<String, (u64, Channel)>>>,
     next_gen: Arc<std::sync::atomic::AtomicU64>,
+    /// When a voter last refused this member's vote for having a longer
+    /// log (the election watchdog then lets that voter campaign first).
+    behind_since: Arc<Mutex<Option<std::time::Instant>>>,
 }
 
 impl Channels {
+    /// When a voter last refused our vote because its log is ahead of ours.
+    pub(crate) fn refused_as_behind(&self) -> Option<std::time::Instant> {
+        *self.behind_since.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn note_behind(&self) {
+        *self.behind_since.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(std::time::Instant::now());
+    }
+
     /// A client for the peer at `addr` (`host:port`).
     pub fn client(&self, addr: &str) -> Result<PeerClient<PeerChannel>, tonic::transport::Error> {
         let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
@@ -207,6 +220,30 @@ impl tonic::codegen::Service<tonic::codegen::http::Request<HttpBody>> for PeerCh
             r
         })
     }
+}
+
+/// Whether a peer call failed before its request could reach the peer: no
+/// connection could be made (refused, or the connect timed out). Such a
+/// call is safe to retry elsewhere; any other failure leaves its outcome
+/// unknown.
+pub(crate) fn never_sent(s: &tonic::Status) -> bool {
+    if s.code() != tonic::Code::Unavailable {
+        return false;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(s);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return true;
+            }
+        }
+        let text = err.to_string();
+        if text.contains("tcp connect error") || text.contains("error trying to connect") {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// Builds per-target clients for openraft.
@@ -321,9 +358,14 @@ impl RaftNetwork<TypeConfig> for Connection {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call(&rpc, &option, |mut c, r| {
-            Box::pin(async move { c.vote(r).await })
-        })
-        .await
+        let resp: VoteResponse<NodeId> = self
+            .call(&rpc, &option, |mut c, r| {
+                Box::pin(async move { c.vote(r).await })
+            })
+            .await?;
+        if !resp.vote_granted && resp.last_log_id > rpc.last_log_id {
+            self.channels.note_behind();
+        }
+        Ok(resp)
     }
 }

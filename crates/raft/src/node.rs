@@ -14,7 +14,7 @@ use openraft::{Raft, RaftMetrics, SnapshotPolicy};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 use crate::lessor::Lessor;
-use crate::network::{decode, encode, Channels, Network};
+use crate::network::{decode, encode, never_sent, Channels, Network};
 use crate::pipeline::Pipeline;
 use crate::proto::{ForwardRequest, QueryRequest, ReadIndexRequest};
 use crate::query::{Query, QueryResult};
@@ -129,12 +129,17 @@ pub struct RaftNode {
     /// The configured election timeout (openraft's minimum; the leader
     /// lease is twice this).
     pub(crate) election_timeout: Duration,
+    /// How long a voter refuses votes after a leader message (openraft's
+    /// leader lease, its `election_timeout_max`).
+    pub(crate) vote_lease: Duration,
     /// When this member last accepted a message from a leader, which is
     /// when openraft last renewed the leader lease it votes by.
     pub(crate) last_leader_msg: std::sync::Mutex<Instant>,
     /// Bumped by every HoldElections request, so only the timer of the
     /// latest one turns elections back on.
     pub(crate) election_hold: AtomicU64,
+    /// Elections are held off (HoldElections, for a leadership transfer).
+    pub(crate) elections_held: std::sync::atomic::AtomicBool,
 }
 
 fn now_ms() -> i64 {
@@ -253,14 +258,31 @@ fn spawn_batcher(raft: Raft<TypeConfig>, mut rx: mpsc::UnboundedReceiver<Queued>
     });
 }
 
+/// openraft's election timer range for Janus's (etcd's) election timeout
+/// `t`: (min, max) in ms.
+///
+/// An openraft follower that knows a leader starts an election only once
+/// the leader lease (openraft uses `election_timeout_max` for it) *and*
+/// its own election timeout (fixed per process, in `[min, max)`) have
+/// passed since the last leader message; a voter refuses votes while its
+/// lease holds. Passing `t` straight through would mean 2t to 4t without
+/// a leader after a crash (seen: 3.4 s at t = 1 s), where etcd takes
+/// about t. With `[0.4t, 0.5t)` a follower campaigns 0.9t to t after the
+/// leader's last message, and the other voters' leases have lapsed by then.
+pub(crate) fn raft_election_ms(t: u64) -> (u64, u64) {
+    let max = (t / 2).max(2);
+    let min = (t * 2 / 5).clamp(1, max - 1);
+    (min, max)
+}
+
 /// The AppendEntries timeout: three heartbeats but at least 300 ms, and
-/// under half the election timeout so a dead leader is still noticed.
+/// under openraft's election timer so a dead leader is still noticed.
 fn rpc_timeout_ms(heartbeat_ms: u64, election_timeout_ms: u64) -> u64 {
+    let (min, _) = raft_election_ms(election_timeout_ms);
     (heartbeat_ms * 3)
         .max(300)
-        .min(election_timeout_ms / 2)
         .max(heartbeat_ms)
-        .min(election_timeout_ms.saturating_sub(1))
+        .min(min.saturating_sub(1))
         .max(1)
 }
 
@@ -319,8 +341,12 @@ impl RaftNode {
             // time and send heartbeats from our own timer instead.
             heartbeat_interval: rpc_timeout_ms(cfg.heartbeat_ms, cfg.election_timeout_ms),
             enable_heartbeat: false,
-            election_timeout_min: cfg.election_timeout_ms,
-            election_timeout_max: cfg.election_timeout_ms * 2,
+            // Elections start from Janus's watchdog (`election.rs`), on
+            // etcd's clock; two drivers bumping terms at different moments
+            // kept splitting the votes.
+            enable_elect: false,
+            election_timeout_min: raft_election_ms(cfg.election_timeout_ms).0,
+            election_timeout_max: raft_election_ms(cfg.election_timeout_ms).1,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_logs),
             max_in_snapshot_log_to_keep: cfg.log_keep_entries,
             max_payload_entries: MAX_PAYLOAD_ENTRIES,
@@ -390,10 +416,16 @@ impl RaftNode {
             removed: watch::channel(false).0,
             transferring,
             election_timeout: Duration::from_millis(cfg.election_timeout_ms),
+            vote_lease: Duration::from_millis(raft_election_ms(cfg.election_timeout_ms).1),
             last_leader_msg: std::sync::Mutex::new(Instant::now()),
             election_hold: AtomicU64::new(0),
+            elections_held: Default::default(),
         });
         Lessor::spawn(Arc::downgrade(&node));
+        crate::election::spawn(
+            Arc::downgrade(&node),
+            Duration::from_millis(cfg.election_timeout_ms),
+        );
         crate::membership::spawn_member_tasks(
             Arc::downgrade(&node),
             cfg.me.clone(),
@@ -486,6 +518,12 @@ impl RaftNode {
                         }
                         // The leader moved on before taking it: safe to retry.
                         Err(s) if s.code() == tonic::Code::FailedPrecondition => {}
+                        // The leader is gone (killed, restarting): hold the
+                        // write until a new leader is known, as etcd holds
+                        // a proposal through an election.
+                        Err(s) if never_sent(&s) => {
+                            tracing::debug!(%addr, "leader unreachable; waiting for a new one");
+                        }
                         Err(s) => return Err(NodeError::Unavailable(s.message().to_string())),
                     }
                 }
@@ -633,6 +671,9 @@ impl RaftNode {
                     match client.read_index(ReadIndexRequest {}).await {
                         Ok(r) => Some(r.into_inner().read_index),
                         Err(s) if s.code() == tonic::Code::FailedPrecondition => None,
+                        // A read index changes nothing: whatever became of
+                        // this one, ask again (the next leader, once known).
+                        Err(s) if s.code() == tonic::Code::Unavailable => None,
                         Err(s) => return Err(NodeError::Unavailable(s.message().to_string())),
                     }
                 }
@@ -713,16 +754,50 @@ impl RaftNode {
 
 #[cfg(test)]
 mod tests {
-    use super::rpc_timeout_ms;
+    use super::{raft_election_ms, rpc_timeout_ms};
+    use crate::network::{never_sent, Channels};
+    use crate::proto::ForwardRequest;
+
+    /// A call to a port nobody listens on fails as "never sent" (so a write
+    /// waits for the next leader); other failures do not.
+    #[tokio::test]
+    async fn refused_connection_is_never_sent() {
+        let addr = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr").to_string()
+        };
+        let mut client = Channels::default().client(&addr).expect("client");
+        let req = ForwardRequest {
+            command: Vec::new(),
+            from_member: true,
+        };
+        let err = client.forward(req).await.expect_err("nobody listens");
+        assert!(never_sent(&err), "{err:?}");
+        assert!(!never_sent(&tonic::Status::unavailable("connection reset")));
+        assert!(!never_sent(&tonic::Status::deadline_exceeded("late")));
+    }
 
     #[test]
-    fn rpc_timeout_stays_between_heartbeat_and_election() {
+    fn rpc_timeout_stays_under_the_election_timer() {
         assert_eq!(rpc_timeout_ms(100, 1000), 300);
-        assert_eq!(rpc_timeout_ms(50, 500), 250);
+        assert_eq!(rpc_timeout_ms(50, 500), 199);
         assert_eq!(rpc_timeout_ms(200, 5000), 600);
-        for (h, e) in [(1, 2), (10, 11), (100, 150), (999, 1000)] {
+        for (h, e) in [(1, 2), (1, 10), (10, 100), (100, 1000), (50, 300)] {
             let t = rpc_timeout_ms(h, e);
-            assert!(t >= h && t < e, "{h} {e} -> {t}");
+            let (min, max) = raft_election_ms(e);
+            assert!(t >= 1 && t < min && min < max, "{h} {e} -> {t} {min} {max}");
+        }
+    }
+
+    #[test]
+    fn a_follower_campaigns_about_one_election_timeout_after_the_leader() {
+        for t in [100, 300, 1000, 5000] {
+            let (min, max) = raft_election_ms(t);
+            // The lease (max) plus the follower's own timer.
+            assert!(
+                max + min >= t * 9 / 10 && max + max <= t,
+                "{t}: {min} {max}"
+            );
         }
     }
 }

@@ -16,7 +16,7 @@ use janus_core::{Applied, Command};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::network::{decode, encode};
+use crate::network::{decode, encode, never_sent};
 use crate::node::{Attempt, NodeError, RaftNode};
 use crate::proto::ForwardBatchRequest;
 
@@ -184,7 +184,11 @@ async fn forward(
                 let ok = results.len() == n && out.iter().rev().take(n).all(|r| r.is_ok());
                 (!ok).then(|| "earlier write failed".to_string())
             }
-            Err(s) if s.code() == tonic::Code::FailedPrecondition && out.is_empty() => {
+            // Not the leader, or the leader is gone: nothing was proposed.
+            Err(s)
+                if out.is_empty()
+                    && (s.code() == tonic::Code::FailedPrecondition || never_sent(&s)) =>
+            {
                 return Err(None)
             }
             Err(s) => Some(s.message().to_string()),

@@ -55,6 +55,12 @@ impl Peer for PeerService {
     async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let rpc: VoteRequest<NodeId> = decode(&req.into_inner().payload)?;
         let res = self.node.raft.vote(rpc).await;
+        // A granted vote renews openraft's lease here as a leader message
+        // does, and restarts the election clock: raft's rule that a voter
+        // gives the candidate it voted for time to win.
+        if matches!(&res, Ok(r) if r.vote_granted) {
+            self.node.heard_from_leader();
+        }
         Ok(Response::new(RaftMessage {
             payload: encode(&res)?,
         }))

@@ -94,7 +94,7 @@ impl RaftNode {
         *t = Instant::now();
     }
 
-    fn last_leader_msg(&self) -> Instant {
+    pub(crate) fn last_leader_msg(&self) -> Instant {
         *self
             .last_leader_msg
             .lock()
@@ -278,12 +278,12 @@ impl RaftNode {
     /// on by a timer; a zero `hold` turns them on now.
     pub(crate) fn hold_elections(self: &Arc<Self>, hold: Duration) {
         let generation = self.election_hold.fetch_add(1, Ordering::SeqCst) + 1;
-        let rc = self.raft.runtime_config();
+        // The election watchdog (`election.rs`) is what starts elections.
         if hold.is_zero() {
-            rc.elect(true);
+            self.elections_held.store(false, Ordering::SeqCst);
             return;
         }
-        rc.elect(false);
+        self.elections_held.store(true, Ordering::SeqCst);
         tracing::info!(?hold, "elections held for a leadership transfer");
         let node = Arc::downgrade(self);
         tokio::spawn(async move {
@@ -291,7 +291,7 @@ impl RaftNode {
             if let Some(node) = node.upgrade() {
                 // A later hold has its own timer.
                 if node.election_hold.load(Ordering::SeqCst) == generation {
-                    node.raft.runtime_config().elect(true);
+                    node.elections_held.store(false, Ordering::SeqCst);
                 }
             }
         });
@@ -329,7 +329,7 @@ impl RaftNode {
     /// old leader does, or `until`; each once the lease has lapsed since
     /// the last leader message (voters refuse votes before).
     async fn campaign(&self, old: NodeId, until: Instant) {
-        let lease = self.election_timeout * 2;
+        let lease = self.vote_lease;
         // Other voters heard the leader's last message about when we did.
         let margin = (self.election_timeout / 10).max(Duration::from_millis(10));
         loop {
