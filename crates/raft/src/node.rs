@@ -126,6 +126,8 @@ pub struct RaftNode {
     /// True while this leader hands its leadership over (see
     /// `transfer.rs`): new proposals and reads wait, heartbeats stop.
     pub(crate) transferring: watch::Sender<bool>,
+    /// Heartbeats are off (a leadership transfer's campaign).
+    pub(crate) quiet: watch::Sender<bool>,
     /// The configured election timeout (openraft's minimum; the leader
     /// lease is twice this).
     pub(crate) election_timeout: Duration,
@@ -287,15 +289,16 @@ fn rpc_timeout_ms(heartbeat_ms: u64, election_timeout_ms: u64) -> u64 {
 }
 
 /// Heartbeats every `every` while this member leads (a no-op otherwise),
-/// except while it transfers its leadership: the followers' leases must
-/// lapse for the transferee to win. Ends when Raft shuts down.
-fn spawn_heartbeats(raft: Raft<TypeConfig>, every: Duration, transferring: watch::Receiver<bool>) {
+/// except while `quiet`: during a leadership transfer's campaign, once the
+/// other voters hold their elections, the followers' leases must lapse for
+/// the transferee to win. Ends when Raft shuts down.
+fn spawn_heartbeats(raft: Raft<TypeConfig>, every: Duration, quiet: watch::Receiver<bool>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if *transferring.borrow() {
+            if *quiet.borrow() {
                 continue;
             }
             if raft.trigger().heartbeat().await.is_err() {
@@ -393,10 +396,11 @@ impl RaftNode {
         spawn_batcher(raft.clone(), batch_rx);
         spawn_snapshot_by_size(raft.clone(), unpurged);
         let transferring = watch::channel(false).0;
+        let quiet = watch::channel(false).0;
         spawn_heartbeats(
             raft.clone(),
             Duration::from_millis(cfg.heartbeat_ms),
-            transferring.subscribe(),
+            quiet.subscribe(),
         );
         let node = Arc::new(RaftNode {
             id: cfg.id,
@@ -415,6 +419,7 @@ impl RaftNode {
             read_rounds: Default::default(),
             removed: watch::channel(false).0,
             transferring,
+            quiet,
             election_timeout: Duration::from_millis(cfg.election_timeout_ms),
             vote_lease: Duration::from_millis(raft_election_ms(cfg.election_timeout_ms).1),
             last_leader_msg: std::sync::Mutex::new(Instant::now()),

@@ -7,9 +7,9 @@
 //!
 //! 1. new proposals and reads wait (`transferring`), and the leader waits
 //!    for the transferee's log to match its own;
-//! 2. it stops its heartbeats and asks the other voters not to start
-//!    elections for a bounded time (`HoldElections`; a timer turns them
-//!    back on even if the leader dies);
+//! 2. it asks the other voters not to start elections for a bounded time
+//!    (`HoldElections`; a timer turns them back on even if the leader
+//!    dies), then stops its heartbeats (`quiet`);
 //! 3. it tells the transferee to campaign (`TimeoutNow`): the transferee
 //!    waits until the lease has lapsed since the last leader message it
 //!    accepted, then starts an election, again while nobody leads, within
@@ -195,6 +195,9 @@ impl RaftNode {
         // or die.
         let hold = deadline.saturating_duration_since(Instant::now()) + self.election_timeout;
         self.hold_elections_at(&others, hold).await;
+        // Now silent: the voters' leases lapse and the transferee can win.
+        self.quiet.send_replace(true);
+        let _loud = Transferring(&self.quiet);
 
         // Campaign until shortly before our deadline, so its last election
         // is decided before our heartbeats resume.
