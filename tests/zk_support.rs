@@ -52,6 +52,11 @@ pub struct RealZk {
 
 impl RealZk {
     pub fn start() -> RealZk {
+        Self::start_with(&[])
+    }
+
+    /// With extra JVM system properties (`-Dname=value`).
+    pub fn start_with(props: &[&str]) -> RealZk {
         let jar = Path::new("/usr/share/java/zookeeper.jar");
         assert!(
             jar.exists(),
@@ -74,6 +79,9 @@ impl RealZk {
                 "-Xmx256m",
                 "-Dzookeeper.extendedTypesEnabled=true",
                 "-Dzookeeper.4lw.commands.whitelist=*",
+            ])
+            .args(props)
+            .args([
                 "-cp",
                 "/etc/zookeeper/conf:/usr/share/java/zookeeper.jar",
                 "org.apache.zookeeper.server.ZooKeeperServerMain",

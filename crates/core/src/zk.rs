@@ -75,6 +75,9 @@ pub enum CreateMode {
     Container,
     PersistentWithTtl,
     PersistentSequentialWithTtl,
+    /// A container with a sequence suffix: what `createContainer` makes
+    /// when its flags ask for a sequential node (no wire flag of its own).
+    ContainerSequential,
 }
 
 impl CreateMode {
@@ -92,7 +95,10 @@ impl CreateMode {
         })
     }
     pub fn flag(self) -> i32 {
-        self as i32
+        match self {
+            CreateMode::ContainerSequential => CreateMode::Container as i32,
+            m => m as i32,
+        }
     }
     pub fn is_sequential(self) -> bool {
         matches!(
@@ -100,6 +106,7 @@ impl CreateMode {
             CreateMode::PersistentSequential
                 | CreateMode::EphemeralSequential
                 | CreateMode::PersistentSequentialWithTtl
+                | CreateMode::ContainerSequential
         )
     }
     pub fn is_ephemeral(self) -> bool {
@@ -271,6 +278,9 @@ pub fn validate_path(path: &str) -> Result<(), ZkError> {
             || (0x7F..=0x9F).contains(&u)
             || (0xD800..=0xF8FF).contains(&u)
             || (0xFFF0..=0xFFFF).contains(&u)
+            // Beyond the BMP Java holds a surrogate pair, which the range
+            // above rejects (so emoji are refused too).
+            || u > 0xFFFF
         {
             return Err(ZkError::BadArguments);
         }
@@ -374,6 +384,18 @@ impl State {
             .map(|p| String::from_utf8_lossy(&p).into_owned())
             .filter(|p| prefix.is_empty() || prefix == "/" || p.starts_with(prefix))
             .collect()
+    }
+
+    /// ZooKeeper's `approximateDataSize`: every path's length plus its
+    /// data's, summed over the whole tree (a full scan: callers cache it).
+    pub fn zk_approximate_data_size(&self) -> u64 {
+        let mut n = 0u64;
+        self.db.scan(Table::Node, &[], None, false, &mut |k, v| {
+            let data = decode::<ZNode>(v).map_or(0, |z| z.stat.data_length.max(0) as u64);
+            n += k.len() as u64 + data;
+            true
+        });
+        n
     }
 
     /// Up to `limit` paths after `after` (exclusive; "" from the start),
@@ -692,7 +714,7 @@ impl State {
                 }
                 cx.session
             }
-            CreateMode::Container => CONTAINER_OWNER,
+            CreateMode::Container | CreateMode::ContainerSequential => CONTAINER_OWNER,
             CreateMode::PersistentWithTtl | CreateMode::PersistentSequentialWithTtl => {
                 (TTL_OWNER_MASK | ttl_ms as u64) as i64
             }

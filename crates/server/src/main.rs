@@ -161,10 +161,12 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             axum::serve(l, routes).with_graceful_shutdown(stop).await
         }));
     }
+    let mut zk_cfg = cfg.zookeeper.clone();
+    zk_cfg.data_dir = Some(cfg.data_dir.clone());
     let mut zk = tokio::spawn(janus_zk::serve(
         node.clone(),
         cfg.zk_listen.clone(),
-        cfg.zookeeper.clone(),
+        zk_cfg,
         stopped(stop_rx.clone()),
     ));
     tracing::info!(peer = %cfg.peer_listen, etcd = %cfg.etcd_listen, zk = %cfg.zk_listen, "listening");

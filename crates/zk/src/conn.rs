@@ -88,6 +88,22 @@ struct Conn {
     info: Arc<ConnInfo>,
 }
 
+/// A jute string at the start of `body` that is null (length -1), which
+/// the decoder reads as "" but ZooKeeper's request handlers trip over.
+pub(crate) fn null_string(body: &[u8]) -> bool {
+    body.get(..4) == Some(&[0xff; 4][..])
+}
+
+/// The node a read looks up: ZooKeeper's DataTree also files the root
+/// under the empty path, so a read of "" answers with the root.
+fn lookup_path(path: &str) -> &str {
+    if path.is_empty() {
+        "/"
+    } else {
+        path
+    }
+}
+
 fn err_code(e: ZkError) -> i32 {
     e.code()
 }
@@ -686,6 +702,24 @@ impl Conn {
             return self.done(h.xid, ZkError::NotReadOnly.code(), vec![]).await;
         }
         let xid = h.xid;
+        // These read a null path and throw a NullPointerException, which
+        // FinalRequestProcessor answers with MARSHALLINGERROR.
+        if matches!(
+            h.r#type,
+            op::EXISTS
+                | op::GET_DATA
+                | op::GET_CHILDREN
+                | op::GET_CHILDREN2
+                | op::GET_ACL
+                | op::GET_ALL_CHILDREN_NUMBER
+                | op::ADD_WATCH
+                | op::CHECK_WATCHES
+        ) && null_string(r.rest())
+        {
+            return self
+                .done(xid, ZkError::MarshallingError.code(), vec![])
+                .await;
+        }
         macro_rules! decode {
             ($t:ty) => {
                 match <$t>::decode(&mut r) {
@@ -772,7 +806,7 @@ impl Conn {
                 let q = decode!(GetACLRequest);
                 let (rev, res) = {
                     let st = self.srv.node.sm.state();
-                    let res = match st.znode(&q.path) {
+                    let res = match st.znode(lookup_path(&q.path)) {
                         None => Err(ZkError::NoNode),
                         Some(n) => self.auth.check(&n.acl, GET_ACL_PERMS).map(|()| {
                             let admin = self.auth.check(&n.acl, perms::ADMIN).is_ok();
@@ -791,10 +825,11 @@ impl Conn {
                 let q = decode!(GetAllChildrenNumberRequest);
                 let (rev, res) = {
                     let st = self.srv.node.sm.state();
-                    let res = match st.znode(&q.path) {
+                    let res = match st.znode(lookup_path(&q.path)) {
                         None => Err(ZkError::NoNode),
                         Some(n) => self.auth.check(&n.acl, perms::READ).map(|()| {
-                            let total = st.zk_all_children_number(&q.path).unwrap_or(0);
+                            let total =
+                                st.zk_all_children_number(lookup_path(&q.path)).unwrap_or(0);
                             encode(&GetAllChildrenNumberResponse {
                                 total_number: total.min(i32::MAX as i64) as i32,
                             })
@@ -1026,6 +1061,13 @@ impl Conn {
             if mh.done {
                 break;
             }
+            if null_string(r.rest()) {
+                // A null path throws in the handler: the whole multiRead
+                // fails with MARSHALLINGERROR.
+                return self
+                    .done(xid, ZkError::MarshallingError.code(), vec![])
+                    .await;
+            }
             let path = match mh.r#type {
                 op::GET_CHILDREN => GetChildrenRequest::decode(r).map(|q| q.path),
                 op::GET_DATA => GetDataRequest::decode(r).map(|q| q.path),
@@ -1046,7 +1088,7 @@ impl Conn {
             let st = self.srv.node.sm.state();
             let mut w = Writer::new();
             for (code, path) in &reqs {
-                let res = match st.znode(path) {
+                let res = match st.znode(lookup_path(path)) {
                     None => Err(ZkError::NoNode),
                     Some(n) => self.auth.check(&n.acl, perms::READ).map(|()| n),
                 };
@@ -1072,7 +1114,7 @@ impl Conn {
                         }
                         .encode(&mut w);
                         GetChildrenResponse {
-                            children: st.zk_children(path).unwrap_or_default(),
+                            children: st.zk_children(lookup_path(path)).unwrap_or_default(),
                         }
                         .encode(&mut w);
                     }
@@ -1104,16 +1146,18 @@ impl Conn {
         }
         let (rev, res) = {
             let st = self.srv.node.sm.state();
-            let res = match st.znode(&path) {
-                None => Err(ZkError::NoNode),
-                // READ is needed to learn about an existing node (3.8.4+).
-                Some(n) => self.auth.check(&n.acl, perms::READ).map(|()| n.stat),
-            };
+            // No permission is checked: FinalRequestProcessor answers
+            // exists with the Stat whatever the node's ACL says.
+            let res = st
+                .znode(lookup_path(&path))
+                .map(|n| n.stat)
+                .ok_or(ZkError::NoNode);
             (st.revision(), res)
         };
         self.catch_up(rev).await;
-        // exists sets a watch whether or not the node is there.
-        if watch && res != Err(ZkError::NoAuth) {
+        // exists sets a watch whether or not the node is there (its events
+        // still reach only a connection that may READ the node).
+        if watch {
             self.watches.data.set(path, Mode::Standard);
             self.update_watch_info();
         }
@@ -1136,7 +1180,7 @@ impl Conn {
     async fn get_data(&mut self, xid: i32, path: String, watch: bool) -> Step {
         let (rev, res) = {
             let st = self.srv.node.sm.state();
-            let res = match st.znode(&path) {
+            let res = match st.znode(lookup_path(&path)) {
                 None => Err(ZkError::NoNode),
                 Some(n) => self.auth.check(&n.acl, perms::READ).map(|()| {
                     encode(&GetDataResponse {
@@ -1158,10 +1202,11 @@ impl Conn {
     async fn get_children(&mut self, xid: i32, path: String, watch: bool, two: bool) -> Step {
         let (rev, res) = {
             let st = self.srv.node.sm.state();
-            let res = match st.znode(&path) {
+            let res = match st.znode(lookup_path(&path)) {
                 None => Err(ZkError::NoNode),
                 Some(n) => self.auth.check(&n.acl, perms::READ).map(|()| {
-                    let children: Vec<String> = st.zk_children(&path).unwrap_or_default();
+                    let children: Vec<String> =
+                        st.zk_children(lookup_path(&path)).unwrap_or_default();
                     if two {
                         encode(&GetChildren2Response {
                             children,

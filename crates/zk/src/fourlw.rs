@@ -88,6 +88,11 @@ pub(crate) fn render_port(srv: &Server, cmd: &str, port: Option<bool>) -> String
     let received = srv.packets_received.load(Ordering::Relaxed);
     let sent = srv.packets_sent.load(Ordering::Relaxed);
     let outstanding = srv.outstanding.load(Ordering::Relaxed).max(0);
+    let (members, voters) = {
+        let m = srv.node.metrics();
+        let ms = m.membership_config.membership();
+        (ms.nodes().count(), ms.voter_ids().count())
+    };
     let watches: usize = conns
         .iter()
         .map(|c| c.watches.load(Ordering::Relaxed))
@@ -143,52 +148,117 @@ pub(crate) fn render_port(srv: &Server, cmd: &str, port: Option<bool>) -> String
             o.push('\n');
         }
         "mntr" => {
-            let kv: Vec<(&str, String)> = vec![
-                ("zk_version", VERSION.to_string()),
-                ("zk_server_state", mode(srv).to_string()),
-                ("zk_avg_latency", format!("{avg:.4}")),
-                ("zk_max_latency", lat.max.to_string()),
-                ("zk_min_latency", lat.min.to_string()),
-                ("zk_packets_received", received.to_string()),
-                ("zk_packets_sent", sent.to_string()),
-                ("zk_num_alive_connections", conns.len().to_string()),
-                ("zk_outstanding_requests", outstanding.to_string()),
-                ("zk_uptime", srv.started.elapsed().as_millis().to_string()),
-                ("zk_znode_count", nodes.to_string()),
-                ("zk_watch_count", watches.to_string()),
-                ("zk_ephemerals_count", ephemerals.to_string()),
-                ("zk_global_sessions", sessions.to_string()),
-                ("zk_local_sessions", "0".to_string()),
-                (
-                    "zk_auth_failed_count",
-                    srv.auth_failed.load(Ordering::Relaxed).to_string(),
-                ),
-            ];
-            for (k, v) in kv {
-                let _ = writeln!(o, "{k}\t{v}");
+            let state = mode(srv);
+            let known = |k: &str| -> Option<String> {
+                Some(match k {
+                    "version" => VERSION.to_string(),
+                    "server_state" => state.to_string(),
+                    "avg_latency" => format!("{avg:.4}"),
+                    "max_latency" => lat.max.to_string(),
+                    "min_latency" => lat.min.to_string(),
+                    "packets_received" => received.to_string(),
+                    "packets_sent" => sent.to_string(),
+                    "num_alive_connections" => conns.len().to_string(),
+                    "outstanding_requests" => outstanding.to_string(),
+                    "uptime" | "leader_uptime" => srv.started.elapsed().as_millis().to_string(),
+                    "znode_count" => nodes.to_string(),
+                    "watch_count" => watches.to_string(),
+                    "ephemerals_count" => ephemerals.to_string(),
+                    "approximate_data_size" => approximate_data_size(srv).to_string(),
+                    "global_sessions" => sessions.to_string(),
+                    "open_file_descriptor_count" => open_fds().to_string(),
+                    "max_file_descriptor_count" => max_fds().to_string(),
+                    "connection_drop_probability" => "0.0".to_string(),
+                    "auth_failed_count" => srv.auth_failed.load(Ordering::Relaxed).to_string(),
+                    "quorum_size" => voters.to_string(),
+                    "learners" => (members.saturating_sub(1)).to_string(),
+                    "synced_followers" => voters.saturating_sub(1).to_string(),
+                    "synced_non_voting_followers" => members.saturating_sub(voters).to_string(),
+                    _ => return None,
+                })
+            };
+            let mut keys: Vec<&str> = crate::mntr_keys::STANDALONE.to_vec();
+            if state == "leader" || state == "follower" {
+                keys.extend_from_slice(crate::mntr_keys::QUORUM);
+            }
+            match state {
+                "leader" => keys.extend_from_slice(crate::mntr_keys::LEADER),
+                "follower" => keys.extend_from_slice(crate::mntr_keys::FOLLOWER),
+                _ => {}
+            }
+            for k in keys {
+                // What Janus has no counterpart for reads as ZooKeeper's
+                // idle value: 0, or 0.0 for an average.
+                let v = known(k)
+                    .unwrap_or_else(|| if k.starts_with("avg_") { "0.0" } else { "0" }.to_string());
+                let _ = writeln!(o, "zk_{k}\t{v}");
             }
         }
         "conf" => {
+            // ZooKeeperServer.dumpConf's keys, in its order.
+            let port = srv.listen.rsplit_once(':').map_or("-1", |(_, p)| p);
+            let _ = writeln!(o, "clientPort={port}");
+            let secure = srv
+                .cfg
+                .secure_listen
+                .as_deref()
+                .and_then(|a| a.rsplit_once(':'))
+                .map_or("-1", |(_, p)| p);
+            let _ = writeln!(o, "secureClientPort={secure}");
+            let dir = srv
+                .cfg
+                .data_dir
+                .as_ref()
+                .map(|d| std::fs::canonicalize(d).unwrap_or_else(|_| d.clone()));
+            let dir_text = dir
+                .as_ref()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default();
+            let size = dir.as_deref().map_or(0, dir_size);
+            // One directory holds Janus's log and state alike.
+            let _ = writeln!(o, "dataDir={dir_text}");
+            let _ = writeln!(o, "dataDirSize={size}");
+            let _ = writeln!(o, "dataLogDir={dir_text}");
+            let _ = writeln!(o, "dataLogSize={size}");
             let _ = writeln!(o, "tickTime={}", srv.cfg.tick_ms);
+            // Janus does not limit connections per client address.
+            let _ = writeln!(o, "maxClientCnxns=0");
             let _ = writeln!(o, "minSessionTimeout={}", srv.cfg.min_timeout_ms());
             let _ = writeln!(o, "maxSessionTimeout={}", srv.cfg.max_timeout_ms());
-            let _ = writeln!(o, "jute.maxbuffer={}", srv.cfg.max_buffer);
-            let _ = writeln!(o, "extendedTypesEnabled={}", srv.cfg.extended_types);
-            if let Some(addr) = &srv.cfg.secure_listen {
-                if let Some((host, port)) = addr.rsplit_once(':') {
-                    let _ = writeln!(o, "secureClientPort={port}");
-                    let _ = writeln!(o, "secureClientPortAddress={host}");
-                }
-            }
+            let _ = writeln!(o, "clientPortListenBacklog=-1");
             let _ = writeln!(o, "serverId={}", srv.node.id);
         }
         "envi" => {
+            // Environment.list's keys; the java.* ones describe a JVM, which
+            // Janus has not: they read "<NA>" as java.compiler does there.
             let _ = writeln!(o, "Environment:");
             let _ = writeln!(o, "zookeeper.version={VERSION}");
-            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .ok()
+                .filter(|h| !h.is_empty())
+                .or_else(|| std::env::var("HOSTNAME").ok())
+                .unwrap_or_else(|| "localhost".into());
             let _ = writeln!(o, "host.name={host}");
-            let _ = writeln!(o, "os.name={}", std::env::consts::OS);
-            let _ = writeln!(o, "os.arch={}", std::env::consts::ARCH);
+            for k in [
+                "java.version",
+                "java.vendor",
+                "java.home",
+                "java.class.path",
+                "java.library.path",
+            ] {
+                let _ = writeln!(o, "{k}=<NA>");
+            }
+            let _ = writeln!(o, "java.io.tmpdir={}", std::env::temp_dir().display());
+            let _ = writeln!(o, "java.compiler=<NA>");
+            let _ = writeln!(o, "os.name={}", os_name());
+            let _ = writeln!(o, "os.arch={}", os_arch());
+            let os_version = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map(|v| v.trim().to_string())
+                .unwrap_or_default();
+            let _ = writeln!(o, "os.version={os_version}");
+            let _ = writeln!(o, "user.name={}", std::env::var("USER").unwrap_or_default());
+            let _ = writeln!(o, "user.home={}", std::env::var("HOME").unwrap_or_default());
             let _ = writeln!(
                 o,
                 "user.dir={}",
@@ -196,6 +266,12 @@ pub(crate) fn render_port(srv: &Server, cmd: &str, port: Option<bool>) -> String
                     .map(|d| d.display().to_string())
                     .unwrap_or_default()
             );
+            // The JVM's heap figures: here the process's resident memory
+            // (total), the machine's memory (max) and what is available.
+            let (total, max, free) = memory_mb();
+            let _ = writeln!(o, "os.memory.free={free}MB");
+            let _ = writeln!(o, "os.memory.max={max}MB");
+            let _ = writeln!(o, "os.memory.total={total}MB");
         }
         "wchs" => {
             let watching = conns
@@ -289,7 +365,8 @@ pub(crate) fn render_port(srv: &Server, cmd: &str, port: Option<bool>) -> String
             });
         }
         "dirs" => {
-            o.push_str("datadir_size: 0\nlogdir_size: 0\n");
+            let size = srv.cfg.data_dir.as_deref().map_or(0, dir_size);
+            let _ = writeln!(o, "datadir_size: {size}\nlogdir_size: {size}");
         }
         "gtmk" | "stmk" => o.push_str("0\n"),
         "hash" => {
@@ -298,6 +375,91 @@ pub(crate) fn render_port(srv: &Server, cmd: &str, port: Option<bool>) -> String
         _ => {}
     }
     o
+}
+
+/// `approximate_data_size`, recomputed at most every 5 s.
+fn approximate_data_size(srv: &Server) -> u64 {
+    let mut cached = srv.data_size.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((at, v)) = *cached {
+        if at.elapsed() < std::time::Duration::from_secs(5) {
+            return v;
+        }
+    }
+    let v = srv.node.sm.state().zk_approximate_data_size();
+    *cached = Some((std::time::Instant::now(), v));
+    v
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+}
+
+/// The soft limit on open files, as the JVM's OS bean reports it.
+fn max_fds() -> u64 {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Java's `os.name` spelling.
+fn os_name() -> &'static str {
+    match std::env::consts::OS {
+        "linux" => "Linux",
+        "macos" => "Mac OS X",
+        "windows" => "Windows",
+        "freebsd" => "FreeBSD",
+        other => other,
+    }
+}
+
+/// Java's `os.arch` spelling.
+fn os_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "aarch64",
+        other => other,
+    }
+}
+
+/// (resident, machine total, machine available) in MB.
+fn memory_mb() -> (u64, u64, u64) {
+    let kb = |text: &str, key: &str| -> u64 {
+        text.lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0)
+    };
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    (
+        kb(&status, "VmRSS:") / 1024,
+        kb(&meminfo, "MemTotal:") / 1024,
+        kb(&meminfo, "MemAvailable:") / 1024,
+    )
+}
+
+/// Bytes in the files under `dir` (ZooKeeper's dataDirSize).
+fn dir_size(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => stack.push(e.path()),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
 }
 
 #[cfg(test)]

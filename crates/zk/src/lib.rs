@@ -10,6 +10,7 @@ mod admin;
 pub mod auth;
 mod conn;
 mod fourlw;
+mod mntr_keys;
 pub mod proto;
 pub mod sasl;
 pub mod tls;
@@ -76,6 +77,10 @@ pub struct Config {
     /// default, as in ZooKeeper 3.5+ (RECONFIGDISABLED); even on, it needs
     /// WRITE on `/zookeeper/config`, which only a super user has.
     pub reconfig_enabled: bool,
+    /// Janus's data directory, which `conf` reports as `dataDir` and
+    /// `dataLogDir` (set by the server, not read from the file).
+    #[serde(skip)]
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 /// `[zookeeper.sasl]`: the DIGEST-MD5 users (ZooKeeper's JAAS `Server`
@@ -119,6 +124,7 @@ impl Default for Config {
             x509_super_user: None,
             sasl: SaslConfig::default(),
             reconfig_enabled: false,
+            data_dir: None,
         }
     }
 }
@@ -197,6 +203,11 @@ pub(crate) struct Server {
     /// Request latency histogram: counts per `LATENCY_BUCKETS_MS` bound,
     /// plus one for larger.
     pub latency_buckets: [AtomicU64; LATENCY_BUCKETS_MS.len() + 1],
+    /// The client port's address (`conf`'s clientPort).
+    pub listen: String,
+    /// `approximateDataSize` takes a scan of the tree: computed at most
+    /// every few seconds (when, value).
+    pub data_size: Mutex<Option<(Instant, u64)>>,
 }
 
 /// Upper bounds (ms) of the request latency histogram.
@@ -215,7 +226,7 @@ pub(crate) struct Latency {
 }
 
 impl Server {
-    fn new(node: Arc<RaftNode>, cfg: Config) -> Server {
+    fn new(node: Arc<RaftNode>, cfg: Config, listen: String) -> Server {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
@@ -247,6 +258,8 @@ impl Server {
             latency: Mutex::new(Latency::default()),
             ops: Mutex::new(Default::default()),
             latency_buckets: Default::default(),
+            listen,
+            data_size: Mutex::new(None),
         }
     }
 
@@ -332,7 +345,7 @@ pub async fn serve(
         }
         None => None,
     };
-    let srv = Arc::new(Server::new(node, cfg));
+    let srv = Arc::new(Server::new(node, cfg, listen.clone()));
     *CURRENT.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::downgrade(&srv));
     tracing::info!(addr = %listen, "zookeeper: listening");
     let admin = match srv.cfg.admin_listen.clone() {

@@ -122,6 +122,17 @@ impl Conn {
             tracing::info!(addr = %self.info.addr, op = opcode, "zookeeper: malformed request: {e}");
             ZkError::MarshallingError
         };
+        // A null path (length -1) makes these ops throw a
+        // NullPointerException in PrepRequestProcessor, which ZooKeeper
+        // answers with MARSHALLINGERROR; setData, setACL and check fail
+        // validatePath first (BADARGUMENTS, as for "").
+        if matches!(
+            opcode,
+            op::CREATE | op::CREATE2 | op::CREATE_CONTAINER | op::CREATE_TTL | op::DELETE
+        ) && crate::conn::null_string(r.rest())
+        {
+            return Err(ZkError::MarshallingError);
+        }
         Ok(match opcode {
             op::CREATE_TTL => {
                 let q = CreateTTLRequest::decode(r).map_err(bad)?;
@@ -211,6 +222,10 @@ impl Conn {
                 tracing::info!(addr = %self.info.addr, op = mh.r#type, "zookeeper: bad op in multi");
                 return malformed;
             }
+            if mh.r#type == op::CHECK && crate::conn::null_string(r.rest()) {
+                // Inside a multi a null path throws before validatePath.
+                return malformed;
+            }
             match self.decode_single(mh.r#type, r) {
                 Ok((_, op)) => {
                     if local.is_none() {
@@ -252,14 +267,11 @@ impl Conn {
         ttl: i64,
     ) -> Result<ZkOp, ZkError> {
         let mode = CreateMode::from_flag(flags).ok_or(ZkError::BadArguments)?;
-        let mode = if opcode == op::CREATE_CONTAINER {
-            CreateMode::Container
-        } else {
-            mode
-        };
         if mode.is_ttl() && !self.srv.cfg.extended_types {
             return Err(ZkError::Unimplemented);
         }
+        // `validateTTL` on the flags' mode: only createTTL carries a TTL,
+        // so a TTL mode on any other op is BADARGUMENTS.
         let ttl_ok = if mode.is_ttl() {
             ttl > 0 && ttl <= janus_core::zk::MAX_TTL_MS
         } else {
@@ -268,6 +280,20 @@ impl Conn {
         if !ttl_ok || !path.contains('/') || path.contains('\0') {
             return Err(ZkError::BadArguments);
         }
+        // The txn follows the op code, not the flags: createContainer makes
+        // a container (sequential if the flags say so, never ephemeral),
+        // and create/create2 with the container flag a plain node.
+        let mode = if opcode == op::CREATE_CONTAINER {
+            if mode.is_sequential() {
+                CreateMode::ContainerSequential
+            } else {
+                CreateMode::Container
+            }
+        } else if mode == CreateMode::Container {
+            CreateMode::Persistent
+        } else {
+            mode
+        };
         let acl: Vec<Acl> = acl.iter().map(Acl::from).collect();
         let fixed = self.auth.fixup(&acl)?;
         Ok(ZkOp::Create {
