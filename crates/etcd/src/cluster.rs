@@ -337,12 +337,16 @@ impl maintenance_server::Maintenance for Maintenance {
         let want = req.get_ref().revision;
         let (h, rev, compacted) = {
             let st = self.0.node.sm.state();
-            (hash_kv(&st, want), st.revision(), st.compacted_revision())
+            (
+                hash_kv(&st, want),
+                st.revision(),
+                crate::etcd_compacted_revision(&st),
+            )
         };
-        // etcd's header carries the hashed revision.
         let hashed = if want > 0 { want } else { rev };
+        // etcd's header carries the current revision, whichever was hashed.
         Ok(Response::new(pb::HashKvResponse {
-            header: Some(self.0.header(hashed)),
+            header: Some(self.0.header(rev)),
             hash: h?,
             compact_revision: compacted,
             hash_revision: hashed,

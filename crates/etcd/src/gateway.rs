@@ -10,7 +10,7 @@ use std::sync::Arc;
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::Router;
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
@@ -133,6 +133,29 @@ fn stream<T: Serialize + Send + 'static>(rx: mpsc::Receiver<Result<T, Status>>) 
         .into_response()
 }
 
+/// Go's `http.Error`: the text and a newline, as plain text.
+fn go_http_error(status: StatusCode) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        format!("{}\n", status.canonical_reason().unwrap_or_default()),
+    )
+        .into_response()
+}
+
+/// grpc-gateway's answer to a path under `/v3/` it has no method for.
+async fn not_found() -> Response {
+    go_http_error(StatusCode::NOT_FOUND)
+}
+
+/// grpc-gateway's answer to a known path with a method other than POST.
+async fn method_not_allowed() -> Response {
+    go_http_error(StatusCode::METHOD_NOT_ALLOWED)
+}
+
 macro_rules! route {
     ($router:ident, $ctx:ident, $path:expr, $svc:ident, $method:ident) => {{
         let ctx = $ctx.clone();
@@ -141,7 +164,8 @@ macro_rules! route {
             post(move |headers: HeaderMap, body: Bytes| {
                 let svc = $svc(ctx.clone());
                 async move { unary(headers, body, |r| async move { svc.$method(r).await }).await }
-            }),
+            })
+            .fallback(method_not_allowed),
         );
     }};
 }
@@ -224,7 +248,8 @@ pub(crate) fn router(ctx: Arc<Ctx>) -> Router {
                 tokio::spawn(crate::watch::run(ctx, creds(&headers), input, tx, false));
                 stream(rx)
             }
-        }),
+        })
+        .fallback(method_not_allowed),
     );
     let c = ctx.clone();
     r = r.route(
@@ -251,7 +276,8 @@ pub(crate) fn router(ctx: Arc<Ctx>) -> Router {
                 });
                 stream(rx)
             }
-        }),
+        })
+        .fallback(method_not_allowed),
     );
     let c = ctx.clone();
     r = r.route(
@@ -280,8 +306,18 @@ pub(crate) fn router(ctx: Arc<Ctx>) -> Router {
                 });
                 stream(rx)
             }
-        }),
+        })
+        .fallback(method_not_allowed),
     );
+    // Anything else under /v3/ is the gateway's 404 (not the gRPC router's
+    // Unimplemented); Go's ServeMux redirects the bare prefix.
+    r = r
+        .route("/v3/", any(not_found))
+        .route("/v3/{*rest}", any(not_found))
+        .route(
+            "/v3",
+            any(|| async { (StatusCode::MOVED_PERMANENTLY, [(header::LOCATION, "/v3/")]) }),
+        );
     let c = ctx.clone();
     r = r.route("/livez", get(|| async { "ok" }));
     r.route(

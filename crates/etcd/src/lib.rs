@@ -26,6 +26,7 @@ pub mod tls;
 mod watch;
 
 pub use error::RpcError;
+pub use quota::health;
 pub use tls::ClientCertCn;
 
 /// Types generated from `proto/etcd` (etcd's own package names).
@@ -151,6 +152,15 @@ pub enum ServeError {
 /// up from history since start.
 pub fn watch_resyncs() -> u64 {
     watch::RESYNCS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The compacted revision as etcd reports it: etcd's store starts at -1
+/// (never compacted), Janus's at 0.
+pub(crate) fn etcd_compacted_revision(st: &janus_core::State) -> i64 {
+    match st.compacted_revision() {
+        0 => -1,
+        c => c,
+    }
 }
 
 /// What every service shares.

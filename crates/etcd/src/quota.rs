@@ -204,6 +204,57 @@ impl Ctx {
     }
 }
 
+/// etcd 3.5's `/health` for `query` (the URL's query string): any raised
+/// alarm not named by an `exclude=` parameter makes it unhealthy ("ALARM
+/// NOSPACE"), then no leader does ("RAFT NO LEADER"; skipped with
+/// `serializable=true`). Unhealthy is 503 in Go's `http.Error` shape (the
+/// JSON and a newline, as plain text).
+pub fn health(node: &janus_raft::RaftNode, query: Option<&str>) -> axum::response::Response {
+    use axum::http::{header, StatusCode};
+    use axum::response::IntoResponse;
+    let params: Vec<(&str, &str)> = query
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+        .collect();
+    let excluded = |name: &str| params.iter().any(|&(k, v)| k == "exclude" && v == name);
+    let serializable = params
+        .iter()
+        .any(|&(k, v)| k == "serializable" && v == "true");
+    let alarm = node
+        .sm
+        .state()
+        .alarms()
+        .map(|(_, kind)| pb::AlarmType::try_from(kind).unwrap_or(pb::AlarmType::None))
+        .find(|kind| !excluded(kind.as_str_name()));
+    let reason = match alarm {
+        Some(pb::AlarmType::Nospace) => Some("ALARM NOSPACE"),
+        Some(pb::AlarmType::Corrupt) => Some("ALARM CORRUPT"),
+        Some(_) => Some("ALARM UNKNOWN"),
+        None if !serializable && node.metrics().current_leader.is_none() => Some("RAFT NO LEADER"),
+        None => None,
+    };
+    let body = |health: &str, reason: &str| {
+        serde_json::json!({ "health": health, "reason": reason }).to_string()
+    };
+    match reason {
+        None => (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            body("true", ""),
+        )
+            .into_response(),
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [
+                (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            ],
+            body("false", reason) + "\n",
+        )
+            .into_response(),
+    }
+}
+
 pub(crate) fn set_quota(configured: u64) {
     QUOTA.store(effective_quota(configured), Ordering::Relaxed);
 }

@@ -560,6 +560,12 @@ impl Session {
             active: false,
         };
         let replay = w.next_rev <= current;
+        // etcd compares a negative start with its compacted revision like any
+        // other (-1 before the first compaction): below it, the watcher is
+        // created and then canceled as compacted; -1 on a never-compacted
+        // store watches from now on.
+        let compacted = crate::etcd_compacted_revision(&self.ctx.node.sm.state());
+        let gone = c.start_revision < 0 && c.start_revision < compacted;
         self.watchers.insert(id, w);
         self.send(pb::WatchResponse {
             header: Some(self.ctx.header(current)),
@@ -568,6 +574,19 @@ impl Session {
             ..Default::default()
         })
         .await?;
+        if gone {
+            self.watchers.remove(&id);
+            // etcd's compaction notice carries no revision.
+            return self
+                .send(pb::WatchResponse {
+                    header: Some(self.ctx.header(0)),
+                    watch_id: id,
+                    canceled: true,
+                    compact_revision: compacted,
+                    ..Default::default()
+                })
+                .await;
+        }
         if replay {
             self.catch_up(id, current).await?;
         }

@@ -1456,6 +1456,33 @@ def watch_prev_kv_compacted_away(c):
 
 
 @sc
+def hashkv_past_revision_header(c):
+    r1 = c.put("a", b"1").header.revision
+    c.put("a", b"2")
+    c.put("b", b"3")
+    # The header carries the current revision, not the hashed one.
+    c.call("hashkv at r1", MAINT.HashKV, pb.HashKVRequest(revision=r1))
+    c.call("hashkv current", MAINT.HashKV, pb.HashKVRequest(revision=0))
+
+
+@sc
+def watch_negative_start_revision(c):
+    # Compared with the compacted revision like any start (-1 before the
+    # first compaction): canceled below it, a watch from now on at it.
+    c.put("a", b"1")
+    c.put("a", b"2")
+    w = c.watch(key="a", start_revision=-1)
+    w.next("created -1")
+    w2 = c.watch(key="a", start_revision=-100)
+    w2.next("created -100")
+    w2.next("then -100")
+    w.quiet("nothing more for -1")
+    c.put("a", b"3")
+    w.events("after a put, -1", 1, timeout=1)
+    w2.quiet("after a put, -100")
+
+
+@sc
 def lease_regrant_same_id_and_ttl_without_keys(c):
     c.call("grant 777", LEASE.LeaseGrant, pb.LeaseGrantRequest(TTL=60, ID=777))
     c.put("a", b"1", lease=777)

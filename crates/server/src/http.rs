@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -50,20 +50,9 @@ pub fn metrics_router(state: Http) -> Router {
         .merge(router(state))
 }
 
-/// etcd answers `{"health":"true","reason":""}`, or 503 with
-/// `{"health":"false","reason":"RAFT NO LEADER"}` when it has no leader.
-async fn health(State(s): State<Http>) -> impl IntoResponse {
-    if s.node.metrics().current_leader.is_some() {
-        (
-            StatusCode::OK,
-            Json(json!({"health": "true", "reason": ""})),
-        )
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"health": "false", "reason": "RAFT NO LEADER"})),
-        )
-    }
+/// etcd 3.5's `/health` (alarms, then the leader; see `janus_etcd::health`).
+async fn health(State(s): State<Http>, RawQuery(query): RawQuery) -> impl IntoResponse {
+    janus_etcd::health(&s.node, query.as_deref())
 }
 
 /// The process serves: alive.
