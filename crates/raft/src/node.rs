@@ -787,7 +787,7 @@ mod tests {
         assert_eq!(rpc_timeout_ms(100, 1000), 300);
         assert_eq!(rpc_timeout_ms(50, 500), 199);
         assert_eq!(rpc_timeout_ms(200, 5000), 600);
-        for (h, e) in [(1, 2), (1, 10), (10, 100), (100, 1000), (50, 300)] {
+        for (h, e) in [(1, 10), (2, 10), (10, 100), (100, 1000), (50, 300)] {
             let t = rpc_timeout_ms(h, e);
             let (min, max) = raft_election_ms(e);
             assert!(t >= 1 && t < min && min < max, "{h} {e} -> {t} {min} {max}");

@@ -122,9 +122,19 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     if let Some(tls) = janus_raft::peer_tls() {
         peer = peer.tls_config(tls.server_config()).context("peer TLS")?;
     }
+    // Bound here, so that a taken peer port stops Janus with a clear error
+    // (serving in the background, the failure went unnoticed and the
+    // member ran cut off from its peers).
+    let incoming = match tonic::transport::server::TcpIncoming::bind(peer_addr) {
+        Ok(i) => i.with_nodelay(Some(true)),
+        Err(e) => {
+            node.shutdown().await;
+            anyhow::bail!("peer: binding {peer_addr}: {e}");
+        }
+    };
     let peer = peer
         .add_service(PeerService::server(node.clone()))
-        .serve_with_shutdown(peer_addr, stopped(stop_rx.clone()));
+        .serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()));
     let peer = tokio::spawn(peer);
 
     // The console's timeline follows the applied changes from here on.
