@@ -83,7 +83,7 @@ fn http(
     body: Option<&Value>,
 ) -> std::io::Result<HttpResponse> {
     let mut s = TcpStream::connect(addr)?;
-    // Starting a browser session on a busy two-core machine takes a while.
+    // Starting a browser session on a busy small machine takes a while.
     s.set_read_timeout(Some(Duration::from_secs(120)))?;
     let payload = body.map(Value::to_string).unwrap_or_default();
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");

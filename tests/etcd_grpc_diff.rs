@@ -30,7 +30,7 @@ use serde_json::Value;
 
 const VENV_PYTHON: &str = "/opt/janus-etcd-venv/bin/python";
 const MAX_REQUEST_BYTES: &str = "262144";
-/// The bar: at least this many scenarios, all agreeing.
+/// The bar: at least this many scenarios, all agreeing.
 const MIN_SCENARIOS: usize = 60;
 
 fn script() -> PathBuf {

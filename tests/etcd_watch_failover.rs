@@ -1,6 +1,6 @@
 //! An etcd watch stream broken by its member's death resumes on another
 //! member from the last revision it saw, and sees every event exactly once
-//! (issue 5): three real members, a writer on a surviving member, the
+//! three real members, a writer on a surviving member, the
 //! watcher's member killed with SIGKILL halfway through.
 
 use std::time::{Duration, Instant};

@@ -33,7 +33,7 @@ const DOC_ETCD: &str = "127.0.0.1:2379";
 /// The page starts Janus with this, so that its container and TTL node
 /// examples do not wait a minute for the reaper.
 const REAPER_ENV: (&str, &str) = ("JANUS_CONTAINER_CHECK_MS", "1000");
-/// Generous: a loaded two-core machine starts a JVM per zkCli.sh, and a
+/// Generous: a loaded small machine starts a JVM per zkCli.sh, and a
 /// few steps sleep or wait for a background session.
 const STEP_TIMEOUT: Duration = Duration::from_secs(120);
 const DONE: &str = "__semantics_doc_step_done__";

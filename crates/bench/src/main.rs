@@ -137,7 +137,7 @@ struct CompareArgs {
     /// Appended to each heading, e.g. "three members each".
     #[arg(long)]
     label: Option<String>,
-    /// Also print the issue's targets, met or not.
+    /// Also print the performance targets, met or not.
     #[arg(long)]
     targets: bool,
 }
@@ -892,7 +892,7 @@ fn compare(a: CompareArgs) -> Result<()> {
         if let Some(z) = &zk {
             others.push(("ZooKeeper", z));
         }
-        println!("#### Issue 6 targets{label}\n");
+        println!("#### Targets{label}\n");
         print!("{}", report::targets_table(&janus, &others, &res));
         println!();
     }

@@ -179,7 +179,7 @@ pub fn ratio_table(janus: &[Row], other: &[Row], other_name: &str) -> String {
     out
 }
 
-/// The targets, one line each, met or not: write and read
+/// The performance targets, one line each, met or not: write and read
 /// throughput at 16 and 256 in flight at least the other system's with p99
 /// no higher, watch-event p99 no higher, peak RSS with the bulk load no
 /// higher than etcd's. `others` pairs a display name with that system's rows.
