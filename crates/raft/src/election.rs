@@ -37,6 +37,8 @@ pub(crate) fn spawn(node: Weak<RaftNode>, timeout: Duration) {
         };
         let mut due = jitter(0);
         let mut last_attempt: Option<Instant> = None;
+        // The term our last campaign ran in.
+        let mut attempt_term = 0;
         loop {
             tokio::time::sleep(tick).await;
             let Some(node) = node.upgrade() else { return };
@@ -69,13 +71,26 @@ pub(crate) fn spawn(node: Weak<RaftNode>, timeout: Duration) {
             // Silent past the timeout, and our last campaign (if any) has
             // had its time to be decided.
             let settled = |at: Instant| now.saturating_duration_since(at) >= retry;
-            let ready = last_attempt.is_none_or(settled) && (voters.len() == 1 || silent >= wait);
+            let normal = last_attempt.is_none_or(settled) && (voters.len() == 1 || silent >= wait);
+            // We refused a shorter log's candidate in the term our campaign
+            // ran in: it voted for itself there, so ours cannot win; the
+            // next term can, at once.
+            let outrun = match (last_attempt, node.refused_shorter()) {
+                (Some(at), Some((when, term))) => {
+                    term >= attempt_term
+                        && now.saturating_duration_since(when) < timeout
+                        && now.saturating_duration_since(at) >= timeout / 20
+                }
+                _ => false,
+            };
+            let ready = (!behind && outrun) || normal;
             if !ready {
                 continue;
             }
             attempts += 1;
             due = jitter(attempts);
             last_attempt = Some(now);
+            attempt_term = m.current_term + 1;
             tracing::info!(
                 term = m.current_term,
                 silent_ms = silent.as_millis() as u64,

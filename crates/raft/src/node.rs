@@ -140,6 +140,9 @@ pub struct RaftNode {
     /// Bumped by every HoldElections request, so only the timer of the
     /// latest one turns elections back on.
     pub(crate) election_hold: AtomicU64,
+    /// When this member last refused a candidate with a shorter log, and
+    /// that candidate's term (see `election.rs`).
+    pub(crate) refused_shorter: std::sync::Mutex<Option<(Instant, u64)>>,
     /// Elections are held off (HoldElections, for a leadership transfer).
     pub(crate) elections_held: std::sync::atomic::AtomicBool,
 }
@@ -425,6 +428,7 @@ impl RaftNode {
             last_leader_msg: std::sync::Mutex::new(Instant::now()),
             election_hold: AtomicU64::new(0),
             elections_held: Default::default(),
+            refused_shorter: std::sync::Mutex::new(None),
         });
         Lessor::spawn(Arc::downgrade(&node));
         crate::election::spawn(

@@ -54,7 +54,16 @@ impl Peer for PeerService {
 
     async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let rpc: VoteRequest<NodeId> = decode(&req.into_inner().payload)?;
+        let (their_term, their_log) = (rpc.vote.leader_id().term, rpc.last_log_id);
         let res = self.node.raft.vote(rpc).await;
+        // Refused for a shorter log: our own campaign at that term is
+        // doomed (the candidate voted for itself), so the watchdog may try
+        // the next term at once.
+        if let Ok(r) = &res {
+            if !r.vote_granted && r.last_log_id > their_log {
+                self.node.note_refused_shorter(their_term);
+            }
+        }
         // A granted vote renews openraft's lease here as a leader message
         // does, and restarts the election clock: raft's rule that a voter
         // gives the candidate it voted for time to win.

@@ -94,6 +94,21 @@ impl RaftNode {
         *t = Instant::now();
     }
 
+    /// Note a vote refused to a candidate in `term` whose log is shorter.
+    pub(crate) fn note_refused_shorter(&self, term: u64) {
+        *self
+            .refused_shorter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), term));
+    }
+
+    pub(crate) fn refused_shorter(&self) -> Option<(Instant, u64)> {
+        *self
+            .refused_shorter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
     pub(crate) fn last_leader_msg(&self) -> Instant {
         *self
             .last_leader_msg
