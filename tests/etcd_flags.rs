@@ -242,13 +242,15 @@ fn kubeadm_static_pod_flags_start_a_cluster() {
         })
         .collect();
 
-    // The metrics listener answers kubeadm's probes once there is a leader.
+    // The metrics listener answers kubeadm's probes; /readyz once there is
+    // a leader (a serializable /health does not ask for one, as etcd 3.5's).
     for (m, p) in members.iter().zip(&procs) {
         let addr = format!("127.0.0.1:{}", m.metrics_port);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok((200, body)) = http_get(&addr, "/health?exclude=NOSPACE&serializable=true") {
-                if body.contains("\"health\":\"true\"") {
+                let ready = http_get(&addr, "/readyz").map(|r| r.0).ok() == Some(200);
+                if body.contains("\"health\":\"true\"") && ready {
                     break;
                 }
             }
