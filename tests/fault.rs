@@ -26,7 +26,7 @@ use janus_etcd::pb::etcdserverpb::kv_client::KvClient;
 use janus_tests::linearizability::{self as lin, kv, znode, Op, Outcome};
 use janus_tests::proxy::{Fault, Proxies};
 use janus_tests::slowdisk::SlowDisk;
-use janus_tests::{free_port, Janus};
+use janus_tests::{start_proxied_cluster, Janus};
 use tonic::transport::{Channel, Endpoint};
 
 // ---------------------------------------------------------------------
@@ -585,48 +585,21 @@ struct Cluster {
 
 impl Cluster {
     fn start(tmp: &std::path::Path) -> Cluster {
-        let real: Vec<String> = (0..3)
-            .map(|_| format!("127.0.0.1:{}", free_port()))
-            .collect();
-        let proxies = Proxies::start(&real).expect("proxies");
-        // The membership names the proxies: every peer message passes one.
-        let initial = proxies
-            .addrs
-            .iter()
-            .enumerate()
-            .map(|(i, p)| format!("{}={p}", i + 1))
-            .collect::<Vec<_>>()
-            .join(",");
         // Under target/, not the temporary directory: /tmp may be noexec,
         // and the loader would then silently refuse to preload the shim.
         let shim_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../target/fault-slowdisk")
             .join(std::process::id().to_string());
         let slow_disk = SlowDisk::build(&shim_dir).expect("the slow-disk shim");
-        let env = slow_disk.env();
-        let cfg = tmp.join("janus.toml");
         // Small snapshots so restarted members also catch up from them; a
         // session timeout longer than any fault.
-        std::fs::write(
-            &cfg,
+        let (members, proxies) = start_proxied_cluster(
+            tmp,
+            3,
             "heartbeat_ms = 100\nelection_timeout_ms = 800\nsnapshot_entries = 500\nlog_keep_entries = 100\n\
              [zookeeper]\ntick_ms = 2000\nfour_letter_words = [\"*\"]\n",
-        )
-        .expect("config");
-        let members: Vec<Janus> = (0..3)
-            .map(|i| {
-                let id = (i + 1).to_string();
-                let args = [
-                    "--config",
-                    cfg.to_str().expect("utf-8"),
-                    "--node-id",
-                    &id,
-                    "--initial-cluster",
-                    &initial,
-                ];
-                Janus::start_with_peer_env(&tmp.join(format!("m{id}")), &real[i], &args, &env)
-            })
-            .collect();
+            &slow_disk.env(),
+        );
         let c = Cluster {
             members,
             proxies,

@@ -10,7 +10,7 @@ mod zk_support;
 use std::time::Duration;
 
 use janus_tests::Janus;
-use zk_support::{be_i32, connect_request, four_letter, string, Raw};
+use zk_support::{be_i32, four_letter, string, Raw};
 
 fn get_data(path: &str, watch: bool) -> Vec<u8> {
     let mut b = string(path);
@@ -138,22 +138,6 @@ fn sessions_and_watches_across_members() {
     assert_eq!(t, 0, "a closed session is expired everywhere");
 }
 
-/// A ConnectRequest with the readOnly flag set; returns the answer's
-/// (timeout, session, readOnly byte).
-fn connect_read_only(s: &mut std::net::TcpStream) -> Option<(i32, i64, u8)> {
-    let mut req = connect_request(0, 2000, 0, &[0; 16]);
-    if let Some(last) = req.last_mut() {
-        *last = 1;
-    }
-    Raw::send_frame(s, &req).ok()?;
-    let b = Raw::read_frame(s)?;
-    Some((
-        i32::from_be_bytes(b[4..8].try_into().ok()?),
-        i64::from_be_bytes(b[8..16].try_into().ok()?),
-        *b.last()?,
-    ))
-}
-
 #[test]
 fn read_only_mode_without_quorum() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -183,7 +167,7 @@ fn read_only_mode_without_quorum() {
         "read-write client refused"
     );
     let mut s = Raw::tcp(&members[2].zk);
-    let (t, sid, ro) = connect_read_only(&mut s).expect("read-only session");
+    let (t, sid, ro) = Raw::connect_read_only(&mut s, 2000).expect("read-only session");
     assert!(t > 0 && sid != 0);
     assert_eq!(ro, 1, "ConnectResponse.readOnly");
     let mut ro_client = Raw {

@@ -268,6 +268,22 @@ impl Raw {
         Some((t, sid, b[20..20 + n].to_vec()))
     }
 
+    /// A ConnectRequest with the readOnly flag set; returns the answer's
+    /// (timeout, session, readOnly byte).
+    pub fn connect_read_only(s: &mut TcpStream, timeout: i32) -> Option<(i32, i64, u8)> {
+        let mut req = connect_request(0, timeout, 0, &[0; 16]);
+        if let Some(last) = req.last_mut() {
+            *last = 1;
+        }
+        Self::send_frame(s, &req).ok()?;
+        let b = Self::read_frame(s)?;
+        Some((
+            i32::from_be_bytes(b.get(4..8)?.try_into().ok()?),
+            i64::from_be_bytes(b.get(8..16)?.try_into().ok()?),
+            *b.last()?,
+        ))
+    }
+
     pub fn connect(addr: &str) -> Raw {
         let mut s = Self::tcp(addr);
         let (timeout, session, passwd) =

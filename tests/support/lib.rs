@@ -293,6 +293,51 @@ pub fn start_cluster(dir: &Path, n: usize, toml: &str) -> Vec<Janus> {
     members
 }
 
+/// `n` members whose peer links all pass through a fault-injecting proxy
+/// ([`proxy::Proxies`]): the membership names the proxy ports. Each member
+/// gets `toml` as its config file and `env` in its environment; returns
+/// without waiting for health (callers wait as long as they need).
+pub fn start_proxied_cluster(
+    dir: &Path,
+    n: usize,
+    toml: &str,
+    env: &[(String, String)],
+) -> (Vec<Janus>, proxy::Proxies) {
+    let real: Vec<String> = (0..n)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let proxies = proxy::Proxies::start(&real).expect("proxies");
+    let initial = proxies
+        .addrs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{}={p}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let cfg = dir.join("janus.toml");
+    std::fs::write(&cfg, toml).expect("config");
+    let members: Vec<Janus> = (0..n)
+        .map(|i| {
+            let id = (i + 1).to_string();
+            let args = [
+                "--config",
+                cfg.to_str().expect("utf-8 path"),
+                "--node-id",
+                &id,
+                "--initial-cluster",
+                &initial,
+            ];
+            Janus::start_with_peer_env(&dir.join(format!("m{id}")), &real[i], &args, env)
+        })
+        .collect();
+    for (i, m) in members.iter().enumerate() {
+        proxies
+            .links
+            .set_pid(i, m.child.as_ref().map_or(0, |c| c.id()));
+    }
+    (members, proxies)
+}
+
 /// The index of the member that running members' `/metrics` name as
 /// leader (`janus_raft_leader_id`), if any.
 pub fn leader_index(members: &[Janus]) -> Option<usize> {

@@ -14,6 +14,15 @@
 //! moments, the two survivors of a three-member cluster kept refusing each
 //! other for seconds. The only voter of a one-member cluster elects itself
 //! at once.
+//!
+//! The watchdog also does etcd's check-quorum, which openraft 0.9 lacks: a
+//! leader that no quorum has acknowledged for an election timeout steps
+//! down, so a leader cut off from the others stops answering as one
+//! (`/health` false, `hasleader` watches end, ZooKeeper read-only sessions
+//! become possible). openraft has no call to step down; a leader leaves
+//! office when it grants a vote of a later term, so it grants one to a
+//! member id no member has ([`NOBODY`]). A real leader of that term still
+//! wins over that vote: a committed vote beats an uncommitted one.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -21,9 +30,14 @@ use std::sync::atomic::Ordering;
 use std::sync::Weak;
 use std::time::{Duration, Instant};
 
-use openraft::ServerState;
+use openraft::raft::VoteRequest;
+use openraft::{CommittedLeaderId, LogId, ServerState, Vote};
 
 use crate::node::RaftNode;
+
+/// The candidate a leader that lost its quorum votes for to leave office:
+/// no member has this id.
+pub const NOBODY: janus_store::NodeId = u64::MAX;
 
 /// Start the watchdog; it ends with the node.
 pub(crate) fn spawn(node: Weak<RaftNode>, timeout: Duration) {
@@ -39,17 +53,31 @@ pub(crate) fn spawn(node: Weak<RaftNode>, timeout: Duration) {
         let mut last_attempt: Option<Instant> = None;
         // The term our last campaign ran in.
         let mut attempt_term = 0;
+        // Since when we lead (in the term noted), as the watchdog saw it.
+        let mut leading: Option<(u64, Instant)> = None;
         loop {
             tokio::time::sleep(tick).await;
             let Some(node) = node.upgrade() else { return };
             let m = node.metrics();
             let voters: Vec<_> = m.membership_config.membership().voter_ids().collect();
             let voter = voters.contains(&node.id);
-            if !voter
-                || m.state == ServerState::Leader
-                || node.elections_held.load(Ordering::SeqCst)
-                || node.is_transferring()
-            {
+            if m.state == ServerState::Leader {
+                let since = match leading {
+                    Some((term, at)) if term == m.current_term => at,
+                    _ => {
+                        let now = Instant::now();
+                        leading = Some((m.current_term, now));
+                        now
+                    }
+                };
+                if voters.len() > 1 && lost_quorum(&m, since, timeout) {
+                    step_down(&node, &m).await;
+                }
+                last_attempt = None;
+                continue;
+            }
+            leading = None;
+            if !voter || node.elections_held.load(Ordering::SeqCst) || node.is_transferring() {
                 last_attempt = None;
                 continue;
             }
@@ -101,4 +129,44 @@ pub(crate) fn spawn(node: Weak<RaftNode>, timeout: Duration) {
             }
         }
     });
+}
+
+/// Has no quorum acknowledged this leader for an election timeout? Before
+/// any acknowledgement, the time since it took office counts.
+fn lost_quorum(
+    m: &openraft::RaftMetrics<janus_store::NodeId, janus_store::Member>,
+    since: Instant,
+    timeout: Duration,
+) -> bool {
+    let limit = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+    match m.millis_since_quorum_ack {
+        Some(ms) => ms > limit,
+        None => since.elapsed() > timeout,
+    }
+}
+
+/// Leave office: grant a vote of the next term to [`NOBODY`], as a leader
+/// does when it sees a later term.
+async fn step_down(
+    node: &RaftNode,
+    m: &openraft::RaftMetrics<janus_store::NodeId, janus_store::Member>,
+) {
+    let term = m.current_term + 1;
+    tracing::warn!(
+        term = m.current_term,
+        since_quorum_ack_ms = m.millis_since_quorum_ack,
+        "no quorum acknowledged this leader for an election timeout; stepping down"
+    );
+    // A log id past any this member holds, so the vote is not refused for
+    // its log.
+    let last = LogId::new(CommittedLeaderId::new(term, NOBODY), u64::MAX);
+    let req = VoteRequest::new(Vote::new(term, NOBODY), Some(last));
+    match node.raft.vote(req).await {
+        Ok(r) if r.vote_granted => {
+            // A follower now: wait an election timeout before campaigning.
+            node.heard_from_leader();
+        }
+        Ok(_) => {}
+        Err(e) => tracing::info!("stepping down: {e}"),
+    }
 }
