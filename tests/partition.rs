@@ -240,3 +240,87 @@ async fn cut_off_leader(members: &[Janus], proxies: &janus_tests::proxy::Proxies
     let mut zk = Raw::connect(&old.zk);
     assert_eq!(zk.create("/after", 0), 0);
 }
+
+/// The leader all running members name, if they agree.
+fn agreed_leader(members: &[Janus], running: &[usize]) -> Option<usize> {
+    let named: std::collections::BTreeSet<Option<usize>> = running
+        .iter()
+        .map(|i| {
+            let (_, body) = members[*i].http_get("/metrics").ok()?;
+            let id: usize = body
+                .lines()
+                .find_map(|l| l.strip_prefix("janus_raft_leader_id "))?
+                .trim()
+                .parse()
+                .ok()?;
+            id.checked_sub(1)
+        })
+        .collect();
+    match named.into_iter().collect::<Vec<_>>()[..] {
+        [Some(l)] if running.contains(&l) => Some(l),
+        _ => None,
+    }
+}
+
+fn wait_agreed(members: &[Janus], running: &[usize], what: &str) -> usize {
+    let t0 = Instant::now();
+    loop {
+        if let Some(l) = agreed_leader(members, running) {
+            println!(
+                "partition: {what}: member {} after {} ms",
+                l + 1,
+                t0.elapsed().as_millis()
+            );
+            return l;
+        }
+        if t0.elapsed() > Duration::from_secs(15) {
+            let logs: String = running
+                .iter()
+                .map(|m| format!("\n--- member {} ---\n{}", m + 1, members[*m].log_tail(60)))
+                .collect();
+            panic!("{what}: no agreed leader in 15 s{logs}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A leader stopped (SIGSTOP) past its election timeout wakes up still
+/// calling itself leader and steps down; right after, the new leader is cut
+/// off, and the two others (one of them the woken member) elect one of
+/// themselves, and all three agree again once the cut heals.
+#[test]
+fn a_woken_leader_steps_down_and_the_next_cut_elects() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let log: Vec<(String, String)> = std::env::var("JANUS_PARTITION_LOG")
+        .map(|v| vec![("RUST_LOG".to_string(), v)])
+        .unwrap_or_default();
+    let (members, proxies) = start_proxied_cluster(
+        tmp.path(),
+        3,
+        "heartbeat_ms = 100\nelection_timeout_ms = 800\n",
+        &log,
+    );
+    for m in &members {
+        m.wait_healthy(Duration::from_secs(60));
+    }
+    let all = [0, 1, 2];
+    for round in 0..3 {
+        let first = wait_agreed(&members, &all, "leader");
+        let pid = members[first].child.as_ref().map_or(0, |c| c.id()) as libc::pid_t;
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        std::thread::sleep(Duration::from_secs(3));
+        unsafe { libc::kill(pid, libc::SIGCONT) };
+        let second = wait_agreed(&members, &all, "leader after the stopped one woke");
+        proxies.links.isolate(second, Fault::Blackhole);
+        let rest: Vec<usize> = all.iter().copied().filter(|i| *i != second).collect();
+        wait_agreed(
+            &members,
+            &rest,
+            &format!("round {round}: leader of the two left"),
+        );
+        std::thread::sleep(Duration::from_secs(2));
+        proxies.links.heal();
+        wait_agreed(&members, &all, "leader after healing");
+    }
+}

@@ -51,8 +51,10 @@ pub(crate) fn spawn(node: Weak<RaftNode>, timeout: Duration) {
         };
         let mut due = jitter(0);
         let mut last_attempt: Option<Instant> = None;
-        // The term our last campaign ran in.
+        // The term our last campaign ran in, and the vote replies counted
+        // when it started.
         let mut attempt_term = 0;
+        let mut replies_at_attempt = 0;
         // Since when we lead (in the term noted), as the watchdog saw it.
         let mut leading: Option<(u64, Instant)> = None;
         loop {
@@ -91,8 +93,19 @@ pub(crate) fn spawn(node: Weak<RaftNode>, timeout: Duration) {
                 .channels
                 .refused_as_behind()
                 .is_some_and(|t| now.saturating_duration_since(t) < timeout * 2);
+            // Our last campaign reached nobody (no vote reply came back):
+            // we are cut off, or the others are down. Campaigning every t/2
+            // then does harm when the requests do get through but the
+            // replies do not (a one-way cut): each one that is granted
+            // restarts the granting voters' clocks, so they never run an
+            // election of their own. Retry only after their clocks ran out.
+            let unheard = voters.len() > 1
+                && last_attempt.is_some()
+                && node.channels.vote_replies() == replies_at_attempt;
             let (wait, retry) = if behind {
                 (timeout * 2 + due, timeout * 3 / 2 + due)
+            } else if unheard {
+                (timeout + due, timeout * 2 + due)
             } else {
                 (timeout + due, timeout / 2 + due)
             };
@@ -119,6 +132,7 @@ pub(crate) fn spawn(node: Weak<RaftNode>, timeout: Duration) {
             due = jitter(attempts);
             last_attempt = Some(now);
             attempt_term = m.current_term + 1;
+            replies_at_attempt = node.channels.vote_replies();
             tracing::info!(
                 term = m.current_term,
                 silent_ms = silent.as_millis() as u64,

@@ -108,12 +108,19 @@ pub struct Channels {
     /// When a voter last refused this member's vote for having a longer
     /// log (the election watchdog then lets that voter campaign first).
     behind_since: Arc<Mutex<Option<std::time::Instant>>>,
+    /// Vote replies received (granted or not): a campaign none of whose
+    /// requests was answered was made from behind a cut.
+    vote_replies: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Channels {
     /// When a voter last refused our vote because its log is ahead of ours.
     pub(crate) fn refused_as_behind(&self) -> Option<std::time::Instant> {
         *self.behind_since.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn vote_replies(&self) -> u64 {
+        self.vote_replies.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn note_behind(&self) {
@@ -363,6 +370,9 @@ impl RaftNetwork<TypeConfig> for Connection {
                 Box::pin(async move { c.vote(r).await })
             })
             .await?;
+        self.channels
+            .vote_replies
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if !resp.vote_granted && resp.last_log_id > rpc.last_log_id {
             self.channels.note_behind();
         }
