@@ -7,8 +7,9 @@
 //! every few milliseconds instead: a voter that has heard nothing from a
 //! leader for its election timeout plus a random part of a quarter of it
 //! starts an election, and starts another if, half an election timeout
-//! later, nobody leads (later still for a member whose log a voter found
-//! behind). Voters' leases (openraft's, half the election
+//! later, nobody leads: sooner after a split vote (an eighth to a quarter
+//! of it), later for a member whose log a voter found behind or whose
+//! campaign nobody answered. Voters' leases (openraft's, half the election
 //! timeout) have lapsed by then, so the vote can be won. openraft's own
 //! election timer is off: with two drivers bumping the term at different
 //! moments, the two survivors of a three-member cluster kept refusing each
@@ -51,9 +52,7 @@ pub(crate) fn spawn(node: Weak<RaftNode>, timeout: Duration) {
         };
         let mut due = jitter(0);
         let mut last_attempt: Option<Instant> = None;
-        // The term our last campaign ran in, and the vote replies counted
-        // when it started.
-        let mut attempt_term = 0;
+        // The vote replies counted when our last campaign started.
         let mut replies_at_attempt = 0;
         // Since when we lead (in the term noted), as the watchdog saw it.
         let mut leading: Option<(u64, Instant)> = None;
@@ -89,10 +88,13 @@ pub(crate) fn spawn(node: Weak<RaftNode>, timeout: Duration) {
             // behind only bumps the term, and the member that could win then
             // finds it has voted already; so one that was refused as
             // behind lets the others campaign first.
+            // Only a refusal since the last leader was heard counts: one
+            // from an earlier election says nothing about the logs now.
+            let last_msg = node.last_leader_msg();
             let behind = node
                 .channels
                 .refused_as_behind()
-                .is_some_and(|t| now.saturating_duration_since(t) < timeout * 2);
+                .is_some_and(|t| t > last_msg && now.saturating_duration_since(t) < timeout * 2);
             // Our last campaign reached nobody (no vote reply came back):
             // we are cut off, or the others are down. Campaigning every t/2
             // then does harm when the requests do get through but the
@@ -102,10 +104,18 @@ pub(crate) fn spawn(node: Weak<RaftNode>, timeout: Duration) {
             let unheard = voters.len() > 1
                 && last_attempt.is_some()
                 && node.channels.vote_replies() == replies_at_attempt;
+            // A voter had voted for another candidate in our campaign's
+            // term (a split vote): nobody can win that term, and every
+            // voter's lease has lapsed, so the next one can be tried soon;
+            // the random part keeps the candidates apart.
+            let split =
+                last_attempt.is_some_and(|at| node.channels.split_vote().is_some_and(|s| s >= at));
             let (wait, retry) = if behind {
                 (timeout * 2 + due, timeout * 3 / 2 + due)
             } else if unheard {
                 (timeout + due, timeout * 2 + due)
+            } else if split {
+                (timeout + due, timeout / 8 + due / 2)
             } else {
                 (timeout + due, timeout / 2 + due)
             };
@@ -113,17 +123,19 @@ pub(crate) fn spawn(node: Weak<RaftNode>, timeout: Duration) {
             // had its time to be decided.
             let settled = |at: Instant| now.saturating_duration_since(at) >= retry;
             let normal = last_attempt.is_none_or(settled) && (voters.len() == 1 || silent >= wait);
-            // We refused a shorter log's candidate in the term our campaign
-            // ran in: it voted for itself there, so ours cannot win; the
-            // next term can, at once.
-            let outrun = match (last_attempt, node.refused_shorter()) {
-                (Some(at), Some((when, term))) => {
-                    term >= attempt_term
-                        && now.saturating_duration_since(when) < timeout
-                        && now.saturating_duration_since(at) >= timeout / 20
-                }
-                _ => false,
-            };
+            // We refused a candidate with a shorter log (in this leaderless
+            // spell, since our last campaign): it cannot win, and waiting for
+            // our own timer only adds to the time without a leader, so
+            // campaign at once. If it voted for itself in the term we then
+            // ask for, that is a split vote, retried soon (above).
+            let outrun = node.refused_shorter().is_some_and(|(when, _)| {
+                when > last_msg
+                    && now.saturating_duration_since(when) < timeout / 2
+                    && silent >= timeout / 2
+                    && last_attempt.is_none_or(|at| {
+                        at < when && now.saturating_duration_since(at) >= timeout / 20
+                    })
+            });
             let ready = (!behind && outrun) || normal;
             if !ready {
                 continue;
@@ -131,7 +143,6 @@ pub(crate) fn spawn(node: Weak<RaftNode>, timeout: Duration) {
             attempts += 1;
             due = jitter(attempts);
             last_attempt = Some(now);
-            attempt_term = m.current_term + 1;
             replies_at_attempt = node.channels.vote_replies();
             tracing::info!(
                 term = m.current_term,

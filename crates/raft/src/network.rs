@@ -111,6 +111,9 @@ pub struct Channels {
     /// Vote replies received (granted or not): a campaign none of whose
     /// requests was answered was made from behind a cut.
     vote_replies: Arc<std::sync::atomic::AtomicU64>,
+    /// When a voter last refused this member's vote having voted for
+    /// another candidate in the same term (a split vote).
+    split_at: Arc<Mutex<Option<std::time::Instant>>>,
 }
 
 impl Channels {
@@ -121,6 +124,10 @@ impl Channels {
 
     pub(crate) fn vote_replies(&self) -> u64 {
         self.vote_replies.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn split_vote(&self) -> Option<std::time::Instant> {
+        *self.split_at.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn note_behind(&self) {
@@ -373,6 +380,15 @@ impl RaftNetwork<TypeConfig> for Connection {
         self.channels
             .vote_replies
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (mine, theirs) = (rpc.vote.leader_id(), resp.vote.leader_id());
+        if !resp.vote_granted && theirs.term == mine.term && theirs.voted_for() != mine.voted_for()
+        {
+            *self
+                .channels
+                .split_at
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
+        }
         if !resp.vote_granted && resp.last_log_id > rpc.last_log_id {
             self.channels.note_behind();
         }

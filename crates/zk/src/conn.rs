@@ -208,10 +208,17 @@ pub(crate) async fn run(
 
     let (tx, mut rx) = mpsc::channel::<Frame>(64);
     let max = srv.cfg.max_buffer;
+    // As ZooKeeper, a request keeps its session alive when it arrives, not
+    // when its turn comes: a client reading large answers slowly still has
+    // its pings counted while the answers before them are being sent.
+    let toucher = (c.session != 0 && !c.read_only).then(|| (srv.clone(), c.session));
     let reader = tokio::spawn(async move {
         loop {
             let f = read_frame(&mut rd, max).await;
             let stop = !matches!(f, Frame::Packet(_));
+            if let (false, Some((srv, session))) = (stop, &toucher) {
+                srv.node.touch(*session);
+            }
             if tx.send(f).await.is_err() || stop {
                 return;
             }
@@ -525,6 +532,11 @@ impl Conn {
                     }
                     let alive = self.srv.node.sm.state().lease(self.session).is_some();
                     if !alive {
+                        tracing::info!(
+                            addr = %self.info.addr,
+                            session = format_args!("0x{:x}", self.session),
+                            "zookeeper: session expired or closed elsewhere; closing its connection"
+                        );
                         return;
                     }
                 }
@@ -685,9 +697,6 @@ impl Conn {
             return Step::Close;
         };
         self.srv.count_op(h.r#type);
-        if self.session != 0 && !self.read_only {
-            self.srv.node.touch(self.session);
-        }
         if self.read_only && is_write(h.r#type) {
             // ZooKeeper's answer to a write on a read-only server.
             if h.r#type == op::CLOSE_SESSION {
