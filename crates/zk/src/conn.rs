@@ -60,6 +60,17 @@ mod writes;
 /// reads no more requests until some are answered.
 const MAX_PIPELINED: usize = 1000;
 
+/// Bytes of requests a connection may have read ahead of their turn (a
+/// request larger than this waits until nothing else is queued).
+const QUEUED_BYTES: usize = 8 << 20;
+
+/// A request read ahead, holding its share of the connection's budget
+/// until its turn comes.
+struct Queued {
+    frame: Frame,
+    _budget: tokio::sync::OwnedSemaphorePermit,
+}
+
 struct Conn {
     srv: Arc<Server>,
     wr: Wr,
@@ -206,7 +217,12 @@ pub(crate) async fn run(
         notify
     };
 
-    let (tx, mut rx) = mpsc::channel::<Frame>(64);
+    // Requests read ahead of their turn wait here, bounded by their bytes
+    // (not their number): a client pinging while it reads a long run of
+    // large answers slowly must still get its pings read (and its session
+    // kept alive), as ZooKeeper reads them.
+    let (tx, mut rx) = mpsc::unbounded_channel::<Queued>();
+    let budget = Arc::new(tokio::sync::Semaphore::new(QUEUED_BYTES));
     let max = srv.cfg.max_buffer;
     // As ZooKeeper, a request keeps its session alive when it arrives, not
     // when its turn comes: a client reading large answers slowly still has
@@ -219,7 +235,25 @@ pub(crate) async fn run(
             if let (false, Some((srv, session))) = (stop, &toucher) {
                 srv.node.touch(*session);
             }
-            if tx.send(f).await.is_err() || stop {
+            let cost = match &f {
+                Frame::Packet(b) => b.len().clamp(1, QUEUED_BYTES),
+                _ => 1,
+            };
+            let Ok(permit) = budget
+                .clone()
+                .acquire_many_owned(u32::try_from(cost).unwrap_or(u32::MAX))
+                .await
+            else {
+                return;
+            };
+            if tx
+                .send(Queued {
+                    frame: f,
+                    _budget: permit,
+                })
+                .is_err()
+                || stop
+            {
                 return;
             }
         }
@@ -415,7 +449,7 @@ impl Conn {
         Some(Arc::new(Notify::new()))
     }
 
-    async fn serve(&mut self, rx: &mut mpsc::Receiver<Frame>, moved: &Notify) {
+    async fn serve(&mut self, rx: &mut mpsc::UnboundedReceiver<Queued>, moved: &Notify) {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let mut pending: VecDeque<writes::Pending> = VecDeque::new();
         loop {
@@ -452,7 +486,7 @@ impl Conn {
                         return;
                     }
                 }
-                f = rx.recv(), if pending.len() < MAX_PIPELINED => match f {
+                f = rx.recv(), if pending.len() < MAX_PIPELINED => match f.map(|q| q.frame) {
                     Some(Frame::Packet(body)) => {
                         let started = Instant::now();
                         self.srv.packets_received.fetch_add(1, Ordering::Relaxed);
