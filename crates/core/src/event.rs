@@ -33,6 +33,21 @@ pub enum Event {
 }
 
 impl Event {
+    /// About how many bytes this event holds (keys, values, paths), for
+    /// caches bounded by memory.
+    pub fn approx_bytes(&self) -> usize {
+        let kv = |kv: &KeyValue| kv.key.len() + kv.value.len() + 48;
+        match self {
+            Event::ZkCreated { path, acl }
+            | Event::ZkDeleted { path, acl }
+            | Event::ZkDataChanged { path, acl }
+            | Event::ZkChildrenChanged { path, acl } => path.len() + 32 * acl.len() + 32,
+            Event::KvPut { kv: k, prev } | Event::KvDelete { kv: k, prev } => {
+                kv(k) + prev.as_ref().map_or(0, kv)
+            }
+        }
+    }
+
     /// The ACL a ZooKeeper event is checked against; `None` for etcd events.
     pub fn zk_acl(&self) -> Option<&[Acl]> {
         match self {

@@ -206,8 +206,15 @@ pub(crate) static RESYNCS: std::sync::atomic::AtomicU64 = std::sync::atomic::Ato
 const RECENT_MAX_EVENTS: usize = 200_000;
 /// Most batches the shared cache holds.
 const RECENT_MAX_BATCHES: usize = 100_000;
+/// Most bytes of keys and values the shared cache holds: with large values
+/// the event count alone let it hold gigabytes.
+const RECENT_MAX_BYTES: usize = 64 << 20;
 /// Most cached batches replayed per step of a catch-up.
 const RECENT_CHUNK: usize = 1024;
+
+fn batch_bytes(b: &EventBatch) -> usize {
+    b.events.iter().map(Event::approx_bytes).sum::<usize>() + 32
+}
 
 /// The most recent event batches, shared by all streams, so that a watcher
 /// catching up over recent revisions (a start revision just behind, or a
@@ -222,6 +229,7 @@ struct RecentInner {
     covered: i64,
     batches: std::collections::VecDeque<Arc<EventBatch>>,
     events: usize,
+    bytes: usize,
 }
 
 impl Recent {
@@ -241,6 +249,7 @@ impl Recent {
                 covered: rev,
                 batches: Default::default(),
                 events: 0,
+                bytes: 0,
             }),
         });
         let r = recent.clone();
@@ -255,14 +264,19 @@ impl Recent {
                         g.covered = b.revision;
                         crate::metrics::count_events(&b.events);
                         g.events += b.events.len();
+                        g.bytes += batch_bytes(&b);
                         g.batches.push_back(b);
                         // Every applied command publishes a batch, most
-                        // of them empty: bound both counts.
-                        while g.events > RECENT_MAX_EVENTS || g.batches.len() > RECENT_MAX_BATCHES {
+                        // of them empty: bound both counts, and the bytes.
+                        while g.events > RECENT_MAX_EVENTS
+                            || g.batches.len() > RECENT_MAX_BATCHES
+                            || g.bytes > RECENT_MAX_BYTES
+                        {
                             let Some(old) = g.batches.pop_front() else {
                                 break;
                             };
                             g.events -= old.events.len();
+                            g.bytes = g.bytes.saturating_sub(batch_bytes(&old));
                             g.from = old.revision;
                         }
                     }
@@ -272,6 +286,7 @@ impl Recent {
                         let mut g = r.lock();
                         g.batches.clear();
                         g.events = 0;
+                        g.bytes = 0;
                         g.from = rev;
                         g.covered = rev;
                     }
