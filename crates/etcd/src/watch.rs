@@ -207,8 +207,9 @@ const RECENT_MAX_EVENTS: usize = 200_000;
 /// Most batches the shared cache holds.
 const RECENT_MAX_BATCHES: usize = 100_000;
 /// Most bytes of keys and values the shared cache holds: with large values
-/// the event count alone let it hold gigabytes.
-const RECENT_MAX_BYTES: usize = 64 << 20;
+/// the event count alone let it hold gigabytes. (With 1 KiB values the
+/// event count is the tighter bound.)
+const RECENT_MAX_BYTES: usize = 256 << 20;
 /// Most cached batches replayed per step of a catch-up.
 const RECENT_CHUNK: usize = 1024;
 
