@@ -83,14 +83,14 @@ pub(crate) fn spawn(node: Weak<RaftNode>, timeout: Duration) {
                 continue;
             }
             let now = Instant::now();
-            let silent = now.saturating_duration_since(node.last_leader_msg());
+            let last_msg = node.last_leader_msg();
+            let silent = now.saturating_duration_since(last_msg);
             // Without pre-vote (openraft 0.9 has none) a member whose log is
             // behind only bumps the term, and the member that could win then
             // finds it has voted already; so one that was refused as
-            // behind lets the others campaign first.
-            // Only a refusal since the last leader was heard counts: one
-            // from an earlier election says nothing about the logs now.
-            let last_msg = node.last_leader_msg();
+            // behind lets the others campaign first. Only a refusal since
+            // the last leader was heard counts: one from an earlier
+            // election says nothing about the logs now.
             let behind = node
                 .channels
                 .refused_as_behind()

@@ -235,9 +235,11 @@ pub(crate) async fn run(
             if let (false, Some((srv, session))) = (stop, &toucher) {
                 srv.node.touch(*session);
             }
+            // A frame's bytes plus what holding it costs: a flood of tiny
+            // requests is bounded too (to some 60,000).
             let cost = match &f {
-                Frame::Packet(b) => b.len().clamp(1, QUEUED_BYTES),
-                _ => 1,
+                Frame::Packet(b) => b.len().saturating_add(128).min(QUEUED_BYTES),
+                _ => 128,
             };
             let Ok(permit) = budget
                 .clone()
