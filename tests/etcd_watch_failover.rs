@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use janus_etcd::pb::etcdserverpb::{self as pb, kv_client::KvClient, watch_client::WatchClient};
-use janus_tests::{leader_index, start_cluster, Janus};
+use janus_tests::{start_cluster, wait_leader};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 
@@ -46,17 +46,6 @@ async fn open_watch(
         .expect("watch")
         .into_inner();
     (tx, s)
-}
-
-fn wait_leader(members: &[Janus]) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(l) = leader_index(members) {
-            return l;
-        }
-        assert!(Instant::now() < deadline, "no leader elected");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

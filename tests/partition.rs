@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use janus_etcd::pb::etcdserverpb::{self as pb, kv_client::KvClient, watch_client::WatchClient};
 use janus_tests::proxy::Fault;
-use janus_tests::{leader_index, start_proxied_cluster, Janus};
+use janus_tests::{start_proxied_cluster, wait_leader, Janus};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 use zk_support::{four_letter, string, Raw};
@@ -110,16 +110,7 @@ async fn cut_off_leader(members: &[Janus], proxies: &janus_tests::proxy::Proxies
     for m in members {
         m.wait_healthy(Duration::from_secs(60));
     }
-    let leader = {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(l) = leader_index(members) {
-                break l;
-            }
-            assert!(Instant::now() < deadline, "no leader elected");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
+    let leader = wait_leader(members);
     let old = &members[leader];
     let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
 

@@ -258,14 +258,18 @@ pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
     Ok((status, body))
 }
 
-/// `n` members on loopback with fresh ports, each started with `toml` as
-/// its config file and `--initial-cluster` naming all of them; returns once
-/// every member answers `/health`.
-pub fn start_cluster(dir: &Path, n: usize, toml: &str) -> Vec<Janus> {
-    let peers: Vec<String> = (0..n)
-        .map(|_| format!("127.0.0.1:{}", free_port()))
-        .collect();
-    let initial = peers
+/// Start one member per entry of `listen` (its peer listen address), in
+/// `dir/m<id>`, with `toml` as the config file, `env` in the environment and
+/// `--initial-cluster` naming the members by `advertise` (the address the
+/// others reach each one at).
+fn spawn_members(
+    dir: &Path,
+    toml: &str,
+    listen: &[String],
+    advertise: &[String],
+    env: &[(String, String)],
+) -> Vec<Janus> {
+    let initial = advertise
         .iter()
         .enumerate()
         .map(|(i, p)| format!("{}={p}", i + 1))
@@ -273,7 +277,7 @@ pub fn start_cluster(dir: &Path, n: usize, toml: &str) -> Vec<Janus> {
         .join(",");
     let cfg = dir.join("janus.toml");
     std::fs::write(&cfg, toml).expect("config");
-    let members: Vec<Janus> = (0..n)
+    (0..listen.len())
         .map(|i| {
             let id = (i + 1).to_string();
             let args = [
@@ -284,9 +288,23 @@ pub fn start_cluster(dir: &Path, n: usize, toml: &str) -> Vec<Janus> {
                 "--initial-cluster",
                 &initial,
             ];
-            Janus::start_with_peer(&dir.join(format!("m{id}")), &peers[i], &args)
+            Janus::start_with_peer_env(&dir.join(format!("m{id}")), &listen[i], &args, env)
         })
-        .collect();
+        .collect()
+}
+
+fn fresh_peers(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect()
+}
+
+/// `n` members on loopback with fresh ports, each started with `toml` as
+/// its config file and `--initial-cluster` naming all of them; returns once
+/// every member answers `/health`.
+pub fn start_cluster(dir: &Path, n: usize, toml: &str) -> Vec<Janus> {
+    let peers = fresh_peers(n);
+    let members = spawn_members(dir, toml, &peers, &peers, &[]);
     for m in &members {
         m.wait_healthy(Duration::from_secs(30));
     }
@@ -303,39 +321,27 @@ pub fn start_proxied_cluster(
     toml: &str,
     env: &[(String, String)],
 ) -> (Vec<Janus>, proxy::Proxies) {
-    let real: Vec<String> = (0..n)
-        .map(|_| format!("127.0.0.1:{}", free_port()))
-        .collect();
+    let real = fresh_peers(n);
     let proxies = proxy::Proxies::start(&real).expect("proxies");
-    let initial = proxies
-        .addrs
-        .iter()
-        .enumerate()
-        .map(|(i, p)| format!("{}={p}", i + 1))
-        .collect::<Vec<_>>()
-        .join(",");
-    let cfg = dir.join("janus.toml");
-    std::fs::write(&cfg, toml).expect("config");
-    let members: Vec<Janus> = (0..n)
-        .map(|i| {
-            let id = (i + 1).to_string();
-            let args = [
-                "--config",
-                cfg.to_str().expect("utf-8 path"),
-                "--node-id",
-                &id,
-                "--initial-cluster",
-                &initial,
-            ];
-            Janus::start_with_peer_env(&dir.join(format!("m{id}")), &real[i], &args, env)
-        })
-        .collect();
+    let members = spawn_members(dir, toml, &real, &proxies.addrs, env);
     for (i, m) in members.iter().enumerate() {
         proxies
             .links
             .set_pid(i, m.child.as_ref().map_or(0, |c| c.id()));
     }
     (members, proxies)
+}
+
+/// Wait up to 20 s for the running members to name one leader; its index.
+pub fn wait_leader(members: &[Janus]) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(l) = leader_index(members) {
+            return l;
+        }
+        assert!(Instant::now() < deadline, "no leader elected");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// The index of the member that running members' `/metrics` name as
