@@ -128,7 +128,7 @@ pub(crate) fn spawn(node: Weak<RaftNode>, timeout: Duration) {
             // our own timer only adds to the time without a leader, so
             // campaign at once. If it voted for itself in the term we then
             // ask for, that is a split vote, retried soon (above).
-            let outrun = node.refused_shorter().is_some_and(|(when, _)| {
+            let outrun = node.refused_shorter().is_some_and(|when| {
                 when > last_msg
                     && now.saturating_duration_since(when) < timeout / 2
                     && silent >= timeout / 2

@@ -140,9 +140,9 @@ pub struct RaftNode {
     /// Bumped by every HoldElections request, so only the timer of the
     /// latest one turns elections back on.
     pub(crate) election_hold: AtomicU64,
-    /// When this member last refused a candidate with a shorter log, and
-    /// that candidate's term (see `election.rs`).
-    pub(crate) refused_shorter: std::sync::Mutex<Option<(Instant, u64)>>,
+    /// When this member last refused a candidate with a shorter log (see
+    /// `election.rs`).
+    pub(crate) refused_shorter: std::sync::Mutex<Option<Instant>>,
     /// Elections are held off (HoldElections, for a leadership transfer).
     pub(crate) elections_held: std::sync::atomic::AtomicBool,
 }

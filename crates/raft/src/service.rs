@@ -54,14 +54,13 @@ impl Peer for PeerService {
 
     async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let rpc: VoteRequest<NodeId> = decode(&req.into_inner().payload)?;
-        let (their_term, their_log) = (rpc.vote.leader_id().term, rpc.last_log_id);
+        let their_log = rpc.last_log_id;
         let res = self.node.raft.vote(rpc).await;
-        // Refused for a shorter log: our own campaign at that term is
-        // doomed (the candidate voted for itself), so the watchdog may try
-        // the next term at once.
+        // Refused for a shorter log: that candidate cannot win, so the
+        // election watchdog campaigns at once instead of waiting.
         if let Ok(r) = &res {
             if !r.vote_granted && r.last_log_id > their_log {
-                self.node.note_refused_shorter(their_term);
+                self.node.note_refused_shorter();
             }
         }
         // A granted vote renews openraft's lease here as a leader message

@@ -94,15 +94,15 @@ impl RaftNode {
         *t = Instant::now();
     }
 
-    /// Note a vote refused to a candidate in `term` whose log is shorter.
-    pub(crate) fn note_refused_shorter(&self, term: u64) {
+    /// Note a vote refused to a candidate whose log is shorter.
+    pub(crate) fn note_refused_shorter(&self) {
         *self
             .refused_shorter
             .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), term));
+            .unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
     }
 
-    pub(crate) fn refused_shorter(&self) -> Option<(Instant, u64)> {
+    pub(crate) fn refused_shorter(&self) -> Option<Instant> {
         *self
             .refused_shorter
             .lock()
