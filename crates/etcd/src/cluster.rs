@@ -224,27 +224,43 @@ fn hash_kv(st: &State, rev: i64) -> Result<u32, RpcError> {
 
 const SNAPSHOT_CHUNK: usize = 32 * 1024;
 
-/// `JANUSKV1`, the revision, then per key: key, value (u32 length first),
-/// create/mod revision, version, lease (big-endian i64s); zero padding to a
-/// multiple of 512 bytes, then the SHA-256 of all that.
-fn snapshot_blob(revision: i64, kvs: &[janus_core::KeyValue]) -> Vec<u8> {
-    let mut out = b"JANUSKV1".to_vec();
-    out.extend_from_slice(&revision.to_be_bytes());
-    for kv in kvs {
-        for b in [&kv.key, &kv.value] {
-            out.extend_from_slice(&(b.len() as u32).to_be_bytes());
-            out.extend_from_slice(b);
+/// Stream a backup framed as etcd frames a snapshot: the data in chunks
+/// counting down the bytes still to come, then its SHA-256 alone
+/// (remaining 0); no headers. Stops when the client goes away.
+fn send_backup(
+    mut backup: janus_raft::Backup,
+    tx: tokio::sync::mpsc::Sender<Result<pb::SnapshotResponse, Status>>,
+) {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut left = backup.len();
+    let mut hash = sha2::Sha256::new();
+    let mut buf = vec![0u8; SNAPSHOT_CHUNK];
+    while left > 0 {
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        if let Err(e) = backup.read_exact(&mut buf[..want]) {
+            tracing::warn!("snapshot for a client: {e}");
+            let _ = tx.blocking_send(Err(Status::internal(e.to_string())));
+            return;
         }
-        for n in [kv.create_revision, kv.mod_revision, kv.version, kv.lease] {
-            out.extend_from_slice(&n.to_be_bytes());
+        hash.update(&buf[..want]);
+        left -= want as u64;
+        let msg = pb::SnapshotResponse {
+            header: None,
+            remaining_bytes: left,
+            blob: buf[..want].to_vec(),
+            version: String::new(),
+        };
+        if tx.blocking_send(Ok(msg)).is_err() {
+            return;
         }
     }
-    // etcd's snapshots are bbolt files (whole 512-byte pages) followed by
-    // their SHA-256; etcdctl checks that shape, so the dump has it too.
-    out.resize(out.len().div_ceil(512) * 512, 0);
-    let sum = <sha2::Sha256 as sha2::Digest>::digest(&out);
-    out.extend_from_slice(sum.as_slice());
-    out
+    let _ = tx.blocking_send(Ok(pb::SnapshotResponse {
+        header: None,
+        remaining_bytes: 0,
+        blob: hash.finalize().to_vec(),
+        version: String::new(),
+    }));
 }
 
 #[tonic::async_trait]
@@ -360,43 +376,25 @@ impl maintenance_server::Maintenance for Maintenance {
         req: Request<pb::SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
         self.0.require_admin_raw(&crate::auth::Creds::of(&req))?;
-        // A consistent dump of the live keys at one revision, in Janus's own
-        // format (etcd's is a bbolt file; `etcdctl snapshot save` stores
-        // the stream as it comes, `snapshot restore` cannot read it).
-        let blob = {
-            let st = self.0.node.sm.state();
-            let req = RangeRequest {
-                key: vec![0],
-                range_end: vec![0],
-                ..RangeRequest::default()
-            };
-            let kvs = st.kv_range(&req).map(|r| r.kvs).unwrap_or_default();
-            snapshot_blob(st.revision(), &kvs)
-        };
-        // Framed as etcd's: the data in chunks counting down the bytes
-        // still to come, then the SHA-256 alone (remaining 0); no headers.
-        let (data, sha) = blob.split_at(blob.len().saturating_sub(32));
-        let total = data.len();
-        let mut chunks: Vec<Result<pb::SnapshotResponse, Status>> = data
-            .chunks(SNAPSHOT_CHUNK)
-            .enumerate()
-            .map(|(i, c)| {
-                let sent = (i * SNAPSHOT_CHUNK + c.len()) as u64;
-                Ok(pb::SnapshotResponse {
-                    header: None,
-                    remaining_bytes: total as u64 - sent,
-                    blob: c.to_vec(),
-                    version: String::new(),
-                })
-            })
-            .collect();
-        chunks.push(Ok(pb::SnapshotResponse {
-            header: None,
-            remaining_bytes: 0,
-            blob: sha.to_vec(),
-            version: String::new(),
-        }));
-        Ok(Response::new(Box::pin(futures::stream::iter(chunks))))
+        // The whole replicated state (both personalities, the revision
+        // clock, members) as a Janus backup: a checkpoint, read out while
+        // applies go on. `janus snapshot restore` reads the file etcdctl
+        // saves; etcd's `snapshot restore` cannot (its are bbolt files).
+        let sm = self.0.node.sm.clone();
+        let backup = tokio::task::spawn_blocking(move || sm.backup())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::internal(e.to_string()))?;
+        tracing::info!(
+            revision = backup.revision(),
+            bytes = backup.len(),
+            "sending a snapshot to a client"
+        );
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::task::spawn_blocking(move || send_backup(backup, tx));
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn move_leader(
@@ -511,18 +509,6 @@ impl health_server::Health for Health {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn snapshot_has_etcds_shape() {
-        let kv = janus_core::KeyValue {
-            key: b"k".to_vec(),
-            value: b"v".to_vec(),
-            ..Default::default()
-        };
-        let b = super::snapshot_blob(5, &[kv]);
-        assert_eq!(b.len() % 512, 32);
-        assert!(b.starts_with(b"JANUSKV1"));
-    }
-
     #[test]
     fn grpc_timeout_header_is_read() {
         use std::time::Duration;

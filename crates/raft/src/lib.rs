@@ -22,7 +22,7 @@ pub mod proto {
     tonic::include_proto!("janus.peer.v1");
 }
 
-pub use janus_store::{Member, NodeId, TypeConfig};
+pub use janus_store::{Backup, Member, NodeId, TypeConfig};
 pub use membership::{url_addr, MembershipDone, MembershipError, MembershipOp};
 pub use network::{peer_tls, set_peer_tls, PeerTls};
 pub use node::{NodeConfig, NodeError, NodeStats, RaftNode};

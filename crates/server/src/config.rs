@@ -94,6 +94,10 @@ pub enum Mode {
     /// Copy a running ZooKeeper and/or etcd into Janus, follow it until
     /// SIGINT/SIGTERM (the cut-over), then verify both sides.
     Migrate(janus_migrate::Args),
+    /// Back up a running cluster, inspect a backup, or make a new
+    /// cluster's data dir from one (docs/operations.md).
+    #[command(subcommand)]
+    Snapshot(crate::snapshot::SnapshotCmd),
 }
 
 /// etcd's flags of the same names, layered onto `[etcd]`.
@@ -274,8 +278,8 @@ impl Config {
                 warnings = t.warnings;
                 fig = fig.merge(Serialized::defaults(serde_json::Value::Object(t.layer)));
             }
-            // A client tool: main runs it before any configuration.
-            Some(Mode::Migrate(_)) => {}
+            // Client tools: main runs them before any configuration.
+            Some(Mode::Migrate(_) | Mode::Snapshot(_)) => {}
         }
         fig = fig.merge(Serialized::defaults(cli));
         let mut cfg: Config = fig.extract().context("invalid configuration")?;

@@ -5,6 +5,7 @@ mod console;
 mod etcd_flags;
 mod http;
 mod metrics;
+mod snapshot;
 mod zoo_cfg;
 
 use std::net::SocketAddr;
@@ -59,6 +60,14 @@ async fn start() -> anyhow::Result<()> {
     }
     if let Some(config::Mode::Migrate(args)) = cli.mode {
         return migrate(args).await;
+    }
+    if let Some(config::Mode::Snapshot(cmd)) = cli.mode {
+        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+        return snapshot::run(cmd).await;
     }
     let cfg = Config::load(&cli, std::env::vars())?;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log));

@@ -13,6 +13,8 @@
 //! in memory as a whole; a snapshot is a checkpoint of the state database,
 //! and a restart opens it and re-applies only the log after it.
 
+mod backup;
+pub use backup::{inspect, restore, Backup, BackupError, BackupInfo};
 mod db;
 #[cfg(test)]
 mod differential;
@@ -165,17 +167,27 @@ pub enum OpenError {
 /// Called with the duration of every log fsync (for the metrics histogram).
 pub type FsyncObserver = Arc<dyn Fn(Duration) + Send + Sync>;
 
+fn open_log_db(dir: &Path) -> Result<DB, rocksdb::Error> {
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    let cfs = [CF_LOG, CF_META, CF_SM].map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
+    DB::open_cf_descriptors(&opts, dir, cfs)
+}
+
+/// Create an empty log database in `dir`, stamped with the data format.
+pub(crate) fn create_log_db(dir: &Path) -> Result<(), OpenError> {
+    let db = open_log_db(dir)?;
+    write_format(&db)
+}
+
 /// Open (or create) the store in `dir`; returns the log store and the state
 /// machine. A data dir of the previous format is upgraded first.
 pub fn open(
     dir: &Path,
     on_fsync: Option<FsyncObserver>,
 ) -> Result<(LogStore, StateMachineStore), OpenError> {
-    let mut opts = Options::default();
-    opts.create_if_missing(true);
-    opts.create_missing_column_families(true);
-    let cfs = [CF_LOG, CF_META, CF_SM].map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
-    let db = Arc::new(DB::open_cf_descriptors(&opts, dir, cfs)?);
+    let db = Arc::new(open_log_db(dir)?);
     match read_format(&db)? {
         Some(FORMAT_VERSION) => {}
         None => write_format(&db)?,

@@ -24,11 +24,12 @@ use tokio::sync::{broadcast, watch};
 
 use crate::db::{SharedDb, StateDb, CF_RAFT};
 use crate::snapshot::{self, SnapshotDir, SnapshotFile};
+use crate::backup::{Backup, BackupError};
 use crate::{Member, NodeId, OpenError, StorageError, TypeConfig};
 
 /// Event batches buffered for slow subscribers before they see `Lagged`.
 const EVENT_BUFFER: usize = 65_536;
-const KEY_RAFT: &[u8] = b"applied";
+pub(crate) const KEY_RAFT: &[u8] = b"applied";
 
 /// How far this member has applied the log.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -148,6 +149,8 @@ pub(crate) fn put_changes(
 impl StateMachineStore {
     pub(crate) fn load(dir: &Path) -> Result<StateMachineStore, OpenError> {
         snapshot::recover_swap(dir)?;
+        // A backup's checkpoint lives only while its files are opened.
+        let _ = std::fs::remove_dir_all(crate::backup::backups_dir(dir));
         let db: SharedDb = Arc::new(StateDb::open(&state_dir(dir))?);
         let (state, pos) = load_state(&db)?;
         let applied = Applied {
@@ -207,6 +210,17 @@ impl StateMachineStore {
             .ok_or_else(|| {
                 StorageIOError::read(&io_err("the state database is being replaced")).into()
             })
+    }
+
+    /// A backup of the applied state as of now (read it out, then append
+    /// its SHA-256). Applies go on meanwhile: the backup is a checkpoint.
+    pub fn backup(&self) -> Result<Backup, BackupError> {
+        let _one = lock(&self.shared.snapshots);
+        let db = self
+            .db()
+            .map_err(|e| BackupError::Io(format!("the state database: {e}")))?;
+        let seq = self.shared.snapshot_seq.fetch_add(1, Ordering::Relaxed);
+        crate::backup::take(&db, &self.shared.dir, seq)
     }
 
     /// The membership as last applied (committed), with its log id.

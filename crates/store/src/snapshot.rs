@@ -45,7 +45,7 @@ fn files(dir: &Path) -> Result<Vec<(String, PathBuf, u64)>, String> {
     Ok(out)
 }
 
-fn sync_dir(dir: &Path) -> Result<(), String> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), String> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(e2s)
 }
 
@@ -191,24 +191,10 @@ impl SnapshotDir {
     }
 
     fn pack(&self, dir: &Path, to: &Path) -> Result<u64, String> {
-        let list = files(dir)?;
+        let mut r = PackReader::open(dir)?;
+        let total = r.len();
         let mut w = BufWriter::new(File::create(to).map_err(e2s)?);
-        w.write_all(MAGIC).map_err(e2s)?;
-        w.write_all(&(list.len() as u32).to_be_bytes())
-            .map_err(e2s)?;
-        let mut total = 0;
-        for (name, path, len) in list {
-            w.write_all(&(name.len() as u16).to_be_bytes())
-                .map_err(e2s)?;
-            w.write_all(name.as_bytes()).map_err(e2s)?;
-            w.write_all(&len.to_be_bytes()).map_err(e2s)?;
-            let mut r = File::open(&path).map_err(e2s)?.take(len);
-            let n = std::io::copy(&mut r, &mut w).map_err(e2s)?;
-            if n != len {
-                return Err(format!("{name}: changed while packing"));
-            }
-            total += len;
-        }
+        std::io::copy(&mut r, &mut w).map_err(e2s)?;
         let f = w.into_inner().map_err(e2s)?;
         f.sync_all().map_err(e2s)?;
         Ok(total)
@@ -257,6 +243,90 @@ impl SnapshotDir {
     }
 }
 
+/// The files of a directory as one pack stream: `JANUSCK1`, the file
+/// count (u32), then per file its name (u16 length first), its size (u64)
+/// and its bytes; integers big-endian. Every file is opened up front, so
+/// the pack reads them even once the directory is removed.
+pub(crate) struct PackReader {
+    parts: std::collections::VecDeque<Part>,
+    len: u64,
+}
+
+enum Part {
+    Bytes(std::io::Cursor<Vec<u8>>),
+    File {
+        name: String,
+        data: std::io::Take<File>,
+        left: u64,
+    },
+}
+
+impl PackReader {
+    pub(crate) fn open(dir: &Path) -> Result<PackReader, String> {
+        let list = files(dir)?;
+        let mut head = MAGIC.to_vec();
+        head.extend_from_slice(&(list.len() as u32).to_be_bytes());
+        let mut parts = std::collections::VecDeque::new();
+        let mut len = 0;
+        for (name, path, size) in list {
+            if name.len() > MAX_NAME {
+                return Err(format!("{name}: file name too long to pack"));
+            }
+            head.extend_from_slice(&(name.len() as u16).to_be_bytes());
+            head.extend_from_slice(name.as_bytes());
+            head.extend_from_slice(&size.to_be_bytes());
+            len += head.len() as u64 + size;
+            parts.push_back(Part::Bytes(std::io::Cursor::new(std::mem::take(&mut head))));
+            let data = File::open(&path).map_err(e2s)?.take(size);
+            parts.push_back(Part::File {
+                name,
+                data,
+                left: size,
+            });
+        }
+        if !head.is_empty() {
+            len += head.len() as u64;
+            parts.push_back(Part::Bytes(std::io::Cursor::new(head)));
+        }
+        Ok(PackReader { parts, len })
+    }
+
+    /// The pack's size in bytes.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+impl Read for PackReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        while let Some(part) = self.parts.front_mut() {
+            let n = match part {
+                Part::Bytes(c) => c.read(buf)?,
+                Part::File { name, data, left } => {
+                    let n = data.read(buf)?;
+                    *left -= n as u64;
+                    if n == 0 && *left > 0 {
+                        // RocksDB never shortens a file it wrote; one that
+                        // did would leave the pack's sizes wrong.
+                        return Err(std::io::Error::other(format!(
+                            "{name}: changed while packing"
+                        )));
+                    }
+                    n
+                }
+            };
+            if n > 0 {
+                return Ok(n);
+            }
+            self.parts.pop_front();
+        }
+        Ok(0)
+    }
+}
+
 fn read_exact<R: Read>(r: &mut R, n: usize) -> Result<Vec<u8>, String> {
     let mut b = vec![0; n];
     r.read_exact(&mut b)
@@ -264,7 +334,7 @@ fn read_exact<R: Read>(r: &mut R, n: usize) -> Result<Vec<u8>, String> {
     Ok(b)
 }
 
-fn unpack<R: Read>(mut r: R, dir: &Path, total: u64) -> Result<(), String> {
+pub(crate) fn unpack<R: Read>(mut r: R, dir: &Path, total: u64) -> Result<(), String> {
     if read_exact(&mut r, 8)? != MAGIC {
         return Err("not a Janus snapshot".into());
     }
