@@ -119,9 +119,8 @@ pub async fn run(cmd: SnapshotCmd) -> anyhow::Result<()> {
 /// The new cluster's members from `--initial-cluster`, in Janus's form or
 /// etcd's.
 fn members(cluster: Option<&str>, own_url: &str) -> anyhow::Result<BTreeMap<u64, Member>> {
-    let addr = |url: &str| {
-        janus_raft::url_addr(url).with_context(|| format!("{url:?} is not a peer URL"))
-    };
+    let addr =
+        |url: &str| janus_raft::url_addr(url).with_context(|| format!("{url:?} is not a peer URL"));
     let Some(cluster) = cluster.filter(|c| !c.trim().is_empty()) else {
         return Ok(BTreeMap::from([(1, Member::new(addr(own_url)?))]));
     };
@@ -199,8 +198,7 @@ fn describe(info: &janus_store::BackupInfo, write_out: &str) -> anyhow::Result<S
 /// Stream a backup from the first endpoint that answers into FILE.part,
 /// check its hash, then sync it and rename it to FILE.
 async fn save(file: &Path, endpoints: &[String], user: Option<&str>) -> anyhow::Result<()> {
-    let mut opts = etcd_client::ConnectOptions::new()
-        .with_connect_timeout(Duration::from_secs(10));
+    let mut opts = etcd_client::ConnectOptions::new().with_connect_timeout(Duration::from_secs(10));
     if let Some(u) = user {
         let (name, password) = u.split_once(':').context("--user is USER:PASSWORD")?;
         opts = opts.with_user(name, password);

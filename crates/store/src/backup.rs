@@ -91,7 +91,9 @@ impl Read for Backup {
         if n > 0 {
             return Ok(n);
         }
-        let n = buf.len().min(usize::try_from(self.padding).unwrap_or(usize::MAX));
+        let n = buf
+            .len()
+            .min(usize::try_from(self.padding).unwrap_or(usize::MAX));
         buf[..n].fill(0);
         self.padding -= n as u64;
         Ok(n)
@@ -314,10 +316,9 @@ pub fn restore(
         return Err(BackupError::Io("restore needs at least one member".into()));
     }
     let size = fs::metadata(file).map_err(io)?.len();
-    let name = dir.file_name().map_or_else(
-        || "db".to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    );
+    let name = dir
+        .file_name()
+        .map_or_else(|| "db".to_string(), |n| n.to_string_lossy().into_owned());
     let building = Scratch(dir.with_file_name(format!("{name}.restoring")));
     if building.0.exists() {
         fs::remove_dir_all(&building.0).map_err(io)?;
@@ -326,12 +327,14 @@ pub fn restore(
     {
         let db = Arc::new(StateDb::open(&state_dir(&building.0)).map_err(io)?);
         let old = read_position(&db).map_err(BackupError::State)?;
-        let mut state =
-            State::open(db.clone()).map_err(|e| BackupError::State(e.to_string()))?;
+        let mut state = State::open(db.clone()).map_err(|e| BackupError::State(e.to_string()))?;
         // A new cluster's history starts just after the state, as after an
         // `initialize`: term 0, no leader yet.
         let log_id = LogId::new(CommittedLeaderId::new(0, 0), 1);
-        let voters = members.keys().copied().collect::<std::collections::BTreeSet<_>>();
+        let voters = members
+            .keys()
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>();
         let membership = Membership::new(vec![voters], members);
         let servers = zk_config_servers(&membership);
         let pos = RaftPosition {

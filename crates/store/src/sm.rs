@@ -22,9 +22,9 @@ use rocksdb::{WriteBatch, WriteOptions};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
+use crate::backup::{Backup, BackupError};
 use crate::db::{SharedDb, StateDb, CF_RAFT};
 use crate::snapshot::{self, SnapshotDir, SnapshotFile};
-use crate::backup::{Backup, BackupError};
 use crate::{Member, NodeId, OpenError, StorageError, TypeConfig};
 
 /// Event batches buffered for slow subscribers before they see `Lagged`.
