@@ -6,8 +6,10 @@
 //! timeline in revision order, at the revisions the tools reported, and in
 //! the key and tree panels. A screenshot goes to `target/console.png`.
 //!
-//! A second test reads the JSON API directly on the client port and on a
-//! metrics listener: bounds, bad parameters, ACL-hidden znodes.
+//! A second test reads the JSON API directly on the client port: bounds,
+//! bad parameters, ACL-hidden znodes; the metrics listener serves no
+//! console (metrics and health only, as etcd's), and `--console false`
+//! turns it off on the client port too.
 //!
 //! Needs scripts/deps/console.sh (chromium, chromium-driver), etcd.sh
 //! (etcdctl) and zk.sh (zkCli.sh).
@@ -630,7 +632,7 @@ fn api(addr: &str, path: &str) -> (u16, Value) {
 }
 
 #[test]
-fn console_api_on_the_client_port_and_the_metrics_port() {
+fn console_api_on_the_client_port_only() {
     let dir = tempfile::tempdir().expect("tempdir");
     let metrics = format!("127.0.0.1:{}", free_port());
     let j = Janus::start_with_peer_env(
@@ -642,7 +644,7 @@ fn console_api_on_the_client_port_and_the_metrics_port() {
     j.wait_healthy(Duration::from_secs(30));
 
     // The page and its assets, on both ports.
-    for addr in [&j.etcd, &metrics] {
+    for addr in [&j.etcd] {
         for path in ["/console", "/console/"] {
             let r = http(addr, "GET", path, None).expect("GET /console");
             assert_eq!(r.status, 200, "{addr}{path}");
@@ -799,12 +801,38 @@ fn console_api_on_the_client_port_and_the_metrics_port() {
         let r = http(&j.etcd, "GET", path, None).expect("GET");
         assert_eq!(r.status, want, "{path}");
     }
-    let (st, s) = api(&metrics, "/console/api/sessions");
+    let (st, s) = api(&j.etcd, "/console/api/sessions");
     assert_eq!(st, 200);
     assert!(s["sessions"].is_array() && s["leases"].is_array());
+    // The plain-HTTP metrics listener has metrics and health, no console.
+    for path in [
+        "/console",
+        "/console/api/keys",
+        "/console/api/znode?path=/",
+        "/console/api/sessions",
+    ] {
+        let r = http(&metrics, "GET", path, None).expect("GET");
+        assert_eq!(r.status, 404, "metrics listener {path}");
+    }
+    for path in ["/metrics", "/health", "/livez", "/readyz", "/version"] {
+        let r = http(&metrics, "GET", path, None).expect("GET");
+        assert_eq!(r.status, 200, "metrics listener {path}");
+    }
     assert_eq!(
         j.http_get("/health").expect("health").0,
         200,
         "still serving"
     );
+}
+
+#[test]
+fn console_can_be_turned_off() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let j = Janus::start(&dir.path().join("data"), &["--console", "false"]);
+    j.wait_healthy(Duration::from_secs(30));
+    for path in ["/console", "/console/api/keys", "/console/api/cluster"] {
+        let r = http(&j.etcd, "GET", path, None).expect("GET");
+        assert_eq!(r.status, 404, "{path} with the console off");
+    }
+    assert_eq!(j.http_get("/health").expect("health").0, 200);
 }

@@ -386,6 +386,34 @@ fn router(ctx: Arc<Ctx>) -> axum::Router {
         .into_axum_router()
         .layer(axum::middleware::map_response(grpc_go_limit_status))
         .layer(axum::middleware::from_fn(metrics::grpc_layer))
+        .layer(axum::middleware::from_fn(plain_http_not_found))
+}
+
+/// A request that is not gRPC and no other route took (say `GET /nope`)
+/// gets Go's `404 page not found`, as from etcd's HTTP mux, not a gRPC
+/// "unimplemented" status in an HTTP 200.
+async fn plain_http_not_found(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let grpc = req
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/grpc"));
+    if grpc {
+        return next.run(req).await;
+    }
+    (
+        axum::http::StatusCode::NOT_FOUND,
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; charset=utf-8",
+        )],
+        "404 page not found\n",
+    )
+        .into_response()
 }
 
 /// tonic reports a message over the size limit as OutOfRange; grpc-go (and

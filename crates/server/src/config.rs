@@ -63,6 +63,10 @@ pub struct Cli {
     #[arg(long, value_name = "new|existing")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub initial_cluster_state: Option<String>,
+    /// Serve the web console on the etcd client port (default true).
+    #[arg(long, value_name = "BOOL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub console: Option<bool>,
     /// etcd's own flags for the `[etcd]` section.
     #[command(flatten)]
     #[serde(skip_serializing_if = "EtcdFlags::is_empty")]
@@ -179,6 +183,8 @@ pub struct Config {
     /// `/readyz` and `/version` (etcd's `--listen-metrics-urls`),
     /// comma-separated `host:port`; empty: none.
     pub metrics_listen: String,
+    /// Serve the web console (`/console`) on the etcd client listeners.
+    pub console: bool,
     /// Remarks from translating another tool's configuration (ignored
     /// flags and keys), logged at start.
     #[serde(skip)]
@@ -212,6 +218,7 @@ impl Default for Config {
             container_max_per_minute: 10_000,
             log: "info,openraft=warn".into(),
             metrics_listen: String::new(),
+            console: true,
             warnings: Vec::new(),
             zookeeper: janus_zk::Config::default(),
             etcd: janus_etcd::Config::default(),

@@ -4,6 +4,7 @@
 //! cluster's members. Plain HTML, CSS and JavaScript embedded in the
 //! binary (no build step); the page polls the JSON under `/console/api/`.
 //!
+//! Served on the etcd client port only (not the metrics listeners).
 //! The console sees what an anonymous client would: znode data and
 //! children only where `world:anyone` may READ, and no keys or values
 //! while etcd auth is on. Every answer is bounded (rows, children, keys,

@@ -1,5 +1,5 @@
 //! HTTP endpoints: `/health` (etcd's JSON shape), `/version`, `/metrics`,
-//! and the web console (`/console`, see `console.rs`).
+//! and on the client port the web console (`/console`, see `console.rs`).
 
 use std::sync::Arc;
 
@@ -22,32 +22,39 @@ pub const ETCD_CLUSTER_VERSION: &str = "3.5.0";
 pub struct Http {
     pub node: Arc<RaftNode>,
     pub metrics: Metrics,
-    /// The console's timeline, one per process for every router.
-    pub timeline: Arc<Timeline>,
 }
 
-pub fn router(state: Http) -> Router {
-    let console = console::router(Console {
-        node: state.node.clone(),
-        timeline: state.timeline.clone(),
-    });
+fn probes(state: Http) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/version", get(version))
         .route("/metrics", get(metrics))
         .with_state(state)
-        .merge(console)
 }
 
-/// The routes of `--listen-metrics-urls`: the above plus etcd 3.5.11+'s
-/// probes (kubeadm's manifests use them), which the client port has from
-/// the etcd gateway.
+/// The client port's routes beside gRPC and the gateway: the probes, and
+/// the console when there is a timeline for it (it is on). The console
+/// is served only here: whoever reaches it passed the port's TLS and
+/// client-certificate checks, as a gRPC client would.
+pub fn router(state: Http, timeline: Option<Arc<Timeline>>) -> Router {
+    let node = state.node.clone();
+    let routes = probes(state);
+    match timeline {
+        Some(timeline) => routes.merge(console::router(Console { node, timeline })),
+        None => routes,
+    }
+}
+
+/// The routes of `--listen-metrics-urls`: the probes plus etcd 3.5.11+'s
+/// (kubeadm's manifests use them), which the client port has from the
+/// etcd gateway. Plain HTTP, often reachable without the client port's
+/// certificates: metrics and health only, as etcd's.
 pub fn metrics_router(state: Http) -> Router {
     Router::new()
         .route("/livez", get(livez))
         .route("/readyz", get(health_text))
         .with_state(state.clone())
-        .merge(router(state))
+        .merge(probes(state))
 }
 
 /// etcd 3.5's `/health` (alarms, then the leader; see `janus_etcd::health`).

@@ -147,12 +147,14 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let peer = tokio::spawn(peer);
 
     // The console's timeline follows the applied changes from here on.
-    let timeline = console::Timeline::spawn(&node);
-    let http_routes = http::router(http::Http {
-        node: node.clone(),
-        metrics: metrics.clone(),
-        timeline: timeline.clone(),
-    });
+    let timeline = cfg.console.then(|| console::Timeline::spawn(&node));
+    let http_routes = http::router(
+        http::Http {
+            node: node.clone(),
+            metrics: metrics.clone(),
+        },
+        timeline,
+    );
     let mut etcd = tokio::spawn(janus_etcd::serve(
         node.clone(),
         cfg.etcd_listen.clone(),
@@ -173,7 +175,6 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         let routes = http::metrics_router(http::Http {
             node: node.clone(),
             metrics: metrics.clone(),
-            timeline: timeline.clone(),
         });
         let stop = stopped(stop_rx.clone());
         metrics_servers.push(tokio::spawn(async move {
