@@ -636,10 +636,36 @@ impl Cluster {
 
     /// Seconds member `i` has spent in Raft log fsyncs.
     fn fsync_seconds(&self, i: usize) -> Option<f64> {
+        self.fsync_metric(i, "janus_wal_fsync_duration_seconds_sum ")
+    }
+
+    fn fsync_metric(&self, i: usize, name: &str) -> Option<f64> {
         let body = quick_get(&self.members[i].etcd, "/metrics")?;
         body.lines()
-            .find_map(|l| l.strip_prefix("janus_wal_fsync_duration_seconds_sum "))
+            .find_map(|l| l.strip_prefix(name))
             .and_then(|v| v.trim().parse().ok())
+    }
+
+    /// Wait until member `i` fsyncs log entries again (writes reach it):
+    /// just after a heal, a member may still be catching up, by snapshot
+    /// or after a re-election, and append nothing for seconds. Returns how
+    /// long that took; fails after 20 s.
+    fn wait_appending(&self, i: usize) -> Duration {
+        let t0 = Instant::now();
+        let count = |c: &Self| c.fsync_metric(i, "janus_wal_fsync_duration_seconds_count ");
+        let base = count(self);
+        loop {
+            let now = count(self);
+            if base.is_some() && now > base {
+                return t0.elapsed();
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "no writes reached member {} for 20 s (fsync count {base:?} -> {now:?})",
+                i + 1
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// The leader as the running members' /metrics name it, if they agree.
@@ -1328,6 +1354,7 @@ fn inject(c: &mut Cluster, n: Nemesis) -> String {
         }
         Nemesis::SlowDisk { leader: l } => {
             let i = pick(l);
+            let waited = c.wait_appending(i);
             let pid = c.members[i].child.as_ref().map_or(0, |p| p.id());
             let before = c.fsync_seconds(i);
             c.slow_disk.set(pid, 100);
@@ -1347,7 +1374,7 @@ fn inject(c: &mut Cluster, n: Nemesis) -> String {
                 );
             }
             format!(
-                "{n:?}: every fsync of member {} 100 ms slower for {hold:?} ({:.1} s spent in fsync)",
+                "{n:?}: every fsync of member {} 100 ms slower for {hold:?} ({:.1} s spent in fsync; writes reached it after {waited:?})",
                 i + 1,
                 spent.unwrap_or(0.0)
             )

@@ -318,3 +318,27 @@ async fn writes_acknowledged_before_sigkill_survive() {
         acked.len()
     );
 }
+
+/// A member killed while connections to its ports were open comes back at
+/// once on the same ports, their old connections still in TIME_WAIT (the
+/// listeners set SO_REUSEADDR, as etcd's and ZooKeeper's do), as a
+/// supervisor's immediate restart expects.
+#[test]
+fn restarts_at_once_on_its_ports_after_sigkill() {
+    use std::io::Read;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut j = Janus::start(&tmp.path().join("data"), &[]);
+    j.wait_healthy(Duration::from_secs(30));
+    let open: Vec<std::net::TcpStream> = [&j.peer, &j.etcd, &j.zk]
+        .iter()
+        .map(|a| std::net::TcpStream::connect(a.as_str()).expect("connect"))
+        .collect();
+    j.kill9();
+    // The server's side closed first; ours answers the close.
+    for mut c in open {
+        let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+        let _ = c.read(&mut [0u8; 64]);
+    }
+    j.spawn();
+    j.wait_healthy(Duration::from_secs(20));
+}
