@@ -19,6 +19,10 @@
 #            --scale LIST          the scale part's data sets, KEYSxBYTES comma-separated
 #                                  (default 400000x1024,2000000x256; --quick 50000x1024)
 #            --skip-scale          no scale part
+#            --failover-kills N    leader kills per system in the failover part
+#                                  (three members; default 10, --quick 3)
+#            --skip-failover       no failover part
+#            --failover-only       only the failover part
 #            --scale-only          only the scale part (no workload tables, no bulk load)
 #            --out DIR             results (default target/bench/latest)
 #   ZK_HEAP=1g                     each ZooKeeper JVM's -Xmx (default 1g)
@@ -42,8 +46,11 @@ skip_load=0
 scale=""
 skip_scale=0
 scale_only=0
+failover_kills=""
+skip_failover=0
+failover_only=0
 out="$root/target/bench/latest"
-usage="usage: $0 [--quick] [--topology 1|3|both] [--keys N] [--duration-ms N] [--concurrency LIST] [--skip-load] [--scale LIST] [--skip-scale] [--scale-only] [--out DIR]"
+usage="usage: $0 [--quick] [--topology 1|3|both] [--keys N] [--duration-ms N] [--concurrency LIST] [--skip-load] [--scale LIST] [--skip-scale] [--scale-only] [--failover-kills N] [--skip-failover] [--failover-only] [--out DIR]"
 while [ $# -gt 0 ]; do
     case "$1" in
     --quick) quick=1 ;;
@@ -54,7 +61,10 @@ while [ $# -gt 0 ]; do
     --skip-load) skip_load=1 ;;
     --scale) scale="$2"; shift ;;
     --skip-scale) skip_scale=1 ;;
-    --scale-only) scale_only=1 skip_load=1 ;;
+    --scale-only) scale_only=1 skip_load=1 skip_failover=1 ;;
+    --failover-kills) failover_kills="$2"; shift ;;
+    --skip-failover) skip_failover=1 ;;
+    --failover-only) failover_only=1 skip_load=1 skip_scale=1 ;;
     --out) out="$2"; shift ;;
     *) echo "$usage" >&2; exit 2 ;;
     esac
@@ -72,11 +82,13 @@ esac
 if [ "$quick" = 1 ]; then
     : "${keys:=100000}"
     : "${scale:=50000x1024}"
+    : "${failover_kills:=3}"
     scale_secs=5
     dur3=1000 conc3=1,16,256 dur1=500 conc1=16 watchers=8
 else
     : "${keys:=1000000}"
     : "${scale:=400000x1024,2000000x256}"
+    : "${failover_kills:=10}"
     scale_secs=20
     dur3=1500 conc3=1,16,256 dur1=750 conc1=16,256 watchers=16
 fi
@@ -96,17 +108,19 @@ cargo build --release --locked --workspace
 bench="$root/target/release/janus-bench"
 janus_bin="$root/target/release/janus"
 
-# Loopback ports in 41xxx (etcd, ZooKeeper) and 42xxx (Janus), clear of the
-# defaults, of config/node*.toml and of the tests' ranges. Member n of each
-# system (n = 1..3); a one-member cluster is member 1 alone.
-etcd_client() { echo "127.0.0.1:41$((n + 2))79"; }  # 41379 41479 41579
-etcd_peer() { echo "127.0.0.1:41$((n + 2))80"; }    # 41380 41480 41580
-zk_client() { echo "127.0.0.1:4118$n"; }             # 41181 41182 41183
-zk_quorum() { echo "4128$n"; }                       # 41281 41282 41283
-zk_election() { echo "4129$n"; }                     # 41291 41292 41293
-janus_zk() { echo "127.0.0.1:4218$n"; }              # 42181 42182 42183
-janus_etcd() { echo "127.0.0.1:42$((n + 2))79"; }   # 42379 42479 42579
-janus_peer() { echo "127.0.0.1:42$((n + 2))80"; }   # 42380 42480 42580
+# Loopback ports in 10xxx (etcd, ZooKeeper) and 11xxx (Janus): below
+# Linux's ephemeral range (32768-60999), so no client or peer connection
+# can hold one as its local port when a member (re)starts, and below the
+# tests' range (12000-31999). Member n of each system (n = 1..3); a
+# one-member cluster is member 1 alone.
+etcd_client() { echo "127.0.0.1:10$((n + 2))79"; }  # 10379 10479 10579
+etcd_peer() { echo "127.0.0.1:10$((n + 2))80"; }    # 10380 10480 10580
+zk_client() { echo "127.0.0.1:1018$n"; }             # 10181 10182 10183
+zk_quorum() { echo "1028$n"; }                       # 10281 10282 10283
+zk_election() { echo "1029$n"; }                     # 10291 10292 10293
+janus_zk() { echo "127.0.0.1:1118$n"; }              # 11181 11182 11183
+janus_etcd() { echo "127.0.0.1:11$((n + 2))79"; }   # 11379 11479 11579
+janus_peer() { echo "127.0.0.1:11$((n + 2))80"; }   # 11380 11480 11580
 
 all_ports() {
     local n
@@ -134,12 +148,9 @@ member_ports() { # system size
         esac
     done | tr ' ' '\n' | sed 's/.*://'
 }
-# These ports lie in Linux's ephemeral range (32768-60999): a client
-# connection of an earlier cluster (the bench's, or members' among
-# themselves) may have had one as its local port, and its TIME_WAIT (up to
-# 60 s) makes the server's bind() fail even with SO_REUSEADDR. Wait until
-# every port the next cluster needs can be bound (python3: bash cannot
-# bind; zk.sh's python3-venv brings it).
+# A leftover of an earlier cluster (a member still shutting down) makes
+# the next one's bind() fail. Wait until every port the next cluster needs
+# can be bound (python3: bash cannot bind; zk.sh's python3-venv brings it).
 unbindable() { # ports... -> prints those bind() refuses now
     python3 - "$@" <<'PY'
 import socket, sys
@@ -178,7 +189,7 @@ wait_listening() { # system size
         [ -z "$missing" ] && return 0
         sleep 0.1
     done
-    echo "$1: nothing listening on port(s) $missing60 s after start; see the logs in $res" >&2
+    echo "$1: nothing listening on port(s) ${missing}60 s after start; see the logs in $res" >&2
     return 1
 }
 
@@ -212,62 +223,84 @@ since() { echo "[+$((($(now_ms) - t_start) / 1000)) s]"; }
 # append their pids to `members`, print nothing. logs go to $res.
 members=()
 
+# start_<system>_member N SIZE DIR: start (or restart) member N of a
+# SIZE-member cluster in the background; its pid goes to `started`.
+start_etcd_member() {
+    local n=$1 size=$2 dir=$3 m initial=""
+    for m in $(seq "$size"); do initial+="${initial:+,}m$m=http://$(n=$m etcd_peer)"; done
+    etcd --name "m$n" --data-dir "$dir/m$n" \
+        --listen-client-urls "http://$(etcd_client)" --advertise-client-urls "http://$(etcd_client)" \
+        --listen-peer-urls "http://$(etcd_peer)" --initial-advertise-peer-urls "http://$(etcd_peer)" \
+        --initial-cluster "$initial" --initial-cluster-token bench \
+        --quota-backend-bytes 8589934592 --log-level warn \
+        >>"$res/etcd-m$n.log" 2>&1 &
+    started=$!
+}
+
 start_etcd() {
-    local size=$1 dir=$2 n initial=""
+    local size=$1 dir=$2 n
     wait_ports_free etcd "$size"
-    for n in $(seq "$size"); do initial+="${initial:+,}m$n=http://$(etcd_peer)"; done
     for n in $(seq "$size"); do
-        etcd --name "m$n" --data-dir "$dir/m$n" \
-            --listen-client-urls "http://$(etcd_client)" --advertise-client-urls "http://$(etcd_client)" \
-            --listen-peer-urls "http://$(etcd_peer)" --initial-advertise-peer-urls "http://$(etcd_peer)" \
-            --initial-cluster "$initial" --initial-cluster-token bench \
-            --quota-backend-bytes 8589934592 --log-level warn \
-            >>"$res/etcd-m$n.log" 2>&1 &
-        members+=($!)
-        pids+=($!)
+        start_etcd_member "$n" "$size" "$dir"
+        members+=("$started")
+        pids+=("$started")
     done
 }
 
 start_zk() {
-    local size=$1 dir=$2 n m
+    local size=$1 dir=$2 n
     wait_ports_free zk "$size"
     for n in $(seq "$size"); do
-        mkdir -p "$dir/m$n"
-        # forceSync defaults to yes: every transaction is fsynced, as etcd and
-        # Janus do. No per-IP connection cap: the benchmark opens many.
-        {
-            echo "tickTime=2000"
-            echo "initLimit=10"
-            echo "syncLimit=5"
-            echo "dataDir=$dir/m$n"
-            echo "clientPort=$(zk_client | sed 's/.*://')"
-            echo "clientPortAddress=127.0.0.1"
-            echo "maxClientCnxns=0"
-            echo "admin.enableServer=false"
-            if [ "$size" -gt 1 ]; then
-                echo "$n" >"$dir/m$n/myid"
-                for m in $(seq "$size"); do
-                    echo "server.$m=127.0.0.1:$(n=$m zk_quorum):$(n=$m zk_election)"
-                done
-            fi
-        } >"$dir/m$n.cfg"
-        local main=org.apache.zookeeper.server.ZooKeeperServerMain
-        [ "$size" -gt 1 ] && main=org.apache.zookeeper.server.quorum.QuorumPeerMain
-        java "-Xmx$zk_heap" -Dzookeeper.4lw.commands.whitelist=ruok,srvr \
-            -cp /etc/zookeeper/conf:/usr/share/java/zookeeper.jar \
-            "$main" "$dir/m$n.cfg" >>"$res/zookeeper-m$n.log" 2>&1 &
-        members+=($!)
-        pids+=($!)
+        start_zk_member "$n" "$size" "$dir"
+        members+=("$started")
+        pids+=("$started")
     done
 }
 
+start_zk_member() {
+    local n=$1 size=$2 dir=$3 m
+    mkdir -p "$dir/m$n"
+    # forceSync defaults to yes: every transaction is fsynced, as etcd and
+    # Janus do. No per-IP connection cap: the benchmark opens many.
+    {
+        echo "tickTime=2000"
+        echo "initLimit=10"
+        echo "syncLimit=5"
+        echo "dataDir=$dir/m$n"
+        echo "clientPort=$(zk_client | sed 's/.*://')"
+        echo "clientPortAddress=127.0.0.1"
+        echo "maxClientCnxns=0"
+        echo "admin.enableServer=false"
+        if [ "$size" -gt 1 ]; then
+            echo "$n" >"$dir/m$n/myid"
+            for m in $(seq "$size"); do
+                echo "server.$m=127.0.0.1:$(n=$m zk_quorum):$(n=$m zk_election)"
+            done
+        fi
+    } >"$dir/m$n.cfg"
+    local main=org.apache.zookeeper.server.ZooKeeperServerMain
+    [ "$size" -gt 1 ] && main=org.apache.zookeeper.server.quorum.QuorumPeerMain
+    java "-Xmx$zk_heap" -Dzookeeper.4lw.commands.whitelist=ruok,srvr \
+        -cp /etc/zookeeper/conf:/usr/share/java/zookeeper.jar \
+        "$main" "$dir/m$n.cfg" >>"$res/zookeeper-m$n.log" 2>&1 &
+    started=$!
+}
+
 start_janus() {
-    local size=$1 dir=$2 n initial=""
+    local size=$1 dir=$2 n
     wait_ports_free janus "$size"
-    mkdir -p "$dir"
-    for n in $(seq "$size"); do initial+="${initial:+,}$n=$(janus_peer)"; done
     for n in $(seq "$size"); do
-        cat >"$dir/m$n.toml" <<EOF
+        start_janus_member "$n" "$size" "$dir"
+        members+=("$started")
+        pids+=("$started")
+    done
+}
+
+start_janus_member() {
+    local n=$1 size=$2 dir=$3 m initial=""
+    mkdir -p "$dir"
+    for m in $(seq "$size"); do initial+="${initial:+,}$m=$(n=$m janus_peer)"; done
+    cat >"$dir/m$n.toml" <<EOF
 node_id = $n
 data_dir = "$dir/m$n"
 zk_listen = "$(janus_zk)"
@@ -278,10 +311,8 @@ heartbeat_ms = 100
 election_timeout_ms = 1000
 log = "warn"
 EOF
-        "$janus_bin" --config "$dir/m$n.toml" >>"$res/janus-m$n.log" 2>&1 &
-        members+=($!)
-        pids+=($!)
-    done
+    "$janus_bin" --config "$dir/m$n.toml" >>"$res/janus-m$n.log" 2>&1 &
+    started=$!
 }
 
 # Stop the current cluster's members (SIGTERM, then SIGKILL after 20 s).
@@ -490,18 +521,72 @@ run_scale() { # size
     done
 }
 
+# --- 4. Failover: kill -9 of the leader, again and again. ----------------------
+# Per system, a fresh three-member cluster. Each round: the probe connects
+# to the two survivors, SIGKILLs the leader and writes until a write is
+# acknowledged (janus-bench failover); the killed member restarts and every
+# member answers before the next round.
+failover_one() { # system kind ready-kinds... (kind: etcd|zk|janus)
+    local system=$1 kind=$2 round n m pid line
+    shift 2
+    local dir="$tmp/f-$system"
+    echo "== $(since) failover: $system, $failover_kills kills of the leader, three members"
+    "start_$kind" 3 "$dir"
+    for round in $(seq "$failover_kills"); do
+        n=$(find_leader "$kind" 3)
+        for r in "$@"; do ready_all "$r" 3 60 --no-data; done
+        pid=${members[$((n - 1))]}
+        local etcd_eps="" zk_eps="" args=()
+        for m in 1 2 3; do
+            [ "$m" = "$n" ] && continue
+            case "$kind" in
+            etcd) etcd_eps+="${etcd_eps:+,}$(n=$m etcd_client)" ;;
+            zk) zk_eps+="${zk_eps:+,}$(n=$m zk_client)" ;;
+            janus)
+                etcd_eps+="${etcd_eps:+,}$(n=$m janus_etcd)"
+                zk_eps+="${zk_eps:+,}$(n=$m janus_zk)"
+                ;;
+            esac
+        done
+        [ -n "$etcd_eps" ] && args+=(--etcd "$etcd_eps")
+        [ -n "$zk_eps" ] && args+=(--zk "$zk_eps")
+        # The probe kills the member; bash reports the killed job on its
+        # own stderr as soon as it notices, hence the braces' redirection.
+        if ! { "$bench" failover --kill-pid "$pid" "${args[@]}" >"$res/failover-round.txt"; } 2>>"$res/failover-errors.log"; then
+            echo "   round $round: no write acknowledged (see $res/failover-errors.log)"
+        fi
+        while read -r line; do
+            printf '%s\t%s\n' "$system" "$line" >>"$res/failover.tsv"
+        done <"$res/failover-round.txt"
+        echo "   round $round: member $n killed; $(tr '\t\n' '= ' <"$res/failover-round.txt")ms"
+        { wait "$pid"; } 2>>"$res/failover-errors.log" || true
+        "start_${kind}_member" "$n" 3 "$dir"
+        members[$((n - 1))]=$started
+        pids+=("$started")
+    done
+    stop_members
+    rm -rf "$dir"
+}
+
+run_failover() {
+    failover_one etcd etcd etcd
+    failover_one zookeeper zk zk
+    failover_one janus janus janus-etcd janus-zk
+}
+
 for size in "${topos[@]}"; do
     res="$out/m$size"
     mkdir -p "$res"
-    if [ "$scale_only" = 0 ]; then
+    if [ "$scale_only" = 0 ] && [ "$failover_only" = 0 ]; then
         if [ "$size" = 3 ]; then run_workloads 3 "$dur3" "$conc3"; else run_workloads 1 "$dur1" "$conc1"; fi
     fi
     if [ "$skip_load" = 0 ] && [ "$size" = "$load_topo" ]; then run_load "$size"; fi
     if [ "$skip_scale" = 0 ]; then run_scale "$size"; fi
+    if [ "$skip_failover" = 0 ] && [ "$size" = 3 ]; then run_failover; fi
 done
 elapsed_s=$((($(now_ms) - t_start) / 1000))
 
-# --- 4. Report. ----------------------------------------------------------------
+# --- 5. Report. ----------------------------------------------------------------
 {
     echo "## Results ($(date -u '+%Y-%m-%d %H:%M UTC'), $( [ "$quick" = 1 ] && echo quick || echo default ) run, ${elapsed_s} s after the build)"
     echo
@@ -530,6 +615,9 @@ elapsed_s=$((($(now_ms) - t_start) / 1000))
         fi
         if [ -s "$res/scale.tsv" ]; then
             "$bench" scale --label "$label" --tsv "$res/scale.tsv"
+        fi
+        if [ -s "$res/failover.tsv" ]; then
+            "$bench" failover-table --tsv "$res/failover.tsv"
         fi
     done
 } >"$out/report.md"

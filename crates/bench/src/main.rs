@@ -6,9 +6,11 @@
 //!   janus-bench load --etcd 127.0.0.1:2379 --keys 1000000
 //!   janus-bench ready --etcd 127.0.0.1:2379
 //!   janus-bench compare --janus j.json --etcd e.json --zk z.json [--resources r.tsv]
+//!   janus-bench failover --kill-pid PID --etcd SURVIVORS --zk SURVIVORS
 //!
 //! scripts/bench.sh starts the three servers and runs all of this.
 
+mod failover;
 mod report;
 
 use anyhow::{anyhow, Context, Result};
@@ -41,6 +43,11 @@ enum Cmd {
     Compare(CompareArgs),
     /// Print the scale part's table from scripts/bench.sh's scale.tsv.
     Scale(ScaleArgs),
+    /// Connect to the survivors, SIGKILL the leader, print the time to the
+    /// first acknowledged write per API.
+    Failover(failover::FailoverArgs),
+    /// Print the failover table from scripts/bench.sh's failover.tsv.
+    FailoverTable(failover::FailoverTableArgs),
 }
 
 #[derive(Args)]
@@ -151,6 +158,8 @@ async fn main() -> Result<()> {
         Cmd::Scale(a) => scale(a),
         Cmd::Ready(a) => ready(a).await,
         Cmd::Compare(a) => compare(a),
+        Cmd::Failover(a) => failover::failover(a).await,
+        Cmd::FailoverTable(a) => failover::table(a),
     }
 }
 
