@@ -568,6 +568,45 @@ fn check_zk_sessions(ops: &[ZkOp]) -> Vec<String> {
 // The cluster.
 
 const OP_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// Per client (etcd 0..3, ZooKeeper 3..6): the member it uses and the time
+/// (ms since the start) of its last acknowledged write, for reports.
+static CLIENT_MEMBER: [std::sync::atomic::AtomicUsize; 6] =
+    [const { std::sync::atomic::AtomicUsize::new(0) }; 6];
+static CLIENT_LAST_WRITE_MS: [std::sync::atomic::AtomicU64; 6] =
+    [const { std::sync::atomic::AtomicU64::new(0) }; 6];
+
+fn note_client(slot: usize, member: usize, wrote: bool, t0: Instant) {
+    if let Some(m) = CLIENT_MEMBER.get(slot) {
+        m.store(member, Ordering::Relaxed);
+    }
+    if wrote {
+        if let Some(w) = CLIENT_LAST_WRITE_MS.get(slot) {
+            w.store(t0.elapsed().as_millis() as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+/// When the clients started.
+static CLIENTS_T0: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+/// Where the clients are and when each last wrote (for a failure message).
+fn clients_report() -> String {
+    let Some(t0) = CLIENTS_T0.get() else {
+        return String::new();
+    };
+    let now = t0.elapsed().as_millis() as u64;
+    (0..6)
+        .map(|i| {
+            let kind = if i < 3 { "etcd" } else { "zk" };
+            format!(
+                "\n  {kind} client {i}: member {}, last write {} ms ago",
+                CLIENT_MEMBER[i].load(Ordering::Relaxed) + 1,
+                now.saturating_sub(CLIENT_LAST_WRITE_MS[i].load(Ordering::Relaxed))
+            )
+        })
+        .collect()
+}
 // Six keys: each key's history stays small enough for the search (its
 // cost grows with the unknown-outcome writes in flight on one key).
 const ETCD_KEYS: [&str; 6] = ["fk0", "fk1", "fk2", "fk3", "fk4", "fk5"];
@@ -659,11 +698,32 @@ impl Cluster {
             if base.is_some() && now > base {
                 return t0.elapsed();
             }
-            assert!(
-                t0.elapsed() < Duration::from_secs(20),
-                "no writes reached member {} for 20 s (fsync count {base:?} -> {now:?})",
-                i + 1
-            );
+            if t0.elapsed() >= Duration::from_secs(20) {
+                let raft: String = (0..3)
+                    .map(|m| {
+                        let body = quick_get(&self.members[m].etcd, "/metrics").unwrap_or_default();
+                        let lines: Vec<&str> = body
+                            .lines()
+                            .filter(|l| l.starts_with("janus_raft_"))
+                            .collect();
+                        format!("\n  member {}: {}", m + 1, lines.join(", "))
+                    })
+                    .collect();
+                let logs: String = (0..3)
+                    .map(|m| {
+                        format!(
+                            "\n--- member {} ---\n{}",
+                            m + 1,
+                            self.members[m].log_tail(20)
+                        )
+                    })
+                    .collect();
+                panic!(
+                    "no writes reached member {} for 20 s (fsync count {base:?} -> {now:?}){raft}{}{logs}",
+                    i + 1,
+                    clients_report()
+                );
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -937,6 +997,7 @@ async fn etcd_client(
                 });
             }
         }
+        note_client(c, member, ok && roll >= 50, t0);
         if !ok {
             // Try another member (a dead, stopped or cut-off one times out).
             member = (member + 1) % addrs.len();
@@ -1221,6 +1282,8 @@ fn zk_client(
             Some((z, -103, _)) => (z, ZkRes::BadVersion),
             Some((z, err, _)) => (z, ZkRes::Error(err)),
         };
+        let wrote = matches!(res, ZkRes::Written { .. } | ZkRes::Created);
+        note_client(3 + c.saturating_sub(100) % 3, s.member, wrote, t0);
         match res {
             ZkRes::Read { version, .. } | ZkRes::Written { version, .. } => {
                 last.insert(path, version);
@@ -1716,6 +1779,7 @@ fn cluster_under_faults_stays_linearizable() {
         .build()
         .expect("runtime");
     let t0 = Instant::now();
+    let _ = CLIENTS_T0.set(t0);
     let stop = Arc::new(AtomicBool::new(false));
     let etcd_tasks: Vec<_> = (0..ETCD_CLIENTS)
         .map(|i| rt.spawn(etcd_client(i, etcd_addrs.clone(), t0, stop.clone())))
@@ -1748,6 +1812,28 @@ fn cluster_under_faults_stays_linearizable() {
         Nemesis::SlowDisk { leader: false },
         Nemesis::KillFollower,
     ];
+    // JANUS_FAULT_HEALS=N: instead, N rounds of the faults a heal leaves
+    // the cluster from (a cut leader, a leader's outbound links) each
+    // followed by a slow disk, which needs writes flowing (for chasing a
+    // stall after a heal).
+    let heals: usize = std::env::var("JANUS_FAULT_HEALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let plan: Vec<Nemesis> = if heals > 0 {
+        (0..heals)
+            .flat_map(|_| {
+                [
+                    Nemesis::IsolateLeader(Fault::Blackhole),
+                    Nemesis::SlowDisk { leader: false },
+                    Nemesis::LeaderOutboundCut,
+                    Nemesis::SlowDisk { leader: true },
+                ]
+            })
+            .collect()
+    } else {
+        plan.to_vec()
+    };
     let mut faults = Vec::new();
     for n in plan {
         let line = inject(&mut c, n);

@@ -177,6 +177,16 @@ const MAX_PAYLOAD_ENTRIES: u64 = 16;
 /// entry with its own fsync, one after the other; commands arriving during
 /// that time queue here and go together into the next entry.
 const MAX_IN_FLIGHT: usize = 2;
+/// A batch unanswered this long lets the next one go: its slot is only for
+/// pipelining, and some answers never come (below).
+const PERMIT_HOLD: Duration = Duration::from_secs(1);
+/// openraft drops the callback of an entry this member proposed as leader
+/// when, after losing office, it installs a snapshot that covers the
+/// entry's index: no answer ever comes. Such writes get "outcome unknown"
+/// (etcd's "request timed out", ZooKeeper's connection loss) after this.
+/// (Two such batches used to hold both slots and stop every write through
+/// this member, and through the cluster once it led again.)
+const ANSWER_WAIT: Duration = Duration::from_secs(10);
 
 /// Gather queued proposals into one entry each time a slot is free, stamp
 /// it with the leader's clock and hand it to openraft, in arrival order.
@@ -237,8 +247,32 @@ fn spawn_batcher(raft: Raft<TypeConfig>, mut rx: mpsc::UnboundedReceiver<Queued>
                 }
             };
             tokio::spawn(async move {
-                let _permit = permit;
-                match rx_resp.await {
+                let mut permit = Some(permit);
+                let mut rx_resp = rx_resp;
+                let hold = tokio::time::sleep(PERMIT_HOLD);
+                let give_up = tokio::time::sleep(ANSWER_WAIT);
+                tokio::pin!(hold, give_up);
+                let answer = loop {
+                    tokio::select! {
+                        r = &mut rx_resp => break Some(r),
+                        _ = &mut hold, if permit.is_some() => permit = None,
+                        _ = &mut give_up => break None,
+                    }
+                };
+                drop(permit);
+                let Some(answer) = answer else {
+                    tracing::warn!(
+                        writes = replies.len(),
+                        "no answer for a batch of writes in {ANSWER_WAIT:?}; their outcome is unknown"
+                    );
+                    fail(replies, &|| {
+                        Err(NodeError::Unavailable(
+                            "no answer for the write's log entry; its outcome is unknown".into(),
+                        ))
+                    });
+                    return;
+                };
+                match answer {
                     Ok(Ok(resp)) => {
                         let mut results = resp.data.into_iter();
                         for r in replies {
