@@ -22,13 +22,9 @@ use janus_tests::{free_port, janus_bin, wait_leader, Janus};
 use serde_json::Value;
 use zk_support::{run_python, string, Raw};
 
-/// Run `janus ARGS`: (success, stdout, stderr).
-fn janus(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(janus_bin())
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run janus");
+/// Run a command to its end: (success, stdout, stderr).
+fn run(cmd: &mut Command, what: &str) -> (bool, String, String) {
+    let out = cmd.stdin(Stdio::null()).output().expect(what);
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -36,19 +32,18 @@ fn janus(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+fn janus(args: &[&str]) -> (bool, String, String) {
+    run(Command::new(janus_bin()).args(args), "run janus")
+}
+
 fn etcdctl(endpoint: &str, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new("timeout")
-        .args(["-s", "INT", "60", "etcdctl"])
-        .arg(format!("--endpoints={endpoint}"))
-        .args(args)
-        .env("ETCDCTL_API", "3")
-        .stdin(Stdio::null())
-        .output()
-        .expect("etcdctl (Debian's etcd-client; scripts/deps/etcd.sh)");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+    run(
+        Command::new("timeout")
+            .args(["-s", "INT", "60", "etcdctl"])
+            .arg(format!("--endpoints={endpoint}"))
+            .args(args)
+            .env("ETCDCTL_API", "3"),
+        "etcdctl (Debian's etcd-client; scripts/deps/etcd.sh)",
     )
 }
 

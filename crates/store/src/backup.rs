@@ -286,7 +286,12 @@ pub fn inspect(
     let size = fs::metadata(file).map_err(io)?.len();
     let base = match scratch {
         Some(s) => s.to_path_buf(),
-        None => std::env::temp_dir(),
+        // Beside the file: a backup's checkpoint is as large as the
+        // data, more than a small /tmp may hold.
+        None => file
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
     };
     let tmp = Scratch(base.join(format!("janus-backup-{}", std::process::id())));
     if tmp.0.exists() {
