@@ -134,7 +134,7 @@ impl Ctx {
     /// etcd's `AuthInfoFromCtx`: `None` when auth is off or the request
     /// carries no credentials; a bad token is an error.
     pub(crate) fn auth_info(&self, c: &Creds) -> Result<Option<AuthInfo>, RpcError> {
-        let st = self.node.sm.state();
+        let st = self.node.state();
         let a = st.auth();
         if !a.enabled() {
             return Ok(None);
@@ -161,7 +161,7 @@ impl Ctx {
 
     /// etcd's `requireAuthInfo`: with auth on, some credentials are needed.
     pub(crate) fn require_auth_info(&self, c: &Creds) -> Result<(), RpcError> {
-        if !self.node.sm.state().auth().enabled() {
+        if !self.node.state().auth().enabled() {
             return Ok(());
         }
         match self.auth_info(c)? {
@@ -173,7 +173,7 @@ impl Ctx {
     /// etcd's `isPermitted`/`isAuthenticated`: admin (root role) only.
     pub(crate) fn require_admin(&self, c: &Creds) -> Result<(), RpcError> {
         let ai = self.caller(c)?;
-        Ok(self.node.sm.state().auth().is_admin_permitted(&ai)?)
+        Ok(self.node.state().auth().is_admin_permitted(&ai)?)
     }
 
     /// `require_admin` as etcd's Defragment, Snapshot, Hash and HashKV
@@ -213,7 +213,6 @@ impl Ctx {
         let ai = self.caller(c)?;
         Ok(self
             .node
-            .sm
             .state()
             .auth()
             .is_range_permitted(&ai, key, range_end)?)
@@ -222,7 +221,7 @@ impl Ctx {
     /// Write access to one key, checked now.
     pub(crate) fn check_write(&self, c: &Creds, key: &[u8]) -> Result<(), RpcError> {
         let ai = self.caller(c)?;
-        Ok(self.node.sm.state().auth().is_put_permitted(&ai, key)?)
+        Ok(self.node.state().auth().is_put_permitted(&ai, key)?)
     }
 
     /// etcd's watch permission check: the cancel reason of a refused
@@ -249,7 +248,7 @@ impl Ctx {
     /// etcd's `checkLeaseRenew` (keep-alive): write access to the lease's
     /// keys unless admin.
     pub(crate) fn check_lease_renew(&self, c: &Creds, id: i64) -> Result<(), RpcError> {
-        let st = self.node.sm.state();
+        let st = self.node.state();
         let a = st.auth();
         if !a.enabled() {
             return Ok(());
@@ -258,7 +257,7 @@ impl Ctx {
         let Some(ai) = self.auth_info(c)? else {
             return Err(EtcdError::UserEmpty.into());
         };
-        let st = self.node.sm.state();
+        let st = self.node.state();
         if st.auth().is_admin_permitted(&ai).is_ok() {
             return Ok(());
         }
@@ -275,13 +274,13 @@ impl Ctx {
         c: &Creds,
         ids: Option<i64>,
     ) -> Result<(), RpcError> {
-        if !self.node.sm.state().auth().enabled() {
+        if !self.node.state().auth().enabled() {
             return Ok(());
         }
         let Some(ai) = self.auth_info(c)? else {
             return Err(EtcdError::UserEmpty.into());
         };
-        let st = self.node.sm.state();
+        let st = self.node.state();
         if st.auth().is_admin_permitted(&ai).is_ok() {
             return Ok(());
         }
@@ -390,7 +389,7 @@ impl auth_server::Auth for Auth {
         self.0.node.read_index().await.map_err(RpcError::from)?;
         self.0.require_admin(&Creds::of(&req))?;
         let (enabled, auth_revision, rev) = {
-            let st = self.0.node.sm.state();
+            let st = self.0.node.state();
             (st.auth().enabled(), st.auth().revision(), st.revision())
         };
         Ok(Response::new(pb::AuthStatusResponse {
@@ -409,7 +408,7 @@ impl auth_server::Auth for Auth {
         loop {
             // etcd's CheckPassword: the hash and the revision it was read at.
             let (hash, checked) = {
-                let st = self.0.node.sm.state();
+                let st = self.0.node.state();
                 let a = st.auth();
                 if !a.enabled() {
                     return Err(RpcError::from(EtcdError::AuthNotEnabled).into());
@@ -437,7 +436,7 @@ impl auth_server::Auth for Auth {
             let index = self.0.node.metrics().last_applied.map_or(0, |l| l.index);
             let token = format!("{}.{index}", token_prefix()?);
             let (now, rev) = {
-                let st = self.0.node.sm.state();
+                let st = self.0.node.state();
                 (st.auth().revision(), st.revision())
             };
             // The store changed while the password was checked: again, as etcd.
@@ -482,7 +481,7 @@ impl auth_server::Auth for Auth {
         self.0.node.read_index().await.map_err(RpcError::from)?;
         let ai = self.0.caller(&Creds::of(&req))?;
         let name = &req.get_ref().name;
-        let st = self.0.node.sm.state();
+        let st = self.0.node.state();
         // A user may read itself; anything else needs admin.
         if let Err(e) = st.auth().is_admin_permitted(&ai) {
             if *name != ai.user {
@@ -510,7 +509,7 @@ impl auth_server::Auth for Auth {
         self.0.node.read_index().await.map_err(RpcError::from)?;
         self.0.require_admin(&Creds::of(&req))?;
         let (users, rev) = {
-            let st = self.0.node.sm.state();
+            let st = self.0.node.state();
             let users = st.auth().users().map(|u| u.name.clone()).collect();
             (users, st.revision())
         };
@@ -608,7 +607,7 @@ impl auth_server::Auth for Auth {
         self.0.node.read_index().await.map_err(RpcError::from)?;
         let ai = self.0.caller(&Creds::of(&req))?;
         let role = &req.get_ref().role;
-        let st = self.0.node.sm.state();
+        let st = self.0.node.state();
         // A user may read its own roles; anything else needs admin.
         if let Err(e) = st.auth().is_admin_permitted(&ai) {
             if !st.auth().user(&ai.user).is_some_and(|u| u.has_role(role)) {
@@ -638,7 +637,7 @@ impl auth_server::Auth for Auth {
         self.0.node.read_index().await.map_err(RpcError::from)?;
         self.0.require_admin(&Creds::of(&req))?;
         let (roles, rev) = {
-            let st = self.0.node.sm.state();
+            let st = self.0.node.state();
             let roles = st.auth().roles().map(|r| r.name.clone()).collect();
             (roles, st.revision())
         };

@@ -290,7 +290,7 @@ impl maintenance_server::Maintenance for Maintenance {
         let committed = self.0.node.committed.load(Ordering::Relaxed).max(applied);
         // The quota's estimate (crate::quota): RocksDB holds both
         // personalities, so no file size would be etcd's alone.
-        let size = crate::quota::db_size(&self.0.node.sm.state()) as i64;
+        let size = crate::quota::db_size(&self.0.node.state()) as i64;
         let mut errors = if m.current_leader.is_none() {
             vec!["etcdserver: no leader".to_string()]
         } else {
@@ -336,7 +336,7 @@ impl maintenance_server::Maintenance for Maintenance {
     ) -> Result<Response<pb::HashResponse>, Status> {
         self.0.require_admin_raw(&crate::auth::Creds::of(&req))?;
         let (h, rev) = {
-            let st = self.0.node.sm.state();
+            let st = self.0.node.state();
             (hash_kv(&st, 0), st.revision())
         };
         Ok(Response::new(pb::HashResponse {
@@ -352,7 +352,7 @@ impl maintenance_server::Maintenance for Maintenance {
         self.0.require_admin_raw(&crate::auth::Creds::of(&req))?;
         let want = req.get_ref().revision;
         let (h, rev, compacted) = {
-            let st = self.0.node.sm.state();
+            let st = self.0.node.state();
             (
                 hash_kv(&st, want),
                 st.revision(),
@@ -380,8 +380,8 @@ impl maintenance_server::Maintenance for Maintenance {
         // clock, members) as a Janus backup: a checkpoint, read out while
         // applies go on. `janus snapshot restore` reads the file etcdctl
         // saves; etcd's `snapshot restore` cannot (its are bbolt files).
-        let sm = self.0.node.sm.clone();
-        let backup = tokio::task::spawn_blocking(move || sm.backup())
+        let node = self.0.node.clone();
+        let backup = tokio::task::spawn_blocking(move || node.backup())
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(|e| Status::internal(e.to_string()))?;
@@ -423,7 +423,7 @@ impl maintenance_server::Maintenance for Maintenance {
         }
         // Answer before the client's deadline passes, so it sees etcd's
         // error rather than its own; without one, etcd's request timeout.
-        let election = Duration::from_millis(self.0.node.raft.config().election_timeout_min);
+        let election = self.0.node.election_wait();
         let timeout = match grpc_timeout(&req) {
             Some(t) => t.saturating_sub((t / 10).min(Duration::from_millis(500))),
             None => Duration::from_secs(5) + election * 2,

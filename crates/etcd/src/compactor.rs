@@ -63,7 +63,7 @@ fn is_leader(ctx: &Ctx) -> bool {
 
 async fn compact(ctx: &Ctx, revision: i64) {
     let (current, compacted) = {
-        let st = ctx.node.sm.state();
+        let st = ctx.node.state();
         (st.revision(), st.compacted_revision())
     };
     if revision <= compacted || revision > current {
@@ -83,7 +83,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, policy: Policy) {
             loop {
                 tick.tick().await;
                 if is_leader(&ctx) {
-                    let current = ctx.node.sm.state().revision();
+                    let current = ctx.node.state().revision();
                     compact(&ctx, current - keep).await;
                 }
             }
@@ -98,7 +98,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, policy: Policy) {
             loop {
                 tick.tick().await;
                 let now = Instant::now();
-                samples.push_back((now, ctx.node.sm.state().revision()));
+                samples.push_back((now, ctx.node.state().revision()));
                 let mut target = None;
                 while let Some(&(at, rev)) = samples.front() {
                     if now.duration_since(at) >= retention {

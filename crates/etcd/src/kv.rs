@@ -41,7 +41,7 @@ impl Ctx {
         }
         let ai = self.caller(creds)?;
         let (res, rev) = {
-            let st = self.node.sm.state();
+            let st = self.node.state();
             // etcd's doSerialize: the permission check and the read see
             // one auth store.
             st.auth().is_range_permitted(&ai, &r.key, &r.range_end)?;

@@ -105,7 +105,6 @@ impl Ctx {
     ) -> Result<pb::LeaseKeepAliveResponse, Status> {
         let is_session = self
             .node
-            .sm
             .state()
             .lease(id)
             .is_some_and(|l| l.session.is_some());
@@ -146,7 +145,6 @@ impl lease_server::Lease for Lease {
         if self
             .0
             .node
-            .sm
             .state()
             .lease(id)
             .is_some_and(|l| l.session.is_some())
@@ -196,7 +194,7 @@ impl lease_server::Lease for Lease {
             self.0.check_lease_keys_readable(&creds, Some(r.id))?;
         }
         let found = {
-            let st = self.0.node.sm.state();
+            let st = self.0.node.state();
             st.lease(r.id).filter(|l| l.session.is_none()).map(|l| {
                 (
                     l.ttl_ms / 1000,
@@ -246,7 +244,7 @@ impl lease_server::Lease for Lease {
     ) -> Result<Response<pb::LeaseLeasesResponse>, Status> {
         self.0.check_lease_keys_readable(&Creds::of(&req), None)?;
         let leases = {
-            let st = self.0.node.sm.state();
+            let st = self.0.node.state();
             st.leases()
                 .into_iter()
                 .filter(|l| l.session.is_none())

@@ -202,7 +202,7 @@ impl Ctx {
     }
 
     pub fn raft_term(&self) -> u64 {
-        self.node.raft.metrics().borrow().current_term
+        self.node.term()
     }
 
     pub fn header(&self, revision: i64) -> pb::etcdserverpb::ResponseHeader {
@@ -216,7 +216,7 @@ impl Ctx {
 
     /// A header at the current applied revision.
     pub fn header_now(&self) -> pb::etcdserverpb::ResponseHeader {
-        let rev = self.node.sm.state().revision();
+        let rev = self.node.state().revision();
         self.header(rev)
     }
 }

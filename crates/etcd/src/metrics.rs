@@ -67,7 +67,7 @@ impl Drop for Pending {
 
 /// Count leader changes seen (etcd counts the first election too).
 pub(crate) async fn watch_leader(node: Arc<RaftNode>) {
-    let mut rx = node.raft.metrics();
+    let mut rx = node.watch_metrics();
     let mut last = None;
     loop {
         let leader = rx.borrow_and_update().current_leader;
@@ -275,7 +275,7 @@ pub fn text(node: &RaftNode) -> String {
     let applied = m.last_applied.map_or(0, |l| l.index);
     let committed = node.committed.load(Ordering::Relaxed).max(applied);
     let (size, keys) = {
-        let st = node.sm.state();
+        let st = node.state();
         let all = RangeRequest {
             key: vec![0],
             range_end: vec![0],

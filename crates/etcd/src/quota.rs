@@ -107,7 +107,7 @@ impl Ctx {
             return Ok(());
         }
         let (raised, size) = {
-            let st = self.node.sm.state();
+            let st = self.node.state();
             let raised = st.alarms().any(|(_, k)| k == NOSPACE);
             (raised, db_size(&st))
         };
@@ -140,7 +140,7 @@ impl Ctx {
         };
         let activate = match AlarmAction::try_from(req.action) {
             Ok(AlarmAction::Get) => {
-                let st = self.node.sm.state();
+                let st = self.node.state();
                 let alarms = st
                     .alarms()
                     .filter(|(_, k)| req.alarm == 0 || *k == req.alarm)
@@ -192,7 +192,7 @@ impl Ctx {
     /// Status `errors` entries for raised alarms, as etcd's
     /// `AlarmMember.String()` (protobuf's compact text, trailing space).
     pub(crate) fn alarm_errors(&self) -> Vec<String> {
-        let st = self.node.sm.state();
+        let st = self.node.state();
         st.alarms()
             .map(|(m, k)| {
                 let name = pb::AlarmType::try_from(k)
@@ -222,7 +222,6 @@ pub fn health(node: &janus_raft::RaftNode, query: Option<&str>) -> axum::respons
         .iter()
         .any(|&(k, v)| k == "serializable" && v == "true");
     let alarm = node
-        .sm
         .state()
         .alarms()
         .map(|(_, kind)| pb::AlarmType::try_from(kind).unwrap_or(pb::AlarmType::None))

@@ -143,9 +143,9 @@ impl Ctx {
     /// revision at most `max_create`. Returns the revision of the last look.
     async fn wait_deletes(&self, prefix: &[u8], max_create: i64) -> Result<i64, RpcError> {
         loop {
-            let mut events = self.node.sm.subscribe();
+            let mut events = self.node.subscribe();
             let (older, rev) = {
-                let st = self.node.sm.state();
+                let st = self.node.state();
                 (
                     st.kv_range(&by_create(prefix, true, max_create))?
                         .kvs
@@ -196,7 +196,7 @@ impl lock_server::Lock for Lock {
         let (my_rev, rev, _) = self.0.acquire(&key, r.lease, b"").await.map_err(plain)?;
         // Read the owner under a short guard, never across the wait.
         let owner = {
-            let st = self.0.node.sm.state();
+            let st = self.0.node.state();
             st.kv_range(&by_create(&prefix, false, 0))
                 .map_err(|e| plain(e.into()))?
                 .kvs
@@ -244,7 +244,7 @@ impl Election {
     fn leader_now(&self, name: &[u8]) -> Result<(Option<KeyValue>, ResponseHeader), Status> {
         let mut prefix = name.to_vec();
         prefix.push(b'/');
-        let st = self.0.node.sm.state();
+        let st = self.0.node.state();
         let kv = st
             .kv_range(&by_create(&prefix, false, 0))
             .map_err(|e| plain(e.into()))?
@@ -364,7 +364,7 @@ impl election_server::Election for Election {
         tokio::spawn(async move {
             let mut last: Option<(Vec<u8>, i64)> = None;
             loop {
-                let mut events = me.0.node.sm.subscribe();
+                let mut events = me.0.node.subscribe();
                 let (kv, header) = match me.leader_now(&name) {
                     Ok(x) => x,
                     Err(e) => {

@@ -242,8 +242,8 @@ impl Recent {
     pub(crate) fn spawn(
         node: Arc<janus_raft::RaftNode>,
     ) -> (Arc<Recent>, tokio::task::JoinHandle<()>) {
-        let mut rx = node.sm.subscribe();
-        let rev = node.sm.state().revision();
+        let mut rx = node.subscribe();
+        let rev = node.state().revision();
         let recent = Arc::new(Recent {
             inner: std::sync::Mutex::new(RecentInner {
                 from: rev,
@@ -283,7 +283,7 @@ impl Recent {
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => {
                         // Start over from what the state holds now.
-                        let rev = node.sm.state().revision();
+                        let rev = node.state().revision();
                         let mut g = r.lock();
                         g.batches.clear();
                         g.events = 0;
@@ -447,7 +447,7 @@ impl Session {
                 }
                 return Ok(true);
             }
-            let compacted = self.ctx.node.sm.state().compacted_revision();
+            let compacted = self.ctx.node.state().compacted_revision();
             let cached = if w.next_rev < compacted {
                 None
             } else {
@@ -463,7 +463,7 @@ impl Session {
                 ),
                 None => {
                     let hi = target.min(w.next_rev.saturating_add(CATCH_UP_CHUNK - 1));
-                    let st = self.ctx.node.sm.state();
+                    let st = self.ctx.node.state();
                     let compacted = st.compacted_revision();
                     let found = if w.next_rev < compacted {
                         Err(compacted)
@@ -519,7 +519,7 @@ impl Session {
     }
 
     async fn create(&mut self, c: pb::WatchCreateRequest) -> Result<(), Gone> {
-        let current = self.ctx.node.sm.state().revision();
+        let current = self.ctx.node.state().revision();
         let mut end = c.range_end.clone();
         if end.len() == 1 && end[0] == 0 {
             end = vec![0];
@@ -580,7 +580,7 @@ impl Session {
         // other (-1 before the first compaction): below it, the watcher is
         // created and then canceled as compacted; -1 on a never-compacted
         // store watches from now on.
-        let compacted = crate::etcd_compacted_revision(&self.ctx.node.sm.state());
+        let compacted = crate::etcd_compacted_revision(&self.ctx.node.state());
         let gone = c.start_revision < 0 && c.start_revision < compacted;
         self.watchers.insert(id, w);
         self.send(pb::WatchResponse {
@@ -626,7 +626,7 @@ impl Session {
     /// The stream fell out of the broadcast buffer: catch every watcher up
     /// from history to the current revision.
     async fn resync(&mut self) -> Result<(), Gone> {
-        let target = self.ctx.node.sm.state().revision();
+        let target = self.ctx.node.state().revision();
         tracing::debug!(target, "watch stream lagged; catching up");
         RESYNCS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let ids: Vec<i64> = self.watchers.keys().copied().collect();
@@ -694,9 +694,9 @@ pub(crate) async fn run(
     out: mpsc::Sender<Result<pb::WatchResponse, Status>>,
     require_leader: bool,
 ) {
-    let mut events = ctx.node.sm.subscribe();
+    let mut events = ctx.node.subscribe();
     // Batches at or below this revision are already in the state.
-    let stream_rev = ctx.node.sm.state().revision();
+    let stream_rev = ctx.node.state().revision();
     let every = Duration::from_millis(ctx.cfg.watch_progress_notify_interval_ms.max(100));
     let mut s = Session {
         ctx,
@@ -707,7 +707,7 @@ pub(crate) async fn run(
         creds,
     };
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    let election = Duration::from_millis(s.ctx.node.raft.config().election_timeout_min.max(1));
+    let election = s.ctx.node.election_wait();
     let mut leader_check =
         tokio::time::interval_at(tokio::time::Instant::now() + election, election);
     let mut no_leader = 0u32;

@@ -479,7 +479,7 @@ async fn bad_requests_get_etcd_errors_and_change_nothing() {
     let s = start(janus_etcd::Config::default()).await;
     let mut kv = s.kv().await;
     kv.put(put("keep", b"1")).await.expect("put");
-    let before = s.node.sm.state().revision();
+    let before = s.node.state().revision();
 
     let e = kv.put(put("", b"v")).await.expect_err("empty key");
     assert_eq!(
@@ -578,7 +578,7 @@ async fn bad_requests_get_etcd_errors_and_change_nothing() {
             let _ = c.write_all(junk);
         }
     }
-    assert_eq!(s.node.sm.state().revision(), before, "nothing changed");
+    assert_eq!(s.node.state().revision(), before, "nothing changed");
     let r = kv
         .range(pb::RangeRequest {
             key: "keep".into(),
@@ -733,7 +733,7 @@ async fn periodic_auto_compaction() {
         .revision;
     kv.put(put("p", b"2")).await.expect("put");
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while s.node.sm.state().compacted_revision() < first {
+    while s.node.state().compacted_revision() < first {
         assert!(std::time::Instant::now() < deadline, "no auto-compaction");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -7,16 +7,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use janus_core::{Applied, Command, ProposalBatch};
-use janus_store::{FsyncObserver, LogStore, Member, NodeId, StateMachineStore, TypeConfig};
+use janus_core::{Applied, Command, EventBatch, ProposalBatch};
+use janus_store::{
+    FsyncObserver, LogStore, Member, NodeId, StateMachineStore, StateView, TypeConfig,
+};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{Raft, RaftMetrics, SnapshotPolicy};
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::sync::{broadcast, mpsc, oneshot, watch, Semaphore};
 
 use crate::lessor::Lessor;
-use crate::network::{decode, encode, never_sent, Channels, Network};
+use crate::network::{decode, encode, Channels, Network};
 use crate::pipeline::Pipeline;
-use crate::proto::{ForwardRequest, QueryRequest, ReadIndexRequest};
+use crate::proto::{QueryRequest, ReadIndexRequest};
 use crate::query::{Query, QueryResult};
 
 /// How a member is set up.
@@ -104,10 +106,17 @@ pub struct NodeStats {
     pub proposals_failed: AtomicU64,
 }
 
+/// A running member. What the personalities use of it is its public API:
+/// [`propose`](Self::propose) and [`pipeline`](Self::pipeline) (writes, one
+/// path), [`state`](Self::state) after [`read_index`](Self::read_index) or
+/// not (linearizable or serializable reads at any retained revision),
+/// [`subscribe`](Self::subscribe) (changes), [`applied`](Self::applied)
+/// (progress), [`touch`](Self::touch) (sessions and leases), and the
+/// members and leader; openraft and the store stay inside this crate.
 pub struct RaftNode {
     pub id: NodeId,
-    pub raft: Raft<TypeConfig>,
-    pub sm: StateMachineStore,
+    pub(crate) raft: Raft<TypeConfig>,
+    pub(crate) sm: StateMachineStore,
     pub stats: NodeStats,
     /// The committed log index, as last persisted.
     pub committed: Arc<AtomicU64>,
@@ -486,6 +495,46 @@ impl RaftNode {
         self.raft.metrics().borrow().clone()
     }
 
+    /// Raft's metrics (term, leader, membership) as they change.
+    pub fn watch_metrics(&self) -> watch::Receiver<RaftMetrics<NodeId, Member>> {
+        self.raft.metrics()
+    }
+
+    /// The current Raft term.
+    pub fn term(&self) -> u64 {
+        self.raft.metrics().borrow().current_term
+    }
+
+    /// The shortest time a follower waits for its leader before it
+    /// campaigns (openraft's minimum election timer).
+    pub fn election_wait(&self) -> Duration {
+        Duration::from_millis(self.raft.config().election_timeout_min.max(1))
+    }
+
+    /// The applied state now: a serializable read, or a linearizable one
+    /// after [`read_index`](Self::read_index). Reads at older revisions go
+    /// through it too (etcd's `Range` with a revision, watch replay).
+    pub fn state(&self) -> StateView<'_> {
+        self.sm.state()
+    }
+
+    /// Every applied change from now on, one batch per log entry, in
+    /// revision order; a receiver that lags too far is told so.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<EventBatch>> {
+        self.sm.subscribe()
+    }
+
+    /// How far this member has applied the log, as it moves.
+    pub fn applied(&self) -> watch::Receiver<janus_store::Applied> {
+        self.sm.applied()
+    }
+
+    /// A backup of the whole applied state (see `janus_store::Backup`);
+    /// blocking: call it off the async runtime.
+    pub fn backup(&self) -> Result<janus_store::Backup, janus_store::BackupError> {
+        self.sm.backup()
+    }
+
     /// The current leader and its peer address, if one is known.
     pub fn leader(&self) -> Option<(NodeId, String)> {
         let m = self.raft.metrics();
@@ -517,74 +566,12 @@ impl RaftNode {
 
     /// Commit a command through Raft and return what applying it gave.
     /// Acknowledged only once a quorum has the entry on disk and it is
-    /// applied here (leader) or at the leader (forwarded).
-    pub async fn propose(&self, command: Command) -> Result<Applied, NodeError> {
-        let r = self.propose_inner(command).await;
-        let c = if r.is_ok() {
-            &self.stats.proposals_committed
-        } else {
-            &self.stats.proposals_failed
-        };
-        c.fetch_add(1, Ordering::Relaxed);
-        r
-    }
-
-    async fn propose_inner(&self, command: Command) -> Result<Applied, NodeError> {
-        let deadline = Instant::now() + self.leader_wait;
-        loop {
-            match self.leader() {
-                Some((leader, _)) if leader == self.id => {
-                    if self.is_transferring() {
-                        // Then propose here or forward to the new leader.
-                        self.transfer_done().await;
-                        continue;
-                    }
-                    match self.propose_local(command.clone()).await? {
-                        Attempt::Done(a) => return Ok(a),
-                        Attempt::NotLeader => {}
-                    }
-                }
-                Some((_, addr)) => {
-                    let mut client = self
-                        .channels
-                        .client(&addr)
-                        .map_err(|e| NodeError::Unavailable(e.to_string()))?;
-                    let command = encode(&command).map_err(|s| NodeError::Raft(s.to_string()))?;
-                    let req = ForwardRequest {
-                        command,
-                        from_member: true,
-                    };
-                    match client.forward(req).await {
-                        Ok(resp) => {
-                            return decode(&resp.into_inner().applied)
-                                .map_err(|s| NodeError::Raft(s.to_string()));
-                        }
-                        // The leader moved on before taking it: safe to retry.
-                        Err(s) if s.code() == tonic::Code::FailedPrecondition => {}
-                        // The leader is gone (killed, restarting): hold the
-                        // write until a new leader is known, as etcd holds
-                        // a proposal through an election.
-                        Err(s) if never_sent(&s) => {
-                            tracing::debug!(%addr, "leader unreachable; waiting for a new one");
-                        }
-                        Err(s) => return Err(NodeError::Unavailable(s.message().to_string())),
-                    }
-                }
-                None => {}
-            }
-            if Instant::now() >= deadline {
-                return Err(NodeError::NoLeader);
-            }
-            let mut rx = self.raft.metrics();
-            let _ = tokio::time::timeout(Duration::from_millis(50), rx.changed()).await;
-        }
-    }
-
-    /// Propose on this member, which must be the leader; the leader's clock
-    /// stamps the command (design decision 3).
-    async fn propose_local(&self, command: Command) -> Result<Attempt, NodeError> {
-        self.enqueue_local(command)?
-            .await
+    /// applied here (leader) or at the leader (forwarded). Concurrent calls
+    /// are not ordered among themselves: a [`Pipeline`] is.
+    pub async fn propose(self: &Arc<Self>, command: Command) -> Result<Applied, NodeError> {
+        let (reply, rx) = oneshot::channel();
+        crate::pipeline::route(self, vec![(command, reply)], &mut Vec::new()).await;
+        rx.await
             .map_err(|_| NodeError::Raft("raft stopped".into()))?
     }
 
@@ -663,30 +650,6 @@ impl RaftNode {
         Ok(out)
     }
 
-    /// Forwarded proposals land here; `FailedPrecondition` tells the sender
-    /// this member is not (or no longer) the leader and nothing was proposed.
-    pub(crate) async fn propose_as_leader(
-        &self,
-        command: Command,
-    ) -> Result<Applied, tonic::Status> {
-        // After a transfer the batcher answers "not leader" and the sender
-        // forwards to the new leader.
-        self.transfer_done().await;
-        match self.propose_local(command).await {
-            Ok(Attempt::Done(a)) => {
-                self.stats
-                    .proposals_committed
-                    .fetch_add(1, Ordering::Relaxed);
-                Ok(a)
-            }
-            Ok(Attempt::NotLeader) => Err(tonic::Status::failed_precondition("not leader")),
-            Err(e) => {
-                self.stats.proposals_failed.fetch_add(1, Ordering::Relaxed);
-                Err(e.into())
-            }
-        }
-    }
-
     /// Raft's read index: returns once this member has applied everything
     /// committed when the call began, as confirmed by the current leader.
     pub async fn read_index(&self) -> Result<(), NodeError> {
@@ -743,11 +706,8 @@ impl RaftNode {
         }
     }
 
-    pub(crate) async fn wait_applied(
-        &self,
-        index: u64,
-        deadline: Instant,
-    ) -> Result<(), NodeError> {
+    /// Returns once this member has applied log index `index`.
+    pub async fn wait_applied(&self, index: u64, deadline: Instant) -> Result<(), NodeError> {
         let mut rx = self.sm.applied();
         loop {
             if rx.borrow_and_update().index >= index {

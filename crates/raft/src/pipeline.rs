@@ -2,12 +2,15 @@
 //!
 //! A ZooKeeper session may have many writes in flight, and ZooKeeper
 //! applies them in the order the client sent them. [`RaftNode::propose`]
-//! alone cannot promise that for concurrent calls: each is scheduled on its
+//! alone cannot promise that for concurrent calls: each is routed on its
 //! own, and from a follower each is a separate forward RPC. A [`Pipeline`]
 //! keeps the order: on the leader it queues each command into the batcher
 //! as it is submitted, without waiting for the previous one to commit;
 //! from a follower it forwards everything queued so far in one
 //! `ForwardBatch` RPC, and sends the next batch when that one returns.
+//!
+//! Both go through [`route`], the one write path: the leader's batcher, or
+//! `ForwardBatch` to the leader, with one retry loop.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -25,7 +28,7 @@ const MAX_FORWARD: usize = 1024;
 /// A forwarded batch stays well under the peer port's message limit.
 const FORWARD_BYTES: usize = 8 << 20;
 
-type Reply = oneshot::Sender<Result<Applied, NodeError>>;
+pub(crate) type Reply = oneshot::Sender<Result<Applied, NodeError>>;
 
 /// One connection's ordered proposer; dropping it ends its task once the
 /// submitted commands are done.
@@ -66,46 +69,52 @@ async fn run(node: Arc<RaftNode>, mut rx: mpsc::UnboundedReceiver<(Command, Repl
                 Err(_) => break,
             }
         }
-        local.retain(|h| !h.is_finished());
-        let deadline = Instant::now() + node.leader_wait;
-        loop {
-            match node.leader() {
-                Some((leader, _)) if leader == node.id => {
-                    if node.is_transferring() {
-                        // Then queue here or forward to the new leader, in
-                        // order either way.
-                        node.transfer_done().await;
-                        continue;
-                    }
-                    queue_local(&node, group, &mut local);
-                    break;
+        route(&node, group, &mut local).await;
+    }
+}
+
+/// The one write path: `group`, in order, into this member's batcher if it
+/// leads, else to the leader in `ForwardBatch` calls; retried while no
+/// leader takes it (nothing proposed), until the leader wait runs out.
+/// `local` holds the answers still pending from earlier local groups of
+/// the same sender: they are awaited before its writes go elsewhere.
+pub(crate) async fn route(
+    node: &Arc<RaftNode>,
+    group: Vec<(Command, Reply)>,
+    local: &mut Vec<JoinHandle<()>>,
+) {
+    local.retain(|h| !h.is_finished());
+    let deadline = Instant::now() + node.leader_wait;
+    loop {
+        match node.leader() {
+            Some((leader, _)) if leader == node.id => {
+                if node.is_transferring() {
+                    // Then queue here or forward to the new leader, in
+                    // order either way.
+                    node.transfer_done().await;
+                    continue;
                 }
-                Some((_, addr)) => {
-                    for h in local.drain(..) {
-                        let _ = h.await;
-                    }
-                    match forward(&node, &addr, &group).await {
-                        Ok(results) => {
-                            answer(group, results);
-                            break;
-                        }
-                        // Not the leader (any more): nothing was proposed.
-                        Err(None) => {}
-                        Err(Some(e)) => {
-                            fail(group, &e);
-                            break;
-                        }
-                    }
+                queue_local(node, group, local);
+                return;
+            }
+            Some((_, addr)) => {
+                for h in local.drain(..) {
+                    let _ = h.await;
                 }
-                None => {}
+                match forward(node, &addr, &group).await {
+                    Ok(results) => return answer(group, results),
+                    // Not the leader (any more): nothing was proposed.
+                    Err(None) => {}
+                    Err(Some(e)) => return fail(group, &e),
+                }
             }
-            if Instant::now() >= deadline {
-                fail(group, &NodeError::NoLeader);
-                break;
-            }
-            let mut m = node.raft.metrics();
-            let _ = tokio::time::timeout(std::time::Duration::from_millis(50), m.changed()).await;
+            None => {}
         }
+        if Instant::now() >= deadline {
+            return fail(group, &NodeError::NoLeader);
+        }
+        let mut m = node.raft.metrics();
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(50), m.changed()).await;
     }
 }
 

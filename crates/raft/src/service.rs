@@ -94,11 +94,9 @@ impl Peer for PeerService {
     ) -> Result<Response<ForwardResponse>, Status> {
         let req = req.into_inner();
         let command = decode(&req.command)?;
-        let applied = if req.from_member {
-            self.node.propose_as_leader(command).await?
-        } else {
-            self.node.propose(command).await?
-        };
+        // Members forward with ForwardBatch; this is for tools and tests,
+        // and goes the way of any client write.
+        let applied = self.node.propose(command).await?;
         let log_index = self.node.sm.applied().borrow().index;
         Ok(Response::new(ForwardResponse {
             applied: encode(&applied)?,

@@ -315,7 +315,7 @@ impl Timeline {
         let timeline = Arc::new(Timeline {
             ring: Mutex::new(Ring::new(TIMELINE_ROWS)),
         });
-        let events = node.sm.subscribe();
+        let events = node.subscribe();
         tokio::spawn(follow(Arc::downgrade(node), timeline.clone(), events));
         timeline
     }
@@ -343,7 +343,7 @@ async fn follow(
                     return;
                 };
                 let rows = {
-                    let state = node.sm.state();
+                    let state = node.state();
                     rows_of(&batch, !state.auth().enabled(), |path| {
                         state
                             .znode(path)
@@ -439,7 +439,7 @@ async fn cluster(State(c): State<Console>) -> Response {
 fn cluster_json(node: &RaftNode) -> Value {
     let m = node.metrics();
     let (revision, compacted) = {
-        let s = node.sm.state();
+        let s = node.state();
         (s.revision(), s.compacted_revision())
     };
     let leader = m.current_leader;
@@ -495,7 +495,7 @@ async fn timeline(
     };
     let limit = p.limit.unwrap_or(TIMELINE_PAGE).clamp(1, TIMELINE_PAGE_MAX);
     let page = c.timeline.ring().page(p.after.unwrap_or(0), limit);
-    let revision = c.node.sm.state().revision();
+    let revision = c.node.state().revision();
     api(
         StatusCode::OK,
         json!({
@@ -591,7 +591,7 @@ async fn znode(
 }
 
 fn znode_json(node: &RaftNode, path: &str) -> Option<Value> {
-    let s = node.sm.state();
+    let s = node.state();
     let n = s.znode(path)?;
     let st = n.stat;
     // `exists` needs no permission in ZooKeeper; data, children and the
@@ -675,7 +675,7 @@ async fn keys(
 }
 
 fn keys_json(node: &RaftNode, prefix: &[u8], limit: usize) -> Value {
-    let s = node.sm.state();
+    let s = node.state();
     if s.auth().enabled() {
         return json!({ "hidden": true, "keys": [], "more": false });
     }
@@ -714,7 +714,7 @@ async fn sessions(State(c): State<Console>) -> Response {
 }
 
 fn sessions_json(node: &RaftNode) -> Value {
-    let s = node.sm.state();
+    let s = node.state();
     let mut sessions = Vec::new();
     let mut leases = Vec::new();
     let (mut session_total, mut lease_total) = (0usize, 0usize);

@@ -72,7 +72,7 @@ impl Metrics {
             "1 if a leader is known",
             g(m.current_leader.is_some() as u64),
         );
-        let rev = node.sm.state().revision();
+        let rev = node.state().revision();
         reg.register(
             "revision",
             "The revision clock (etcd revision = ZooKeeper zxid)",

@@ -168,8 +168,8 @@ pub(crate) async fn run(
         return;
     }
     // Subscribe before reading any state, so no batch after it is missed.
-    let events = srv.node.sm.subscribe();
-    let seen = srv.node.sm.state().revision();
+    let events = srv.node.subscribe();
+    let seen = srv.node.state().revision();
     let info = Arc::new(ConnInfo {
         addr,
         secure,
@@ -292,7 +292,7 @@ impl Conn {
     }
 
     fn state_rev(&self) -> i64 {
-        self.srv.node.sm.state().revision()
+        self.srv.node.state().revision()
     }
 
     /// The ConnectRequest. Returns the notifier a later connection of the
@@ -348,7 +348,7 @@ impl Conn {
             }
             self.read_only = true;
             let known = {
-                let st = self.srv.node.sm.state();
+                let st = self.srv.node.state();
                 st.lease(req.session_id)
                     .and_then(|l| l.session)
                     .is_some_and(|s| s.password == req_passwd)
@@ -390,7 +390,7 @@ impl Conn {
             respond(self, timeout, id, password);
         } else {
             let known = |c: &Conn| {
-                let st = c.srv.node.sm.state();
+                let st = c.srv.node.state();
                 st.lease(req.session_id)
                     .and_then(|l| l.session)
                     .is_some_and(|s| s.password == req_passwd)
@@ -566,7 +566,7 @@ impl Conn {
                         }
                         continue;
                     }
-                    let alive = self.srv.node.sm.state().lease(self.session).is_some();
+                    let alive = self.srv.node.state().lease(self.session).is_some();
                     if !alive {
                         tracing::info!(
                             addr = %self.info.addr,
@@ -850,7 +850,7 @@ impl Conn {
             op::GET_ACL => {
                 let q = decode!(GetACLRequest);
                 let (rev, res) = {
-                    let st = self.srv.node.sm.state();
+                    let st = self.srv.node.state();
                     let res = match st.znode(lookup_path(&q.path)) {
                         None => Err(ZkError::NoNode),
                         Some(n) => self.auth.check(&n.acl, GET_ACL_PERMS).map(|()| {
@@ -869,7 +869,7 @@ impl Conn {
             op::GET_ALL_CHILDREN_NUMBER => {
                 let q = decode!(GetAllChildrenNumberRequest);
                 let (rev, res) = {
-                    let st = self.srv.node.sm.state();
+                    let st = self.srv.node.state();
                     let res = match st.znode(lookup_path(&q.path)) {
                         None => Err(ZkError::NoNode),
                         Some(n) => self.auth.check(&n.acl, perms::READ).map(|()| {
@@ -887,7 +887,7 @@ impl Conn {
             op::GET_EPHEMERALS => {
                 let q = decode!(GetEphemeralsRequest);
                 let (rev, list) = {
-                    let st = self.srv.node.sm.state();
+                    let st = self.srv.node.state();
                     (
                         st.revision(),
                         st.zk_ephemerals(self.session, &q.prefix_path),
@@ -1087,7 +1087,7 @@ impl Conn {
     /// there first: wait until this member has applied it too, so the
     /// session reads its own writes.
     async fn wait_applied(&self, revision: i64) {
-        let mut rx = self.srv.node.sm.applied();
+        let mut rx = self.srv.node.applied();
         let _ = tokio::time::timeout(
             Duration::from_secs(10),
             rx.wait_for(|a| a.revision >= revision),
@@ -1130,7 +1130,7 @@ impl Conn {
             reqs.push((mh.r#type, path));
         }
         let (rev, body) = {
-            let st = self.srv.node.sm.state();
+            let st = self.srv.node.state();
             let mut w = Writer::new();
             for (code, path) in &reqs {
                 let res = match st.znode(lookup_path(path)) {
@@ -1190,7 +1190,7 @@ impl Conn {
             return self.done(xid, ZkError::BadArguments.code(), vec![]).await;
         }
         let (rev, res) = {
-            let st = self.srv.node.sm.state();
+            let st = self.srv.node.state();
             // No permission is checked: FinalRequestProcessor answers
             // exists with the Stat whatever the node's ACL says.
             let res = st
@@ -1224,7 +1224,7 @@ impl Conn {
 
     async fn get_data(&mut self, xid: i32, path: String, watch: bool) -> Step {
         let (rev, res) = {
-            let st = self.srv.node.sm.state();
+            let st = self.srv.node.state();
             let res = match st.znode(lookup_path(&path)) {
                 None => Err(ZkError::NoNode),
                 Some(n) => self.auth.check(&n.acl, perms::READ).map(|()| {
@@ -1246,7 +1246,7 @@ impl Conn {
 
     async fn get_children(&mut self, xid: i32, path: String, watch: bool, two: bool) -> Step {
         let (rev, res) = {
-            let st = self.srv.node.sm.state();
+            let st = self.srv.node.state();
             let res = match st.znode(lookup_path(&path)) {
                 None => Err(ZkError::NoNode),
                 Some(n) => self.auth.check(&n.acl, perms::READ).map(|()| {
@@ -1277,7 +1277,7 @@ impl Conn {
     async fn set_watches(&mut self, xid: i32, sw: SetWatches2) -> Step {
         use proto::event_type::*;
         let (rev, fire, keep) = {
-            let st = self.srv.node.sm.state();
+            let st = self.srv.node.state();
             let rel = sw.relative_zxid;
             let mut fire: Vec<(i32, String)> = Vec::new();
             let mut keep: (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());

@@ -56,7 +56,7 @@ pub(crate) fn render(srv: &Server, cmd: &str) -> String {
 /// `port`: list only that port's connections in `cons`/`stat` (`None`: all).
 pub(crate) fn render_port(srv: &Server, cmd: &str, port: Option<bool>) -> String {
     let (zxid, nodes, sessions, ephemerals) = {
-        let st = srv.node.sm.state();
+        let st = srv.node.state();
         let leases = st.leases();
         let sessions = leases.iter().filter(|l| l.session.is_some()).count();
         let eph: usize = leases
@@ -331,7 +331,7 @@ pub(crate) fn render_port(srv: &Server, cmd: &str, port: Option<bool>) -> String
             }
         }
         "dump" => {
-            let st = srv.node.sm.state();
+            let st = srv.node.state();
             let _ = writeln!(o, "SessionTracker dump:");
             let _ = writeln!(o, "Global Sessions({sessions}):");
             let leases = st.leases();
@@ -385,7 +385,7 @@ fn approximate_data_size(srv: &Server) -> u64 {
             return v;
         }
     }
-    let v = srv.node.sm.state().zk_approximate_data_size();
+    let v = srv.node.state().zk_approximate_data_size();
     *cached = Some((std::time::Instant::now(), v));
     v
 }

@@ -524,7 +524,6 @@ pub fn metrics_text() -> String {
         .sum();
     let sessions = srv
         .node
-        .sm
         .state()
         .leases()
         .iter()

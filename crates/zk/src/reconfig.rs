@@ -115,7 +115,7 @@ impl Conn {
                 .await;
         }
         let (config_version, acl) = {
-            let st = self.srv.node.sm.state();
+            let st = self.srv.node.state();
             match st.znode(CONFIG_NODE) {
                 Some(n) => (n.stat.mzxid, n.acl.clone()),
                 None => (0, Vec::new()),
@@ -159,7 +159,7 @@ impl Conn {
             return self.done(xid, err, vec![]).await;
         }
         let body = {
-            let st = self.srv.node.sm.state();
+            let st = self.srv.node.state();
             st.znode(CONFIG_NODE).map(|n| {
                 encode(&GetDataResponse {
                     data: n.data.clone(),
