@@ -24,6 +24,11 @@
 #            --skip-failover       no failover part
 #            --failover-only       only the failover part
 #            --scale-only          only the scale part (no workload tables, no bulk load)
+#            --rejoin KEYSxBYTES   the rejoin part's data set (three Janus members; default
+#                                  1000000x1024, about 1 GB of incompressible values;
+#                                  --quick 100000x1024)
+#            --skip-rejoin         no rejoin part
+#            --rejoin-only         only the rejoin part
 #            --out DIR             results (default target/bench/latest)
 #   ZK_HEAP=1g                     each ZooKeeper JVM's -Xmx (default 1g)
 #
@@ -49,8 +54,11 @@ scale_only=0
 failover_kills=""
 skip_failover=0
 failover_only=0
+rejoin=""
+skip_rejoin=0
+rejoin_only=0
 out="$root/target/bench/latest"
-usage="usage: $0 [--quick] [--topology 1|3|both] [--keys N] [--duration-ms N] [--concurrency LIST] [--skip-load] [--scale LIST] [--skip-scale] [--scale-only] [--failover-kills N] [--skip-failover] [--failover-only] [--out DIR]"
+usage="usage: $0 [--quick] [--topology 1|3|both] [--keys N] [--duration-ms N] [--concurrency LIST] [--skip-load] [--scale LIST] [--skip-scale] [--scale-only] [--failover-kills N] [--skip-failover] [--failover-only] [--rejoin KEYSxBYTES] [--skip-rejoin] [--rejoin-only] [--out DIR]"
 while [ $# -gt 0 ]; do
     case "$1" in
     --quick) quick=1 ;;
@@ -61,10 +69,13 @@ while [ $# -gt 0 ]; do
     --skip-load) skip_load=1 ;;
     --scale) scale="$2"; shift ;;
     --skip-scale) skip_scale=1 ;;
-    --scale-only) scale_only=1 skip_load=1 skip_failover=1 ;;
+    --scale-only) scale_only=1 skip_load=1 skip_failover=1 skip_rejoin=1 ;;
+    --rejoin) rejoin="$2"; shift ;;
+    --skip-rejoin) skip_rejoin=1 ;;
+    --rejoin-only) rejoin_only=1 scale_only=1 skip_load=1 skip_scale=1 skip_failover=1 ;;
     --failover-kills) failover_kills="$2"; shift ;;
     --skip-failover) skip_failover=1 ;;
-    --failover-only) failover_only=1 skip_load=1 skip_scale=1 ;;
+    --failover-only) failover_only=1 skip_load=1 skip_scale=1 skip_rejoin=1 ;;
     --out) out="$2"; shift ;;
     *) echo "$usage" >&2; exit 2 ;;
     esac
@@ -83,12 +94,14 @@ if [ "$quick" = 1 ]; then
     : "${keys:=100000}"
     : "${scale:=50000x1024}"
     : "${failover_kills:=3}"
+    : "${rejoin:=100000x1024}"
     scale_secs=5
     dur3=1000 conc3=1,16,256 dur1=500 conc1=16 watchers=8
 else
     : "${keys:=1000000}"
     : "${scale:=400000x1024,2000000x256}"
     : "${failover_kills:=10}"
+    : "${rejoin:=1000000x1024}"
     scale_secs=20
     dur3=1500 conc3=1,16,256 dur1=750 conc1=16,256 watchers=16
 fi
@@ -574,9 +587,39 @@ run_failover() {
     failover_one janus janus janus-etcd janus-zk
 }
 
+# A follower (not member 1, which would start a new cluster from an empty
+# directory) is SIGKILLed, wiped and started again while janus-bench puts
+# at 64 in flight on the leader of a cluster holding $rejoin; the member
+# catches up by a state transfer (its log is gone).
+run_rejoin() {
+    local nkeys=${rejoin%x*} bytes=${rejoin#*x} dir="$tmp/rejoin" leader f m cmd
+    echo "== $(since) rejoin: janus, ${nkeys} x ${bytes} B (incompressible), three members"
+    start_janus 3 "$dir"
+    leader=$(find_leader janus 3)
+    ready_all janus-etcd 3 120 --no-data
+    n=$leader
+    "$bench" load --etcd "$(janus_etcd)" --keys "$nkeys" --value-size "$bytes" --incompressible >/dev/null
+    for m in 2 3; do [ "$m" != "$leader" ] && f=$m; done
+    cmd="exec '$janus_bin' --config '$dir/m$f.toml' >>'$res/janus-m$f.log' 2>&1"
+    if "$bench" rejoin --leader "$(n=$leader janus_etcd)" --leader-metrics "$(n=$leader janus_etcd)" \
+        --member-metrics "$(n=$f janus_etcd)" --kill-pid "${members[$((f - 1))]}" --wipe "$dir/m$f" \
+        --start "$cmd" --label "${nkeys} x ${bytes} B" >"$res/rejoin.txt" 2>>"$res/rejoin-errors.log"; then
+        members[$((f - 1))]=$(sed -n 's/^started //p' "$res/rejoin.txt")
+        pids+=("${members[$((f - 1))]}")
+        du -sk "$dir/m$f" | cut -f1 >"$res/rejoin-disk.txt"
+    else
+        echo "   rejoin failed (see $res/rejoin-errors.log)"
+        p=$(sed -n 's/^started //p' "$res/rejoin.txt")
+        [ -n "$p" ] && members[$((f - 1))]=$p && pids+=("$p")
+    fi
+    stop_members
+    rm -rf "$dir"
+}
+
 for size in "${topos[@]}"; do
     res="$out/m$size"
     mkdir -p "$res"
+    if [ "$skip_rejoin" = 0 ] && [ "$size" = 3 ]; then run_rejoin; fi
     if [ "$scale_only" = 0 ] && [ "$failover_only" = 0 ]; then
         if [ "$size" = 3 ]; then run_workloads 3 "$dur3" "$conc3"; else run_workloads 1 "$dur1" "$conc1"; fi
     fi
@@ -618,6 +661,13 @@ elapsed_s=$((($(now_ms) - t_start) / 1000))
         fi
         if [ -s "$res/failover.tsv" ]; then
             "$bench" failover-table --tsv "$res/failover.tsv"
+        fi
+        if [ -s "$res/rejoin.txt" ]; then
+            echo "### Rejoin: a wiped follower catches up while the leader serves puts"
+            echo
+            echo "Three Janus members; puts on the leader before (steady, 15 s) and from the follower's SIGKILL, wipe and restart until it has applied what the leader had committed then. Member data dir after the catch-up: $(cat "$res/rejoin-disk.txt" 2>/dev/null || echo '?') KiB."
+            sed -n '/^|/p' "$res/rejoin.txt"
+            echo
         fi
     done
 } >"$out/report.md"

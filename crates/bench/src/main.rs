@@ -7,10 +7,12 @@
 //!   janus-bench ready --etcd 127.0.0.1:2379
 //!   janus-bench compare --janus j.json --etcd e.json --zk z.json [--resources r.tsv]
 //!   janus-bench failover --kill-pid PID --etcd SURVIVORS --zk SURVIVORS
+//!   janus-bench rejoin --leader EP --kill-pid PID --wipe DIR --start CMD ...
 //!
 //! scripts/bench.sh starts the three servers and runs all of this.
 
 mod failover;
+mod rejoin;
 mod report;
 
 use anyhow::{anyhow, Context, Result};
@@ -48,6 +50,9 @@ enum Cmd {
     Failover(failover::FailoverArgs),
     /// Print the failover table from scripts/bench.sh's failover.tsv.
     FailoverTable(failover::FailoverTableArgs),
+    /// Puts on the leader while a wiped follower rejoins and catches up:
+    /// put latency before and during, and the catch-up time.
+    Rejoin(rejoin::RejoinArgs),
 }
 
 #[derive(Args)]
@@ -114,6 +119,10 @@ struct LoadArgs {
     /// Batches in flight.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
+    /// Values of pseudo-random bytes instead of one repeated byte, so that
+    /// compression on disk or on the wire does not shrink the data set.
+    #[arg(long)]
+    incompressible: bool,
 }
 
 #[derive(Args)]
@@ -160,6 +169,7 @@ async fn main() -> Result<()> {
         Cmd::Compare(a) => compare(a),
         Cmd::Failover(a) => failover::failover(a).await,
         Cmd::FailoverTable(a) => failover::table(a),
+        Cmd::Rejoin(a) => rejoin::rejoin(a).await,
     }
 }
 
@@ -729,9 +739,27 @@ async fn zk_watch(
     ))
 }
 
+/// A value of `size` bytes for key number `k`: `v` repeated, or bytes of a
+/// xorshift sequence seeded by `k` (deterministic, incompressible).
+pub(crate) fn load_value(k: u64, size: usize, incompressible: bool) -> Vec<u8> {
+    if !incompressible {
+        return vec![b'v'; size];
+    }
+    let mut x = k.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut v = Vec::with_capacity(size + 8);
+    while v.len() < size {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(size);
+    v
+}
+
 async fn load(a: LoadArgs) -> Result<()> {
     let start = Instant::now();
-    let v = vec![b'v'; a.value_size];
+    let (size, random) = (a.value_size, a.incompressible);
     let batches: Vec<u64> = (0..a.keys.div_ceil(a.batch.max(1))).collect();
     let batch = a.batch.max(1);
     let keys = a.keys;
@@ -740,10 +768,9 @@ async fn load(a: LoadArgs) -> Result<()> {
         for group in batches.chunks(a.concurrency.max(1)) {
             let futs = group.iter().map(|&b| {
                 let mut c = c.clone();
-                let v = v.clone();
                 async move {
                     let ops: Vec<TxnOp> = (b * batch..((b + 1) * batch).min(keys))
-                        .map(|k| TxnOp::put(format!("load/{k:08}"), v.clone(), None))
+                        .map(|k| TxnOp::put(format!("load/{k:08}"), load_value(k, size, random), None))
                         .collect();
                     c.txn(Txn::new().and_then(ops)).await
                 }
@@ -764,12 +791,11 @@ async fn load(a: LoadArgs) -> Result<()> {
         for group in batches.chunks(a.concurrency.max(1)) {
             let futs = group.iter().map(|&b| {
                 let c = &c;
-                let v = &v;
                 async move {
                     let mut m = c.new_multi_writer();
                     for k in b * batch..((b + 1) * batch).min(keys) {
                         let path = format!("/load/p{:05}/k{k:08}", k / 1000);
-                        m.add_create(&path, v, &persistent())?;
+                        m.add_create(&path, &load_value(k, size, random), &persistent())?;
                     }
                     m.commit().await.map(|_| ()).map_err(anyhow::Error::from)
                 }
