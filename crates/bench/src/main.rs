@@ -770,7 +770,9 @@ async fn load(a: LoadArgs) -> Result<()> {
                 let mut c = c.clone();
                 async move {
                     let ops: Vec<TxnOp> = (b * batch..((b + 1) * batch).min(keys))
-                        .map(|k| TxnOp::put(format!("load/{k:08}"), load_value(k, size, random), None))
+                        .map(|k| {
+                            TxnOp::put(format!("load/{k:08}"), load_value(k, size, random), None)
+                        })
                         .collect();
                     c.txn(Txn::new().and_then(ops)).await
                 }

@@ -123,11 +123,18 @@ pub async fn rejoin(a: RejoinArgs) -> Result<()> {
 
     // SAFETY: kill(2) with a pid and a signal number has no memory effects.
     if unsafe { libc::kill(a.kill_pid, libc::SIGKILL) } != 0 {
-        bail!("kill -9 {}: {}", a.kill_pid, std::io::Error::last_os_error());
+        bail!(
+            "kill -9 {}: {}",
+            a.kill_pid,
+            std::io::Error::last_os_error()
+        );
     }
     // Gone once its metrics port refuses connections.
     let t_kill = Instant::now();
-    while metric(&a.member_metrics, "janus_raft_applied_index").await.is_ok() {
+    while metric(&a.member_metrics, "janus_raft_applied_index")
+        .await
+        .is_ok()
+    {
         if t_kill.elapsed() > Duration::from_secs(10) {
             bail!("member {} still answers after SIGKILL", a.kill_pid);
         }

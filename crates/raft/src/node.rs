@@ -174,6 +174,9 @@ struct Queued {
     reply: oneshot::Sender<Result<Attempt, NodeError>>,
 }
 
+/// See `install_snapshot_timeout` in `RaftNode::start`.
+const SNAPSHOT_CHUNK_TIMEOUT_MS: u64 = 60_000;
+
 /// At most this many commands share one log entry.
 const MAX_BATCH: usize = 1024;
 /// And at most about this many bytes (a single larger command still goes
@@ -399,6 +402,12 @@ impl RaftNode {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_logs),
             max_in_snapshot_log_to_keep: cfg.log_keep_entries,
             max_payload_entries: MAX_PAYLOAD_ENTRIES,
+            // Each InstallSnapshot chunk's RPC, the last one including the
+            // install. A chunk that runs out of time makes openraft start
+            // the whole transfer over; at openraft's 200 ms a busy or large
+            // transfer never finished (the last chunk alone installs the
+            // whole data set).
+            install_snapshot_timeout: SNAPSHOT_CHUNK_TIMEOUT_MS,
             ..Default::default()
         }
         .validate()
