@@ -51,9 +51,7 @@ enum Step {
 pub(crate) type Rd = Box<dyn AsyncRead + Send + Sync + Unpin>;
 /// A connection's write side.
 pub(crate) type Wr = Box<dyn AsyncWrite + Send + Sync + Unpin>;
-#[path = "reconfig.rs"]
 mod reconfig;
-#[path = "writes.rs"]
 mod writes;
 
 /// Writes one connection has in flight at most; past it the connection
