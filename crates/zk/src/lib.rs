@@ -498,6 +498,48 @@ fn op_name(code: i32) -> String {
     name.to_string()
 }
 
+/// The single-value metrics of [`metrics_text`], (name, help, type), in
+/// the order it writes them (and of its `values`).
+const GAUGES: [(&str, &str, &str); 9] = [
+    (
+        "janus_zk_connections",
+        "Open ZooKeeper client connections.",
+        "gauge",
+    ),
+    (
+        "janus_zk_outstanding_requests",
+        "Requests being processed.",
+        "gauge",
+    ),
+    ("janus_zk_watches", "Registered watches.", "gauge"),
+    (
+        "janus_zk_sessions",
+        "ZooKeeper sessions in the replicated state.",
+        "gauge",
+    ),
+    (
+        "janus_zk_packets_received_total",
+        "Packets received.",
+        "counter",
+    ),
+    ("janus_zk_packets_sent_total", "Packets sent.", "counter"),
+    (
+        "janus_zk_secure_connections",
+        "Open connections on the secure (TLS) client port.",
+        "gauge",
+    ),
+    (
+        "janus_zk_tls_handshake_failures_total",
+        "TLS handshakes on the secure client port that failed or timed out.",
+        "counter",
+    ),
+    (
+        "janus_zk_auth_failures_total",
+        "Failed authentications (auth packets, SASL, client certificates).",
+        "counter",
+    ),
+];
+
 /// The ZooKeeper personality's metrics in Prometheus' text format, for the
 /// binary's `/metrics` (empty until `serve` runs): connections, outstanding
 /// requests, requests by op, latency histogram, watches, sessions.
@@ -529,77 +571,31 @@ pub fn metrics_text() -> String {
         .iter()
         .filter(|l| l.session.is_some())
         .count();
-    let mut o = String::new();
-    let gauge = |o: &mut String, name: &str, help: &str, kind: &str, v: u64| {
-        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
-    };
-    gauge(
-        &mut o,
-        "janus_zk_connections",
-        "Open ZooKeeper client connections.",
-        "gauge",
-        conns.len() as u64,
-    );
     let outstanding = srv.outstanding.load(Ordering::Relaxed).max(0) as u64;
-    gauge(
-        &mut o,
-        "janus_zk_outstanding_requests",
-        "Requests being processed.",
-        "gauge",
-        outstanding,
-    );
-    gauge(
-        &mut o,
-        "janus_zk_watches",
-        "Registered watches.",
-        "gauge",
-        watches as u64,
-    );
-    gauge(
-        &mut o,
-        "janus_zk_sessions",
-        "ZooKeeper sessions in the replicated state.",
-        "gauge",
-        sessions as u64,
-    );
-    let received = srv.packets_received.load(Ordering::Relaxed);
-    gauge(
-        &mut o,
-        "janus_zk_packets_received_total",
-        "Packets received.",
-        "counter",
-        received,
-    );
-    gauge(
-        &mut o,
-        "janus_zk_packets_sent_total",
-        "Packets sent.",
-        "counter",
-        srv.packets_sent.load(Ordering::Relaxed),
-    );
     let secure = conns.iter().filter(|c| c.secure).count();
-    gauge(
-        &mut o,
-        "janus_zk_secure_connections",
-        "Open connections on the secure (TLS) client port.",
-        "gauge",
+    let values = [
+        conns.len() as u64,
+        outstanding,
+        watches as u64,
+        sessions as u64,
+        srv.packets_received.load(Ordering::Relaxed),
+        srv.packets_sent.load(Ordering::Relaxed),
         secure as u64,
-    );
-    gauge(
-        &mut o,
-        "janus_zk_tls_handshake_failures_total",
-        "TLS handshakes on the secure client port that failed or timed out.",
-        "counter",
         srv.tls_failed.load(Ordering::Relaxed),
-    );
-    let failed = srv.auth_failed.load(Ordering::Relaxed);
-    gauge(
-        &mut o,
-        "janus_zk_auth_failures_total",
-        "Failed authentications (auth packets, SASL, client certificates).",
-        "counter",
-        failed,
-    );
+        srv.auth_failed.load(Ordering::Relaxed),
+    ];
+    let mut o = String::new();
+    for ((name, help, kind), v) in GAUGES.iter().zip(values) {
+        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+    }
+    requests_and_latency(&srv, &mut o);
+    o
+}
+
+/// The requests-by-op counters and the latency histogram of
+/// [`metrics_text`].
+fn requests_and_latency(srv: &Server, o: &mut String) {
+    use std::fmt::Write;
     let _ = writeln!(
         o,
         "# HELP janus_zk_requests_total Requests by op.\n# TYPE janus_zk_requests_total counter"
@@ -626,7 +622,6 @@ pub fn metrics_text() -> String {
         "janus_zk_request_latency_ms_sum {}\njanus_zk_request_latency_ms_count {}",
         lat.total, lat.count
     );
-    o
 }
 
 #[cfg(test)]

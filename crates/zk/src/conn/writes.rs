@@ -10,12 +10,15 @@
 use std::time::Instant;
 
 use janus_core::zk::validate_path;
-use janus_core::{Acl, Applied, Command, CreateMode, Response, ZkError, ZkOp, ZkOpResult};
+use janus_core::{
+    Acl, Applied, Command, CreateMode, Response, ZkError, ZkOp, ZkOpResult, ZkResponse,
+};
 use janus_jute::{Reader, Record};
 use janus_raft::NodeError;
 use tokio::sync::oneshot;
 
-use super::{encode, multi_body, Conn, Step};
+use super::multi::multi_answer;
+use super::{encode, null_string, Conn, Step};
 use crate::proto::{op, *};
 
 /// How a committed write's answer is made.
@@ -71,7 +74,7 @@ pub(super) fn pipelined(opcode: i32) -> bool {
 
 /// An op that always fails in the tree (BADARGUMENTS), committed in the
 /// place of one refused before it.
-fn stand_in() -> ZkOp {
+pub(super) fn stand_in() -> ZkOp {
     ZkOp::Check {
         path: String::new(),
         version: -1,
@@ -104,7 +107,7 @@ impl Conn {
 
     /// One op on this connection's behalf: the core checks ACLs against
     /// the connection's ids as the op applies.
-    fn zk(&self, op: ZkOp) -> Command {
+    pub(super) fn zk(&self, op: ZkOp) -> Command {
         Command::ZkAs {
             ids: self.auth.ids.clone(),
             owner: self.owner,
@@ -115,7 +118,11 @@ impl Conn {
         }
     }
 
-    fn decode_single(&self, opcode: i32, r: &mut Reader<'_>) -> Result<(Kind, ZkOp), ZkError> {
+    pub(super) fn decode_single(
+        &self,
+        opcode: i32,
+        r: &mut Reader<'_>,
+    ) -> Result<(Kind, ZkOp), ZkError> {
         // A record that does not decode: MARSHALLINGERROR, as ZooKeeper
         // answers a request it cannot deserialize.
         let bad = |e: janus_jute::DecodeError| {
@@ -129,7 +136,7 @@ impl Conn {
         if matches!(
             opcode,
             op::CREATE | op::CREATE2 | op::CREATE_CONTAINER | op::CREATE_TTL | op::DELETE
-        ) && crate::conn::null_string(r.rest())
+        ) && null_string(r.rest())
         {
             return Err(ZkError::MarshallingError);
         }
@@ -187,70 +194,6 @@ impl Conn {
             }
             _ => return Err(ZkError::Unimplemented),
         })
-    }
-
-    /// A multi's ops in request order. One refused here (flags, ACL
-    /// fix-up) fails the multi, but an earlier op's own error must still
-    /// come first: the ops before it are committed with a stand-in after
-    /// them, whose error is then replaced by the real one.
-    fn decode_multi(&self, r: &mut Reader<'_>) -> (Kind, Command) {
-        let malformed = (
-            Kind::Refused(ZkError::MarshallingError),
-            self.zk(stand_in()),
-        );
-        let mut codes = Vec::new();
-        let mut ops = Vec::new();
-        let mut local = None;
-        loop {
-            let Ok(mh) = MultiHeader::decode(r) else {
-                tracing::info!(addr = %self.info.addr, "zookeeper: malformed multi");
-                return malformed;
-            };
-            if mh.done {
-                break;
-            }
-            if !matches!(
-                mh.r#type,
-                op::CREATE
-                    | op::CREATE2
-                    | op::CREATE_CONTAINER
-                    | op::CREATE_TTL
-                    | op::DELETE
-                    | op::SET_DATA
-                    | op::CHECK
-            ) {
-                tracing::info!(addr = %self.info.addr, op = mh.r#type, "zookeeper: bad op in multi");
-                return malformed;
-            }
-            if mh.r#type == op::CHECK && crate::conn::null_string(r.rest()) {
-                // Inside a multi a null path throws before validatePath.
-                return malformed;
-            }
-            match self.decode_single(mh.r#type, r) {
-                Ok((_, op)) => {
-                    if local.is_none() {
-                        ops.push(op);
-                    }
-                }
-                Err(ZkError::MarshallingError) => return malformed,
-                Err(e) => {
-                    if local.is_none() {
-                        local = Some((codes.len(), e));
-                        ops.push(stand_in());
-                    }
-                }
-            }
-            codes.push(mh.r#type);
-        }
-        let cmd = Command::ZkAs {
-            ids: self.auth.ids.clone(),
-            owner: self.owner,
-            command: Box::new(Command::ZkMulti {
-                session: self.session,
-                ops,
-            }),
-        };
-        (Kind::Multi { codes, local }, cmd)
     }
 
     /// Checks ZooKeeper makes before the txn (PrepRequestProcessor) that
@@ -327,7 +270,16 @@ impl Conn {
         let zxid = a.revision;
         let upto = zxid.min(self.state_rev());
         self.catch_up(upto).await;
-        let res = match a.response {
+        let Some(res) = self.zk_result(a.response) else {
+            return Step::Close;
+        };
+        write_reply(p.xid, zxid, p.kind, res)
+    }
+
+    /// The ZooKeeper result of a committed write; `None`: close the
+    /// connection without an answer.
+    fn zk_result(&self, response: Response) -> Option<Result<ZkResponse, ZkError>> {
+        Some(match response {
             // The session was closed (through another member's connection)
             // or expired while this connection is still open. ZooKeeper
             // closes a session's connections as the close applies, on every
@@ -339,7 +291,7 @@ impl Conn {
                     session = self.session,
                     "zookeeper: write of a closed session; closing"
                 );
-                return Step::Close;
+                return None;
             }
             // Re-established on another connection since: ZooKeeper's
             // FinalRequestProcessor closes this one without an answer.
@@ -348,62 +300,55 @@ impl Conn {
                     session = self.session,
                     "zookeeper: session moved to another connection; closing"
                 );
-                return Step::Close;
+                return None;
             }
             Response::Zk(r) => r,
             other => {
                 tracing::error!(?other, "zookeeper: unexpected response");
                 Err(ZkError::RuntimeInconsistency)
             }
-        };
-        let reply = |err: ZkError| Step::Reply {
-            xid: p.xid,
-            zxid,
-            err: err.code(),
-            body: vec![],
-        };
-        let ok = |body: Vec<u8>| Step::Reply {
-            xid: p.xid,
-            zxid,
-            err: 0,
-            body,
-        };
-        use janus_core::ZkResponse::{Multi, Op};
-        match (p.kind, res) {
-            (Kind::Refused(e), _) => reply(e),
-            (Kind::Multi { codes, local }, Ok(Multi(mut results))) => {
-                if let Some((i, e)) = local {
-                    if let Some(r) = results.get_mut(i) {
-                        if *r == ZkOpResult::Error(Some(ZkError::BadArguments)) {
-                            *r = ZkOpResult::Error(Some(e));
-                        }
-                    }
-                }
-                results.resize(
-                    codes.len(),
-                    ZkOpResult::Error(Some(ZkError::RuntimeInconsistency)),
-                );
-                ok(multi_body(&codes, &results))
-            }
-            (_, Err(e)) => reply(e),
-            (Kind::Create { opcode }, Ok(Op(ZkOpResult::Create { path, stat }))) => {
-                if opcode == op::CREATE {
-                    ok(encode(&CreateResponse { path }))
-                } else {
-                    ok(encode(&Create2Response {
-                        path,
-                        stat: stat.into(),
-                    }))
-                }
-            }
-            (Kind::SetData, Ok(Op(ZkOpResult::SetData { stat }))) => {
-                ok(encode(&SetDataResponse { stat: stat.into() }))
-            }
-            (Kind::SetAcl, Ok(Op(ZkOpResult::SetAcl { stat }))) => {
-                ok(encode(&SetACLResponse { stat: stat.into() }))
-            }
-            (Kind::Empty, Ok(Op(ZkOpResult::Delete | ZkOpResult::Check))) => ok(vec![]),
-            _ => reply(ZkError::RuntimeInconsistency),
+        })
+    }
+}
+
+/// The answer to a write of `kind` at `zxid`, from its result `res`.
+fn write_reply(xid: i32, zxid: i64, kind: Kind, res: Result<ZkResponse, ZkError>) -> Step {
+    let reply = |err: ZkError| Step::Reply {
+        xid,
+        zxid,
+        err: err.code(),
+        body: vec![],
+    };
+    let ok = |body: Vec<u8>| Step::Reply {
+        xid,
+        zxid,
+        err: 0,
+        body,
+    };
+    use janus_core::ZkResponse::{Multi, Op};
+    match (kind, res) {
+        (Kind::Refused(e), _) => reply(e),
+        (Kind::Multi { codes, local }, Ok(Multi(results))) => {
+            ok(multi_answer(&codes, local, results))
         }
+        (_, Err(e)) => reply(e),
+        (Kind::Create { opcode }, Ok(Op(ZkOpResult::Create { path, stat }))) => {
+            if opcode == op::CREATE {
+                ok(encode(&CreateResponse { path }))
+            } else {
+                ok(encode(&Create2Response {
+                    path,
+                    stat: stat.into(),
+                }))
+            }
+        }
+        (Kind::SetData, Ok(Op(ZkOpResult::SetData { stat }))) => {
+            ok(encode(&SetDataResponse { stat: stat.into() }))
+        }
+        (Kind::SetAcl, Ok(Op(ZkOpResult::SetAcl { stat }))) => {
+            ok(encode(&SetACLResponse { stat: stat.into() }))
+        }
+        (Kind::Empty, Ok(Op(ZkOpResult::Delete | ZkOpResult::Check))) => ok(vec![]),
+        _ => reply(ZkError::RuntimeInconsistency),
     }
 }

@@ -17,8 +17,10 @@ use janus_core::zk::perms;
 use janus_core::{ZkError, CONFIG_NODE};
 use janus_raft::{Member, MembershipError, MembershipOp, NodeId};
 
+use janus_jute::Reader;
+
 use super::{encode, Conn, Step};
-use crate::proto::{GetDataResponse, ReconfigRequest};
+use crate::proto::{op, GetDataResponse, ReconfigRequest};
 
 /// `KeeperException.Code.NEWCONFIGNOQUORUM`.
 const NEW_CONFIG_NO_QUORUM: i32 = -13;
@@ -108,7 +110,10 @@ fn parse_request(
 }
 
 impl Conn {
-    pub(super) async fn reconfig(&mut self, xid: i32, q: ReconfigRequest) -> Step {
+    pub(super) async fn reconfig(&mut self, xid: i32, r: &mut Reader<'_>) -> Step {
+        let Some(q) = self.decode::<ReconfigRequest>(op::RECONFIG, r) else {
+            return self.malformed(xid).await;
+        };
         if !self.srv.cfg.reconfig_enabled {
             return self
                 .done(xid, ZkError::ReconfigDisabled.code(), vec![])
