@@ -3,6 +3,7 @@
 mod config;
 mod console;
 mod etcd_flags;
+mod etcd_log;
 mod http;
 mod metrics;
 mod resolve;
@@ -69,13 +70,14 @@ async fn start() -> anyhow::Result<()> {
             .init();
         return snapshot::run(cmd).await;
     }
+    let etcd_mode = matches!(cli.mode, Some(config::Mode::Etcd { .. }));
     let cfg = Config::load(&cli, std::env::vars())?;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log));
     tracing_subscriber::fmt().with_env_filter(filter).init();
     for w in &cfg.warnings {
         tracing::warn!("{w}");
     }
-    run(cfg).await
+    run(cfg, etcd_mode).await
 }
 
 /// `janus migrate`: the report goes to stdout; exit status 1 when the two
@@ -132,7 +134,7 @@ impl Binds {
     }
 }
 
-async fn run(cfg: Config) -> anyhow::Result<()> {
+async fn run(cfg: Config, etcd_mode: bool) -> anyhow::Result<()> {
     tracing::info!(?cfg, "starting janus {}", env!("CARGO_PKG_VERSION"));
     // Before anything starts: a name that does not resolve stops Janus
     // with nothing to undo.
@@ -197,13 +199,26 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         },
         timeline,
     );
-    let mut etcd = tokio::spawn(janus_etcd::serve(
+    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+    let mut etcd = tokio::spawn(janus_etcd::serve_notify(
         node.clone(),
         binds.etcd.clone(),
         cfg.etcd.clone(),
         http_routes,
         stopped(stop_rx.clone()),
+        Some(bound_tx),
     ));
+    if etcd_mode {
+        tokio::spawn(etcd_log::announce(
+            node.clone(),
+            etcd_log::Publish {
+                name: cfg.etcd.name.clone(),
+                client_urls: client_urls.clone(),
+                cluster_token: cfg.etcd.cluster_token.clone(),
+            },
+            bound_rx,
+        ));
+    }
     let mut metrics_servers = Vec::new();
     for addr in &binds.metrics {
         let l = tokio::net::TcpListener::bind(addr)
