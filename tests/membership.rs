@@ -11,13 +11,13 @@
 //!   the super user, BADARGUMENTS, NEWCONFIGNOQUORUM), `reconfig -remove`,
 //!   after which the removed member stops.
 
-use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use janus_core::{Command as Cmd, PutRequest};
 use janus_raft::{Query, QueryResult};
+use janus_tests::tools::zk_cli;
 use janus_tests::{free_port, Janus};
 use serde_json::Value;
 
@@ -330,48 +330,6 @@ async fn etcdctl_member_add_promote_remove() {
     let (code, _, err) = ctl(&ep, &["member", "remove", &id4]);
     assert_ne!(code, 0);
     assert!(err.contains("etcdserver: member not found"), "{err}");
-}
-
-/// Run zkCli.sh with `script` (one command a line); its output.
-fn zk_cli(addr: &str, script: &str) -> String {
-    let mut child = Command::new("sh")
-        .args([
-            "-c",
-            "exec /usr/share/zookeeper/bin/zkCli.sh -server \"$0\" 2>&1",
-            addr,
-        ])
-        .env("ZOO_LOG4J_PROP", "ERROR,CONSOLE")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("zkCli.sh (Debian's zookeeper package; scripts/deps/zk.sh)");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let script = script.to_string();
-    let feeder = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(1500));
-        for line in script.lines() {
-            let _ = writeln!(stdin, "{line}");
-            // reconfig may wait for a synced quorum (a few election timeouts).
-            let pause = if line.starts_with("reconfig") {
-                2500
-            } else {
-                300
-            };
-            std::thread::sleep(Duration::from_millis(pause));
-        }
-        let _ = writeln!(stdin, "quit");
-    });
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let out = rx
-        .recv_timeout(Duration::from_secs(90))
-        .expect("zkCli.sh timed out")
-        .expect("zkCli.sh output");
-    let _ = feeder.join();
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The `server.N=...` lines and the version line of a config text.

@@ -7,60 +7,11 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use janus_tests::tools::{zk_cli, Proc};
 use janus_tests::{free_port, http_get, janus_bin};
-
-/// A process killed on drop.
-struct Proc {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// zkCli.sh with `script` (one command a line): its output.
-fn zk_cli(addr: &str, script: &str) -> String {
-    let mut child = Command::new("sh")
-        .args([
-            "-c",
-            "exec /usr/share/zookeeper/bin/zkCli.sh -server \"$0\" 2>&1",
-            addr,
-        ])
-        .env("ZOO_LOG4J_PROP", "ERROR,CONSOLE")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("zkCli.sh (Debian's zookeeper package; scripts/deps/zk.sh)");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let script = script.to_string();
-    let feeder = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(1500));
-        for line in script.lines() {
-            let _ = writeln!(stdin, "{line}");
-            std::thread::sleep(Duration::from_millis(300));
-        }
-        let _ = writeln!(stdin, "quit");
-    });
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let out = rx
-        .recv_timeout(Duration::from_secs(90))
-        .expect("zkCli.sh timed out")
-        .expect("zkCli.sh output");
-    let _ = feeder.join();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// A four-letter word's answer.
 fn four(addr: &str, word: &str) -> String {

@@ -182,6 +182,16 @@ pub(crate) fn mix64(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
+/// The etcd cluster id of a cluster token (`--initial-cluster-token`).
+pub fn cluster_id(cluster_token: &str) -> u64 {
+    mix64(hash_str(cluster_token)).max(1)
+}
+
+/// The etcd member id of Raft node `node` in cluster `cluster_id`.
+pub fn member_id(node: u64, cluster_id: u64) -> u64 {
+    mix64(node ^ cluster_id).max(1)
+}
+
 fn hash_str(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
@@ -194,7 +204,7 @@ impl Ctx {
     /// (a bijection but for `max(1)`: the node behind an id is found by
     /// comparing against the members' ids).
     pub fn member_id_of(&self, node: u64) -> u64 {
-        mix64(node ^ self.cluster_id).max(1)
+        member_id(node, self.cluster_id)
     }
 
     pub fn member_id(&self) -> u64 {
@@ -232,6 +242,19 @@ pub async fn serve(
     http: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    serve_notify(node, listen, cfg, http, shutdown, None).await
+}
+
+/// `serve`, telling `bound` the listeners' addresses (and whether each is
+/// TLS) once every one is bound, before serving starts.
+pub async fn serve_notify(
+    node: Arc<RaftNode>,
+    listen: String,
+    cfg: Config,
+    http: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    bound: Option<tokio::sync::oneshot::Sender<Vec<(std::net::SocketAddr, bool)>>>,
+) -> Result<(), ServeError> {
     let compaction = compactor::policy(&cfg.auto_compaction_mode, &cfg.auto_compaction_retention)
         .map_err(ServeError::Config)?;
     let tls = match (&cfg.cert_file, &cfg.key_file) {
@@ -263,6 +286,13 @@ pub async fn serve(
             })?;
         listeners.push((l, secure));
     }
+    if let Some(tx) = bound {
+        let addrs = listeners
+            .iter()
+            .filter_map(|(l, secure)| Some((l.local_addr().ok()?, *secure)))
+            .collect();
+        let _ = tx.send(addrs);
+    }
     let (recent, recent_task) = watch::Recent::spawn(node.clone());
     let _recent = AbortOnDrop(recent_task);
     quota::set_quota(cfg.quota_backend_bytes);
@@ -270,7 +300,7 @@ pub async fn serve(
     let ctx = Arc::new(Ctx {
         node,
         recent,
-        cluster_id: mix64(hash_str(&cfg.cluster_token)).max(1),
+        cluster_id: cluster_id(&cfg.cluster_token),
         tokens: auth::Tokens::new(std::time::Duration::from_secs(cfg.auth_token_ttl_secs)),
         cfg,
     });

@@ -472,6 +472,7 @@ fn map(a: EtcdArgs, out: &mut Translated) -> anyhow::Result<()> {
     {
         for u in urls(list) {
             let (scheme, hostport) = split_url(u)?;
+            crate::resolve::etcd_check_bind_url(u, hostport)?;
             if scheme == "https" && !client_tls {
                 bail!("{u}: https client URLs need --cert-file and --key-file");
             }
@@ -515,6 +516,7 @@ fn map(a: EtcdArgs, out: &mut Translated) -> anyhow::Result<()> {
         }
         if let Some(u) = list.first() {
             let (scheme, hostport) = split_url(u)?;
+            crate::resolve::etcd_check_bind_url(u, hostport)?;
             peer_scheme_ok(scheme, u)?;
             l.insert("peer_listen".into(), json!(hostport));
         }
@@ -595,7 +597,11 @@ fn map(a: EtcdArgs, out: &mut Translated) -> anyhow::Result<()> {
             .filter(|(m, _)| *m == name)
             .map(|(_, a)| a)
             .collect();
-        if !mine.iter().any(|a| a.as_str() == adv_hostport) {
+        // etcd compares the two lists resolved (`netutil.URLStringsEqual`).
+        if !mine
+            .iter()
+            .any(|a| crate::resolve::same_address(a, adv_hostport))
+        {
             bail!(
                 "--initial-cluster has {name}={} but missing from --initial-advertise-peer-urls={adv_peer_list}",
                 mine.first().map_or("", |a| a.as_str())
@@ -668,6 +674,7 @@ fn map(a: EtcdArgs, out: &mut Translated) -> anyhow::Result<()> {
         let mut m = Vec::new();
         for u in urls(list) {
             let (scheme, hostport) = split_url(u)?;
+            crate::resolve::etcd_check_bind_url(u, hostport)?;
             if scheme == "https" {
                 bail!("{u}: https metrics URLs are not supported by Janus (use http)");
             }
@@ -826,6 +833,70 @@ mod tests {
         assert_eq!(t.layer["initial_cluster"], "1=localhost:2380");
         assert_eq!(t.layer["data_dir"], "default.etcd");
         assert_eq!(t.layer["etcd"]["name"], "default");
+    }
+
+    #[test]
+    fn host_names_in_urls() {
+        // Listeners: IPs and `localhost` (bound resolved at start);
+        // advertised URLs and the initial cluster: any name, kept.
+        let t = translate(
+            &s(&[
+                "--name=n1",
+                "--listen-client-urls=http://localhost:2379",
+                "--advertise-client-urls=http://node-1.example:2379",
+                "--listen-peer-urls=http://localhost:2380",
+                "--initial-advertise-peer-urls=http://localhost:2380",
+                "--initial-cluster=n1=http://localhost:2380,n2=http://node-2.example:2380",
+                "--listen-metrics-urls=http://localhost:2381",
+            ]),
+            &[],
+        )
+        .expect("names accepted");
+        assert_eq!(t.layer["etcd_listen"], "http://localhost:2379");
+        assert_eq!(t.layer["peer_listen"], "localhost:2380");
+        assert_eq!(t.layer["advertise_peer"], "localhost:2380");
+        assert_eq!(t.layer["metrics_listen"], "localhost:2381");
+        assert_eq!(
+            t.layer["initial_cluster"],
+            "1=localhost:2380,2=node-2.example:2380"
+        );
+        assert_eq!(
+            t.layer["etcd"]["advertise_client_urls"],
+            json!(["http://node-1.example:2379"])
+        );
+        // etcd matches the initial cluster with the advertised URLs
+        // resolved.
+        assert!(translate(
+            &s(&[
+                "--initial-advertise-peer-urls=http://127.0.0.1:2380",
+                "--initial-cluster=default=http://localhost:2380",
+            ]),
+            &[],
+        )
+        .is_ok());
+        for flag in [
+            "--listen-peer-urls=http://node-1.example:2380",
+            "--listen-metrics-urls=http://node-1.example:2381",
+        ] {
+            let e = translate(&s(&[flag]), &[]).expect_err(flag);
+            let url = flag.split_once('=').map_or("", |(_, u)| u);
+            assert_eq!(
+                e.to_string(),
+                format!("expected IP in URL for binding ({url})")
+            );
+        }
+        let e = translate(
+            &s(&[
+                "--listen-client-urls=http://node-1.example:2379",
+                "--advertise-client-urls=http://node-1.example:2379",
+            ]),
+            &[],
+        )
+        .expect_err("a name to listen on");
+        assert_eq!(
+            e.to_string(),
+            "expected IP in URL for binding (http://node-1.example:2379)"
+        );
     }
 
     #[test]

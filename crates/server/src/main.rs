@@ -3,12 +3,13 @@
 mod config;
 mod console;
 mod etcd_flags;
+mod etcd_log;
 mod http;
 mod metrics;
+mod resolve;
 mod snapshot;
 mod zoo_cfg;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -69,13 +70,14 @@ async fn start() -> anyhow::Result<()> {
             .init();
         return snapshot::run(cmd).await;
     }
+    let etcd_mode = matches!(cli.mode, Some(config::Mode::Etcd { .. }));
     let cfg = Config::load(&cli, std::env::vars())?;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log));
     tracing_subscriber::fmt().with_env_filter(filter).init();
     for w in &cfg.warnings {
         tracing::warn!("{w}");
     }
-    run(cfg).await
+    run(cfg, etcd_mode).await
 }
 
 /// `janus migrate`: the report goes to stdout; exit status 1 when the two
@@ -94,8 +96,50 @@ async fn migrate(args: janus_migrate::Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run(cfg: Config) -> anyhow::Result<()> {
+/// The addresses to bind: every listen setting with its host names
+/// resolved (advertised addresses keep the names).
+struct Binds {
+    peer: std::net::SocketAddr,
+    etcd: String,
+    zk: String,
+    zk_secure: Option<String>,
+    zk_admin: Option<String>,
+    metrics: Vec<std::net::SocketAddr>,
+}
+
+impl Binds {
+    fn resolve(cfg: &Config) -> anyhow::Result<Binds> {
+        let one =
+            |a: &str, what: &str| resolve::bind_addr(a).with_context(|| format!("{what} {a:?}"));
+        let opt = |a: &Option<String>, what: &str| -> anyhow::Result<Option<String>> {
+            a.as_deref()
+                .map(|a| one(a, what).map(|s| s.to_string()))
+                .transpose()
+        };
+        Ok(Binds {
+            peer: one(&cfg.peer_listen, "peer_listen")?,
+            etcd: resolve::bind_list(&cfg.etcd_listen)
+                .with_context(|| format!("etcd_listen {:?}", cfg.etcd_listen))?,
+            zk: one(&cfg.zk_listen, "zk_listen")?.to_string(),
+            zk_secure: opt(&cfg.zookeeper.secure_listen, "zookeeper.secure_listen")?,
+            zk_admin: opt(&cfg.zookeeper.admin_listen, "zookeeper.admin_listen")?,
+            metrics: cfg
+                .metrics_listen
+                .split(',')
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(|a| one(a, "metrics_listen"))
+                .collect::<anyhow::Result<_>>()?,
+        })
+    }
+}
+
+async fn run(cfg: Config, etcd_mode: bool) -> anyhow::Result<()> {
     tracing::info!(?cfg, "starting janus {}", env!("CARGO_PKG_VERSION"));
+    // Before anything starts: a name that does not resolve stops Janus
+    // with nothing to undo.
+    let binds = Binds::resolve(&cfg)?;
+    let client_urls = client_urls(&cfg)?;
     let metrics = metrics::Metrics::default();
     if let Some(tls) = cfg.peer_tls()? {
         janus_raft::set_peer_tls(tls).map_err(|_| anyhow::anyhow!("peer TLS configured twice"))?;
@@ -114,7 +158,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         join_existing: cfg.join_existing(),
         me: Member {
             name: cfg.etcd.name.clone(),
-            client_urls: client_urls(&cfg)?,
+            client_urls: client_urls.clone(),
             zk_client: cfg.zk_listen.clone(),
             ..Member::default()
         },
@@ -126,7 +170,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         let _ = rx.wait_for(|s| *s).await;
     };
 
-    let peer_addr: SocketAddr = cfg.peer_listen.parse().context("peer_listen")?;
+    let peer_addr = binds.peer;
     let mut peer = tonic::transport::Server::builder().tcp_nodelay(true);
     if let Some(tls) = janus_raft::peer_tls() {
         peer = peer.tls_config(tls.server_config()).context("peer TLS")?;
@@ -155,20 +199,28 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         },
         timeline,
     );
-    let mut etcd = tokio::spawn(janus_etcd::serve(
+    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+    let mut etcd = tokio::spawn(janus_etcd::serve_notify(
         node.clone(),
-        cfg.etcd_listen.clone(),
+        binds.etcd.clone(),
         cfg.etcd.clone(),
         http_routes,
         stopped(stop_rx.clone()),
+        Some(bound_tx),
     ));
+    if etcd_mode {
+        tokio::spawn(etcd_log::announce(
+            node.clone(),
+            etcd_log::Publish {
+                name: cfg.etcd.name.clone(),
+                client_urls: client_urls.clone(),
+                cluster_token: cfg.etcd.cluster_token.clone(),
+            },
+            bound_rx,
+        ));
+    }
     let mut metrics_servers = Vec::new();
-    for addr in cfg
-        .metrics_listen
-        .split(',')
-        .map(str::trim)
-        .filter(|a| !a.is_empty())
-    {
+    for addr in &binds.metrics {
         let l = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding metrics_listen {addr}"))?;
@@ -183,9 +235,11 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     }
     let mut zk_cfg = cfg.zookeeper.clone();
     zk_cfg.data_dir = Some(cfg.data_dir.clone());
+    zk_cfg.secure_listen = binds.zk_secure.clone();
+    zk_cfg.admin_listen = binds.zk_admin.clone();
     let mut zk = tokio::spawn(janus_zk::serve(
         node.clone(),
-        cfg.zk_listen.clone(),
+        binds.zk.clone(),
         zk_cfg,
         stopped(stop_rx.clone()),
     ));
@@ -281,5 +335,41 @@ fn listener_end<E: std::fmt::Display>(
         Ok(Ok(())) => format!("the {name} listener stopped"),
         Ok(Err(e)) => format!("{name}: {e}"),
         Err(e) => format!("the {name} listener failed: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_names_resolved_advertised_names_kept() {
+        let mut cfg = Config {
+            peer_listen: "localhost:2380".into(),
+            etcd_listen: "http://localhost:2379,localhost:2479".into(),
+            zk_listen: "localhost:2181".into(),
+            metrics_listen: "localhost:2381".into(),
+            ..Config::default()
+        };
+        cfg.zookeeper.secure_listen = Some("localhost:2281".into());
+        cfg.zookeeper.admin_listen = Some("localhost:8080".into());
+        let b = Binds::resolve(&cfg).expect("localhost resolves");
+        assert_eq!(b.peer.to_string(), "127.0.0.1:2380");
+        assert_eq!(b.etcd, "http://127.0.0.1:2379,127.0.0.1:2479");
+        assert_eq!(b.zk, "127.0.0.1:2181");
+        assert_eq!(b.zk_secure.as_deref(), Some("127.0.0.1:2281"));
+        assert_eq!(b.zk_admin.as_deref(), Some("127.0.0.1:8080"));
+        assert_eq!(b.metrics[0].to_string(), "127.0.0.1:2381");
+        assert_eq!(
+            client_urls(&cfg).expect("urls"),
+            vec!["http://localhost:2379", "http://localhost:2479"]
+        );
+        assert_eq!(cfg.advertise_peer(), "localhost:2380");
+        cfg.peer_listen = "no-such-host.invalid:2380".into();
+        let e = Binds::resolve(&cfg).err().expect("unresolvable");
+        assert!(
+            format!("{e:#}").starts_with("peer_listen \"no-such-host.invalid:2380\": resolving"),
+            "{e:#}"
+        );
     }
 }

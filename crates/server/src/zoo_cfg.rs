@@ -749,6 +749,27 @@ mod tests {
     }
 
     #[test]
+    fn host_names_kept() {
+        // Names stay names here: the member binds them resolved and
+        // advertises them as written, as ZooKeeper does.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = cfg(
+            dir.path(),
+            "clientPort=45181\nclientPortAddress=localhost\n\
+             server.1=localhost:45281:45381\nserver.2=zk-2.example:45282:45382\nserver.3=localhost:45283:45383;45183\n",
+        );
+        std::fs::write(dir.path().join("data/myid"), "1").expect("myid");
+        let t = translate(&path, &[]).expect("valid");
+        assert_eq!(
+            t.layer["initial_cluster"],
+            "1=localhost:45281,2=zk-2.example:45282,3=localhost:45283"
+        );
+        assert_eq!(t.layer["peer_listen"], "localhost:45281");
+        assert_eq!(t.layer["advertise_peer"], "localhost:45281");
+        assert_eq!(t.layer["zk_listen"], "localhost:45181");
+    }
+
+    #[test]
     fn standalone_and_client_from_server_line() {
         let dir = tempfile::tempdir().expect("tempdir");
         let t = translate(
