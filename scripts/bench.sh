@@ -31,6 +31,7 @@
 #            --rejoin-only         only the rejoin part
 #            --out DIR             results (default target/bench/latest)
 #   ZK_HEAP=1g                     each ZooKeeper JVM's -Xmx (default 1g)
+#   JANUS_BENCH_LOG=info           the Janus members' log level (default warn)
 #
 # Clients talk to one member per cluster: the leader, found from each
 # system's own status (etcd /metrics etcd_server_is_leader, ZooKeeper
@@ -322,7 +323,7 @@ peer_listen = "$(janus_peer)"
 initial_cluster = "$initial"
 heartbeat_ms = 100
 election_timeout_ms = 1000
-log = "warn"
+log = "${JANUS_BENCH_LOG:-warn}"
 EOF
     "$janus_bin" --config "$dir/m$n.toml" >>"$res/janus-m$n.log" 2>&1 &
     started=$!

@@ -146,6 +146,8 @@ pub struct RaftNode {
     /// When this member last accepted a message from a leader, which is
     /// when openraft last renewed the leader lease it votes by.
     pub(crate) last_leader_msg: std::sync::Mutex<Instant>,
+    /// AppendEntries and InstallSnapshot requests being handled here.
+    pub(crate) leader_rpcs: std::sync::atomic::AtomicUsize,
     /// Bumped by every HoldElections request, so only the timer of the
     /// latest one turns elections back on.
     pub(crate) election_hold: AtomicU64,
@@ -414,6 +416,7 @@ impl RaftNode {
         .map_err(|e| NodeError::Raft(e.to_string()))?;
         let committed = log.committed_index();
         let unpurged = log.unpurged_bytes();
+        let log_for_purge = log.clone();
         let network = Network::default();
         let channels = network.channels.clone();
         let raft = Raft::new(cfg.id, Arc::new(raft_cfg), network, log, sm.clone())
@@ -449,7 +452,7 @@ impl RaftNode {
         }
         let (batcher, batch_rx) = mpsc::unbounded_channel();
         spawn_batcher(raft.clone(), batch_rx);
-        spawn_snapshot_by_size(raft.clone(), unpurged);
+        spawn_snapshot_by_size(raft.clone(), unpurged, log_for_purge);
         let transferring = watch::channel(false).0;
         let quiet = watch::channel(false).0;
         spawn_heartbeats(
@@ -478,6 +481,7 @@ impl RaftNode {
             election_timeout: Duration::from_millis(cfg.election_timeout_ms),
             vote_lease: Duration::from_millis(raft_election_ms(cfg.election_timeout_ms).1),
             last_leader_msg: std::sync::Mutex::new(Instant::now()),
+            leader_rpcs: Default::default(),
             election_hold: AtomicU64::new(0),
             elections_held: Default::default(),
             refused_shorter: std::sync::Mutex::new(None),
@@ -818,22 +822,52 @@ mod tests {
 /// whatever its entry count: large values would otherwise hold gigabytes
 /// of log between count-triggered snapshots.
 const SNAPSHOT_LOG_BYTES: u64 = 256 << 20;
+/// Entries a snapshot covers are kept up to about this many bytes (and at
+/// most `log_keep_entries` of them) for members that lag a little.
+const LOG_KEEP_BYTES: u64 = 64 << 20;
 
-fn spawn_snapshot_by_size(raft: Raft<TypeConfig>, unpurged: Arc<AtomicU64>) {
+fn spawn_snapshot_by_size(raft: Raft<TypeConfig>, unpurged: Arc<AtomicU64>, log: LogStore) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut purged_for: Option<u64> = None;
         loop {
             tick.tick().await;
-            if unpurged.load(Ordering::Relaxed) < SNAPSHOT_LOG_BYTES {
+            if unpurged.load(Ordering::Relaxed) >= SNAPSHOT_LOG_BYTES {
+                // Counted again from the purge that follows the snapshot.
+                unpurged.store(0, Ordering::Relaxed);
+                tracing::info!(
+                    "log over {SNAPSHOT_LOG_BYTES} bytes since the last purge; snapshotting"
+                );
+                if raft.trigger().snapshot().await.is_err() {
+                    return;
+                }
+            }
+            // openraft keeps `log_keep_entries` entries behind a snapshot,
+            // whatever their size (an entry holds up to 1 MiB of writes);
+            // past LOG_KEEP_BYTES of them a lagging member is sent the
+            // snapshot instead of the log.
+            let m = raft.metrics().borrow().clone();
+            let Some(snap) = m.snapshot.map(|l| l.index) else {
+                continue;
+            };
+            if purged_for == Some(snap) {
                 continue;
             }
-            // Counted again from the purge that follows the snapshot.
-            unpurged.store(0, Ordering::Relaxed);
-            tracing::info!(
-                "log over {SNAPSHOT_LOG_BYTES} bytes since the last purge; snapshotting"
-            );
-            if raft.trigger().snapshot().await.is_err() {
-                return;
+            purged_for = Some(snap);
+            let purged = m.purged.map_or(0, |l| l.index);
+            let log = log.clone();
+            let upto =
+                tokio::task::spawn_blocking(move || log.purgeable_keeping(LOG_KEEP_BYTES, snap))
+                    .await;
+            match upto {
+                Ok(Ok(Some(upto))) if upto > purged => {
+                    tracing::info!(upto, "purging the log by size");
+                    if raft.trigger().purge_log(upto).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(Err(e)) => tracing::warn!("sizing the log for a purge: {e}"),
+                _ => {}
             }
         }
     });

@@ -603,7 +603,19 @@ pub struct SnapshotFile {
     total: u64,
     moved: u64,
     next_log: u64,
+    /// Sending: when the first byte was read, and the wait that keeps the
+    /// transfer at `SEND_RATE`.
+    pace: Option<std::time::Instant>,
+    sleep: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
 }
+
+/// A snapshot is sent at most this fast: reading, framing and sending a
+/// large one at full speed took the CPU and disk the leader and the other
+/// followers need (on a busy host a follower then missed heartbeats and
+/// called an election). 1 GiB takes 16 s.
+const SEND_RATE: u64 = 64 << 20;
+/// Sent before the pace applies (small snapshots go at once).
+const SEND_BURST: u64 = 16 << 20;
 
 enum SnapshotIo {
     Send(PackReader),
@@ -619,13 +631,14 @@ fn wrong_way() -> std::io::Error {
 impl SnapshotFile {
     fn sending(pack: PackReader, id: &str) -> SnapshotFile {
         let total = pack.len();
-        tracing::info!(snapshot = %id, total, "sending snapshot");
         SnapshotFile {
             io: SnapshotIo::Send(pack),
             id: id.to_string(),
             total,
             moved: 0,
             next_log: PROGRESS_STEP,
+            pace: None,
+            sleep: None,
         }
     }
 
@@ -636,6 +649,8 @@ impl SnapshotFile {
             total: 0,
             moved: 0,
             next_log: PROGRESS_STEP,
+            pace: None,
+            sleep: None,
         }
     }
 
@@ -655,6 +670,30 @@ impl SnapshotFile {
                 unpack(pack, &dir, len)?;
                 Ok(dir)
             }
+        }
+    }
+
+    /// Ready once sending more keeps the transfer within `SEND_RATE`.
+    fn paced(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        use std::future::Future;
+        loop {
+            if let Some(s) = self.sleep.as_mut() {
+                if s.as_mut().poll(cx).is_pending() {
+                    return std::task::Poll::Pending;
+                }
+                self.sleep = None;
+            }
+            if self.pace.is_none() {
+                tracing::info!(snapshot = %self.id, total = self.total, "sending snapshot");
+            }
+            let start = *self.pace.get_or_insert_with(std::time::Instant::now);
+            let allowed = SEND_BURST as f64 + SEND_RATE as f64 * start.elapsed().as_secs_f64();
+            let ahead = self.moved as f64 - allowed;
+            if ahead <= 0.0 {
+                return std::task::Poll::Ready(());
+            }
+            let wait = std::time::Duration::from_secs_f64(ahead / SEND_RATE as f64);
+            self.sleep = Some(Box::pin(tokio::time::sleep(wait)));
         }
     }
 
@@ -678,9 +717,12 @@ impl SnapshotFile {
 impl tokio::io::AsyncRead for SnapshotFile {
     fn poll_read(
         mut self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
+        cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
+        if self.paced(cx).is_pending() {
+            return std::task::Poll::Pending;
+        }
         let SnapshotIo::Send(pack) = &mut self.io else {
             return std::task::Poll::Ready(Err(wrong_way()));
         };
