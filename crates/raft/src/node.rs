@@ -146,8 +146,6 @@ pub struct RaftNode {
     /// When this member last accepted a message from a leader, which is
     /// when openraft last renewed the leader lease it votes by.
     pub(crate) last_leader_msg: std::sync::Mutex<Instant>,
-    /// AppendEntries and InstallSnapshot requests being handled here.
-    pub(crate) leader_rpcs: std::sync::atomic::AtomicUsize,
     /// Bumped by every HoldElections request, so only the timer of the
     /// latest one turns elections back on.
     pub(crate) election_hold: AtomicU64,
@@ -481,7 +479,6 @@ impl RaftNode {
             election_timeout: Duration::from_millis(cfg.election_timeout_ms),
             vote_lease: Duration::from_millis(raft_election_ms(cfg.election_timeout_ms).1),
             last_leader_msg: std::sync::Mutex::new(Instant::now()),
-            leader_rpcs: Default::default(),
             election_hold: AtomicU64::new(0),
             elections_held: Default::default(),
             refused_shorter: std::sync::Mutex::new(None),

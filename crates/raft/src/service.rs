@@ -42,7 +42,6 @@ impl Peer for PeerService {
         req: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
         let rpc: AppendEntriesRequest<TypeConfig> = decode(&req.into_inner().payload)?;
-        let _handling = LeaderRpc::start(&self.node);
         let res = self.node.raft.append_entries(rpc).await;
         // Anything but a refused vote renewed openraft's leader lease here.
         if matches!(&res, Ok(r) if !matches!(r, AppendEntriesResponse::HigherVote(_))) {
@@ -80,7 +79,6 @@ impl Peer for PeerService {
         req: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
         let rpc: InstallSnapshotRequest<TypeConfig> = decode(&req.into_inner().payload)?;
-        let _handling = LeaderRpc::start(&self.node);
         let res = self.node.raft.install_snapshot(rpc).await;
         if res.is_ok() {
             self.node.heard_from_leader();
@@ -207,26 +205,5 @@ impl Peer for PeerService {
         let within = Duration::from_millis(req.within_ms);
         self.node.timeout_now(req.leader, req.term, within)?;
         Ok(Response::new(TimeoutNowResponse {}))
-    }
-}
-
-/// Counts a leader's request while it is handled (see
-/// `RaftNode::last_leader_msg`); a request of a deposed leader is refused
-/// at once, so only the current leader's stay in flight.
-struct LeaderRpc<'a>(&'a RaftNode);
-
-impl<'a> LeaderRpc<'a> {
-    fn start(node: &'a RaftNode) -> LeaderRpc<'a> {
-        node.leader_rpcs
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        LeaderRpc(node)
-    }
-}
-
-impl Drop for LeaderRpc<'_> {
-    fn drop(&mut self) {
-        self.0
-            .leader_rpcs
-            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }

@@ -109,14 +109,7 @@ impl RaftNode {
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    /// When the leader last reached this member: now, while one of its
-    /// AppendEntries or InstallSnapshot requests is being handled here (a
-    /// follower whose own disk is slow to sync the entries must not take
-    /// the wait for the leader's silence and campaign).
     pub(crate) fn last_leader_msg(&self) -> Instant {
-        if self.leader_rpcs.load(std::sync::atomic::Ordering::SeqCst) > 0 {
-            return Instant::now();
-        }
         *self
             .last_leader_msg
             .lock()
