@@ -380,8 +380,9 @@ impl Config {
         }
         if self.peer_auto_tls && self.peer_cert_file.is_none() && self.peer_key_file.is_none() {
             let dir = self.data_dir.join("fixtures").join("peer");
-            let (cert, key) = janus_tls::selfcert::self_cert(&dir, &[self.peer_listen.clone()])
-                .context("peer auto TLS")?;
+            let (cert, key) =
+                janus_tls::selfcert::self_cert(&dir, std::slice::from_ref(&self.peer_listen))
+                    .context("peer auto TLS")?;
             tracing::info!(cert = %cert.display(), "peer auto TLS: self-signed certificate");
             self.peer_cert_file = Some(cert);
             self.peer_key_file = Some(key);
