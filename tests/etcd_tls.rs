@@ -14,23 +14,13 @@
 //! it with etcd).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use janus_tests::tls::{
+    etcdctl as ctl, openssl, wait_etcdctl_healthy as wait_ctl_healthy, RealEtcd as Etcd,
+};
 use janus_tests::{free_port, Janus};
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("openssl (scripts/deps/etcd.sh installs it)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// A CA and, signed by it, certificates for the server (also used by the
 /// peers, both ways) and a client "root"; plus a client of another CA.
@@ -136,75 +126,6 @@ impl Certs {
         }
         f
     }
-}
-
-/// A real etcd on free loopback ports; killed on drop.
-struct Etcd {
-    child: Child,
-    endpoint: String,
-}
-
-impl Etcd {
-    fn start(dir: &Path, scheme: &str, flags: &[String], ctl_flags: &[String]) -> Etcd {
-        let client = format!("127.0.0.1:{}", free_port());
-        let peer = format!("127.0.0.1:{}", free_port());
-        let log = std::fs::File::create(dir.join("etcd.log")).expect("etcd log");
-        let child = Command::new("etcd")
-            .args(["--name", "default", "--data-dir"])
-            .arg(dir.join("etcd-data"))
-            .arg(format!("--listen-client-urls={scheme}://{client}"))
-            .arg(format!("--advertise-client-urls={scheme}://{client}"))
-            .arg(format!("--listen-peer-urls=http://{peer}"))
-            .arg(format!("--initial-advertise-peer-urls=http://{peer}"))
-            .arg(format!("--initial-cluster=default=http://{peer}"))
-            .args(flags)
-            .stdout(Stdio::from(log.try_clone().expect("log")))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn etcd (scripts/deps/etcd.sh installs it)");
-        let e = Etcd {
-            child,
-            endpoint: format!("{scheme}://{client}"),
-        };
-        wait_ctl_healthy(&e.endpoint, ctl_flags);
-        e
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn wait_ctl_healthy(endpoint: &str, ctl_flags: &[String]) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if ctl(endpoint, ctl_flags, &["endpoint", "health"]).0 == 0 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{endpoint} not healthy");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// etcdctl against `endpoint`: (exit code, stdout, stderr), bounded.
-fn ctl(endpoint: &str, flags: &[String], args: &[&str]) -> (i32, String, String) {
-    let out = Command::new("timeout")
-        .args(["-s", "INT", "20", "etcdctl"])
-        .arg(format!("--endpoints={endpoint}"))
-        .args(flags)
-        .args(args)
-        .env("ETCDCTL_API", "3")
-        .stdin(Stdio::null())
-        .output()
-        .expect("etcdctl (scripts/deps/etcd.sh installs it)");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// What a step printed, normalized: the endpoint, member ids, timings;

@@ -5,6 +5,8 @@
 #    system ZooKeeper runs on 2181);
 #  - Debian's `zookeeper-bin` (the C client cli_mt);
 #  - Debian's `openssl` (tests/zk_security.rs makes its certificates with it);
+#  - a JRE (`default-jre-headless`): ZooKeeper itself, and keytool, which
+#    tests/tls_dropin.rs makes JKS and PKCS12 stores with;
 #  - kazoo and pure-sasl (kazoo's SASL DIGEST-MD5) from PyPI in a venv
 #    under target/zk-venv (git-ignored via /target).
 # Idempotent and quiet when everything is already there.

@@ -4,6 +4,7 @@ pub mod linearizability;
 pub mod proxy;
 pub mod slowdisk;
 pub mod tools;
+pub mod tls;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -98,6 +98,9 @@ pub struct Config {
     /// `--client-cert-auth`: refuse clients without a certificate the
     /// trusted CA signed.
     pub client_cert_auth: bool,
+    /// `--client-crl-file`: client certificates whose serial it lists are
+    /// refused (PEM or DER).
+    pub client_crl_file: Option<std::path::PathBuf>,
     /// `--quota-backend-bytes`: the size (see docs/etcd.md) past which
     /// writes raise the NOSPACE alarm; 0 = etcd's default, 2 GiB.
     pub quota_backend_bytes: u64,
@@ -126,6 +129,7 @@ impl Default for Config {
             key_file: None,
             trusted_ca_file: None,
             client_cert_auth: false,
+            client_crl_file: None,
             quota_backend_bytes: 0,
             max_learners: 1,
             advertise_client_urls: Vec::new(),
@@ -263,6 +267,7 @@ pub async fn serve_notify(
             key,
             cfg.trusted_ca_file.as_deref(),
             cfg.client_cert_auth,
+            cfg.client_crl_file.as_deref(),
         )?),
         (None, None) if cfg.client_cert_auth => {
             return Err(ServeError::Config(

@@ -10,13 +10,11 @@
 //! as the user when auth is on and a request carries no token.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_rustls::rustls;
-use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// The common name of the client's verified certificate (the first one of
 /// the chain it sent), present on requests of TLS connections whose client
@@ -30,79 +28,43 @@ pub struct ClientCertCn(pub String);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("reading {path}: {source}")]
-    Read { path: PathBuf, source: io::Error },
-    #[error("{path}: {what}")]
-    Pem { path: PathBuf, what: String },
+    #[error(transparent)]
+    Files(#[from] janus_tls::TlsError),
     #[error("TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
-    #[error("client certificate verifier: {0}")]
-    Verifier(String),
     #[error("{0}")]
     Config(String),
-}
-
-fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
-/// Every certificate in a PEM file (a chain or a CA bundle).
-pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem = read(path)?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsError::Pem {
-            path: path.to_path_buf(),
-            what: e.to_string(),
-        })?;
-    if certs.is_empty() {
-        return Err(TlsError::Pem {
-            path: path.to_path_buf(),
-            what: "no certificate found".into(),
-        });
-    }
-    Ok(certs)
-}
-
-/// The private key in a PEM file (PKCS#8, PKCS#1 or SEC1).
-pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    let pem = read(path)?;
-    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| TlsError::Pem {
-        path: path.to_path_buf(),
-        what: e.to_string(),
-    })
 }
 
 /// A rustls server configuration: `cert`/`key` is the server identity;
 /// with `trusted_ca` every client must present a certificate it signed
 /// (etcd's `TLSInfo.ServerConfig` requires one whenever a trusted CA or
-/// client-cert-auth is set). `client_cert_auth` without a CA is refused:
-/// etcd would verify against the system roots, which Janus does not load.
+/// client-cert-auth is set), checked as Go checks it (see `janus_tls::verify`)
+/// and against `crl` (`--client-crl-file`; without a CA no client
+/// certificate is asked for, so, as in etcd, it has no effect).
+/// `client_cert_auth` without a
+/// CA is refused: etcd would verify against the system roots, which Janus
+/// does not load.
 pub fn server_config(
     cert: &Path,
     key: &Path,
     trusted_ca: Option<&Path>,
     client_cert_auth: bool,
+    crl: Option<&Path>,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+    let builder = rustls::ServerConfig::builder_with_provider(janus_tls::provider())
         .with_safe_default_protocol_versions()?;
     let builder = match trusted_ca {
         Some(ca) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for c in load_certs(ca)? {
-                roots.add(c)?;
-            }
-            let v = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                Arc::new(roots),
-                provider,
-            );
-            builder.with_client_cert_verifier(
-                v.build().map_err(|e| TlsError::Verifier(e.to_string()))?,
-            )
+            let crls = match crl {
+                Some(p) => janus_tls::load_crls(p)?,
+                None => Vec::new(),
+            };
+            builder.with_client_cert_verifier(janus_tls::verify::client_verifier(
+                janus_tls::load_certs(ca)?,
+                crls,
+                false,
+            )?)
         }
         None if client_cert_auth => {
             return Err(TlsError::Config(
@@ -111,7 +73,8 @@ pub fn server_config(
         }
         None => builder.with_no_client_auth(),
     };
-    let mut cfg = builder.with_single_cert(load_certs(cert)?, load_key(key)?)?;
+    let mut cfg =
+        builder.with_single_cert(janus_tls::load_certs(cert)?, janus_tls::load_key(key)?)?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use janus_store::{Member as BasicNode, NodeId, TypeConfig};
+use janus_tls::rustls;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -15,9 +16,7 @@ use openraft::raft::{
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tonic::transport::{
-    Certificate, Channel, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig,
-};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::proto::peer_client::PeerClient;
 use crate::proto::RaftMessage;
@@ -26,26 +25,20 @@ use crate::proto::RaftMessage;
 pub const MAX_PEER_MESSAGE: usize = 64 << 20;
 
 /// TLS between members (etcd's `--peer-cert-file`, `--peer-key-file`,
-/// `--peer-trusted-ca-file`, `--peer-client-cert-auth`): the member's
-/// certificate serves the peer port and identifies it to other members;
-/// the CA checks the other side in both directions.
+/// `--peer-trusted-ca-file`, `--peer-client-cert-auth`, `--peer-crl-file`,
+/// `--peer-auto-tls`): the rustls configurations of the peer port's
+/// listener and of this member's connections to the others, built by the
+/// binary (`janus_tls`: certificates checked as Go checks them, or not at
+/// all with auto TLS, as etcd does).
 #[derive(Clone)]
 pub struct PeerTls {
-    pub cert_pem: Vec<u8>,
-    pub key_pem: Vec<u8>,
-    pub ca_pem: Vec<u8>,
-    /// etcd's `--peer-client-cert-auth`. With the (required) CA a peer
-    /// certificate is always required, as in etcd, so this only records
-    /// the setting.
-    pub client_cert_auth: bool,
+    pub server: Arc<rustls::ServerConfig>,
+    pub client: Arc<rustls::ClientConfig>,
 }
 
 impl std::fmt::Debug for PeerTls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never the key.
-        f.debug_struct("PeerTls")
-            .field("client_cert_auth", &self.client_cert_auth)
-            .finish_non_exhaustive()
+        f.debug_struct("PeerTls").finish_non_exhaustive()
     }
 }
 
@@ -61,24 +54,6 @@ pub fn set_peer_tls(tls: PeerTls) -> Result<(), PeerTls> {
 /// The process's peer TLS settings, if on.
 pub fn peer_tls() -> Option<&'static PeerTls> {
     PEER_TLS.get()
-}
-
-impl PeerTls {
-    /// For the peer port's tonic server.
-    pub fn server_config(&self) -> ServerTlsConfig {
-        ServerTlsConfig::new()
-            .identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
-            .client_ca_root(Certificate::from_pem(&self.ca_pem))
-            // etcd's TLSInfo.ServerConfig requires a client certificate
-            // whenever a trusted CA is set, and peer TLS always has one.
-            .client_auth_optional(false)
-    }
-
-    fn client_config(&self) -> ClientTlsConfig {
-        ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(&self.ca_pem))
-            .identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
-    }
 }
 
 /// The URL of a peer address: an explicit `http://` or `https://` is kept;
@@ -142,18 +117,38 @@ impl Channels {
             Some((gen, ch)) => (*gen, ch.clone()),
             None => {
                 let url = peer_url(addr);
-                let mut ep = Endpoint::from_shared(url.clone())?;
-                if url.starts_with("https://") {
+                let tls = peer_tls().filter(|_| url.starts_with("https://"));
+                // With Janus's own TLS connector (below) tonic must see a
+                // plain URL: it refuses https without its own TLS settings.
+                let dial = match tls {
+                    Some(_) => url.replacen("https://", "http://", 1),
+                    None => url.clone(),
+                };
+                let mut ep = Endpoint::from_shared(dial)?;
+                if url.starts_with("https://") && tls.is_none() {
                     // https without peer TLS configured: rustls with no
                     // roots fails every handshake, which says why in the log.
-                    let tls = peer_tls().map_or_else(ClientTlsConfig::new, PeerTls::client_config);
-                    ep = ep.tls_config(tls)?;
+                    ep = ep.tls_config(ClientTlsConfig::new())?;
                 }
-                let ch = ep
+                let ep = ep
                     .connect_timeout(Duration::from_secs(1))
                     .tcp_nodelay(true)
-                    .http2_keep_alive_interval(Duration::from_secs(5))
-                    .connect_lazy();
+                    .http2_keep_alive_interval(Duration::from_secs(5));
+                let ch = match tls {
+                    // Janus's own TLS connector: tonic's TLS settings take
+                    // no custom certificate verifier.
+                    Some(tls) => {
+                        let cfg = tls.client.clone();
+                        ep.connect_with_connector_lazy(tower::service_fn(
+                            move |uri: tonic::codegen::http::Uri| {
+                                let host = uri.host().unwrap_or_default().to_string();
+                                let port = uri.port_u16().unwrap_or(443);
+                                janus_tls::net::connect(host, port, cfg.clone())
+                            },
+                        ))
+                    }
+                    None => ep.connect_lazy(),
+                };
                 let gen = self
                     .next_gen
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -162,6 +162,20 @@ pub struct Config {
     pub peer_trusted_ca_file: Option<PathBuf>,
     /// Refuse peer connections without a certificate the peer CA signed.
     pub peer_client_cert_auth: bool,
+    /// etcd's `--peer-crl-file`: peer certificates it revokes are refused.
+    pub peer_crl_file: Option<PathBuf>,
+    /// Passwords of a JKS or PKCS#12 peer key store and trust store
+    /// (ZooKeeper's `ssl.quorum.keyStore.password`, ...).
+    pub peer_key_store_password: Option<janus_tls::Password>,
+    pub peer_trust_store_password: Option<janus_tls::Password>,
+    /// etcd's `--auto-tls`: with no `etcd.cert_file`, serve the etcd client
+    /// port's TLS with a self-signed certificate made in
+    /// `<data_dir>/fixtures/client` for the listen addresses' hosts.
+    pub auto_tls: bool,
+    /// etcd's `--peer-auto-tls`: with no `peer_cert_file`, peer TLS with a
+    /// self-signed certificate in `<data_dir>/fixtures/peer`; members then
+    /// do not verify each other's certificates (as etcd).
+    pub peer_auto_tls: bool,
     /// `new` or `existing` (etcd's `--initial-cluster-state`).
     pub initial_cluster_state: String,
     /// Raft heartbeat interval.
@@ -209,6 +223,11 @@ impl Default for Config {
             peer_key_file: None,
             peer_trusted_ca_file: None,
             peer_client_cert_auth: false,
+            peer_crl_file: None,
+            peer_key_store_password: None,
+            peer_trust_store_password: None,
+            auto_tls: false,
+            peer_auto_tls: false,
             initial_cluster_state: "new".into(),
             heartbeat_ms: 100,
             election_timeout_ms: 1000,
@@ -307,6 +326,10 @@ impl Config {
                 bail!("peer TLS needs peer_trusted_ca_file")
             }
             (Some(_), Some(_)) => {}
+            // Auto TLS peers have no CA to check each other against.
+            (None, None) if self.peer_auto_tls && self.peer_client_cert_auth => {
+                bail!("peer_client_cert_auth needs peer_trusted_ca_file (with peer_auto_tls no CA signs the peers' certificates)")
+            }
             (None, None) if self.peer_client_cert_auth => {
                 bail!("peer_client_cert_auth needs peer_cert_file and peer_key_file")
             }
@@ -330,22 +353,98 @@ impl Config {
         Ok(())
     }
 
-    /// The peer TLS files, read; `None` when peer TLS is off.
+    /// etcd's `--auto-tls` / `--peer-auto-tls`: make (or reuse) the
+    /// self-signed certificates where no certificate files are given and
+    /// point the TLS settings at them.
+    pub fn auto_tls(&mut self) -> anyhow::Result<()> {
+        if self.auto_tls && self.etcd.cert_file.is_none() && self.etcd.key_file.is_none() {
+            let hosts: Vec<String> = self
+                .etcd_listen
+                .split(',')
+                .map(|e| {
+                    let e = e.trim();
+                    let e = e
+                        .strip_prefix("https://")
+                        .or_else(|| e.strip_prefix("http://"))
+                        .unwrap_or(e);
+                    e.trim_end_matches('/').to_string()
+                })
+                .filter(|e| !e.is_empty())
+                .collect();
+            let dir = self.data_dir.join("fixtures").join("client");
+            let (cert, key) =
+                janus_tls::selfcert::self_cert(&dir, &hosts).context("client auto TLS")?;
+            tracing::info!(cert = %cert.display(), "client auto TLS: self-signed certificate");
+            self.etcd.cert_file = Some(cert);
+            self.etcd.key_file = Some(key);
+        }
+        if self.peer_auto_tls && self.peer_cert_file.is_none() && self.peer_key_file.is_none() {
+            let dir = self.data_dir.join("fixtures").join("peer");
+            let (cert, key) =
+                janus_tls::selfcert::self_cert(&dir, std::slice::from_ref(&self.peer_listen))
+                    .context("peer auto TLS")?;
+            tracing::info!(cert = %cert.display(), "peer auto TLS: self-signed certificate");
+            self.peer_cert_file = Some(cert);
+            self.peer_key_file = Some(key);
+        }
+        Ok(())
+    }
+
+    /// The peer TLS configurations; `None` when peer TLS is off. With a
+    /// CA, both directions check the other member's certificate (always
+    /// mutual, as etcd with a trusted CA and ZooKeeper's quorum TLS); with
+    /// auto TLS and no CA, neither does (etcd's `--peer-auto-tls`).
     pub fn peer_tls(&self) -> anyhow::Result<Option<janus_raft::PeerTls>> {
+        use janus_tls::rustls;
         let (Some(cert), Some(key)) = (&self.peer_cert_file, &self.peer_key_file) else {
             return Ok(None);
         };
-        let read =
-            |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
-        let ca = self
-            .peer_trusted_ca_file
-            .as_ref()
-            .context("peer TLS needs peer_trusted_ca_file")?;
+        let pw = |p: &Option<janus_tls::Password>| p.as_ref().map(|p| p.0.clone());
+        let id = janus_tls::load_identity(cert, key, pw(&self.peer_key_store_password).as_deref())
+            .context("peer TLS")?;
+        let crls = match &self.peer_crl_file {
+            Some(p) => janus_tls::load_crls(p).context("peer TLS")?,
+            None => Vec::new(),
+        };
+        let server = rustls::ServerConfig::builder_with_provider(janus_tls::provider())
+            .with_safe_default_protocol_versions()?;
+        let client = rustls::ClientConfig::builder_with_provider(janus_tls::provider())
+            .with_safe_default_protocol_versions()?
+            .dangerous();
+        let (server, client) = match &self.peer_trusted_ca_file {
+            Some(ca) => {
+                let roots =
+                    janus_tls::load_trust(ca, pw(&self.peer_trust_store_password).as_deref())
+                        .context("peer TLS")?;
+                (
+                    server.with_client_cert_verifier(janus_tls::verify::client_verifier(
+                        roots.clone(),
+                        crls.clone(),
+                        false,
+                    )?),
+                    client.with_custom_certificate_verifier(janus_tls::verify::server_verifier(
+                        roots, crls,
+                    )?),
+                )
+            }
+            None if self.peer_auto_tls => (
+                server.with_no_client_auth(),
+                client
+                    .with_custom_certificate_verifier(janus_tls::verify::no_server_verification()),
+            ),
+            None => bail!("peer TLS needs peer_trusted_ca_file"),
+        };
+        let mut server = server
+            .with_single_cert(id.chain.clone(), id.key.clone_key())
+            .context("peer TLS certificate")?;
+        let mut client = client
+            .with_client_auth_cert(id.chain, id.key)
+            .context("peer TLS certificate")?;
+        server.alpn_protocols = vec![b"h2".to_vec()];
+        client.alpn_protocols = vec![b"h2".to_vec()];
         Ok(Some(janus_raft::PeerTls {
-            cert_pem: read(cert)?,
-            key_pem: read(key)?,
-            ca_pem: read(ca)?,
-            client_cert_auth: self.peer_client_cert_auth,
+            server: std::sync::Arc::new(server),
+            client: std::sync::Arc::new(client),
         }))
     }
 

@@ -5,7 +5,7 @@
 //! Three kinds of flags: those Janus maps onto its configuration, those it
 //! accepts and ignores with a warning (tuning that has no Janus
 //! counterpart), and those it refuses because ignoring them would change
-//! what the cluster does (for instance `--force-new-cluster`, CRLs,
+//! what the cluster does (for instance `--force-new-cluster`,
 //! discovery). Unknown flags are refused, as etcd refuses them.
 //!
 //! Member ids: etcd derives member ids from peer URLs; Janus's Raft ids are
@@ -77,6 +77,10 @@ struct EtcdArgs {
     peer_trusted_ca_file: Option<PathBuf>,
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool)]
     peer_client_cert_auth: Option<bool>,
+    #[arg(long)]
+    client_crl_file: Option<PathBuf>,
+    #[arg(long)]
+    peer_crl_file: Option<PathBuf>,
     #[arg(long)]
     quota_backend_bytes: Option<u64>,
     #[arg(long)]
@@ -205,14 +209,6 @@ const REFUSED: &[(&str, &str)] = &[
     ("discovery-proxy", "discovery is not supported"),
     ("discovery-endpoints", "discovery is not supported"),
     ("discovery-token", "discovery is not supported"),
-    (
-        "client-crl-file",
-        "certificate revocation lists are not supported",
-    ),
-    (
-        "peer-crl-file",
-        "certificate revocation lists are not supported",
-    ),
     (
         "peer-cert-allowed-cn",
         "restricting peers by certificate CN is not supported",
@@ -430,12 +426,35 @@ fn map(a: EtcdArgs, out: &mut Translated) -> anyhow::Result<()> {
     if a.enable_v2 == Some(true) {
         bail!("--enable-v2 is not supported by Janus: it serves etcd's v3 API only");
     }
-    if a.auto_tls == Some(true) || a.peer_auto_tls == Some(true) {
-        bail!("--auto-tls/--peer-auto-tls are not supported by Janus: give certificate files");
+    // Auto TLS: the certificates are made at start (Config::auto_tls), in
+    // <data-dir>/fixtures/{client,peer} as etcd makes them.
+    let certs_given = a.cert_file.is_some() || a.key_file.is_some();
+    let auto_tls = a.auto_tls == Some(true) && !certs_given;
+    if a.auto_tls == Some(true) && certs_given {
+        out.warnings
+            .push("ignoring client auto TLS since certs given".into());
+    }
+    if auto_tls {
+        l.insert("auto_tls".into(), json!(true));
+    }
+    let peer_certs_given = a.peer_cert_file.is_some() || a.peer_key_file.is_some();
+    let peer_auto_tls = a.peer_auto_tls == Some(true) && !peer_certs_given;
+    if a.peer_auto_tls == Some(true) && peer_certs_given {
+        out.warnings
+            .push("ignoring peer auto TLS since certs given".into());
+    }
+    if peer_auto_tls {
+        l.insert("peer_auto_tls".into(), json!(true));
     }
 
     // Client TLS.
-    let client_tls = a.cert_file.is_some() && a.key_file.is_some();
+    let client_tls = (a.cert_file.is_some() && a.key_file.is_some()) || auto_tls;
+    if let Some(p) = &a.client_crl_file {
+        etcd.insert("client_crl_file".into(), json!(p));
+    }
+    if let Some(p) = &a.peer_crl_file {
+        l.insert("peer_crl_file".into(), json!(p));
+    }
     for (k, v) in [
         ("cert_file", &a.cert_file),
         ("key_file", &a.key_file),
@@ -449,7 +468,7 @@ fn map(a: EtcdArgs, out: &mut Translated) -> anyhow::Result<()> {
         etcd.insert("client_cert_auth".into(), json!(b));
     }
     // Peer TLS.
-    let peer_tls = a.peer_cert_file.is_some() && a.peer_key_file.is_some();
+    let peer_tls = (a.peer_cert_file.is_some() && a.peer_key_file.is_some()) || peer_auto_tls;
     for (k, v) in [
         ("peer_cert_file", &a.peer_cert_file),
         ("peer_key_file", &a.peer_key_file),
@@ -905,7 +924,7 @@ mod tests {
             &["--force-new-cluster"],
             &["--enable-v2=true"],
             &["--discovery=https://discovery.etcd.io/x"],
-            &["--peer-crl-file", "/x"],
+            &["--peer-cert-allowed-cn", "x"],
             &["--config-file=/etc/etcd.yaml"],
             &["--no-such-flag=1"],
             &["--auth-token=jwt,pub-key=x"],
@@ -928,6 +947,41 @@ mod tests {
             assert!(translate(&s(c), &[]).is_err(), "{c:?} accepted");
         }
         assert!(translate(&s(&["--enable-v2=false", "--client-cert-auth=1"]), &[]).is_ok());
+    }
+
+    #[test]
+    fn auto_tls_and_crls() {
+        let t = translate(
+            &s(&[
+                "--auto-tls",
+                "--peer-auto-tls",
+                "--listen-client-urls=https://127.0.0.1:2379",
+                "--advertise-client-urls=https://127.0.0.1:2379",
+                "--listen-peer-urls=https://127.0.0.1:2380",
+                "--initial-advertise-peer-urls=https://127.0.0.1:2380",
+                "--initial-cluster=default=https://127.0.0.1:2380",
+                "--client-crl-file=/c.crl",
+                "--peer-crl-file=/p.crl",
+            ]),
+            &[],
+        )
+        .expect("accepted");
+        assert_eq!(t.layer["auto_tls"], true);
+        assert_eq!(t.layer["peer_auto_tls"], true);
+        assert_eq!(t.layer["etcd"]["client_crl_file"], "/c.crl");
+        assert_eq!(t.layer["peer_crl_file"], "/p.crl");
+        assert_eq!(t.layer["etcd_listen"], "https://127.0.0.1:2379");
+        // Files given: auto TLS is ignored, as etcd ignores it.
+        let t = translate(
+            &s(&["--auto-tls", "--cert-file=/c.pem", "--key-file=/k.pem"]),
+            &[],
+        )
+        .expect("accepted");
+        assert!(t.layer.get("auto_tls").is_none());
+        assert!(t
+            .warnings
+            .iter()
+            .any(|w| w == "ignoring client auto TLS since certs given"));
     }
 
     #[test]

@@ -141,6 +141,8 @@ async fn run(cfg: Config, etcd_mode: bool) -> anyhow::Result<()> {
     let binds = Binds::resolve(&cfg)?;
     let client_urls = client_urls(&cfg)?;
     let metrics = metrics::Metrics::default();
+    let mut cfg = cfg;
+    cfg.auto_tls()?;
     if let Some(tls) = cfg.peer_tls()? {
         janus_raft::set_peer_tls(tls).map_err(|_| anyhow::anyhow!("peer TLS configured twice"))?;
     }
@@ -171,24 +173,31 @@ async fn run(cfg: Config, etcd_mode: bool) -> anyhow::Result<()> {
     };
 
     let peer_addr = binds.peer;
-    let mut peer = tonic::transport::Server::builder().tcp_nodelay(true);
-    if let Some(tls) = janus_raft::peer_tls() {
-        peer = peer.tls_config(tls.server_config()).context("peer TLS")?;
-    }
     // Bound here, so that a taken peer port stops Janus with a clear error
     // (serving in the background, the failure went unnoticed and the
     // member ran cut off from its peers).
-    let incoming = match tonic::transport::server::TcpIncoming::bind(peer_addr) {
-        Ok(i) => i.with_nodelay(Some(true)),
+    let listener = match tokio::net::TcpListener::bind(peer_addr).await {
+        Ok(l) => l,
         Err(e) => {
             node.shutdown().await;
             anyhow::bail!("peer: binding {peer_addr}: {e}");
         }
     };
-    let peer = peer
-        .add_service(PeerService::server(node.clone()))
-        .serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()));
-    let peer = tokio::spawn(peer);
+    let peer = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(PeerService::server(node.clone()));
+    let peer = match janus_raft::peer_tls() {
+        // Janus's own TLS listener: tonic's TLS settings take no custom
+        // certificate verifier.
+        Some(tls) => tokio::spawn(peer.serve_with_incoming_shutdown(
+            janus_tls::net::incoming(listener, tls.server.clone()),
+            stopped(stop_rx.clone()),
+        )),
+        None => tokio::spawn(peer.serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            stopped(stop_rx.clone()),
+        )),
+    };
 
     // The console's timeline follows the applied changes from here on.
     let timeline = cfg.console.then(|| console::Timeline::spawn(&node));

@@ -206,10 +206,6 @@ const IGNORED: &[&str] = &[
     "quorum.auth.server.saslLoginContext",
     "quorum.auth.kerberos.servicePrincipal",
     "quorum.cnxn.threads.size",
-    "ssl.keyStore.password",
-    "ssl.trustStore.password",
-    "ssl.quorum.keyStore.password",
-    "ssl.quorum.trustStore.password",
     "ssl.protocol",
     "ssl.enabledProtocols",
     "ssl.ciphersuites",
@@ -223,25 +219,40 @@ const IGNORED: &[&str] = &[
     "znode.container.maxPerMinute",
 ];
 
-/// A keystore Janus can read: PEM only (ZooKeeper 3.5.5+ reads PEM too,
-/// with `ssl.keyStore.type=PEM`).
-fn pem_store(props: &BTreeMap<&str, &str>, prefix: &str) -> anyhow::Result<Option<String>> {
+/// A key or trust store's location, once its type is one Janus reads:
+/// `{prefix}.type` (JKS, PKCS12 or PEM, any case) or, without it, the
+/// file name's extension, as ZooKeeper's `KeyStoreFileType` infers it
+/// (`.jks`, `.p12`, `.pem`, `.bcfks`; Janus also takes `.crt` and `.key`
+/// as PEM). The file is read by content (`janus_tls::store`), as Java reads a
+/// PKCS#12 file named `.jks`.
+fn store(props: &BTreeMap<&str, &str>, prefix: &str) -> anyhow::Result<Option<String>> {
     let Some(loc) = props.get(format!("{prefix}.location").as_str()) else {
         return Ok(None);
     };
     let ty = props
         .get(format!("{prefix}.type").as_str())
-        .map(|t| t.to_ascii_lowercase());
+        .map(|t| t.to_ascii_uppercase());
     let lower = loc.to_ascii_lowercase();
-    let is_pem = match ty.as_deref() {
-        Some("pem") => true,
-        Some(other) => bail!("{prefix}.type={other}: Janus reads PEM key and trust stores only; convert it (openssl pkcs12 -nodes ...)"),
-        None => lower.ends_with(".pem") || lower.ends_with(".crt") || lower.ends_with(".key"),
+    let ty = match ty {
+        Some(t) => t,
+        None if lower.ends_with(".jks") => "JKS".into(),
+        None if lower.ends_with(".p12") => "PKCS12".into(),
+        None if lower.ends_with(".bcfks") => "BCFKS".into(),
+        None if [".pem", ".crt", ".key"].iter().any(|e| lower.ends_with(e)) => "PEM".into(),
+        // ZooKeeper's own message (KeyStoreFileType.fromFilename).
+        None => bail!("{prefix}.location={loc}: Unable to auto-detect store file type from file name: {loc} (set {prefix}.type)"),
     };
-    if !is_pem {
-        bail!("{prefix}.location={loc}: Janus reads PEM key and trust stores only (set {prefix}.type=PEM after converting)");
+    match ty.as_str() {
+        "JKS" | "PKCS12" | "PEM" => Ok(Some(loc.to_string())),
+        other => bail!("{prefix}.type={other}: Janus reads JKS, PKCS12 and PEM key and trust stores (not BCFKS)"),
     }
-    Ok(Some(loc.to_string()))
+}
+
+/// A store password (`{prefix}.password`) as a layer value.
+fn password(props: &BTreeMap<&str, &str>, prefix: &str) -> Option<serde_json::Value> {
+    props
+        .get(format!("{prefix}.password").as_str())
+        .map(|p| json!(p))
 }
 
 /// Read `path` (and the `myid` in its dataDir) into a layer; `env` is the
@@ -472,14 +483,28 @@ fn translate_props(props: &[(String, String)]) -> anyhow::Result<Translated> {
         ] {
             take(k);
         }
-        let Some(key) = pem_store(&p, "ssl.keyStore")? else {
-            bail!("secureClientPort needs ssl.keyStore.location (a PEM file with the key and certificate)");
+        let Some(key) = store(&p, "ssl.keyStore")? else {
+            bail!("secureClientPort needs ssl.keyStore.location (a JKS, PKCS12 or PEM key store)");
         };
         zk.insert("tls_cert".into(), json!(key));
         zk.insert("tls_key".into(), json!(key));
-        if let Some(ca) = pem_store(&p, "ssl.trustStore")? {
-            zk.insert("tls_client_ca".into(), json!(ca));
+        if let Some(pw) = password(&p, "ssl.keyStore") {
+            zk.insert("tls_key_store_password".into(), pw);
         }
+        if let Some(ca) = store(&p, "ssl.trustStore")? {
+            zk.insert("tls_client_ca".into(), json!(ca));
+            if let Some(pw) = password(&p, "ssl.trustStore") {
+                zk.insert("tls_trust_store_password".into(), pw);
+            }
+        }
+    }
+    for k in [
+        "ssl.keyStore.password",
+        "ssl.trustStore.password",
+        "ssl.quorum.keyStore.password",
+        "ssl.quorum.trustStore.password",
+    ] {
+        take(k);
     }
     if let Some(auth) = take("ssl.clientAuth") {
         let a = auth.to_ascii_lowercase();
@@ -500,14 +525,22 @@ fn translate_props(props: &[(String, String)]) -> anyhow::Result<Translated> {
             take(k);
         }
         let (Some(key), Some(ca)) = (
-            pem_store(&p, "ssl.quorum.keyStore")?,
-            pem_store(&p, "ssl.quorum.trustStore")?,
+            store(&p, "ssl.quorum.keyStore")?,
+            store(&p, "ssl.quorum.trustStore")?,
         ) else {
-            bail!("sslQuorum needs ssl.quorum.keyStore.location and ssl.quorum.trustStore.location (PEM)");
+            bail!(
+                "sslQuorum needs ssl.quorum.keyStore.location and ssl.quorum.trustStore.location"
+            );
         };
         out.layer.insert("peer_cert_file".into(), json!(key));
         out.layer.insert("peer_key_file".into(), json!(key));
         out.layer.insert("peer_trusted_ca_file".into(), json!(ca));
+        if let Some(pw) = password(&p, "ssl.quorum.keyStore") {
+            out.layer.insert("peer_key_store_password".into(), pw);
+        }
+        if let Some(pw) = password(&p, "ssl.quorum.trustStore") {
+            out.layer.insert("peer_trust_store_password".into(), pw);
+        }
         out.layer
             .insert("peer_client_cert_auth".into(), json!(true));
     }
@@ -824,8 +857,12 @@ mod tests {
             ),
             ("clientPort=1\ngroup.1=1:2:3\n", "hierarchical"),
             (
-                "clientPort=1\nsecureClientPort=2\nssl.keyStore.location=/k.jks\n",
-                "PEM",
+                "clientPort=1\nsecureClientPort=2\nssl.keyStore.location=/k.bcfks\n",
+                "BCFKS",
+            ),
+            (
+                "clientPort=1\nsecureClientPort=2\nssl.keyStore.location=/k.store\n",
+                "Unable to auto-detect store file type",
             ),
             ("", "clientPort"),
         ];
@@ -862,5 +899,29 @@ mod tests {
         assert_eq!(t.layer["zookeeper"]["tls_cert"], "/s.pem");
         assert_eq!(t.layer["zookeeper"]["tls_client_ca"], "/ca.pem");
         assert_eq!(t.layer["zookeeper"]["tls_client_auth"], "need");
+    }
+
+    #[test]
+    fn jks_and_pkcs12_stores() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = cfg(
+            dir.path(),
+            "clientPort=1\nsecureClientPort=2\nssl.keyStore.location=/k.jks\nssl.keyStore.password=secret\nssl.trustStore.location=/t.p12\nssl.trustStore.password=trust\nsslQuorum=true\nssl.quorum.keyStore.location=/q.store\nssl.quorum.keyStore.type=pkcs12\nssl.quorum.keyStore.password=q\nssl.quorum.trustStore.location=/qt.jks\n",
+        );
+        let t = translate(&p, &[]).expect("valid");
+        let zk = &t.layer["zookeeper"];
+        assert_eq!(zk["tls_cert"], "/k.jks");
+        assert_eq!(zk["tls_key_store_password"], "secret");
+        assert_eq!(zk["tls_client_ca"], "/t.p12");
+        assert_eq!(zk["tls_trust_store_password"], "trust");
+        assert_eq!(t.layer["peer_cert_file"], "/q.store");
+        assert_eq!(t.layer["peer_key_store_password"], "q");
+        assert_eq!(t.layer["peer_trusted_ca_file"], "/qt.jks");
+        assert!(t.layer.get("peer_trust_store_password").is_none());
+        assert!(
+            t.warnings.iter().all(|w| !w.contains("password")),
+            "{:?}",
+            t.warnings
+        );
     }
 }

@@ -59,12 +59,19 @@ pub struct Config {
     /// ZooKeeper's `secureClientPort`: the same protocol over TLS on this
     /// address; off when unset.
     pub secure_listen: Option<String>,
-    /// The server's certificate chain (PEM) for `secure_listen`.
+    /// The server's certificate chain for `secure_listen`: PEM, or a JKS
+    /// or PKCS#12 key store (`ssl.keyStore.location`) holding chain and key.
     pub tls_cert: Option<String>,
-    /// The server's private key (PEM, PKCS#8, PKCS#1 or SEC1).
+    /// The server's private key (PEM, PKCS#8, PKCS#1 or SEC1); unused when
+    /// `tls_cert` is a JKS or PKCS#12 store.
     pub tls_key: Option<String>,
-    /// CA certificates (PEM) that client certificates must chain to.
+    /// `ssl.keyStore.password`: opens a JKS or PKCS#12 key store.
+    pub tls_key_store_password: Option<janus_tls::Password>,
+    /// CA certificates that client certificates must chain to: PEM, or a
+    /// JKS or PKCS#12 trust store (`ssl.trustStore.location`).
     pub tls_client_ca: Option<String>,
+    /// `ssl.trustStore.password`.
+    pub tls_trust_store_password: Option<janus_tls::Password>,
     /// `ssl.clientAuth`: `none`, `want` or `need` (default `need` with
     /// `tls_client_ca`, `none` without).
     pub tls_client_auth: Option<tls::ClientAuth>,
@@ -119,7 +126,9 @@ impl Default for Config {
             secure_listen: None,
             tls_cert: None,
             tls_key: None,
+            tls_key_store_password: None,
             tls_client_ca: None,
+            tls_trust_store_password: None,
             tls_client_auth: None,
             x509_super_user: None,
             sasl: SaslConfig::default(),

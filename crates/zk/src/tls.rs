@@ -1,13 +1,13 @@
 //! The secure client port (ZooKeeper's `secureClientPort`): rustls with the
-//! server's PEM certificate and key and, optionally, a CA whose client
-//! certificates are accepted (`ssl.clientAuth` none / want / need).
+//! server's certificate and key (PEM, JKS or PKCS#12 key store) and,
+//! optionally, a trust store whose client certificates are accepted
+//! (`ssl.clientAuth` none / want / need).
 
+use std::path::Path;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tokio_rustls::rustls;
-use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 
 use crate::Config;
@@ -28,38 +28,12 @@ pub enum ClientAuth {
 pub enum TlsError {
     #[error("secure_listen needs {0}")]
     Missing(&'static str),
-    #[error("reading {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{path}: no usable PEM {what}")]
-    Pem { path: String, what: &'static str },
+    #[error(transparent)]
+    Files(#[from] janus_tls::TlsError),
     #[error("tls_client_auth = {0:?} needs tls_client_ca")]
     NoCa(ClientAuth),
     #[error("TLS setup: {0}")]
     Rustls(String),
-}
-
-fn read(path: &str) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
-        path: path.to_string(),
-        source,
-    })
-}
-
-fn certs(path: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem = read(path)?;
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
-        .filter_map(Result::ok)
-        .collect();
-    if certs.is_empty() {
-        return Err(TlsError::Pem {
-            path: path.to_string(),
-            what: "certificate",
-        });
-    }
-    Ok(certs)
 }
 
 /// The effective `ssl.clientAuth`: as configured, else `need` when a client
@@ -73,20 +47,21 @@ pub fn client_auth(cfg: &Config) -> ClientAuth {
         })
 }
 
-/// The acceptor for `secure_listen`, from the `tls_*` settings.
+/// The acceptor for `secure_listen`, from the `tls_*` settings. Key and
+/// trust stores may be PEM, JKS or PKCS#12 (`janus_tls::store`); client
+/// certificates are checked as Java checks them (`janus_tls::verify`).
 pub fn acceptor(cfg: &Config) -> Result<TlsAcceptor, TlsError> {
     let cert_path = cfg
         .tls_cert
         .as_deref()
         .ok_or(TlsError::Missing("tls_cert"))?;
     let key_path = cfg.tls_key.as_deref().ok_or(TlsError::Missing("tls_key"))?;
-    let chain = certs(cert_path)?;
-    let key = PrivateKeyDer::from_pem_slice(&read(key_path)?).map_err(|_| TlsError::Pem {
-        path: key_path.to_string(),
-        what: "private key",
-    })?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+    let id = janus_tls::load_identity(
+        Path::new(cert_path),
+        Path::new(key_path),
+        cfg.tls_key_store_password.as_ref().map(|p| p.0.as_str()),
+    )?;
+    let builder = rustls::ServerConfig::builder_with_provider(janus_tls::provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Rustls(e.to_string()))?;
     let mode = client_auth(cfg);
@@ -94,27 +69,19 @@ pub fn acceptor(cfg: &Config) -> Result<TlsAcceptor, TlsError> {
         (ClientAuth::None, _) => builder.with_no_client_auth(),
         (m, None) => return Err(TlsError::NoCa(m)),
         (m, Some(ca)) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for c in certs(ca)? {
-                roots
-                    .add(c)
-                    .map_err(|e| TlsError::Rustls(format!("{ca}: {e}")))?;
-            }
-            let v = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                Arc::new(roots),
-                provider,
-            );
-            let v = if m == ClientAuth::Want {
-                v.allow_unauthenticated()
-            } else {
-                v
-            };
-            let v = v.build().map_err(|e| TlsError::Rustls(e.to_string()))?;
-            builder.with_client_cert_verifier(v)
+            let roots = janus_tls::load_trust(
+                Path::new(ca),
+                cfg.tls_trust_store_password.as_ref().map(|p| p.0.as_str()),
+            )?;
+            builder.with_client_cert_verifier(janus_tls::verify::client_verifier(
+                roots,
+                Vec::new(),
+                m == ClientAuth::Want,
+            )?)
         }
     };
     let sc = builder
-        .with_single_cert(chain, key)
+        .with_single_cert(id.chain, id.key)
         .map_err(|e| TlsError::Rustls(format!("{cert_path} / {key_path}: {e}")))?;
     Ok(TlsAcceptor::from(Arc::new(sc)))
 }
