@@ -3,8 +3,8 @@
 pub mod linearizability;
 pub mod proxy;
 pub mod slowdisk;
-pub mod tools;
 pub mod tls;
+pub mod tools;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
