@@ -174,9 +174,6 @@ struct Queued {
     reply: oneshot::Sender<Result<Attempt, NodeError>>,
 }
 
-/// See `install_snapshot_timeout` in `RaftNode::start`.
-const SNAPSHOT_CHUNK_TIMEOUT_MS: u64 = 60_000;
-
 /// At most this many commands share one log entry.
 const MAX_BATCH: usize = 1024;
 /// And at most about this many bytes (a single larger command still goes
@@ -402,19 +399,12 @@ impl RaftNode {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_logs),
             max_in_snapshot_log_to_keep: cfg.log_keep_entries,
             max_payload_entries: MAX_PAYLOAD_ENTRIES,
-            // Each InstallSnapshot chunk's RPC, the last one including the
-            // install. A chunk that runs out of time makes openraft start
-            // the whole transfer over; at openraft's 200 ms a busy or large
-            // transfer never finished (the last chunk alone installs the
-            // whole data set).
-            install_snapshot_timeout: SNAPSHOT_CHUNK_TIMEOUT_MS,
             ..Default::default()
         }
         .validate()
         .map_err(|e| NodeError::Raft(e.to_string()))?;
         let committed = log.committed_index();
         let unpurged = log.unpurged_bytes();
-        let log_for_purge = log.clone();
         let network = Network::default();
         let channels = network.channels.clone();
         let raft = Raft::new(cfg.id, Arc::new(raft_cfg), network, log, sm.clone())
@@ -450,7 +440,7 @@ impl RaftNode {
         }
         let (batcher, batch_rx) = mpsc::unbounded_channel();
         spawn_batcher(raft.clone(), batch_rx);
-        spawn_snapshot_by_size(raft.clone(), unpurged, log_for_purge);
+        spawn_snapshot_by_size(raft.clone(), unpurged);
         let transferring = watch::channel(false).0;
         let quiet = watch::channel(false).0;
         spawn_heartbeats(
@@ -819,52 +809,22 @@ mod tests {
 /// whatever its entry count: large values would otherwise hold gigabytes
 /// of log between count-triggered snapshots.
 const SNAPSHOT_LOG_BYTES: u64 = 256 << 20;
-/// Entries a snapshot covers are kept up to about this many bytes (and at
-/// most `log_keep_entries` of them) for members that lag a little.
-const LOG_KEEP_BYTES: u64 = 64 << 20;
 
-fn spawn_snapshot_by_size(raft: Raft<TypeConfig>, unpurged: Arc<AtomicU64>, log: LogStore) {
+fn spawn_snapshot_by_size(raft: Raft<TypeConfig>, unpurged: Arc<AtomicU64>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
-        let mut purged_for: Option<u64> = None;
         loop {
             tick.tick().await;
-            if unpurged.load(Ordering::Relaxed) >= SNAPSHOT_LOG_BYTES {
-                // Counted again from the purge that follows the snapshot.
-                unpurged.store(0, Ordering::Relaxed);
-                tracing::info!(
-                    "log over {SNAPSHOT_LOG_BYTES} bytes since the last purge; snapshotting"
-                );
-                if raft.trigger().snapshot().await.is_err() {
-                    return;
-                }
-            }
-            // openraft keeps `log_keep_entries` entries behind a snapshot,
-            // whatever their size (an entry holds up to 1 MiB of writes);
-            // past LOG_KEEP_BYTES of them a lagging member is sent the
-            // snapshot instead of the log.
-            let m = raft.metrics().borrow().clone();
-            let Some(snap) = m.snapshot.map(|l| l.index) else {
-                continue;
-            };
-            if purged_for == Some(snap) {
+            if unpurged.load(Ordering::Relaxed) < SNAPSHOT_LOG_BYTES {
                 continue;
             }
-            purged_for = Some(snap);
-            let purged = m.purged.map_or(0, |l| l.index);
-            let log = log.clone();
-            let upto =
-                tokio::task::spawn_blocking(move || log.purgeable_keeping(LOG_KEEP_BYTES, snap))
-                    .await;
-            match upto {
-                Ok(Ok(Some(upto))) if upto > purged => {
-                    tracing::info!(upto, "purging the log by size");
-                    if raft.trigger().purge_log(upto).await.is_err() {
-                        return;
-                    }
-                }
-                Ok(Err(e)) => tracing::warn!("sizing the log for a purge: {e}"),
-                _ => {}
+            // Counted again from the purge that follows the snapshot.
+            unpurged.store(0, Ordering::Relaxed);
+            tracing::info!(
+                "log over {SNAPSHOT_LOG_BYTES} bytes since the last purge; snapshotting"
+            );
+            if raft.trigger().snapshot().await.is_err() {
+                return;
             }
         }
     });

@@ -218,34 +218,6 @@ impl LogStore {
         self.unpurged.clone()
     }
 
-    /// The highest index at or below `upto` such that the entries after it,
-    /// up to `upto`, hold at least `keep_bytes`: what can be purged so the
-    /// log keeps about `keep_bytes` of entries a snapshot already covers.
-    /// `None` when all of them together hold less. Blocking.
-    pub fn purgeable_keeping(&self, keep_bytes: u64, upto: u64) -> Result<Option<u64>, String> {
-        let cf = self
-            .db
-            .cf_handle(CF_LOG)
-            .ok_or("log column family missing")?;
-        let mut it = self.db.raw_iterator_cf(cf);
-        it.seek_for_prev(idx_key(upto));
-        let mut kept = 0u64;
-        while it.valid() {
-            if kept >= keep_bytes {
-                let idx = it
-                    .key()
-                    .and_then(|k| <[u8; 8]>::try_from(k).ok())
-                    .map(u64::from_be_bytes)
-                    .ok_or("malformed log key")?;
-                return Ok(Some(idx));
-            }
-            kept += it.value().map_or(0, |v| v.len() as u64);
-            it.prev();
-        }
-        it.status().map_err(|e| e.to_string())?;
-        Ok(None)
-    }
-
     /// The last committed log index openraft reported (for metrics).
     pub fn committed_index(&self) -> Arc<AtomicU64> {
         self.committed.clone()

@@ -387,15 +387,13 @@ impl StateMachineStore {
     fn install_now(
         &self,
         meta: &SnapshotMeta<NodeId, Member>,
-        data: SnapshotFile,
+        data: std::fs::File,
     ) -> Result<(), StorageError> {
         let _one = lock(&self.shared.snapshots);
         let sig = Some(meta.signature());
         let werr = |e: String| StorageIOError::write_snapshot(sig.clone(), &io_err(e));
         let dir = SnapshotDir::new(&self.shared.dir);
-        let seq = self.shared.snapshot_seq.fetch_add(1, Ordering::Relaxed);
-        let unpacked = data.into_unpacked(|| dir.incoming(seq)).map_err(werr)?;
-        let ckpt = dir.receive(meta, &unpacked).map_err(werr)?;
+        let ckpt = dir.receive(meta, data).map_err(werr)?;
         let mut working = lock(&self.shared.working);
         // Readers wait for the install: they never see a state between.
         let mut published = self
@@ -521,10 +519,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, StorageError> {
         let dir = SnapshotDir::new(&self.shared.dir);
         let seq = self.shared.snapshot_seq.fetch_add(1, Ordering::Relaxed);
-        let into = dir
+        let f = dir
             .incoming(seq)
             .map_err(|e| StorageIOError::write_snapshot(None, &io_err(e)))?;
-        Ok(Box::new(SnapshotFile::receiving(&into)))
+        Ok(Box::new(SnapshotFile::receiving(f)))
     }
 
     async fn install_snapshot(
@@ -532,9 +530,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         meta: &SnapshotMeta<NodeId, Member>,
         snapshot: Box<SnapshotFile>,
     ) -> Result<(), StorageError> {
+        let file = snapshot.into_std().await;
         let this = self.clone();
         let meta = meta.clone();
-        tokio::task::spawn_blocking(move || this.install_now(&meta, *snapshot))
+        tokio::task::spawn_blocking(move || this.install_now(&meta, file))
             .await
             .map_err(|e| StorageIOError::write_snapshot(None, &io_err(e.to_string())))?
     }
