@@ -118,7 +118,7 @@ if [ ! -e /usr/share/java/zookeeper.jar ] || ! command -v java >/dev/null 2>&1; 
 
 # One build of the whole workspace: the same feature set as the test
 # suite's (scripts/test.sh), so neither rebuilds the tree for the other.
-cargo build --release --locked --workspace
+cargo build --release --locked --workspace --all-targets
 bench="$root/target/release/janus-bench"
 janus_bin="$root/target/release/janus"
 

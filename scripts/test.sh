@@ -23,5 +23,5 @@ done
 # The integration tests start the real `janus` binary. Built with the
 # whole workspace, as the tests are: `-p janus-server` alone unifies the
 # dependencies' features differently and would build RocksDB a second time.
-cargo build --release --locked --workspace
+cargo build --release --locked --workspace --all-targets
 cargo test --release --locked --workspace "$@"
