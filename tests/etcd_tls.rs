@@ -163,7 +163,7 @@ fn client_cert_auth_matches_real_etcd() {
     let good = certs.client_flags("client");
     let etcd_dir = dir.path().join("etcd");
     std::fs::create_dir_all(&etcd_dir).expect("dir");
-    let etcd = Etcd::start(&etcd_dir, "https", &certs.server_flags(), &good);
+    let etcd = Etcd::start_with(&etcd_dir, "https", &certs.server_flags(), &good);
     let janus = janus_tls(dir.path(), &certs.server_flags());
     let janus_ep = format!("https://{}", janus.etcd);
     wait_ctl_healthy(&janus_ep, &good);
@@ -185,7 +185,7 @@ fn client_cert_auth_matches_real_etcd() {
     let mut diffs = Vec::new();
     for (who, args) in &steps {
         let flags = certs.client_flags(who);
-        let want = normalize(&etcd.endpoint, ctl(&etcd.endpoint, &flags, args));
+        let want = normalize(&etcd.url, ctl(&etcd.url, &flags, args));
         let got = normalize(&janus_ep, ctl(&janus_ep, &flags, args));
         if want != got {
             diffs.push(format!("{who} {args:?}\n etcd:  {want:?}\n janus: {got:?}"));
@@ -299,11 +299,11 @@ fn quota_nospace_alarm_matches_real_etcd() {
     let quota = "--quota-backend-bytes=200000".to_string();
     let etcd_dir = dir.path().join("etcd");
     std::fs::create_dir_all(&etcd_dir).expect("dir");
-    let etcd = Etcd::start(&etcd_dir, "http", std::slice::from_ref(&quota), &[]);
+    let etcd = Etcd::start_with(&etcd_dir, "http", std::slice::from_ref(&quota), &[]);
     let janus = janus_tls(dir.path(), std::slice::from_ref(&quota));
     let janus_ep = janus.etcd.clone();
     wait_ctl_healthy(&janus_ep, &[]);
-    let want = quota_session(&etcd.endpoint);
+    let want = quota_session(&etcd.url);
     let got = quota_session(&janus_ep);
     let diffs: Vec<String> = want
         .iter()
@@ -383,10 +383,10 @@ fn metrics_use_etcds_names() {
     let dir = tempfile::tempdir().expect("tempdir");
     let etcd_dir = dir.path().join("etcd");
     std::fs::create_dir_all(&etcd_dir).expect("dir");
-    let etcd = Etcd::start(&etcd_dir, "http", &[], &[]);
+    let etcd = Etcd::start_with(&etcd_dir, "http", &[], &[]);
     let janus = janus_tls(dir.path(), &[]);
     wait_ctl_healthy(&janus.etcd, &[]);
-    for ep in [&etcd.endpoint, &janus.etcd] {
+    for ep in [&etcd.url, &janus.etcd] {
         for args in [
             &["put", "m1", "v"][..],
             &["put", "m2", "v"],
@@ -397,7 +397,7 @@ fn metrics_use_etcds_names() {
             ctl(ep, &[], args);
         }
     }
-    let etcd_text = scrape(etcd.endpoint.trim_start_matches("http://"));
+    let etcd_text = scrape(etcd.url.trim_start_matches("http://"));
     let janus_text = scrape(&janus.etcd);
     let etcd_names: Vec<String> = samples(&etcd_text).into_iter().map(|s| s.0).collect();
     let janus_names: Vec<String> = samples(&janus_text).into_iter().map(|s| s.0).collect();

@@ -85,7 +85,7 @@ fn ca_true_self_signed_certificate_is_accepted() {
     ];
     let etcd_dir = d.join("etcd");
     std::fs::create_dir_all(&etcd_dir).expect("dir");
-    let etcd = RealEtcd::start(&etcd_dir, "https", &server, &client);
+    let etcd = RealEtcd::start_with(&etcd_dir, "https", &server, &client);
     let args: Vec<&str> = server.iter().map(String::as_str).collect();
     let janus = Janus::start(&d.join("janus"), &args);
     let janus_ep = format!("https://{}", janus.etcd);
@@ -94,7 +94,7 @@ fn ca_true_self_signed_certificate_is_accepted() {
         vec!["put", "k", "v"],
         vec!["get", "k", "--print-value-only"],
     ] {
-        let want = outcome(etcdctl(&etcd.endpoint, &client, &step));
+        let want = outcome(etcdctl(&etcd.url, &client, &step));
         let got = outcome(etcdctl(&janus_ep, &client, &step));
         assert!(want.starts_with("exit 0"), "real etcd: {want}");
         assert_eq!(got, want, "{step:?}");
@@ -533,7 +533,7 @@ fn client_crl_file_refuses_revoked_certificates() {
     };
     let etcd_dir = dir.path().join("etcd");
     std::fs::create_dir_all(&etcd_dir).expect("dir");
-    let etcd = RealEtcd::start(&etcd_dir, "https", &server, &client("good"));
+    let etcd = RealEtcd::start_with(&etcd_dir, "https", &server, &client("good"));
     // Janus as etcd starts it: `janus etcd` with the same flags.
     let (c, pp) = (free_port(), free_port());
     let mut args = vec![
@@ -555,7 +555,7 @@ fn client_crl_file_refuses_revoked_certificates() {
     let janus_ep = format!("https://127.0.0.1:{c}");
     janus.wait_port(&format!("127.0.0.1:{c}"));
     wait_etcdctl_healthy(&janus_ep, &client("good"));
-    for (ep, what) in [(&etcd.endpoint, "real etcd"), (&janus_ep, "Janus")] {
+    for (ep, what) in [(&etcd.url, "real etcd"), (&janus_ep, "Janus")] {
         let (code, out, err) = etcdctl(ep, &client("good"), &["put", "crl", "ok"]);
         assert_eq!(code, 0, "{what} refused the unrevoked client: {out}{err}");
         let (code, out, err) = etcdctl(ep, &client("revoked"), &["get", "crl"]);

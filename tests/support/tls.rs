@@ -6,8 +6,6 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::free_port;
-
 /// `openssl ARGS` in `dir`; panics with its stderr when it fails.
 pub fn openssl(dir: &Path, args: &[&str]) {
     run_tool("openssl", "Debian's openssl package", dir, args);
@@ -34,78 +32,7 @@ fn run_tool(tool: &str, from: &str, dir: &Path, args: &[&str]) {
     );
 }
 
-/// A real etcd on free loopback ports (plain peer port); killed on drop.
-pub struct RealEtcd {
-    child: Child,
-    pub endpoint: String,
-}
-
-impl RealEtcd {
-    /// etcd with `flags`, its client URL `scheme://127.0.0.1:PORT`; waits
-    /// until etcdctl with `ctl_flags` finds it healthy.
-    pub fn start(dir: &Path, scheme: &str, flags: &[String], ctl_flags: &[String]) -> RealEtcd {
-        let client = format!("127.0.0.1:{}", free_port());
-        let peer = format!("127.0.0.1:{}", free_port());
-        let log = std::fs::File::create(dir.join("etcd.log")).expect("etcd log");
-        let child = Command::new("etcd")
-            .args(["--name", "default", "--data-dir"])
-            .arg(dir.join("etcd-data"))
-            .arg(format!("--listen-client-urls={scheme}://{client}"))
-            .arg(format!("--advertise-client-urls={scheme}://{client}"))
-            .arg(format!("--listen-peer-urls=http://{peer}"))
-            .arg(format!("--initial-advertise-peer-urls=http://{peer}"))
-            .arg(format!("--initial-cluster=default=http://{peer}"))
-            .args(flags)
-            .stdout(Stdio::from(log.try_clone().expect("log")))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn etcd (scripts/deps/etcd.sh installs it)");
-        let e = RealEtcd {
-            child,
-            endpoint: format!("{scheme}://{client}"),
-        };
-        wait_etcdctl_healthy(&e.endpoint, ctl_flags);
-        e
-    }
-}
-
-impl Drop for RealEtcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Waits (30 s at most) until `etcdctl endpoint health` succeeds.
-pub fn wait_etcdctl_healthy(endpoint: &str, ctl_flags: &[String]) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (code, _, err) = etcdctl(endpoint, ctl_flags, &["endpoint", "health"]);
-        if code == 0 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{endpoint} not healthy: {err}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// etcdctl against `endpoint`: (exit code, stdout, stderr), bounded.
-pub fn etcdctl(endpoint: &str, flags: &[String], args: &[&str]) -> (i32, String, String) {
-    let out = Command::new("timeout")
-        .args(["-s", "INT", "20", "etcdctl"])
-        .arg(format!("--endpoints={endpoint}"))
-        .args(flags)
-        .args(args)
-        .env("ETCDCTL_API", "3")
-        .stdin(Stdio::null())
-        .output()
-        .expect("etcdctl (scripts/deps/etcd.sh installs it)");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+pub use crate::tools::{etcdctl_with as etcdctl, wait_etcdctl_healthy, RealEtcd};
 
 /// The classpath of ZooKeeper's Java client and server with Netty, which
 /// TLS needs: Debian's zookeeper.jar manifest and zkEnv.sh's CLASSPATH

@@ -88,9 +88,15 @@ pub fn zk_cli(addr: &str, script: &str) -> String {
 /// etcdctl (v3 API) against `endpoints`: (exit code, stdout, stderr),
 /// stopped after 20 s.
 pub fn etcdctl(endpoints: &str, args: &[&str]) -> (i32, String, String) {
+    etcdctl_with(endpoints, &[], args)
+}
+
+/// etcdctl with `flags` (TLS and the like) before `args`.
+pub fn etcdctl_with(endpoints: &str, flags: &[String], args: &[&str]) -> (i32, String, String) {
     let out = Command::new("timeout")
         .args(["-s", "INT", "20", "etcdctl"])
         .arg(format!("--endpoints={endpoints}"))
+        .args(flags)
         .args(args)
         .env("ETCDCTL_API", "3")
         .stdin(Stdio::null())
@@ -109,39 +115,60 @@ pub fn etcdctl(endpoints: &str, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Waits (30 s at most) until `etcdctl endpoint health` succeeds.
+pub fn wait_etcdctl_healthy(endpoint: &str, ctl_flags: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, _, err) = etcdctl_with(endpoint, ctl_flags, &["endpoint", "health"]);
+        if code == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{endpoint} not healthy: {err}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// A real one-member etcd on free loopback ports, its data under `dir`.
 pub struct RealEtcd {
     pub proc: Proc,
     /// `127.0.0.1:PORT`
     pub endpoint: String,
+    /// `scheme://127.0.0.1:PORT`
+    pub url: String,
 }
 
 impl RealEtcd {
+    /// Plain HTTP, no extra flags.
     pub fn start(dir: &Path) -> RealEtcd {
+        RealEtcd::start_with(dir, "http", &[], &[])
+    }
+
+    /// etcd with `flags`, its client URL `scheme://127.0.0.1:PORT` (plain
+    /// peer port); waits until etcdctl with `ctl_flags` finds it healthy.
+    pub fn start_with(
+        dir: &Path,
+        scheme: &str,
+        flags: &[String],
+        ctl_flags: &[String],
+    ) -> RealEtcd {
         std::fs::create_dir_all(dir).expect("etcd dir");
         let client = format!("127.0.0.1:{}", free_port());
         let peer = format!("127.0.0.1:{}", free_port());
         let mut cmd = Command::new("etcd");
         cmd.args(["--name", "default", "--data-dir"])
             .arg(dir.join("etcd-data"))
-            .arg(format!("--listen-client-urls=http://{client}"))
-            .arg(format!("--advertise-client-urls=http://{client}"))
+            .arg(format!("--listen-client-urls={scheme}://{client}"))
+            .arg(format!("--advertise-client-urls={scheme}://{client}"))
             .arg(format!("--listen-peer-urls=http://{peer}"))
             .arg(format!("--initial-advertise-peer-urls=http://{peer}"))
-            .arg(format!("--initial-cluster=default=http://{peer}"));
+            .arg(format!("--initial-cluster=default=http://{peer}"))
+            .args(flags);
         let e = RealEtcd {
             proc: Proc::spawn(cmd, dir.join("etcd.log")),
+            url: format!("{scheme}://{client}"),
             endpoint: client,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while etcdctl(&e.endpoint, &["endpoint", "health"]).0 != 0 {
-            assert!(
-                Instant::now() < deadline,
-                "etcd did not start: {}",
-                e.proc.output()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_etcdctl_healthy(&e.url, ctl_flags);
         e
     }
 }
