@@ -3,7 +3,7 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// `openssl ARGS` in `dir`; panics with its stderr when it fails.
@@ -88,30 +88,18 @@ pub fn zk_cli_tls(addr: &str, jvm_flags: &[String], commands: &[&str]) -> String
 
 /// A `janus` started with other tools' configuration (`janus etcd ...`,
 /// `janus zookeeper zoo.cfg`); killed on drop.
-pub struct JanusProc {
-    child: Child,
-    pub log: std::path::PathBuf,
-}
+pub struct JanusProc(crate::tools::Proc);
 
 impl JanusProc {
     /// `janus ARGS` with `env`, output in `log`.
     pub fn spawn(args: &[String], env: &[(&str, String)], log: &Path) -> JanusProc {
-        let f = std::fs::File::create(log).expect("log");
-        let child = Command::new(crate::janus_bin())
-            .args(args)
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::from(f.try_clone().expect("log")))
-            .stderr(Stdio::from(f))
-            .spawn()
-            .expect("spawn janus");
-        JanusProc {
-            child,
-            log: log.to_path_buf(),
-        }
+        let mut cmd = Command::new(crate::janus_bin());
+        cmd.args(args).envs(env.iter().map(|(k, v)| (k, v)));
+        JanusProc(crate::tools::Proc::spawn(cmd, log.to_path_buf()))
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.0.output()
     }
 
     /// Waits (60 s at most) for a TCP listener on `addr`; panics with the
@@ -119,7 +107,7 @@ impl JanusProc {
     pub fn wait_port(&mut self, addr: &str) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while std::net::TcpStream::connect(addr).is_err() {
-            if let Ok(Some(st)) = self.child.try_wait() {
+            if let Ok(Some(st)) = self.0.child.try_wait() {
                 panic!("janus exited ({st}):\n{}", self.log());
             }
             assert!(
@@ -135,18 +123,11 @@ impl JanusProc {
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if let Ok(Some(st)) = self.child.try_wait() {
+            if let Ok(Some(st)) = self.0.child.try_wait() {
                 return Some(st);
             }
             std::thread::sleep(Duration::from_millis(100));
         }
         None
-    }
-}
-
-impl Drop for JanusProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
